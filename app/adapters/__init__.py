@@ -1,0 +1,58 @@
+"""Backends by name, and the one function that turns a model spec into a loaded adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from app.adapters import custom
+from app.adapters.echo import EchoAdapter
+from app.adapters.protocol import Adapter
+from app.errors import ModelUnavailable
+from app.registry import ModelSpec
+
+
+class Backend(NamedTuple):
+    create: Callable[[ModelSpec], Adapter]  # builds an unloaded adapter
+    unavailable: Callable[[ModelSpec], str | None]  # why this install cannot load it, or None
+    version: Callable[[ModelSpec], str]  # shown by /models before the model is loaded
+
+
+def _not_built(backend: str, issue: int) -> Backend:
+    reason = f"the {backend} backend is not in this release yet (issue #{issue})"
+
+    def create(spec: ModelSpec) -> Adapter:
+        raise ModelUnavailable(reason)
+
+    return Backend(create, lambda spec: reason, lambda spec: "unavailable")
+
+
+BACKENDS: dict[str, Backend] = {
+    "custom": Backend(custom.CustomAdapter, custom.unavailable_reason, custom.checkpoint_version),
+    "echo": Backend(EchoAdapter, lambda spec: None, lambda spec: "fixed-reply-1"),
+    "qlora": _not_built("qlora", 5),
+    "gemini": _not_built("gemini", 4),
+}
+
+
+def unavailable_reason(spec: ModelSpec) -> str | None:
+    return BACKENDS[spec.backend].unavailable(spec)
+
+
+def spec_version(spec: ModelSpec) -> str:
+    return BACKENDS[spec.backend].version(spec)
+
+
+async def load_adapter(spec: ModelSpec) -> Adapter:
+    """Build the spec's adapter and load it; raises ModelUnavailable when it cannot be."""
+    if (reason := unavailable_reason(spec)) is not None:
+        raise ModelUnavailable(f"model {spec.name!r} is unavailable: {reason}")
+    adapter = BACKENDS[spec.backend].create(spec)
+    try:
+        await adapter.load()
+    except ModelUnavailable:
+        raise
+    except Exception as exc:
+        await adapter.close()
+        raise ModelUnavailable(f"model {spec.name!r} failed to load: {exc}") from exc
+    return adapter

@@ -1,0 +1,137 @@
+"""`custom`: our from-scratch GPT; concurrent requests share its forward passes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+from tokenizers.decoders import DecodeStream
+
+from app.adapters._text import StopScanner
+from app.adapters.protocol import (
+    Completion,
+    FinishReason,
+    ModelInfo,
+    Piece,
+    SamplingParams,
+    Usage,
+    collect,
+)
+from app.errors import InvalidRequest, ModelUnavailable
+from app.gpt.batching import BatchDecoder, Emit, Sequence
+from app.gpt.checkpoint import Checkpoint, load_checkpoint, read_config
+from app.gpt.generate import Sampling
+from app.gpt.tokenizer import EOS, encode_prompt, special_id
+from app.registry import ModelSpec
+
+DEFAULT_MAX_BATCH = 16
+
+
+def checkpoint_version(spec: ModelSpec) -> str:
+    """The version named in the checkpoint's config, read without loading weights."""
+    try:
+        return str(read_config(Path(spec.options["checkpoint"]))["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
+def unavailable_reason(spec: ModelSpec) -> str | None:
+    path = spec.options.get("checkpoint")
+    if not path:
+        return "no checkpoint configured (CUSTOM_CHECKPOINT)"
+    if not (Path(path) / "config.json").is_file():
+        return f"no checkpoint at {path}; train one with `bankllm train --out {path}`"
+    return None
+
+
+class CustomAdapter:
+    def __init__(self, spec: ModelSpec):
+        self._path = Path(spec.options["checkpoint"])
+        self._max_batch = int(spec.options.get("max_batch", DEFAULT_MAX_BATCH))
+        self._info = ModelInfo(spec.name, spec.backend, checkpoint_version(spec))
+        self._ckpt: Checkpoint | None = None
+        self._decoder: BatchDecoder | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    async def load(self) -> None:
+        self._ckpt = await asyncio.to_thread(load_checkpoint, self._path)
+        self._decoder = BatchDecoder(self._ckpt.model, self._max_batch, self._info.name)
+        self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version)
+
+    async def generate(self, prompt: str, params: SamplingParams) -> Completion:
+        return await collect(self.stream(prompt, params))
+
+    async def stream(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Piece, None]:
+        if self._ckpt is None or self._decoder is None:
+            raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
+        tokenizer = self._ckpt.tokenizer
+        ids = encode_prompt(tokenizer, prompt)
+        context = self._ckpt.model.config.block_size
+        if len(ids) >= context:
+            raise InvalidRequest(
+                f"prompt is {len(ids)} tokens; model {self._info.name!r} reads at most "
+                f"{context - 1}",
+                [{"loc": ["body", "prompt"], "type": "too_long"}],
+            )
+        eos = special_id(tokenizer, EOS)
+        tokens = _TokenQueue()
+        sequence = Sequence(
+            ids,
+            Sampling(params.temperature, params.top_p, params.seed),
+            params.max_tokens,
+            tokens.emitter(),
+            end_token=eos,
+        )
+        self._decoder.submit(sequence)
+        decoder = DecodeStream(skip_special_tokens=True)
+        scanner = StopScanner(params.stop)
+        count = 0
+        finish: FinishReason = "length"
+        try:
+            while (token := await tokens.get()) is not None:
+                count += 1
+                if token == eos:
+                    finish = "stop"
+                    break
+                if (text := decoder.step(tokenizer, token)) and (text := scanner.feed(text)):
+                    yield Piece(text)
+                if scanner.stopped:
+                    finish = "stop"
+                    break
+        finally:
+            sequence.cancelled = True  # a stop string, an error or a cancelled request
+        if tail := scanner.flush():
+            yield Piece(tail)
+        yield Piece("", finish, Usage(len(ids), count))
+
+    async def close(self) -> None:
+        if self._decoder is not None:
+            decoder, self._decoder = self._decoder, None
+            await asyncio.to_thread(decoder.close)
+        self._ckpt = None
+
+
+class _TokenQueue:
+    """Hands tokens from the decoding thread to the request's event loop, in order."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
+
+    def emitter(self) -> Emit:
+        def emit(item: int | BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+        return emit
+
+    async def get(self) -> int | None:
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise RuntimeError("the decoding thread failed") from item
+        return item

@@ -1,0 +1,57 @@
+"""`echo`: a fixed reply and no model, to measure the service's own overhead."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator
+
+from app.adapters._text import StopScanner
+from app.adapters.protocol import (
+    Completion,
+    FinishReason,
+    ModelInfo,
+    Piece,
+    SamplingParams,
+    Usage,
+    collect,
+)
+from app.registry import ModelSpec
+
+REPLY = "intent: card_arrival\nThis is the echo model. It answers the same words to every prompt."
+
+
+class EchoAdapter:
+    def __init__(self, spec: ModelSpec):
+        self._info = ModelInfo(spec.name, spec.backend, "fixed-reply-1")
+        self._tokens = re.findall(r"\S+\s*", REPLY)  # words with their trailing space
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    async def load(self) -> None:
+        return None
+
+    async def generate(self, prompt: str, params: SamplingParams) -> Completion:
+        return await collect(self.stream(prompt, params))
+
+    async def stream(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Piece, None]:
+        scanner = StopScanner(params.stop)
+        tokens = self._tokens[: params.max_tokens]
+        count = 0
+        for token in tokens:
+            count += 1
+            await asyncio.sleep(0)  # one scheduling point per token, like a real backend
+            if text := scanner.feed(token):
+                yield Piece(text)
+            if scanner.stopped:
+                break
+        if tail := scanner.flush():
+            yield Piece(tail)
+        cut = len(tokens) < len(self._tokens) and not scanner.stopped
+        finish: FinishReason = "length" if cut else "stop"
+        yield Piece("", finish, Usage(len(prompt.split()), count))
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,55 @@
+"""Admission control: at most MAX_CONCURRENCY generations, MAX_QUEUE waiting, 429 beyond."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import Gauge
+
+from app.errors import QueueFull
+
+
+class Admission:
+    def __init__(self, max_concurrency: int, max_queue: int, queue_depth: Gauge):
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
+        self._max_queue = max_queue
+        self._waiting = 0
+        self._queue_depth = queue_depth
+        self._mean_latency_s = 1.0  # moving average, for Retry-After
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def observe_latency(self, seconds: float) -> None:
+        self._mean_latency_s += 0.1 * (seconds - self._mean_latency_s)
+
+    def retry_after_s(self) -> int:
+        """Seconds until the queue has likely moved by one place per waiting request."""
+        rounds = (self._waiting + 1) / self._max_concurrency
+        return max(1, math.ceil(rounds * self._mean_latency_s))
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a generation slot; waits in the queue, or raises QueueFull when it is full."""
+        if self._slots.locked() and self._waiting >= self._max_queue:
+            raise QueueFull(
+                f"the server is at capacity ({self._max_concurrency} running, "
+                f"{self._waiting} queued); retry later",
+                self.retry_after_s(),
+            )
+        self._waiting += 1
+        self._queue_depth.set(self._waiting)
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+            self._queue_depth.set(self._waiting)
+        try:
+            yield
+        finally:
+            self._slots.release()

@@ -1,0 +1,1 @@
+"""The banking task every backend plays: the intent set, its answer format, our corpus."""

@@ -1,0 +1,98 @@
+"""The intent set and the answer format: a first line `intent: <label>`, then the reply."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_INTENTS = Path(__file__).resolve().parent.parent / "data" / "intents.json"
+_INTENT_LINE = re.compile(r"\s*intent\s*:\s*(\S*)\s*$", re.IGNORECASE)
+_PREFIX = "intent:"
+
+
+@dataclass(frozen=True)
+class Intent:
+    label: str
+    description: str
+    reply: str  # the approved answer to a customer with this intent
+
+
+@dataclass(frozen=True)
+class IntentSet:
+    intents: dict[str, Intent]
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_INTENTS) -> IntentSet:
+        data = json.loads(path.read_text())
+        return cls({k: Intent(k, v["description"], v["reply"]) for k, v in data.items()})
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.intents)
+
+    def answer(self, label: str) -> str:
+        """The raw output a model is trained to give for a customer with this intent."""
+        return format_answer(label, self.intents[label].reply)
+
+    def system_prompt(self) -> str:
+        """The task, in words, for instruction-following backends."""
+        lines = "\n".join(f"- {i.label}: {i.description}" for i in self.intents.values())
+        return (
+            "You are the assistant of a retail bank. Classify the customer's message into one "
+            "intent from the list below. Answer with a first line `intent: <label>` using the "
+            "label exactly as written, then a short, polite reply to the customer on the next "
+            f"lines.\n\nIntents:\n{lines}"
+        )
+
+
+def format_answer(label: str, reply: str) -> str:
+    return f"intent: {label}\n{reply}"
+
+
+def parse_intent_line(line: str, intents: IntentSet) -> tuple[bool, str | None]:
+    """(is an intent line, the label when it is one of the set)."""
+    match = _INTENT_LINE.fullmatch(line)
+    if match is None:
+        return False, None
+    label = match.group(1)
+    return True, label if label in intents.intents else None
+
+
+class IntentSplitter:
+    """Splits a streamed raw output into the intent and the reply text, delta by delta.
+
+    Holds back only the first line, and only while it may still be an intent line, so the reply
+    streams as soon as it starts. Deltas it returns concatenate to the non-streamed `text`.
+    """
+
+    def __init__(self, intents: IntentSet):
+        self._intents = intents
+        self._head = ""
+        self._decided = False
+        self.intent: str | None = None
+
+    def feed(self, delta: str) -> str:
+        if self._decided:
+            return delta
+        self._head += delta
+        if "\n" in self._head:
+            line, rest = self._head.split("\n", 1)
+            return rest if self._take(line) else self._head
+        probe = self._head.lstrip().lower()
+        if probe.startswith(_PREFIX) or _PREFIX.startswith(probe):
+            return ""  # may still become an intent line: hold it back
+        self._decided = True
+        return self._head
+
+    def finish(self) -> str:
+        """Whatever is still held back, once the output has ended."""
+        if self._decided:
+            return ""
+        return "" if self._take(self._head) else self._head
+
+    def _take(self, line: str) -> bool:
+        self._decided = True
+        is_intent, self.intent = parse_intent_line(line, self._intents)
+        return is_intent

@@ -1,0 +1,53 @@
+"""`bankllm report`: the per-model summary of a benchmark log, and its plots."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from app.reporting import plot_report
+from app.telemetry.benchlog import read_rows
+from app.telemetry.summary import Sample, summarize
+
+
+def add_parser(commands: Any) -> None:
+    p: argparse.ArgumentParser = commands.add_parser(
+        "report",
+        help="summarize a benchmark log",
+        description="Per-model latency, speed and errors from a JSONL benchmark log (the same "
+        "figures as GET /benchmarks/summary), the evaluations in it, and a recommendation.",
+    )
+    p.add_argument("log", type=Path, help="a BENCHMARK_LOG file")
+    p.add_argument("--plot", type=Path, help="write the plots to this PNG")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.log.is_file():
+        print(f"no log at {args.log}")
+        return 1
+    rows = list(read_rows(args.log))
+    samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"]
+    evals = [r for r in rows if r.get("type") == "eval"]
+    summary = summarize(samples)
+    print(f"{len(samples)} requests, {len(evals)} evaluations in {args.log}")
+    print(
+        f"{'model':<20}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
+        f"{'tokens/s':>10}{'errors':>9}"
+    )
+    for name, f in summary["models"].items():
+        cells = [f["p50_ms"], f["p95_ms"], f["p99_ms"], f["mean_tokens_per_s"]]
+        shown = "".join(f"{'-' if v is None else f'{v:.0f}':>10}" for v in cells)
+        print(f"{name:<20}{f['count']:>7}{shown}{f['error_rate']:>9.1%}")
+    for e in evals:
+        print(
+            f"eval {e['model']} on {e['data']}: accuracy {e['accuracy']:.1%}, macro-F1 "
+            f"{e['macro_f1']:.1%}, p50 {e['p50_ms']:.0f} ms"
+        )
+    print(f"fastest: {summary['fastest_model'] or '-'}")
+    print(summary["recommendation"])
+    if args.plot:
+        plot_report(samples, evals, args.plot)
+        print(f"plots: {args.plot}")
+    return 0

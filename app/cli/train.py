@@ -1,0 +1,108 @@
+"""`bankllm train`: train the from-scratch model on a `text,category` CSV."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from app.banking.corpus import build_corpus, read_csv
+from app.banking.intents import IntentSet
+from app.gpt.train import CURVE, HELD_OUT, Epoch, TrainConfig, train
+
+
+def add_parser(commands: Any) -> None:
+    p: argparse.ArgumentParser = commands.add_parser(
+        "train",
+        help="train the custom model",
+        description=(
+            "Train a byte-level BPE tokenizer and a GPT so the model answers `intent: <label>` "
+            "then the approved reply. Without --data it trains on our own corpus."
+        ),
+    )
+    p.add_argument("--data", type=Path, help="a text,category CSV (default: our own corpus)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("checkpoints/custom"),
+        help="the checkpoint folder to write (default: checkpoints/custom)",
+    )
+    d = TrainConfig()
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="time budget: the schedule follows it and training stops when it is spent",
+    )
+    p.add_argument("--layers", type=int, default=d.n_layer)
+    p.add_argument("--heads", type=int, default=d.n_head)
+    p.add_argument("--width", type=int, default=d.n_embd)
+    p.add_argument("--vocab", type=int, default=d.vocab_size, help="BPE vocabulary size")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument(
+        "--label-weight",
+        type=float,
+        default=d.label_weight,
+        help="loss weight of the intent label token",
+    )
+    p.add_argument(
+        "--reply-fraction",
+        type=float,
+        default=d.reply_fraction,
+        help="share of examples trained with the whole reply (the rest end at the label)",
+    )
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    examples = read_csv(args.data) if args.data else build_corpus()
+    source = str(args.data) if args.data else "bankllm corpus (app/data/phrasings.json)"
+    cfg = TrainConfig(
+        n_layer=args.layers,
+        n_head=args.heads,
+        n_embd=args.width,
+        vocab_size=args.vocab,
+        epochs=args.epochs,
+        max_minutes=args.minutes,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        label_weight=args.label_weight,
+        reply_fraction=args.reply_fraction,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
+
+    def report(e: Epoch) -> None:
+        shown = (
+            "n/a"
+            if e.val_accuracy is None
+            else f"{e.val_accuracy:.1%}, word for word {e.val_exact:.1%}"
+        )
+        print(
+            f"epoch {e.epoch} ({e.seconds:.0f} s): loss {e.train_loss:.3f}, "
+            f"held-out intent accuracy {shown}",
+            flush=True,
+        )
+
+    print(f"training on {len(examples)} examples from {source}")
+    result = train(
+        examples, IntentSet.load(), args.out, cfg, meta={"data": source}, on_epoch=report
+    )
+    accuracy = (
+        "n/a"
+        if result.val_accuracy is None
+        else (f"{result.val_accuracy:.1%} (word for word {result.val_exact:.1%})")
+    )
+    print(
+        f"saved {args.out} (version {result.version}): {result.parameters:,} parameters, "
+        f"{result.train_examples} train / {result.val_examples} held-out examples, "
+        f"held-out intent accuracy {accuracy}, {result.seconds:.0f} s"
+    )
+    if result.val_examples:
+        print(f"held-out split: {args.out / HELD_OUT}; curve: {args.out / CURVE}")
+    return 0

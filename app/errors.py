@@ -1,0 +1,69 @@
+"""Domain exceptions. Each knows its HTTP status; `app.main` maps them in one handler."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+# The `status` label of bankllm_requests_total and of the benchmark log's rows.
+Outcome = Literal["ok", "bad_request", "rejected", "upstream_error", "timeout", "cancelled"]
+
+
+class ServiceError(Exception):
+    status_code: ClassVar[int] = 500
+    type: ClassVar[str] = "internal_error"
+    outcome: ClassVar[Outcome] = "upstream_error"
+
+    def __init__(self, message: str, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.type, "message": self.message, "details": self.details}}
+
+
+class Unauthorized(ServiceError):
+    status_code, type, outcome = 401, "unauthorized", "rejected"
+
+
+class Forbidden(ServiceError):
+    status_code, type, outcome = 403, "forbidden", "rejected"
+
+
+class ModelNotFound(ServiceError):
+    status_code, type, outcome = 404, "model_not_found", "bad_request"
+
+
+class SwitchInProgress(ServiceError):
+    status_code, type, outcome = 409, "switch_in_progress", "rejected"
+
+
+class InvalidRequest(ServiceError):
+    status_code, type, outcome = 422, "invalid_request", "bad_request"
+
+
+class QueueFull(ServiceError):
+    status_code, type, outcome = 429, "queue_full", "rejected"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(
+            message, {"retry_after_s": retry_after_s}, {"Retry-After": str(retry_after_s)}
+        )
+
+
+class UpstreamError(ServiceError):
+    status_code, type, outcome = 502, "upstream_error", "upstream_error"
+
+
+class ModelUnavailable(ServiceError):
+    status_code, type, outcome = 503, "model_unavailable", "rejected"
+
+
+class GenerationTimeout(ServiceError):
+    status_code, type, outcome = 504, "timeout", "timeout"
+
+
+class ClientDisconnected(ServiceError):
+    # 499 is nginx's "client closed request": nobody reads it, but logs and metrics do
+    status_code, type, outcome = 499, "cancelled", "cancelled"

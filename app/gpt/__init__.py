@@ -1,0 +1,1 @@
+"""A small decoder-only transformer, written from scratch: model, tokenizer, decoding, training."""

@@ -1,0 +1,73 @@
+"""Training data for the GPT: held-out splits, encoded sequences, padded batches."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+from tokenizers import Tokenizer
+from torch import Tensor
+
+from app.banking.corpus import Example
+from app.banking.intents import IntentSet
+from app.gpt.tokenizer import EOS, encode_prompt, special_id
+
+ANSWER_PREFIX = "intent: "
+
+
+def split_stratified(
+    examples: Sequence[Example], fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """(train, validation): about `fraction` of each category held out (at least one group when
+    it has two or more). Examples of one group, variants of one phrasing, stay on one side."""
+    by_label: dict[str, dict[str, list[Example]]] = defaultdict(lambda: defaultdict(list))
+    for e in examples:
+        by_label[e.category][e.group or e.text].append(e)
+    rng = random.Random(seed)
+    train: list[Example] = []
+    val: list[Example] = []
+    for label in sorted(by_label):
+        groups = [by_label[label][key] for key in sorted(by_label[label])]
+        rng.shuffle(groups)
+        n_val = 0 if fraction <= 0 or len(groups) < 2 else max(1, round(len(groups) * fraction))
+        val += [e for group in groups[:n_val] for e in group]
+        train += [e for group in groups[n_val:] for e in group]
+    return train, val
+
+
+def encode_example(
+    tokenizer: Tokenizer, e: Example, intents: IntentSet, block: int, with_reply: bool = True
+) -> list[int]:
+    """<bos> text <sep> intent: <label> \\n reply <eos>; without the reply the sequence ends at
+    the label (no <eos>), which teaches the intent at a fraction of the cost."""
+    prompt = encode_prompt(tokenizer, e.text)
+    if with_reply:
+        answer = tokenizer.encode(intents.answer(e.category), add_special_tokens=False).ids
+        answer.append(special_id(tokenizer, EOS))
+    else:
+        answer = tokenizer.encode(ANSWER_PREFIX + e.category, add_special_tokens=False).ids
+    ids = [*prompt, *answer]
+    if len(ids) > block:  # cut the customer's text, keeping <sep> and the answer
+        keep = max(1, block - len(answer) - 1)
+        ids = [*prompt[:keep], prompt[-1], *answer]
+    return ids[:block]
+
+
+def batches(seqs: list[list[int]], size: int, rng: random.Random) -> list[list[list[int]]]:
+    """Length-bucketed batches (little padding), in random order."""
+    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), rng.random()))
+    batches = [[seqs[i] for i in order[k : k + size]] for k in range(0, len(order), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def pad_batch(batch: list[list[int]], pad: int) -> tuple[Tensor, Tensor]:
+    width = max(map(len, batch))
+    x = torch.full((len(batch), width - 1), pad)
+    y = torch.full((len(batch), width - 1), -100)  # -100: ignored by cross_entropy
+    for row, seq in enumerate(batch):
+        x[row, : len(seq) - 1] = torch.tensor(seq[:-1])
+        y[row, : len(seq) - 1] = torch.tensor(seq[1:])
+    return x, y

@@ -1,0 +1,254 @@
+"""The in-process pipeline the HTTP layer is thin over: admit, lease, generate, measure, log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Sequence
+from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from app.adapters import spec_version, unavailable_reason
+from app.adapters.protocol import FinishReason, ModelInfo, SamplingParams
+from app.admission import Admission
+from app.banking.intents import IntentSet, IntentSplitter
+from app.errors import GenerationTimeout, InvalidRequest, ServiceError
+from app.registry import build_registry
+from app.settings import Settings
+from app.switching import ActiveModel, SwitchResult
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.metrics import Metrics
+from app.telemetry.trace import RequestTrace
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+_NO_MODEL = ModelInfo("none", "none", "none")
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    id: str
+    model: str
+    backend: str
+    version: str
+    text: str
+    intent: str | None
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    ttft_ms: float | None
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A reply delta; the last event of a stream carries the result instead (its text empty)."""
+
+    id: str
+    delta: str = ""
+    result: GenerateResult | None = None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    backend: str
+    version: str
+    available: bool
+    reason: str | None
+    loaded: bool
+
+
+async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
+    async with asyncio.timeout_at(deadline):
+        return await awaitable
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None):
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.registry = build_registry(settings)
+        self.intents = IntentSet.load()
+        self._model = ActiveModel(self.registry, settings.switch_mode, self.metrics)
+        self._admission = Admission(
+            settings.max_concurrency, settings.max_queue, self.metrics.queue_depth
+        )
+        self._log = BenchmarkLog(settings.benchmark_log, settings.benchmark_every)
+
+    async def start(self) -> None:
+        """Open the log and load ACTIVE_MODEL. A model that fails to load is logged, and the
+        service runs without one (readiness 503) until an admin switches to one that loads."""
+        if self.settings.active_model not in self.registry:
+            raise ValueError(
+                f"ACTIVE_MODEL={self.settings.active_model!r} is not a registered "
+                f"model; one of {', '.join(sorted(self.registry))}"
+            )
+        self._log.start()
+        try:
+            await self._model.start(self.settings.active_model)
+        except ServiceError as exc:
+            logger.error("no model serves: %s", exc.message)
+
+    async def close(self) -> None:
+        await self._model.close()
+        await asyncio.to_thread(self._log.close)
+
+    @property
+    def active(self) -> ModelInfo | None:
+        return self._model.info
+
+    @property
+    def switching(self) -> bool:
+        """True while a model switch is in progress."""
+        return self._model.switching
+
+    async def generate(self, prompt: str, **options: Any) -> GenerateResult:
+        """One completion; options as in `stream`."""
+        parts: list[str] = []
+        async with aclosing(self._events(prompt, options, streamed=False)) as events:
+            async for event in events:
+                if event.result is not None:
+                    return replace(event.result, text="".join(parts))
+                parts.append(event.delta)
+        raise RuntimeError("generation ended without a result")
+
+    def stream(self, prompt: str, **options: Any) -> AsyncGenerator[StreamEvent, None]:
+        """Reply deltas, then one event with the result. Options: max_tokens, temperature,
+        top_p, stop, seed."""
+        return self._events(prompt, options, streamed=True)
+
+    async def switch(self, name: str) -> SwitchResult:
+        return await self._model.switch(name)
+
+    def models(self) -> list[ModelStatus]:
+        active = self._model.name
+        statuses = []
+        for name, spec in self.registry.items():
+            reason = unavailable_reason(spec)
+            loaded = name == active
+            version = (
+                self._model.info.version if loaded and self._model.info else spec_version(spec)
+            )
+            statuses.append(
+                ModelStatus(name, spec.backend, version, reason is None, reason, loaded)
+            )
+        return statuses
+
+    def benchmark_summary(self) -> dict[str, Any]:
+        """Per-model figures from the benchmark log (blocks until pending rows are written)."""
+        return self._log.summary()
+
+    def sampling_params(
+        self,
+        max_tokens: int = 128,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> SamplingParams:
+        """The request's options, checked against the configured limits."""
+        limit = self.settings.max_tokens_limit
+        errors: list[tuple[str, str, Any]] = []
+        if not 1 <= max_tokens <= limit:
+            errors.append(("max_tokens", f"must be between 1 and {limit}", max_tokens))
+        if not 0.0 <= temperature <= 2.0:
+            errors.append(("temperature", "must be between 0 and 2", temperature))
+        if not 0.0 < top_p <= 1.0:
+            errors.append(("top_p", "must be greater than 0 and at most 1", top_p))
+        if stop is not None and (len(stop) > 4 or not all(stop)):
+            errors.append(("stop", "at most 4 non-empty strings", list(stop)))
+        if errors:
+            raise InvalidRequest(
+                "; ".join(f"{f}: {m}" for f, m, _ in errors),
+                [{"loc": ["body", f], "msg": m, "input": v} for f, m, v in errors],
+            )
+        return SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed)
+
+    def _check_prompt(self, prompt: str) -> None:
+        limit = self.settings.max_prompt_chars
+        if not 1 <= len(prompt) <= limit:
+            raise InvalidRequest(
+                f"prompt: must be 1 to {limit} characters, got {len(prompt)}",
+                [
+                    {
+                        "loc": ["body", "prompt"],
+                        "msg": f"length must be 1..{limit}",
+                        "input_length": len(prompt),
+                    }
+                ],
+            )
+
+    async def _events(
+        self, prompt: str, options: dict[str, Any], streamed: bool
+    ) -> AsyncGenerator[StreamEvent, None]:
+        trace = RequestTrace(streamed)
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s
+        try:
+            self._check_prompt(prompt)
+            params = self.sampling_params(**options)
+            async with AsyncExitStack() as stack:
+                await _within(deadline, stack.enter_async_context(self._admission.slot()))
+                adapter = await _within(deadline, stack.enter_async_context(self._model.lease()))
+                trace.model = info = adapter.info
+                self.metrics.in_flight.labels(info.name, info.backend).inc()
+                stack.callback(self.metrics.in_flight.labels(info.name, info.backend).dec)
+                splitter = IntentSplitter(self.intents)
+                pieces = await stack.enter_async_context(aclosing(adapter.stream(prompt, params)))
+                finish: FinishReason = "length"
+                while (piece := await _within(deadline, anext(pieces, None))) is not None:
+                    if piece.text:
+                        trace.mark_token()
+                        if delta := splitter.feed(piece.text):
+                            yield StreamEvent(trace.request_id, delta)
+                    if piece.usage is not None and piece.finish_reason is not None:
+                        trace.usage, finish = piece.usage, piece.finish_reason
+                if tail := splitter.finish():
+                    yield StreamEvent(trace.request_id, tail)
+                trace.intent = splitter.intent
+                trace.end()
+            yield StreamEvent(trace.request_id, result=self._result(trace, finish))
+        except TimeoutError as exc:
+            error = GenerationTimeout(
+                f"no answer within REQUEST_TIMEOUT_S={self.settings.request_timeout_s:g} s"
+            )
+            trace.fail(error)
+            raise error from exc
+        except ServiceError as exc:
+            trace.fail(exc)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            trace.cancel()
+            raise
+        except Exception:
+            trace.fail(ServiceError("internal error"))
+            logger.exception("generation %s failed", trace.request_id)
+            raise
+        finally:
+            self._record(trace)
+
+    def _result(self, trace: RequestTrace, finish: FinishReason) -> GenerateResult:
+        info = trace.model or _NO_MODEL
+        ttft = trace.ttft_s
+        return GenerateResult(
+            id=trace.request_id,
+            model=info.name,
+            backend=info.backend,
+            version=info.version,
+            text="",
+            intent=trace.intent,
+            finish_reason=finish,
+            prompt_tokens=trace.usage.prompt_tokens,
+            completion_tokens=trace.usage.completion_tokens,
+            latency_ms=round(trace.latency_s * 1000, 2),
+            ttft_ms=None if ttft is None else round(ttft * 1000, 2),
+        )
+
+    def _record(self, trace: RequestTrace) -> None:
+        trace.end()
+        fallback = self._model.info or _NO_MODEL
+        trace.observe(self.metrics, fallback)
+        self._log.append(trace.row(fallback))
+        if trace.outcome == "ok":
+            self._admission.observe_latency(trace.latency_s)

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource; each calls the pipeline and nothing else."""

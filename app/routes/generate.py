@@ -1,0 +1,64 @@
+"""POST /generate: one completion, whole or streamed as server-sent events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.deps import ApiKey, PipelineDep
+from app.errors import ServiceError
+from app.pipeline import StreamEvent
+from app.routes._utils import EventStreamResponse, cancel_on_disconnect, sse
+from app.schemas import ErrorPublic, GeneratePublic, GenerateRequest
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["generate"], dependencies=[ApiKey])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorPublic} for code in (401, 413, 422, 429, 502, 503, 504)
+}
+
+
+@router.post("/generate", response_model=GeneratePublic, responses=_ERRORS)
+async def generate(
+    body: GenerateRequest, request: Request, pipeline: PipelineDep
+) -> GeneratePublic | EventStreamResponse:
+    """One completion from the active model; with `stream: true`, SSE deltas then the result."""
+    options = body.model_dump(exclude={"prompt", "stream"})
+    if not body.stream:
+        result = await cancel_on_disconnect(request, pipeline.generate(body.prompt, **options))
+        return GeneratePublic(**asdict(result))
+    events = pipeline.stream(body.prompt, **options)
+    try:
+        # Errors before the first event (queue full, timeout, no model) keep their HTTP status.
+        first = await cancel_on_disconnect(request, anext(events))
+    except BaseException:
+        await events.aclose()
+        raise
+    return EventStreamResponse(_encode(first, events))
+
+
+async def _encode(
+    first: StreamEvent, events: AsyncGenerator[StreamEvent, None]
+) -> AsyncIterator[str]:
+    async with aclosing(events):
+        event: StreamEvent | None = first
+        try:
+            while event is not None:
+                if event.result is not None:
+                    yield sse({k: v for k, v in asdict(event.result).items() if k != "text"})
+                else:
+                    yield sse({"id": event.id, "delta": event.delta})
+                event = await anext(events, None)
+        except ServiceError as exc:  # after the first byte, an error travels as an event
+            yield sse(exc.body())
+        except Exception:
+            logger.exception("stream failed")
+            yield sse(
+                {"error": {"type": "internal_error", "message": "internal error", "details": None}}
+            )
+        yield sse("[DONE]")

@@ -1,0 +1,33 @@
+"""GET /models and POST /switch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from app.deps import AdminKey, ApiKey, PipelineDep
+from app.schemas import ErrorPublic, ModelPublic, ModelsPublic, SwitchPublic, SwitchRequest
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/models", dependencies=[ApiKey], responses={401: {"model": ErrorPublic}})
+async def list_models(pipeline: PipelineDep) -> ModelsPublic:
+    """Registered models, whether this install can load each, and which one serves."""
+    active = pipeline.active
+    return ModelsPublic(
+        active=active.name if active else None,
+        models=[ModelPublic(**asdict(m)) for m in pipeline.models()],
+    )
+
+
+@router.post(
+    "/switch",
+    dependencies=[AdminKey],
+    responses={code: {"model": ErrorPublic} for code in (401, 403, 404, 409, 422, 503)},
+)
+async def switch(body: SwitchRequest, pipeline: PipelineDep) -> SwitchPublic:
+    """Hot-switch the active model (admin key)."""
+    result = await pipeline.switch(body.model)
+    return SwitchPublic(**asdict(result))

@@ -1,0 +1,62 @@
+"""Service configuration: one `Settings`, read from the environment and an optional env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
+
+    # which model serves at start; any name of the registry (three defaults, MODELS_FILE, echo)
+    active_model: str = "custom"
+    custom_checkpoint: Path = DEFAULT_CHECKPOINT
+    qlora_base_model: str = ""
+    qlora_adapter: str = ""
+    qlora_engine: Literal["vllm", "transformers"] = "vllm"
+    qlora_quantization: Literal["bitsandbytes", "none"] = "bitsandbytes"
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None
+    models_file: Path | None = None  # JSON list of extra models: name, backend, options
+    enable_echo_model: bool = False  # a model-free `echo` backend to measure our own overhead
+
+    # comma-separated; empty disables auth (with a warning at start)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    admin_api_key: SecretStr | None = None
+
+    max_prompt_chars: int = Field(4000, ge=1)
+    max_tokens_limit: int = Field(512, ge=1)
+    max_concurrency: int = Field(
+        16, ge=1
+    )  # generations running at once (a custom model batches them)
+    max_queue: int = Field(64, ge=0)  # requests waiting for a slot before 429
+    request_timeout_s: float = Field(60.0, gt=0)
+    switch_mode: Literal["overlap", "drain_first"] = "overlap"
+
+    benchmark_log: Path = Path("logs/benchmarks.jsonl")
+    benchmark_every: int = Field(50, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest body accepted before 413: the longest prompt in 4-byte UTF-8, plus room."""
+        return self.max_prompt_chars * 4 + 16_384
+
+
+def get_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, then env_file (if given), then explicit overrides."""
+    return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]

@@ -1,0 +1,1 @@
+"""What the service measures: Prometheus metrics and the JSONL benchmark log."""

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.banking.intents import IntentSet, IntentSplitter, parse_intent_line
+from tests.helpers import BANKING77_DIR
+
+
+def test_the_intent_set_holds_the_77_banking77_labels() -> None:
+    intents = IntentSet.load()
+    assert len(intents.labels) == 77
+    assert all(i.description and i.reply for i in intents.intents.values())
+    if (BANKING77_DIR / "categories.json").is_file():
+        assert set(intents.labels) == set(
+            json.loads((BANKING77_DIR / "categories.json").read_text())
+        )
+
+
+def test_system_prompt_names_every_label_and_the_format() -> None:
+    prompt = IntentSet.load().system_prompt()
+    assert "`intent: <label>`" in prompt
+    assert all(f"- {label}: " in prompt for label in IntentSet.load().labels)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("intent: card_arrival", (True, "card_arrival")),
+        ("  Intent :card_arrival  ", (True, "card_arrival")),
+        ("intent: no_such_label", (True, None)),
+        ("intent:", (True, None)),
+        ("my card has not arrived", (False, None)),
+    ],
+)
+def test_parse_intent_line(line: str, expected: tuple[bool, str | None]) -> None:
+    assert parse_intent_line(line, IntentSet.load()) == expected
+
+
+def _split(deltas: list[str]) -> tuple[str, str | None]:
+    splitter = IntentSplitter(IntentSet.load())
+    text = "".join(splitter.feed(d) for d in deltas) + splitter.finish()
+    return text, splitter.intent
+
+
+@pytest.mark.parametrize(
+    ("deltas", "expected"),
+    [
+        (
+            ["int", "ent: card_", "arrival\nYour ", "card is on its way."],
+            ("Your card is on its way.", "card_arrival"),
+        ),
+        (["intent: card_arrival"], ("", "card_arrival")),
+        (["intent: unknown\nHello"], ("Hello", None)),
+        (["Hello", " there"], ("Hello there", None)),
+        (["in", "side the app\nsecond line"], ("inside the app\nsecond line", None)),
+        (["", "\nafter an empty first line"], ("\nafter an empty first line", None)),
+    ],
+)
+def test_splitter_separates_the_intent_line_from_the_reply(
+    deltas: list[str], expected: tuple[str, str | None]
+) -> None:
+    assert _split(deltas) == expected
+
+
+def test_splitter_streams_the_reply_once_the_first_line_is_decided() -> None:
+    splitter = IntentSplitter(IntentSet.load())
+    assert splitter.feed("intent: card_arrival") == ""
+    assert splitter.feed("\nYour") == "Your"
+    assert splitter.feed(" card") == " card"

@@ -1,0 +1,165 @@
+"""Shared fixtures: tiny checkpoints trained by our own code, settings, and the app under test."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from app.banking.corpus import build_corpus
+from app.banking.intents import IntentSet
+from app.gpt.checkpoint import save_checkpoint
+from app.gpt.model import GPT, GPTConfig
+from app.gpt.tokenizer import train_tokenizer
+from app.gpt.train import TrainConfig, train
+from app.main import create_app
+from app.pipeline import Pipeline
+from app.settings import Settings, get_settings
+from tests.helpers import ADMIN_KEY, USER_KEY, client_of, poll_until, running
+
+TINY = TrainConfig(
+    n_layer=1,
+    n_head=2,
+    n_embd=32,
+    block_size=128,
+    vocab_size=300,
+    epochs=1,
+    batch_size=32,
+    warmup_steps=5,
+    val_fraction=0.0,
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three small checkpoints made by our own training code.
+
+    `a` and `b` are trained briefly (two versions of one model); `random` keeps its random
+    weights, so greedy decoding runs to max_tokens instead of stopping: the long generation
+    that cancellation tests need.
+    """
+    root = tmp_path_factory.mktemp("checkpoints")
+    intents = IntentSet.load()
+    examples = build_corpus(variants=0)
+    for name, seed in (("a", 0), ("b", 1)):
+        train(
+            examples,
+            intents,
+            root / name,
+            TrainConfig(**{**TINY.__dict__, "seed": seed}),
+            progress=False,
+        )
+    tokenizer = train_tokenizer([e.text for e in examples], 300, intents.labels)
+    model = GPT(
+        GPTConfig(
+            vocab_size=tokenizer.get_vocab_size(), block_size=256, n_layer=1, n_head=2, n_embd=32
+        )
+    )
+    save_checkpoint(root / "random", model.eval(), tokenizer, {"data": "none: random weights"})
+    return {"a": root / "a", "b": root / "b", "random": root / "random"}
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, checkpoints: dict[str, Path]) -> SettingsFactory:
+    """Settings for one test: keys on, the echo model on, `custom-b` and `custom-random`
+    registered through MODELS_FILE, the benchmark log in the test's own folder."""
+    models_file = tmp_path / "models.json"
+    models_file.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {
+                        "name": "custom-b",
+                        "backend": "custom",
+                        "options": {"checkpoint": str(checkpoints["b"])},
+                    },
+                    {
+                        "name": "custom-random",
+                        "backend": "custom",
+                        "options": {"checkpoint": str(checkpoints["random"])},
+                    },
+                    {
+                        "name": "broken",
+                        "backend": "custom",
+                        "options": {"checkpoint": str(tmp_path / "no")},
+                    },
+                ]
+            }
+        )
+    )
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "custom_checkpoint": checkpoints["a"],
+            "models_file": models_file,
+            "enable_echo_model": True,
+            "api_keys": USER_KEY,
+            "admin_api_key": ADMIN_KEY,
+            "benchmark_log": tmp_path / "logs" / "bench.jsonl",
+            "benchmark_every": 5,
+        }
+        return get_settings(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    async with running(settings) as application:
+        yield application
+
+
+@pytest.fixture
+def pipeline(app: FastAPI) -> Pipeline:
+    served: Pipeline = app.state.pipeline
+    return served
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app with the user key."""
+    async with client_of(app) as c:
+        yield c
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def server(make_settings: SettingsFactory) -> Iterator[tuple[str, Settings]]:
+    """The app behind a real uvicorn on 127.0.0.1 (a free port), serving custom-random."""
+    settings = make_settings(active_model="custom-random")
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    poll_until(lambda: server.started or not thread.is_alive(), timeout_s=60)
+    assert server.started, "the server did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", settings
+    server.should_exit = True
+    thread.join(timeout=30)

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from app.banking.corpus import Example, read_csv
+from app.banking.intents import IntentSet
+from app.gpt.checkpoint import load_checkpoint
+from app.gpt.dataset import encode_example, split_stratified
+from app.gpt.tokenizer import train_tokenizer
+from app.gpt.train import Epoch, TrainConfig, _loss, train
+from app.gpt.validation import AnswerScores, answer_scores
+
+TINY = TrainConfig(
+    n_layer=1,
+    n_head=2,
+    n_embd=32,
+    block_size=96,
+    vocab_size=300,
+    epochs=2,
+    batch_size=16,
+    warmup_steps=2,
+    val_fraction=0.25,
+)
+
+
+def _examples() -> list[Example]:
+    texts = {
+        "card_arrival": [
+            "my card has not come",
+            "where is the card you sent",
+            "card still late",
+            "no card in the post yet",
+        ],
+        "lost_or_stolen_card": [
+            "I lost my card",
+            "my card was taken from me",
+            "cannot find my card",
+            "thief has my card",
+        ],
+    }
+    return [Example(t, label) for label, group in texts.items() for t in group]
+
+
+def test_split_holds_out_each_category_and_keeps_groups_together() -> None:
+    examples = [
+        Example(f"{g} v{i}", label, g)
+        for label in ("a", "b")
+        for g in (f"{label}1", f"{label}2", f"{label}3", f"{label}4")
+        for i in range(3)
+    ]
+    train_set, val = split_stratified(examples, 0.25, seed=0)
+    assert len(train_set) == 18
+    assert len(val) == 6
+    assert {e.category for e in val} == {"a", "b"}
+    assert not {e.group for e in val} & {e.group for e in train_set}
+
+
+def test_train_writes_a_checkpoint_that_reports_its_accuracy(tmp_path: Path) -> None:
+    epochs: list[Epoch] = []
+    result = train(
+        _examples(),
+        IntentSet.load(),
+        tmp_path,
+        TINY,
+        meta={"data": "test"},
+        progress=False,
+        on_epoch=epochs.append,
+    )
+    ckpt = load_checkpoint(tmp_path)
+    assert epochs == result.history
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json",
+        "heldout.csv",
+        "model.safetensors",
+        "tokenizer.json",
+        "training_curve.png",
+    ]
+    assert read_csv(tmp_path / "heldout.csv") == split_stratified(_examples(), 0.25, 0)[1]
+    assert (tmp_path / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ckpt.meta["history"] == [asdict(e) for e in epochs]
+    best = max(epochs, key=lambda e: (e.val_exact or 0.0, e.val_accuracy or 0.0))
+    assert (result.val_exact, result.val_accuracy) == (best.val_exact, best.val_accuracy)
+    assert ckpt.version == result.version
+    assert ckpt.meta["data"] == "test"
+    assert ckpt.meta["epochs_run"] == 2
+    assert (result.train_examples, result.val_examples) == (6, 2)
+    assert result.val_accuracy is not None
+    assert 0.0 <= result.val_accuracy <= 1.0
+    held_out = split_stratified(_examples(), 0.25, 0)[1]
+    assert answer_scores(ckpt.model, ckpt.tokenizer, IntentSet.load(), held_out) == (
+        AnswerScores(result.val_accuracy, result.val_exact or 0.0)
+    )
+
+
+def test_train_rejects_categories_outside_the_intent_set(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not_a_label"):
+        train([Example("hello", "not_a_label")], IntentSet.load(), tmp_path, TINY, progress=False)
+
+
+def test_label_weight_scales_the_label_tokens_share_of_the_loss() -> None:
+    logits = torch.zeros(1, 3, 5)
+    logits[0, 0, 1] = 2.0  # token 1 (a label) is predicted well, the others are not
+    targets = torch.tensor([[1, 2, -100]])
+    labels = torch.tensor([1])
+    good, bad = F.cross_entropy(logits[0, :2], targets[0, :2], reduction="none").tolist()
+    assert _loss(logits, targets, labels, 1.0).item() == pytest.approx((good + bad) / 2)
+    assert _loss(logits, targets, labels, 3.0).item() == pytest.approx((3 * good + bad) / 4)
+
+
+def test_an_example_without_reply_ends_at_its_label() -> None:
+    tokenizer = train_tokenizer(["my card has not come"] * 3, 280, IntentSet.load().labels)
+    intents = IntentSet.load()
+    example = Example("my card has not come", "card_arrival")
+    short = encode_example(tokenizer, example, intents, 256, with_reply=False)
+    full = encode_example(tokenizer, example, intents, 256)
+    assert tokenizer.decode(short, skip_special_tokens=False).endswith("intent: card_arrival")
+    assert full[: len(short)] == short
+    assert tokenizer.decode(full).endswith(intents.intents["card_arrival"].reply)
+
+
+def test_a_long_text_is_cut_but_never_its_answer() -> None:
+    intents = IntentSet.load()
+    tokenizer = train_tokenizer(["card"] * 3, 280, intents.labels)
+    ids = encode_example(tokenizer, Example("card " * 200, "card_arrival"), intents, 256)
+    assert len(ids) == 256
+    assert tokenizer.decode(ids).endswith(intents.intents["card_arrival"].reply)

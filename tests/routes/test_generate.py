@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+from unittest.mock import ANY
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.pipeline import Pipeline
+from tests.conftest import SettingsFactory
+from tests.helpers import client_of, parse_sse, read_log, running, sample
+
+pytestmark = pytest.mark.anyio
+ECHO_TEXT = "This is the echo model. It answers the same words to every prompt."
+
+
+def _error(type_: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"type": type_, "message": message, "details": details}}
+
+
+async def test_generate_answers_from_the_active_model(
+    client: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    request = {"prompt": "my card has not arrived", "max_tokens": 30, "temperature": 0}
+    response = await client.post("/generate", json=request)
+    expected = await pipeline.generate("my card has not arrived", max_tokens=30, temperature=0)
+    assert response.status_code == 200
+    assert response.json() == {**asdict(expected), "id": ANY, "latency_ms": ANY, "ttft_ms": ANY}
+    assert response.json()["model"] == "custom"
+    assert response.json()["id"].startswith("gen-")
+
+
+async def test_generate_whole_body_from_the_echo_model(make_settings: SettingsFactory) -> None:
+    async with running(make_settings(active_model="echo")) as app, client_of(app) as client:
+        response = await client.post("/generate", json={"prompt": "where is my card"})
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": ANY,
+        "model": "echo",
+        "backend": "echo",
+        "version": "fixed-reply-1",
+        "text": ECHO_TEXT,
+        "intent": "card_arrival",
+        "finish_reason": "stop",
+        "prompt_tokens": 4,
+        "completion_tokens": 15,
+        "latency_ms": ANY,
+        "ttft_ms": ANY,
+    }
+
+
+async def test_a_stream_reassembles_to_the_plain_answer(client: httpx.AsyncClient) -> None:
+    request = {"prompt": "I lost my card", "max_tokens": 40, "temperature": 0.9, "seed": 5}
+    plain = (await client.post("/generate", json=request)).json()
+    response = await client.post("/generate", json={**request, "stream": True})
+    events = parse_sse(response.text)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    *deltas, final, done = events
+    assert done == "[DONE]"
+    assert all(set(d) == {"id", "delta"} and d["id"] == final["id"] for d in deltas)
+    assert "".join(d["delta"] for d in deltas) == plain["text"]
+    assert final == {k: v for k, v in plain.items() if k != "text"} | {
+        "id": final["id"],
+        "latency_ms": ANY,
+        "ttft_ms": ANY,
+    }
+
+
+async def test_an_over_long_prompt_is_422_in_the_envelope(
+    make_settings: SettingsFactory,
+) -> None:
+    async with running(make_settings(max_prompt_chars=10)) as app, client_of(app) as client:
+        response = await client.post("/generate", json={"prompt": "x" * 11})
+    assert response.status_code == 422
+    assert response.json() == _error(
+        "invalid_request",
+        "prompt: must be 1 to 10 characters, got 11",
+        [{"loc": ["body", "prompt"], "msg": "length must be 1..10", "input_length": 11}],
+    )
+
+
+async def test_invalid_fields_are_422_in_the_envelope(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/generate", json={"prompt": "hi", "temperature": 3, "stop": ["a", "b", "c", "d", "e"]}
+    )
+    assert response.status_code == 422
+    assert response.json() == _error(
+        "invalid_request",
+        "temperature: Input should be less than or equal to 2; "
+        "stop: List should have at most 4 items after validation, not 5",
+        [
+            {
+                "type": "less_than_equal",
+                "loc": ["body", "temperature"],
+                "msg": "Input should be less than or equal to 2",
+                "input": 3,
+            },
+            {
+                "type": "too_long",
+                "loc": ["body", "stop"],
+                "msg": "List should have at most 4 items after validation, not 5",
+                "input": ["a", "b", "c", "d", "e"],
+            },
+        ],
+    )
+
+
+async def test_max_tokens_over_the_limit_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post("/generate", json={"prompt": "hi", "max_tokens": 513})
+    assert response.status_code == 422
+    assert response.json() == _error(
+        "invalid_request",
+        "max_tokens: must be between 1 and 512",
+        [{"loc": ["body", "max_tokens"], "msg": "must be between 1 and 512", "input": 513}],
+    )
+
+
+async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/generate", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "invalid_request"
+
+
+async def test_a_missing_or_wrong_key_is_401(app: FastAPI) -> None:
+    async with client_of(app, key=None) as anonymous, client_of(app, key="nope") as wrong:
+        missing = await anonymous.post("/generate", json={"prompt": "hi"})
+        invalid = await wrong.post("/generate", json={"prompt": "hi"})
+        via_header = await anonymous.post(
+            "/generate", json={"prompt": "hi"}, headers={"X-API-Key": "nope"}
+        )
+    assert (missing.status_code, invalid.status_code, via_header.status_code) == (401, 401, 401)
+    assert missing.json() == _error(
+        "unauthorized", "missing API key: send `Authorization: Bearer <key>`"
+    )
+    assert invalid.json() == via_header.json() == _error("unauthorized", "invalid API key")
+
+
+async def test_a_full_queue_is_429_with_retry_after(make_settings: SettingsFactory) -> None:
+    settings = make_settings(max_concurrency=1, max_queue=0, active_model="echo")
+    async with running(settings) as app, client_of(app) as client:
+        pipeline: Pipeline = app.state.pipeline
+        held = pipeline.stream("hold the only slot")
+        await anext(held)  # the slot stays taken while this stream is open
+        response = await client.post("/generate", json={"prompt": "hi"})
+        await held.aclose()
+        after = await client.post("/generate", json={"prompt": "hi"})
+        rows = read_log(settings, pipeline)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == _error(
+        "queue_full",
+        "the server is at capacity (1 running, 0 queued); retry later",
+        {"retry_after_s": 1},
+    )
+    assert after.status_code == 200
+    assert [(r["status"], r["error_type"]) for r in rows] == [
+        ("rejected", "queue_full"),
+        ("cancelled", "cancelled"),
+        ("ok", None),
+    ]
+
+
+async def test_a_slow_answer_is_504(make_settings: SettingsFactory) -> None:
+    settings = make_settings(request_timeout_s=1e-9)
+    async with running(settings) as app, client_of(app) as client:
+        response = await client.post("/generate", json={"prompt": "hi"})
+        streamed = await client.post("/generate", json={"prompt": "hi", "stream": True})
+        pipeline: Pipeline = app.state.pipeline
+        timeouts = sample(
+            pipeline, "bankllm_requests_total", model="custom", backend="custom", status="timeout"
+        )
+    assert response.status_code == streamed.status_code == 504
+    assert (
+        response.json()
+        == streamed.json()
+        == _error("timeout", "no answer within REQUEST_TIMEOUT_S=1e-09 s")
+    )
+    assert timeouts == 2
+
+
+async def test_a_body_over_the_limit_is_413(make_settings: SettingsFactory) -> None:
+    settings = make_settings(max_prompt_chars=10)
+    async with running(settings) as app, client_of(app) as client:
+        declared = await client.post("/generate", json={"prompt": "x" * 20_000})
+
+        async def chunks() -> Any:
+            for _ in range(20):
+                yield b"x" * 1000
+
+        chunked = await client.post(
+            "/generate", content=chunks(), headers={"content-type": "application/json"}
+        )
+    limit = settings.max_body_bytes
+    assert declared.status_code == chunked.status_code == 413
+    assert declared.json() == _error(
+        "payload_too_large", f"request body is larger than {limit} bytes", {"max_bytes": limit}
+    )
+    assert chunked.json() == _error(
+        "payload_too_large", f"request body is larger than {limit} bytes"
+    )
+
+
+async def test_unknown_routes_answer_in_the_envelope(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/nope")
+    wrong_method = await client.get("/generate")
+    assert (missing.status_code, wrong_method.status_code) == (404, 405)
+    assert missing.json() == _error("not_found", "Not Found")
+    assert wrong_method.json() == _error("method_not_allowed", "Method Not Allowed")
+
+
+async def test_unknown_fields_are_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post("/generate", json={"prompt": "hi", "model": "gemini"})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {
+            "type": "extra_forbidden",
+            "loc": ["body", "model"],
+            "msg": "Extra inputs are not permitted",
+            "input": "gemini",
+        }
+    ]
+
+
+async def test_generate_request_schema_is_documented(app: FastAPI) -> None:
+    schema = app.openapi()["components"]["schemas"]["GenerateRequest"]
+    assert list(schema["properties"]) == [
+        "prompt",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "stream",
+        "seed",
+    ]
+    assert json.dumps(schema).count("exclusiveMinimum") == 1  # top_p > 0

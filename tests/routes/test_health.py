@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.gpt.checkpoint import read_config
+from tests.conftest import SettingsFactory
+from tests.helpers import client_of, running
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_ready_names_the_model_that_serves(
+    client: httpx.AsyncClient, checkpoints: dict[str, Path]
+) -> None:
+    response = await client.get("/health", headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "model": "custom",
+        "backend": "custom",
+        "version": read_config(checkpoints["a"])["version"],
+    }
+
+
+async def test_not_ready_without_a_model_but_alive(make_settings: SettingsFactory) -> None:
+    async with running(make_settings(active_model="broken")) as app, client_of(app) as client:
+        ready = await client.get("/health")
+        live = await client.get("/health/live")
+        generate = await client.post("/generate", json={"prompt": "hi"})
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "error": {"type": "model_unavailable", "message": "no model is loaded", "details": None}
+    }
+    assert live.status_code == 200
+    assert live.json() == {"status": "ok"}
+    assert generate.status_code == 503
+    assert generate.json()["error"]["message"] == (
+        "no model is loaded; an admin can load one with POST /switch"
+    )
+
+
+async def test_an_unregistered_active_model_stops_the_start(
+    make_settings: SettingsFactory,
+) -> None:
+    with pytest.raises(ValueError, match="ACTIVE_MODEL='nope' is not a registered model"):
+        async with running(make_settings(active_model="nope")):
+            pass

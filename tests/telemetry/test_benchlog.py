@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from app.telemetry.benchlog import BenchmarkLog, read_rows
+
+
+def _row(i: int, model: str = "custom", status: str = "ok") -> dict[str, Any]:
+    return {
+        "ts": "2026-01-01T00:00:00.000Z",
+        "type": "request",
+        "request_id": f"r{i}",
+        "model": model,
+        "status": status,
+        "latency_ms": float(i + 1),
+        "tokens_per_s": 10.0,
+    }
+
+
+def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
+    log = BenchmarkLog(tmp_path / "sub" / "bench.jsonl", every=3)
+    log.start()
+    for i in range(7):
+        log.append(_row(i))
+    log.close()
+    lines = (tmp_path / "sub" / "bench.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["type"] for r in rows] == ["request"] * 3 + ["summary"] + ["request"] * 3 + [
+        "summary",
+        "request",
+    ]
+    assert rows[3]["models"] == {
+        "custom": {
+            "count": 3,
+            "p50_ms": 2.0,
+            "p95_ms": 2.9,
+            "p99_ms": 2.98,
+            "mean_tokens_per_s": 10.0,
+            "error_rate": 0.0,
+        }
+    }
+    assert rows[3]["fastest_model"] == "custom"
+    assert rows[7]["models"]["custom"]["count"] == 6
+
+
+def test_a_torn_last_line_is_skipped_and_ended(tmp_path: Path) -> None:
+    path = tmp_path / "bench.jsonl"
+    path.write_text(json.dumps(_row(0)) + "\n" + '{"ts": "2026-01-01T00:0')  # crash mid-write
+    log = BenchmarkLog(path, every=100)
+    log.start()
+    log.append(_row(1, "echo"))
+    summary = log.summary()
+    log.close()
+    assert [r["request_id"] for r in read_rows(path)] == ["r0", "r1"]
+    assert path.read_text().splitlines()[1] == '{"ts": "2026-01-01T00:0'
+    assert sorted(summary["models"]) == ["custom", "echo"]  # the earlier process's row counts
+
+
+def test_summary_waits_for_pending_rows(tmp_path: Path) -> None:
+    log = BenchmarkLog(tmp_path / "bench.jsonl", every=100)
+    log.start()
+    for i in range(50):
+        log.append(_row(i, status="ok" if i % 10 else "timeout"))
+    figures = log.summary()["models"]["custom"]
+    log.close()
+    assert (figures["count"], figures["error_rate"]) == (50, 0.1)

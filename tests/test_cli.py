@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app.banking.corpus import Example, write_csv
+from app.cli import build_parser, main
+from app.gpt.checkpoint import load_checkpoint
+
+
+def test_train_on_a_csv_writes_a_servable_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [Example(f"my card has not come {i}", "card_arrival") for i in range(6)]
+    rows += [Example(f"I lost my card {i}", "lost_or_stolen_card") for i in range(6)]
+    write_csv(tmp_path / "data.csv", rows)
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "data.csv"),
+            "--out",
+            str(tmp_path / "ck"),
+            "--epochs",
+            "2",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--width",
+            "32",
+            "--vocab",
+            "280",
+            "--batch-size",
+            "8",
+            "--val-fraction",
+            "0.2",
+        ]
+    )
+    out = capsys.readouterr().out
+    ckpt = load_checkpoint(tmp_path / "ck")
+    assert code == 0
+    assert out.startswith(f"training on 12 examples from {tmp_path / 'data.csv'}\n")
+    assert re.search(
+        r"^epoch 2 \(\d+ s\): loss \d+\.\d+, "
+        r"held-out intent accuracy \d+\.\d%, word for word \d+\.\d%$",
+        out,
+        re.M,
+    )
+    assert out.rstrip().endswith(f"curve: {tmp_path / 'ck' / 'training_curve.png'}")
+    assert f"saved {tmp_path / 'ck'} (version {ckpt.version}): " in out
+    assert ckpt.meta["data"] == str(tmp_path / "data.csv")
+    assert ckpt.model.config.n_embd == 32
+
+
+def test_serve_takes_an_env_file_host_and_port() -> None:
+    args = build_parser().parse_args(["serve", "--env-file", ".env.custom", "--port", "9000"])
+    assert (args.env_file, args.host, args.port) == (".env.custom", "127.0.0.1", 9000)
+
+
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "the following arguments are required: command" in capsys.readouterr().err

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.registry import ModelSpec, build_registry
+from app.settings import get_settings
+
+
+def test_defaults_come_from_the_settings(tmp_path: Path) -> None:
+    registry = build_registry(
+        get_settings(
+            custom_checkpoint=tmp_path, qlora_engine="transformers", gemini_model="gemini-2.5-pro"
+        )
+    )
+    assert registry == {
+        "custom": ModelSpec("custom", "custom", {"checkpoint": str(tmp_path), "max_batch": 16}),
+        "qlora": ModelSpec(
+            "qlora",
+            "qlora",
+            {
+                "base_model": "",
+                "adapter": "",
+                "engine": "transformers",
+                "quantization": "bitsandbytes",
+            },
+        ),
+        "gemini": ModelSpec("gemini", "gemini", {"model": "gemini-2.5-pro", "base_url": None}),
+    }
+
+
+def test_models_file_adds_and_replaces(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"name": "custom-v2", "backend": "custom", "options": {"checkpoint": "/ckpt/v2"}},
+                {
+                    "name": "gemini",
+                    "backend": "gemini",
+                    "options": {"model": "gemini-2.5-flash-lite"},
+                },
+            ]
+        )
+    )
+    registry = build_registry(get_settings(models_file=path, enable_echo_model=True))
+    assert list(registry) == ["custom", "qlora", "gemini", "echo", "custom-v2"]
+    assert registry["custom-v2"] == ModelSpec(
+        "custom-v2", "custom", {"checkpoint": "/ckpt/v2", "max_batch": 16}
+    )
+    assert registry["gemini"].options == {"model": "gemini-2.5-flash-lite"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "Expecting property name"),
+        ('{"models": 3}', "expected a list of models"),
+        ('[{"name": "x"}]', "each model needs a name and a backend"),
+        ('[{"name": "x", "backend": "openai"}]', "unknown backend 'openai' for 'x'"),
+    ],
+)
+def test_a_bad_models_file_is_refused_with_the_reason(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        build_registry(get_settings(models_file=path))

@@ -1,0 +1,34 @@
+"""The app behind a real uvicorn on 127.0.0.1: true streaming, and a client that hangs up."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from app.settings import Settings
+from tests.helpers import USER_KEY, poll_until
+
+
+def _rows(settings: Settings) -> list[dict[str, object]]:
+    path = settings.benchmark_log
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_stream_arrives_event_by_event_and_hanging_up_cancels(
+    server: tuple[str, Settings],
+) -> None:
+    url, settings = server
+    headers = {"Authorization": f"Bearer {USER_KEY}"}
+    body = {"prompt": "hi", "max_tokens": 240, "temperature": 1.0, "seed": 1, "stream": True}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        with client.stream("POST", "/generate", json=body) as response:
+            assert response.status_code == 200
+            first = next(response.iter_lines())
+            assert json.loads(first.removeprefix("data: "))["delta"]
+        # leaving the block closed the connection mid-answer
+        poll_until(lambda: bool(_rows(settings)))  # the server notices, then logs the row
+        health = client.get("/health")
+    row = _rows(settings)[-1]
+    assert (row["status"], row["stream"], row["model"]) == ("cancelled", True, "custom-random")
+    assert health.status_code == 200

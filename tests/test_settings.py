@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import DEFAULT_CHECKPOINT, get_settings
+
+
+def test_defaults_serve_the_embedded_checkpoint_with_auth_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("ACTIVE_MODEL", "API_KEYS", "ADMIN_API_KEY", "CUSTOM_CHECKPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = get_settings()
+    assert (settings.active_model, settings.custom_checkpoint) == ("custom", DEFAULT_CHECKPOINT)
+    assert (settings.api_keys, settings.admin_api_key) == ([], None)
+    assert (settings.benchmark_every, settings.switch_mode) == (50, "overlap")
+
+
+def test_keys_come_comma_separated_and_stay_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", " alpha, beta ,,")
+    monkeypatch.setenv("ADMIN_API_KEY", "root")
+    settings = get_settings()
+    assert [k.get_secret_value() for k in settings.api_keys] == ["alpha", "beta"]
+    assert "alpha" not in repr(settings)
+    assert "root" not in str(settings)
+
+
+def test_env_file_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = tmp_path / ".env.test"
+    env.write_text("ACTIVE_MODEL=echo\nMAX_QUEUE=3\nSWITCH_MODE=drain_first\n")
+    monkeypatch.setenv("MAX_QUEUE", "9")
+    settings = get_settings(env)
+    assert (settings.active_model, settings.max_queue, settings.switch_mode) == (
+        "echo",
+        9,
+        "drain_first",
+    )
+
+
+@pytest.mark.parametrize("profile", [".env.custom", ".env.qlora", ".env.gemini"])
+def test_shipped_profiles_are_valid(profile: str) -> None:
+    path = Path(__file__).resolve().parents[1] / profile
+    settings = get_settings(path)
+    assert settings.active_model == profile.removeprefix(".env.")
+    assert "GEMINI_API_KEY=" not in path.read_text()
+
+
+def test_a_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCH_MODE", "sometimes")
+    with pytest.raises(ValueError, match="switch_mode"):
+        get_settings()
