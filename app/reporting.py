@@ -37,7 +37,8 @@ def plot_report(samples: Sequence[Sample], evals: Sequence[dict[str, Any]], path
         ok = [s.tokens_per_s for s in samples if s.model == model and s.status == "ok"]
         rates.append(sum(ok) / len(ok) if ok else 0.0)
     speed.bar(models, rates, color="tab:green")
-    speed.set_ylabel("mean tokens/s per request")
+    speed.set_yscale("log")  # a model-free echo and a real model differ by orders of magnitude
+    speed.set_ylabel("mean tokens/s per request (log scale)")
     speed.set_title("decoding speed")
     if evals:
         accuracy = axes[2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncGenerator
 
@@ -41,8 +40,7 @@ class EchoAdapter:
         tokens = self._tokens[: params.max_tokens]
         count = 0
         for token in tokens:
-            count += 1
-            await asyncio.sleep(0)  # one scheduling point per token, like a real backend
+            count += 1  # no await between tokens: echo measures the service, not a model
             if text := scanner.feed(token):
                 yield Piece(text)
             if scanner.stopped:

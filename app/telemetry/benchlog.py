@@ -7,13 +7,12 @@ import logging
 import os
 import queue
 import threading
-from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.telemetry.summary import Sample, summarize
+from app.telemetry.summary import Sample, SampleWindow, summarize
 
 logger = logging.getLogger(__name__)
 WINDOW = 100_000  # newest request rows kept in memory for summaries
@@ -39,7 +38,8 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
 
 
 class BenchmarkLog:
-    """Appends rows from a background thread; `append` never blocks a request.
+    """Appends rows from a background thread; `append` never blocks a request. Every
+    `every` request rows it adds a summary row over those rows.
 
     Each row is one `write` of one whole line to a file opened with O_APPEND, so rows from
     several processes never interleave and a crash can only leave a torn last line, which
@@ -50,9 +50,9 @@ class BenchmarkLog:
         self.path = path
         self._every = every
         self._queue: queue.Queue[object] = queue.Queue()
-        self._samples: deque[Sample] = deque(maxlen=WINDOW)
+        self._samples = SampleWindow(WINDOW)
         self._lock = threading.Lock()
-        self._written = 0
+        self._window: list[Sample] = []  # request rows since the last summary row
         self._fd: int | None = None
         self._thread: threading.Thread | None = None
 
@@ -61,9 +61,9 @@ class BenchmarkLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not _ends_with_newline(self.path):
             self._write_line(b"\n")  # end a line torn by a crash
-        self._samples.extend(
-            Sample.from_row(r) for r in read_rows(self.path) if r.get("type") == "request"
-        )
+        for row in read_rows(self.path):
+            if row.get("type") == "request":
+                self._samples.append(Sample.from_row(row))
         self._thread = threading.Thread(target=self._run, name="benchmark-log", daemon=True)
         self._thread.start()
 
@@ -105,16 +105,20 @@ class BenchmarkLog:
         self._write_line(_encode(row))
         if row.get("type") != "request":
             return
+        sample = Sample.from_row(row)
         with self._lock:
-            self._samples.append(Sample.from_row(row))
-        self._written += 1
-        if self._written % self._every == 0:
-            summary = {"ts": utc_now(), "type": "summary", **self._summarize()}
+            self._samples.append(sample)
+        self._window.append(sample)
+        if len(self._window) == self._every:
+            # the rows since the previous summary: cheap at any log size, and a time series
+            summary = {"ts": utc_now(), "type": "summary", **summarize(self._window)}
             self._write_line(_encode(summary))
+            self._window.clear()
 
     def _summarize(self) -> dict[str, Any]:
         with self._lock:
-            return summarize(list(self._samples))
+            samples = self._samples.samples()
+        return summarize(samples)
 
     def _write_line(self, data: bytes) -> None:
         assert self._fd is not None

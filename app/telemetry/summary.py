@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -21,6 +22,28 @@ class Sample(NamedTuple):
             float(row["latency_ms"]),
             float(row.get("tokens_per_s") or 0.0),
         )
+
+
+class SampleWindow:
+    """The newest `size` samples, kept as columns of strings and floats: objects the garbage
+    collector does not track, so a full window adds no pause to a collection (100,000 tuples
+    added 100 ms tails to the service under load)."""
+
+    def __init__(self, size: int):
+        self._models: deque[str] = deque(maxlen=size)
+        self._statuses: deque[str] = deque(maxlen=size)
+        self._latencies: deque[float] = deque(maxlen=size)
+        self._rates: deque[float] = deque(maxlen=size)
+
+    def append(self, sample: Sample) -> None:
+        self._models.append(sample.model)
+        self._statuses.append(sample.status)
+        self._latencies.append(sample.latency_ms)
+        self._rates.append(sample.tokens_per_s)
+
+    def samples(self) -> list[Sample]:
+        columns = (self._models, self._statuses, self._latencies, self._rates)
+        return [Sample(*values) for values in zip(*columns, strict=True)]
 
 
 def percentile(values: list[float], q: float) -> float:
