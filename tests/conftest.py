@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 import uvicorn
 from fastapi import FastAPI
 
@@ -62,6 +63,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             progress=False,
         )
     tokenizer = train_tokenizer([e.text for e in examples], 300, intents.labels)
+    torch.manual_seed(0)  # the same random weights every run: tests rely on its long answers
     model = GPT(
         GPTConfig(
             vocab_size=tokenizer.get_vocab_size(), block_size=256, n_layer=1, n_head=2, n_embd=32

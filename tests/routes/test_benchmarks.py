@@ -98,10 +98,12 @@ async def test_summary_route_gives_the_per_model_figures(
                 "error_rate": 0.0,
             },
         },
-        "fastest_model": "echo",
+        "fastest_model": ANY,
         "recommendation": ANY,
     }
-    assert body["models"]["echo"]["p50_ms"] < body["models"]["custom"]["p50_ms"]
+    # which one is faster is for benchmarks to say; the summary must name the lower median
+    figures = body["models"]
+    assert body["fastest_model"] == min(figures, key=lambda m: figures[m]["p50_ms"])
 
 
 async def test_the_log_never_holds_the_prompt_or_the_reply(
