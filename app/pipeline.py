@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -65,6 +65,10 @@ async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
+async def _unbounded(deadline: float, awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
 class Pipeline:
     def __init__(self, settings: Settings, metrics: Metrics | None = None):
         self.settings = settings
@@ -107,17 +111,34 @@ class Pipeline:
     async def generate(self, prompt: str, **options: Any) -> GenerateResult:
         """One completion; options as in `stream`."""
         parts: list[str] = []
-        async with aclosing(self._events(prompt, options, streamed=False)) as events:
-            async for event in events:
-                if event.result is not None:
-                    return replace(event.result, text="".join(parts))
-                parts.append(event.delta)
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s
+        # One deadline for the whole answer: nothing runs between its pieces but this loop,
+        # so the per-piece deadlines a stream needs would only cost time (about 11% of a
+        # request to the echo model).
+        timeout = asyncio.timeout_at(deadline)
+        try:
+            async with (
+                timeout,
+                aclosing(self._events(prompt, options, False, deadline, timeout.expired)) as events,
+            ):
+                async for event in events:
+                    if event.result is not None:
+                        return replace(event.result, text="".join(parts))
+                    parts.append(event.delta)
+        except TimeoutError as exc:
+            raise self._timeout_error() from exc
         raise RuntimeError("generation ended without a result")
+
+    def _timeout_error(self) -> GenerationTimeout:
+        return GenerationTimeout(
+            f"no answer within REQUEST_TIMEOUT_S={self.settings.request_timeout_s:g} s"
+        )
 
     def stream(self, prompt: str, **options: Any) -> AsyncGenerator[StreamEvent, None]:
         """Reply deltas, then one event with the result. Options: max_tokens, temperature,
         top_p, stop, seed."""
-        return self._events(prompt, options, streamed=True)
+        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s
+        return self._events(prompt, options, True, deadline)
 
     async def switch(self, name: str) -> SwitchResult:
         return await self._model.switch(name)
@@ -181,23 +202,30 @@ class Pipeline:
             )
 
     async def _events(
-        self, prompt: str, options: dict[str, Any], streamed: bool
+        self,
+        prompt: str,
+        options: dict[str, Any],
+        streamed: bool,
+        deadline: float,
+        expired: Callable[[], bool] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
+        """The request's events. Each await is bounded by the deadline, unless the caller
+        bounds the whole iteration itself and passes `expired` to tell its timeout apart."""
         trace = RequestTrace(streamed)
-        deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_s
+        within = _within if expired is None else _unbounded
         try:
             self._check_prompt(prompt)
             params = self.sampling_params(**options)
             async with AsyncExitStack() as stack:
-                await _within(deadline, stack.enter_async_context(self._admission.slot()))
-                adapter = await _within(deadline, stack.enter_async_context(self._model.lease()))
+                await within(deadline, stack.enter_async_context(self._admission.slot()))
+                adapter = await within(deadline, stack.enter_async_context(self._model.lease()))
                 trace.model = info = adapter.info
                 self.metrics.in_flight.labels(info.name, info.backend).inc()
                 stack.callback(self.metrics.in_flight.labels(info.name, info.backend).dec)
                 splitter = IntentSplitter(self.intents)
                 pieces = await stack.enter_async_context(aclosing(adapter.stream(prompt, params)))
                 finish: FinishReason = "length"
-                while (piece := await _within(deadline, anext(pieces, None))) is not None:
+                while (piece := await within(deadline, anext(pieces, None))) is not None:
                     if piece.text:
                         trace.mark_token()
                         if delta := splitter.feed(piece.text):
@@ -210,16 +238,17 @@ class Pipeline:
                 trace.end()
             yield StreamEvent(trace.request_id, result=self._result(trace, finish))
         except TimeoutError as exc:
-            error = GenerationTimeout(
-                f"no answer within REQUEST_TIMEOUT_S={self.settings.request_timeout_s:g} s"
-            )
+            error = self._timeout_error()
             trace.fail(error)
             raise error from exc
         except ServiceError as exc:
             trace.fail(exc)
             raise
         except (asyncio.CancelledError, GeneratorExit):
-            trace.cancel()
+            if expired is not None and expired():
+                trace.fail(self._timeout_error())  # the caller's deadline, not the client
+            else:
+                trace.cancel()
             raise
         except Exception:
             trace.fail(ServiceError("internal error"))
