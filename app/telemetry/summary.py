@@ -26,8 +26,8 @@ class Sample(NamedTuple):
 
 class SampleWindow:
     """The newest `size` samples, kept as columns of strings and floats: objects the garbage
-    collector does not track, so a full window adds no pause to a collection (100,000 tuples
-    added 100 ms tails to the service under load)."""
+    collector does not track, so a window that fills while the service runs adds nothing to
+    its collection passes (100,000 tuples would)."""
 
     def __init__(self, size: int):
         self._models: deque[str] = deque(maxlen=size)
