@@ -53,11 +53,45 @@ class QueueFull(ServiceError):
 
 
 class UpstreamError(ServiceError):
-    status_code, type, outcome = 502, "upstream_error", "upstream_error"
+    """A remote model failed. Every subclass is a failure a FALLBACK_MODEL may answer for."""
+
+    status_code, type = 502, "upstream_error"
+    outcome: ClassVar[Outcome] = "upstream_error"
+
+
+class UpstreamAuthRejected(UpstreamError):
+    type = "upstream_auth_rejected"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status_code, type = 429, "upstream_rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(
+            message, {"retry_after_s": retry_after_s}, {"Retry-After": str(retry_after_s)}
+        )
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code, type = 504, "upstream_timeout"
+    outcome: ClassVar[Outcome] = "timeout"
+
+
+class CircuitOpen(UpstreamError):
+    status_code, type = 503, "circuit_open"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(
+            message, {"retry_after_s": retry_after_s}, {"Retry-After": str(retry_after_s)}
+        )
 
 
 class ModelUnavailable(ServiceError):
     status_code, type, outcome = 503, "model_unavailable", "rejected"
+
+
+class ModelDegraded(ModelUnavailable):
+    type = "degraded"
 
 
 class GenerationTimeout(ServiceError):

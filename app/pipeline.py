@@ -9,11 +9,13 @@ from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from app.adapters import spec_version, unavailable_reason
-from app.adapters.protocol import FinishReason, ModelInfo, SamplingParams
+from app.adapters import is_remote, spec_version, unavailable_reason
+from app.adapters.protocol import Adapter, FinishReason, ModelInfo, Piece, SamplingParams
 from app.admission import Admission
 from app.banking.intents import IntentSet, IntentSplitter
-from app.errors import GenerationTimeout, InvalidRequest, ServiceError
+from app.banking.pii import blocked, redact
+from app.errors import GenerationTimeout, InvalidRequest, ServiceError, UpstreamError
+from app.fallback import Standby
 from app.registry import build_registry
 from app.settings import Settings
 from app.switching import ActiveModel, SwitchResult
@@ -39,6 +41,7 @@ class GenerateResult:
     completion_tokens: int
     latency_ms: float
     ttft_ms: float | None
+    fallback_from: str | None = None  # the remote model that failed before `model` answered
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class Pipeline:
             settings.max_concurrency, settings.max_queue, self.metrics.queue_depth
         )
         self._log = BenchmarkLog(settings.benchmark_log, settings.benchmark_every)
+        fallback = settings.fallback_model
+        self._standby = Standby(self.registry[fallback] if fallback else None)
 
     async def start(self) -> None:
         """Open the log and load ACTIVE_MODEL. A model that fails to load is logged, and the
@@ -94,14 +99,29 @@ class Pipeline:
             await self._model.start(self.settings.active_model)
         except ServiceError as exc:
             logger.error("no model serves: %s", exc.message)
+        await self._standby.start()
 
     async def close(self) -> None:
         await self._model.close()
+        await self._standby.close()
         await asyncio.to_thread(self._log.close)
 
     @property
     def active(self) -> ModelInfo | None:
         return self._model.info
+
+    @property
+    def problem(self) -> str | None:
+        """Why the active model cannot serve now (key rejected, circuit open), or None."""
+        return self._model.problem
+
+    @property
+    def fallback(self) -> str | None:
+        """The loaded FALLBACK_MODEL that would answer for the active model, if any."""
+        active = self._model.info
+        if active is None or self._standby.replacing(active) is None:
+            return None
+        return self._standby.name
 
     @property
     def switching(self) -> bool:
@@ -219,19 +239,19 @@ class Pipeline:
             async with AsyncExitStack() as stack:
                 await within(deadline, stack.enter_async_context(self._admission.slot()))
                 adapter = await within(deadline, stack.enter_async_context(self._model.lease()))
-                trace.model = info = adapter.info
-                self.metrics.in_flight.labels(info.name, info.backend).inc()
-                stack.callback(self.metrics.in_flight.labels(info.name, info.backend).dec)
+                pieces, piece = await self._open(
+                    stack, adapter, prompt, params, deadline, within, trace
+                )
                 splitter = IntentSplitter(self.intents)
-                pieces = await stack.enter_async_context(aclosing(adapter.stream(prompt, params)))
                 finish: FinishReason = "length"
-                while (piece := await within(deadline, anext(pieces, None))) is not None:
+                while piece is not None:
                     if piece.text:
                         trace.mark_token()
                         if delta := splitter.feed(piece.text):
                             yield StreamEvent(trace.request_id, delta)
                     if piece.usage is not None and piece.finish_reason is not None:
                         trace.usage, finish = piece.usage, piece.finish_reason
+                    piece = await within(deadline, anext(pieces, None))
                 if tail := splitter.finish():
                     yield StreamEvent(trace.request_id, tail)
                 trace.intent = splitter.intent
@@ -257,6 +277,54 @@ class Pipeline:
         finally:
             self._record(trace)
 
+    async def _open(
+        self,
+        stack: AsyncExitStack,
+        adapter: Adapter,
+        prompt: str,
+        params: SamplingParams,
+        deadline: float,
+        within: Callable[[float, Awaitable[Piece | None]], Awaitable[Piece | None]],
+        trace: RequestTrace,
+    ) -> tuple[AsyncGenerator[Piece, None], Piece | None]:
+        """Start the adapter's stream and await its first piece. A remote model that fails
+        before it hands the request to FALLBACK_MODEL, when one is loaded."""
+        trace.model = info = adapter.info
+        attempt = AsyncExitStack()
+        try:
+            gauge = self.metrics.in_flight.labels(info.name, info.backend)
+            gauge.inc()
+            attempt.callback(gauge.dec)
+            sent = self._outbound(prompt, info)
+            pieces = await attempt.enter_async_context(aclosing(adapter.stream(sent, params)))
+            first = await within(deadline, anext(pieces, None))
+        except UpstreamError as exc:
+            await attempt.aclose()
+            if (standby := self._standby.replacing(info)) is None:
+                raise
+            logger.warning("%s failed (%s); %s answers", info.name, exc.type, standby.info.name)
+            self.metrics.fallbacks.labels(info.name, standby.info.name, exc.type).inc()
+            trace.fallback_from = info.name
+            return await self._open(stack, standby, prompt, params, deadline, within, trace)
+        except BaseException:
+            await attempt.aclose()
+            raise
+        await stack.enter_async_context(attempt)
+        return pieces, first
+
+    def _outbound(self, prompt: str, info: ModelInfo) -> str:
+        """The prompt as it may leave the process: CLOUD_PII_POLICY for remote models."""
+        policy = self.settings.cloud_pii_policy
+        if policy == "allow" or not is_remote(info.backend):
+            return prompt
+        redaction = redact(prompt)
+        action = "blocked" if policy == "block" else "redacted"
+        for kind, count in redaction.found.items():
+            self.metrics.pii_redactions.labels(kind, action).inc(count)
+        if policy == "block" and redaction.found:
+            raise blocked(redaction.found)
+        return redaction.text
+
     def _result(self, trace: RequestTrace, finish: FinishReason) -> GenerateResult:
         info = trace.model or _NO_MODEL
         ttft = trace.ttft_s
@@ -272,6 +340,7 @@ class Pipeline:
             completion_tokens=trace.usage.completion_tokens,
             latency_ms=round(trace.latency_s * 1000, 2),
             ttft_ms=None if ttft is None else round(ttft * 1000, 2),
+            fallback_from=trace.fallback_from,
         )
 
     def _record(self, trace: RequestTrace) -> None:

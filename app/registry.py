@@ -31,15 +31,31 @@ def _default_specs(settings: Settings) -> list[ModelSpec]:
                 "quantization": settings.qlora_quantization,
             },
         ),
-        ModelSpec(
-            "gemini",
-            "gemini",
-            {"model": settings.gemini_model, "base_url": settings.gemini_base_url},
-        ),
+        ModelSpec("gemini", "gemini", gemini_options(settings)),
     ]
     if settings.enable_echo_model:
         specs.append(ModelSpec("echo", "echo"))
     return specs
+
+
+def gemini_options(settings: Settings) -> dict[str, Any]:
+    """The gemini backend's options from the settings; a MODELS_FILE entry overrides any."""
+    s = settings
+    return {
+        "model": s.gemini_model,
+        "api_key": s.gemini_api_key,
+        "base_url": s.gemini_base_url,
+        "timeout_s": s.gemini_timeout_s,
+        "retry_attempts": s.gemini_retry_attempts,
+        "retry_initial_s": s.gemini_retry_initial_s,
+        "retry_max_s": s.gemini_retry_max_s,
+        "max_retry_wait_s": s.gemini_max_retry_wait_s,
+        "breaker_failures": s.gemini_breaker_failures,
+        "breaker_cooldown_s": s.gemini_breaker_cooldown_s,
+        "price_input_per_mtok": s.gemini_price_input_per_mtok,
+        "price_output_per_mtok": s.gemini_price_output_per_mtok,
+        "thinking_budget": s.gemini_thinking_budget,
+    }
 
 
 def _file_specs(settings: Settings) -> list[ModelSpec]:
@@ -70,11 +86,20 @@ def _file_specs(settings: Settings) -> list[ModelSpec]:
 def build_registry(settings: Settings) -> dict[str, ModelSpec]:
     """Name -> spec. A MODELS_FILE entry with a default's name replaces that default.
 
-    A custom model batches up to MAX_CONCURRENCY requests unless its options say otherwise.
+    A custom model batches up to MAX_CONCURRENCY requests unless its options say otherwise; a
+    gemini model takes the GEMINI_* settings its options do not name.
     """
     registry = {spec.name: spec for spec in _default_specs(settings)}
     registry.update({spec.name: spec for spec in _file_specs(settings)})
     for spec in registry.values():
         if spec.backend == "custom":
             spec.options.setdefault("max_batch", settings.max_concurrency)
+        elif spec.backend == "gemini":
+            for key, value in gemini_options(settings).items():
+                spec.options.setdefault(key, value)
+    if settings.fallback_model is not None and settings.fallback_model not in registry:
+        raise ValueError(
+            f"FALLBACK_MODEL={settings.fallback_model!r} is not a registered model; "
+            f"one of {', '.join(sorted(registry))}"
+        )
     return registry

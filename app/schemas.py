@@ -34,6 +34,9 @@ class GeneratePublic(BaseModel):
     completion_tokens: int
     latency_ms: float
     ttft_ms: float | None
+    fallback_from: str | None = Field(
+        None, description="The remote model that failed before FALLBACK_MODEL answered."
+    )
 
 
 class StreamDeltaPublic(BaseModel):
@@ -68,10 +71,12 @@ class SwitchPublic(BaseModel):
 
 
 class HealthPublic(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]
     model: str
     backend: str
     version: str
+    problem: str | None = None  # why the active model cannot serve now
+    fallback: str | None = None  # the model answering in its place meanwhile
 
 
 class ErrorDetail(BaseModel):

@@ -23,7 +23,19 @@ class Settings(BaseSettings):
     qlora_quantization: Literal["bitsandbytes", "none"] = "bitsandbytes"
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
-    gemini_base_url: str | None = None
+    gemini_base_url: str | None = None  # a proxy or a Gemini-compatible server; None: Google
+    gemini_timeout_s: float = Field(30.0, gt=0)  # per attempt
+    gemini_retry_attempts: int = Field(3, ge=1)  # attempts per request, the first one included
+    gemini_retry_initial_s: float = Field(0.5, ge=0)  # backoff before the first retry
+    gemini_retry_max_s: float = Field(8.0, ge=0)  # the longest backoff between two attempts
+    gemini_max_retry_wait_s: float = Field(10.0, ge=0)  # the longest server-given delay we wait
+    gemini_breaker_failures: int = Field(5, ge=1)  # consecutive failures that open the breaker
+    gemini_breaker_cooldown_s: float = Field(30.0, gt=0)  # open this long, then one probe
+    gemini_price_input_per_mtok: float = Field(0.30, ge=0)  # USD per million prompt tokens
+    gemini_price_output_per_mtok: float = Field(2.50, ge=0)  # USD per million output tokens
+    gemini_thinking_budget: int | None = 0  # 0: no thinking tokens; None: the model's default
+    cloud_pii_policy: Literal["redact", "block", "allow"] = "redact"
+    fallback_model: str | None = None  # answers when a cloud model fails before its first token
     models_file: Path | None = None  # JSON list of extra models: name, backend, options
     enable_echo_model: bool = False  # a model-free `echo` backend to measure our own overhead
 
@@ -43,6 +55,11 @@ class Settings(BaseSettings):
     benchmark_log: Path = Path("logs/benchmarks.jsonl")
     benchmark_every: int = Field(50, ge=1)
     log_level: str = "INFO"
+
+    @field_validator("gemini_base_url", "fallback_model", "gemini_thinking_budget", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -65,6 +65,10 @@ class ActiveModel:
         return self._slot.adapter.info if self._slot else None
 
     @property
+    def problem(self) -> str | None:
+        return self._slot.adapter.problem if self._slot else None
+
+    @property
     def switching(self) -> bool:
         return self._switch_lock.locked()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import torch
-import uvicorn
 from fastapi import FastAPI
 
 from app.banking.corpus import build_corpus
@@ -23,7 +21,9 @@ from app.gpt.train import TrainConfig, train
 from app.main import create_app
 from app.pipeline import Pipeline
 from app.settings import Settings, get_settings
-from tests.helpers import ADMIN_KEY, USER_KEY, client_of, poll_until, running
+from tests.fake_gemini import API_KEY as GEMINI_KEY
+from tests.fake_gemini import FakeGemini
+from tests.helpers import ADMIN_KEY, USER_KEY, client_of, running, serving
 
 TINY = TrainConfig(
     n_layer=1,
@@ -153,15 +153,40 @@ def admin() -> dict[str, str]:
 def server(make_settings: SettingsFactory) -> Iterator[tuple[str, Settings]]:
     """The app behind a real uvicorn on 127.0.0.1 (a free port), serving custom-random."""
     settings = make_settings(active_model="custom-random")
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    poll_until(lambda: server.started or not thread.is_alive(), timeout_s=60)
-    assert server.started, "the server did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", settings
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(settings)) as url:
+        yield url, settings
+
+
+@pytest.fixture(scope="session")
+def gemini_upstream() -> Iterator[tuple[FakeGemini, str]]:
+    """The fake Gemini REST server on 127.0.0.1, shared by the session's tests."""
+    fake = FakeGemini()
+    with serving(fake.app()) as url:
+        yield fake, url
+
+
+@pytest.fixture
+def fake_gemini(gemini_upstream: tuple[FakeGemini, str]) -> FakeGemini:
+    """The fake Gemini, with no queued faults and nothing received yet."""
+    fake = gemini_upstream[0]
+    fake.reset()
+    return fake
+
+
+@pytest.fixture
+def gemini_settings(
+    make_settings: SettingsFactory, gemini_upstream: tuple[FakeGemini, str]
+) -> SettingsFactory:
+    """Settings that point the gemini model at the fake server, with short retry waits."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "gemini_api_key": GEMINI_KEY,
+            "gemini_base_url": gemini_upstream[1],
+            "gemini_retry_initial_s": 0.01,
+            "gemini_retry_max_s": 0.05,
+            "gemini_timeout_s": 5.0,
+        }
+        return make_settings(**(values | overrides))
+
+    return make

@@ -7,13 +7,15 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from app.main import create_app
 from app.pipeline import Pipeline
@@ -42,6 +44,23 @@ async def client_of(app: FastAPI, key: str | None = USER_KEY) -> AsyncIterator[h
         transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers
     ) as client:
         yield client
+
+
+@contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """An ASGI app behind a real uvicorn on 127.0.0.1 (a free port), in a thread; its URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    poll_until(lambda: server.started or not thread.is_alive(), timeout_s=60)
+    assert server.started, "the server did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:

@@ -27,8 +27,43 @@ def test_defaults_come_from_the_settings(tmp_path: Path) -> None:
                 "quantization": "bitsandbytes",
             },
         ),
-        "gemini": ModelSpec("gemini", "gemini", {"model": "gemini-2.5-pro", "base_url": None}),
+        "gemini": ModelSpec(
+            "gemini",
+            "gemini",
+            {
+                "model": "gemini-2.5-pro",
+                "api_key": None,
+                "base_url": None,
+                "timeout_s": 30.0,
+                "retry_attempts": 3,
+                "retry_initial_s": 0.5,
+                "retry_max_s": 8.0,
+                "max_retry_wait_s": 10.0,
+                "breaker_failures": 5,
+                "breaker_cooldown_s": 30.0,
+                "price_input_per_mtok": 0.3,
+                "price_output_per_mtok": 2.5,
+                "thinking_budget": 0,
+            },
+        ),
     }
+
+
+def test_a_models_file_gemini_takes_the_settings_it_does_not_name(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps([{"name": "pro", "backend": "gemini", "options": {"model": "p"}}]))
+    settings = get_settings(models_file=path, gemini_api_key="k", gemini_timeout_s=5)
+    options = build_registry(settings)["pro"].options
+    assert (options["model"], options["api_key"], options["timeout_s"]) == (
+        "p",
+        settings.gemini_api_key,
+        5.0,
+    )
+
+
+def test_an_unknown_fallback_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="FALLBACK_MODEL='nope' is not a registered model"):
+        build_registry(get_settings(fallback_model="nope"))
 
 
 def test_models_file_adds_and_replaces(tmp_path: Path) -> None:
@@ -50,7 +85,7 @@ def test_models_file_adds_and_replaces(tmp_path: Path) -> None:
     assert registry["custom-v2"] == ModelSpec(
         "custom-v2", "custom", {"checkpoint": "/ckpt/v2", "max_batch": 16}
     )
-    assert registry["gemini"].options == {"model": "gemini-2.5-flash-lite"}
+    assert registry["gemini"].options["model"] == "gemini-2.5-flash-lite"
 
 
 @pytest.mark.parametrize(

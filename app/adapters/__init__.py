@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from app.adapters import custom
+from app.adapters import custom, gemini
 from app.adapters.echo import EchoAdapter
 from app.adapters.protocol import Adapter
 from app.errors import ModelUnavailable
@@ -16,6 +16,7 @@ class Backend(NamedTuple):
     create: Callable[[ModelSpec], Adapter]  # builds an unloaded adapter
     unavailable: Callable[[ModelSpec], str | None]  # why this install cannot load it, or None
     version: Callable[[ModelSpec], str]  # shown by /models before the model is loaded
+    remote: bool = False  # prompts leave the process: CLOUD_PII_POLICY applies
 
 
 def _not_built(backend: str, issue: int) -> Backend:
@@ -31,12 +32,20 @@ BACKENDS: dict[str, Backend] = {
     "custom": Backend(custom.CustomAdapter, custom.unavailable_reason, custom.checkpoint_version),
     "echo": Backend(EchoAdapter, lambda spec: None, lambda spec: "fixed-reply-1"),
     "qlora": _not_built("qlora", 5),
-    "gemini": _not_built("gemini", 4),
+    "gemini": Backend(
+        gemini.GeminiAdapter, gemini.unavailable_reason, gemini.model_version, remote=True
+    ),
 }
 
 
 def unavailable_reason(spec: ModelSpec) -> str | None:
     return BACKENDS[spec.backend].unavailable(spec)
+
+
+def is_remote(backend: str) -> bool:
+    """Whether prompts to this backend leave the process."""
+    entry = BACKENDS.get(backend)
+    return entry is not None and entry.remote
 
 
 def spec_version(spec: ModelSpec) -> str:

@@ -58,6 +58,10 @@ class CustomAdapter:
     def info(self) -> ModelInfo:
         return self._info
 
+    @property
+    def problem(self) -> str | None:
+        return None
+
     async def load(self) -> None:
         self._ckpt = await asyncio.to_thread(load_checkpoint, self._path)
         self._decoder = BatchDecoder(self._ckpt.model, self._max_batch, self._info.name)

@@ -29,6 +29,10 @@ class EchoAdapter:
     def info(self) -> ModelInfo:
         return self._info
 
+    @property
+    def problem(self) -> str | None:
+        return None
+
     async def load(self) -> None:
         return None
 

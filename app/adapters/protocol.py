@@ -29,6 +29,7 @@ class SamplingParams:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cost_usd: float | None = None  # what the provider bills for this request, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,11 @@ class Adapter(Protocol):
 
     @property
     def info(self) -> ModelInfo: ...
+
+    @property
+    def problem(self) -> str | None:
+        """None while the model can serve; else why not (say, the upstream rejected the key)."""
+        ...
 
     async def load(self) -> None: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import PipelineDep
-from app.errors import ModelUnavailable
+from app.errors import ModelDegraded, ModelUnavailable
 from app.schemas import ErrorPublic, HealthPublic
 
 router = APIRouter(tags=["health"])
@@ -13,12 +13,21 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", responses={503: {"model": ErrorPublic}})
 async def ready(pipeline: PipelineDep) -> HealthPublic:
-    """200 while the active model can serve, else 503."""
+    """200 while the active model can serve, else 503. A model with a problem (its key
+    rejected, its circuit open) is `degraded`: 200 while a fallback answers for it, else 503."""
     active = pipeline.active
     if active is None:
         raise ModelUnavailable("no model is loaded")
+    problem = pipeline.problem
+    if problem is not None and pipeline.fallback is None:
+        raise ModelDegraded(problem, {"model": active.name, "backend": active.backend})
     return HealthPublic(
-        status="ok", model=active.name, backend=active.backend, version=active.version
+        status="ok" if problem is None else "degraded",
+        model=active.name,
+        backend=active.backend,
+        version=active.version,
+        problem=problem,
+        fallback=pipeline.fallback if problem else None,
     )
 
 

@@ -58,6 +58,21 @@ class Metrics:
         self.switches = Counter(
             "bankllm_model_switches_total", "Model switches by result.", ("result",), registry=r
         )
+        self.fallbacks = Counter(
+            "bankllm_fallbacks_total",
+            "Requests a remote model failed before its first token, answered by FALLBACK_MODEL.",
+            ("model", "fallback", "error_type"),
+            registry=r,
+        )
+        self.pii_redactions = Counter(
+            "bankllm_pii_redactions_total",
+            "Customer numbers found in prompts to remote models (action: redacted|blocked).",
+            ("kind", "action"),
+            registry=r,
+        )
+        self.cost = Counter(
+            "bankllm_cost_usd_total", "Provider cost estimate, in US dollars.", _MODEL, registry=r
+        )
         self.in_flight = Gauge(
             "bankllm_requests_in_flight", "Requests generating now.", _MODEL, registry=r
         )

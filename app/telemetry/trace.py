@@ -31,6 +31,7 @@ class RequestTrace:
     error_type: str | None = None
     usage: Usage = _NO_USAGE
     intent: str | None = None
+    fallback_from: str | None = None  # the remote model that failed before FALLBACK_MODEL answered
 
     def mark_token(self) -> None:
         if self.first_token_at is None:
@@ -90,6 +91,8 @@ class RequestTrace:
             "completion_tokens": self.usage.completion_tokens,
             "tokens_per_s": round(self.tokens_per_s, 2),
             "intent": self.intent,
+            "cost_usd": self.usage.cost_usd,
+            "fallback_from": self.fallback_from,
         }
 
     def observe(self, metrics: Metrics, fallback: ModelInfo) -> None:
@@ -103,6 +106,8 @@ class RequestTrace:
             metrics.tpot.labels(*labels).observe(tpot)
         metrics.prompt_tokens.labels(*labels).inc(self.usage.prompt_tokens)
         metrics.completion_tokens.labels(*labels).inc(self.usage.completion_tokens)
+        if self.usage.cost_usd:
+            metrics.cost.labels(*labels).inc(self.usage.cost_usd)
 
 
 def _ms(seconds: float | None) -> float | None:

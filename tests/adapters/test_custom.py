@@ -82,7 +82,7 @@ async def test_a_missing_checkpoint_is_unavailable_with_its_reason(tmp_path: Pat
 
 
 async def test_backends_not_built_yet_are_unavailable() -> None:
-    for backend, issue in (("qlora", 5), ("gemini", 4)):
+    for backend, issue in (("qlora", 5),):
         spec = ModelSpec(backend, backend)
         assert unavailable_reason(spec) == (
             f"the {backend} backend is not in this release yet (issue #{issue})"

@@ -27,6 +27,8 @@ ROW_FIELDS = [
     "completion_tokens",
     "tokens_per_s",
     "intent",
+    "cost_usd",
+    "fallback_from",
 ]
 
 

@@ -49,6 +49,7 @@ async def test_generate_whole_body_from_the_echo_model(make_settings: SettingsFa
         "completion_tokens": 15,
         "latency_ms": ANY,
         "ttft_ms": ANY,
+        "fallback_from": None,
     }
 
 

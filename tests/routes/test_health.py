@@ -22,6 +22,8 @@ async def test_ready_names_the_model_that_serves(
         "model": "custom",
         "backend": "custom",
         "version": read_config(checkpoints["a"])["version"],
+        "problem": None,
+        "fallback": None,
     }
 
 

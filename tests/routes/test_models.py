@@ -49,9 +49,9 @@ async def test_models_lists_every_model_and_the_active_one(
             {
                 "name": "gemini",
                 "backend": "gemini",
-                "version": "unavailable",
+                "version": "gemini-2.5-flash",
                 "available": False,
-                "reason": not_built.format("gemini", 4),
+                "reason": "GEMINI_API_KEY is not set",
                 "loaded": False,
             },
             {

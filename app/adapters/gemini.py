@@ -1,0 +1,346 @@
+"""`gemini`: Google's model through the official google-genai SDK (async client).
+
+Retries: the SDK's `HttpRetryOptions` retries 408 and 5xx and transport errors with
+exponential backoff and jitter; a 429 is retried here, waiting the delay Google asks for
+(`RetryInfo.retryDelay` or `Retry-After`) when it is at most GEMINI_MAX_RETRY_WAIT_S, the SDK's
+backoff otherwise. A circuit breaker fails fast after repeated failures. Every failure leaves as
+an `UpstreamError` subclass that says what happened.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+import tenacity
+from pydantic import SecretStr, ValidationError
+
+from app.adapters._breaker import CircuitBreaker
+from app.adapters._text import StopScanner
+from app.adapters._upstream import RETRY_STATUS_CODES, from_status, malformed, server_delay_s
+from app.adapters.protocol import (
+    Completion,
+    FinishReason,
+    ModelInfo,
+    Piece,
+    SamplingParams,
+    Usage,
+)
+from app.banking.intents import IntentSet
+from app.errors import ModelUnavailable, UpstreamAuthRejected, UpstreamError, UpstreamTimeout
+from app.registry import ModelSpec
+
+if TYPE_CHECKING:
+    from google.genai import Client, types
+
+T = TypeVar("T")
+_FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length"}
+_attempts: ContextVar[list[int] | None] = ContextVar("gemini_attempts", default=None)
+
+
+@dataclass(frozen=True)
+class GeminiOptions:
+    model: str = "gemini-2.5-flash"
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    timeout_s: float = 30.0
+    retry_attempts: int = 3
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 8.0
+    max_retry_wait_s: float = 10.0
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    price_input_per_mtok: float = 0.30
+    price_output_per_mtok: float = 2.50
+    thinking_budget: int | None = 0
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> GeminiOptions:
+        known = {k: v for k, v in spec.options.items() if k in cls.__dataclass_fields__}
+        key = known.get("api_key")
+        if isinstance(key, str):
+            known["api_key"] = SecretStr(key)
+        return cls(**known)
+
+    def cost_usd(self, prompt_tokens: int, output_tokens: int) -> float:
+        cost = prompt_tokens * self.price_input_per_mtok
+        cost += output_tokens * self.price_output_per_mtok
+        return round(cost / 1e6, 8)
+
+
+def sdk_installed() -> bool:
+    return importlib.util.find_spec("google.genai") is not None
+
+
+def unavailable_reason(spec: ModelSpec) -> str | None:
+    if not sdk_installed():
+        return "the google-genai package is not installed (pip install '.[gemini]')"
+    key = GeminiOptions.of(spec).api_key
+    if key is None or not key.get_secret_value():
+        return "GEMINI_API_KEY is not set"
+    return None
+
+
+def model_version(spec: ModelSpec) -> str:
+    return GeminiOptions.of(spec).model
+
+
+async def _count_attempt(request: Any) -> None:
+    """An httpx2 request hook: counts the attempts of the request that runs in this task."""
+    if (counter := _attempts.get()) is not None:
+        counter[0] += 1
+
+
+class _ServerDelay(tenacity.wait.wait_base):
+    """Wait what the server asked for, else the exponential backoff with jitter."""
+
+    def __init__(self, backoff: tenacity.wait.wait_base):
+        self._backoff = backoff
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        delay = server_delay_s(getattr(exc, "details", None), _headers(exc))
+        return delay if delay is not None else self._backoff(retry_state)
+
+
+def _headers(exc: BaseException | None) -> Any:
+    response = getattr(exc, "response", None)
+    return getattr(response, "headers", None)
+
+
+class GeminiAdapter:
+    def __init__(self, spec: ModelSpec):
+        self._o = GeminiOptions.of(spec)
+        self._info = ModelInfo(spec.name, spec.backend, self._o.model)
+        self._breaker = CircuitBreaker(
+            spec.name, self._o.breaker_failures, self._o.breaker_cooldown_s
+        )
+        self._system = IntentSet.load().system_prompt()
+        self._client: Client | None = None
+        self._auth_problem: str | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def problem(self) -> str | None:
+        """Why this model cannot serve now (key rejected, circuit open), or None."""
+        return self._auth_problem or self._breaker.problem
+
+    async def load(self) -> None:
+        from google import genai
+        from google.genai import types
+
+        key = self._o.api_key.get_secret_value() if self._o.api_key else ""
+        retry = types.HttpRetryOptions(
+            attempts=self._o.retry_attempts,
+            initial_delay=self._o.retry_initial_s,
+            max_delay=self._o.retry_max_s,
+            exp_base=2.0,
+            jitter=1.0,
+            http_status_codes=[c for c in RETRY_STATUS_CODES if c != 429],  # 429: see stream
+        )
+        self._client = genai.Client(
+            api_key=key,
+            http_options=types.HttpOptions(
+                base_url=self._o.base_url,
+                timeout=int(self._o.timeout_s * 1000),
+                retry_options=retry,
+                async_client_args={"event_hooks": {"request": [_count_attempt]}},
+            ),
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aio.aclose()
+            client.close()
+
+    async def generate(self, prompt: str, params: SamplingParams) -> Completion:
+        """One unary generateContent call (the service streams; programs may not)."""
+        client = self._ready()
+        config = self._config(params)
+        response = await self._guarded(
+            lambda: client.aio.models.generate_content(
+                model=self._o.model, contents=prompt, config=config
+            )
+        )
+        text, reason = self._text_and_reason(response)
+        scanner = StopScanner(params.stop)
+        kept = scanner.feed(text)
+        if scanner.stopped:
+            return Completion(kept, "stop", self._usage(response, 1))
+        finish = self._finish(reason)
+        return Completion(kept + scanner.flush(), finish, self._usage(response, 1))
+
+    async def stream(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Piece, None]:
+        client = self._ready()
+        config = self._config(params)
+
+        async def first_chunk() -> tuple[types.GenerateContentResponse, AsyncIterator[Any]]:
+            chunks = await client.aio.models.generate_content_stream(
+                model=self._o.model, contents=prompt, config=config
+            )
+            try:
+                return await anext(chunks), chunks
+            except StopAsyncIteration:
+                raise UpstreamError(f"{self._info.name} sent an empty stream") from None
+
+        first, chunks = await self._guarded(first_chunk)
+        scanner = StopScanner(params.stop)
+        reason: str | None = None
+        last = first
+        count = 0
+        try:
+            chunk: Any = first
+            while chunk is not None:
+                last = chunk
+                text, reason = self._text_and_reason(chunk)
+                if text:
+                    count += 1
+                    if kept := scanner.feed(text):
+                        yield Piece(kept)
+                    if scanner.stopped:
+                        break
+                chunk = await self._translated(anext(chunks, None), [count])
+            if not scanner.stopped:
+                if reason is None:
+                    raise UpstreamError(f"{self._info.name}'s stream ended without a finish reason")
+                finish = self._finish(reason)
+                if tail := scanner.flush():
+                    yield Piece(tail)
+            yield Piece("", "stop" if scanner.stopped else finish, self._usage(last, count))
+        except UpstreamError:
+            self._breaker.failed(probe=False)  # a stream that broke off counts against it
+            raise
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+    def _ready(self) -> Client:
+        if self._client is None:
+            raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
+        return self._client
+
+    def _config(self, params: SamplingParams) -> types.GenerateContentConfig:
+        from google.genai import types
+
+        budget = self._o.thinking_budget
+        thinking = None if budget is None else types.ThinkingConfig(thinking_budget=budget)
+        return types.GenerateContentConfig(
+            system_instruction=self._system,
+            max_output_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop_sequences=list(params.stop) or None,
+            seed=params.seed,
+            thinking_config=thinking,
+        )
+
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One call through the breaker and the 429 retries, translated to our errors."""
+        probe = self._breaker.admit()
+        counter = [0]
+        token = _attempts.set(counter)
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self._o.retry_attempts),
+            retry=tenacity.retry_if_exception(self._retry_429),
+            wait=_ServerDelay(
+                tenacity.wait_exponential_jitter(
+                    initial=self._o.retry_initial_s, max=self._o.retry_max_s, jitter=1.0
+                )
+            ),
+            reraise=True,
+        )
+
+        async def attempt() -> T:
+            return await call()
+
+        try:
+            result: T = await self._translated(retrying(attempt), counter)
+        except UpstreamError as exc:
+            if isinstance(exc, UpstreamAuthRejected):
+                self._auth_problem = exc.message
+            self._breaker.failed(probe)
+            raise
+        except BaseException:
+            self._breaker.abandoned(probe)
+            raise
+        finally:
+            _attempts.reset(token)
+        self._auth_problem = None
+        self._breaker.succeeded(probe)
+        return result
+
+    def _retry_429(self, exc: BaseException) -> bool:
+        """Retry a 429 unless the server asks for a longer wait than we may spend."""
+        from google.genai import errors
+
+        if not isinstance(exc, errors.APIError) or exc.code != 429:
+            return False
+        delay = server_delay_s(exc.details, _headers(exc))
+        return delay is None or delay <= self._o.max_retry_wait_s
+
+    async def _translated(self, awaitable: Awaitable[T], attempts: list[int]) -> T:
+        """Await, turning what the SDK and its transports raise into our UpstreamErrors."""
+        import httpx2
+        from google.genai import errors
+
+        name = self._info.name
+        try:
+            return await awaitable
+        except errors.APIError as exc:
+            raise from_status(name, exc.code, exc.details, _headers(exc), attempts[0]) from exc
+        except (httpx2.TimeoutException, httpx.TimeoutException, TimeoutError) as exc:
+            raise UpstreamTimeout(
+                f"{name} did not answer within GEMINI_TIMEOUT_S={self._o.timeout_s:g} s",
+                {"attempts": attempts[0]},
+            ) from exc
+        except (httpx2.TransportError, httpx.TransportError) as exc:
+            raise UpstreamError(
+                f"{name} could not be reached or broke off: {type(exc).__name__}: {exc}",
+                {"attempts": attempts[0]},
+            ) from exc
+        except (errors.UnknownApiResponseError, json.JSONDecodeError, ValidationError) as exc:
+            raise malformed(name, exc) from exc
+
+    def _text_and_reason(self, response: types.GenerateContentResponse) -> tuple[str, str | None]:
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason is not None:
+            reason = _name(feedback.block_reason)
+            raise UpstreamError(
+                f"{self._info.name} blocked the prompt ({reason})", {"block_reason": reason}
+            )
+        if not response.candidates:
+            return "", None
+        candidate = response.candidates[0]
+        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+        text = "".join(p.text for p in parts if p.text and not p.thought)
+        finish = candidate.finish_reason
+        return text, None if finish is None else _name(finish)
+
+    def _finish(self, reason: str | None) -> FinishReason:
+        if reason in _FINISH:
+            return _FINISH[reason]
+        raise UpstreamError(
+            f"{self._info.name} stopped its reply early (finishReason {reason})",
+            {"finish_reason": reason},
+        )
+
+    def _usage(self, response: types.GenerateContentResponse, chunks: int) -> Usage:
+        meta = response.usage_metadata
+        if meta is None:
+            return Usage(0, chunks)
+        prompt = meta.prompt_token_count or 0
+        output = meta.candidates_token_count or 0
+        billed = output + (meta.thoughts_token_count or 0)
+        return Usage(prompt, output, self._o.cost_usd(prompt, billed))
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "value", value))

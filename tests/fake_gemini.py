@@ -1,0 +1,163 @@
+"""A fake Gemini REST server for tests: the real SDK talks to it over real HTTP on 127.0.0.1.
+
+It implements `POST /{v1,v1beta}/models/{model}:generateContent` and
+`:streamGenerateContent?alt=sse` with Google's response and error shapes (the SDK 3.x calls
+`v1`; earlier ones called `v1beta`), records every request
+it receives, and plays the faults a test queues, one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+API_KEY = "fake-gemini-key"
+REPLY = "intent: card_arrival\nYour card is on its way and usually arrives within 3 working days."
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the next request gets instead of a normal answer."""
+
+    status: int | None = None  # answer with this HTTP status and Google's error JSON
+    retry_delay: str | None = None  # google.rpc.RetryInfo.retryDelay, e.g. "0.05s"
+    delay_s: float = 0.0  # wait before answering (a slow upstream)
+    malformed: bool = False  # a 200 whose body is not JSON
+    cut_after: int | None = None  # streams: drop the connection after this many chunks
+    finish_reason: str | None = None  # end the reply with this finishReason (e.g. SAFETY)
+
+
+@dataclass
+class Received:
+    path: str
+    key: str | None
+    body: dict[str, Any]
+    raw: bytes
+
+
+@dataclass
+class FakeGemini:
+    reply: str = REPLY
+    accepted_key: str = API_KEY  # set another to revoke the key the service holds
+    faults: deque[Fault] = field(default_factory=deque)
+    received: list[Received] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.reply, self.accepted_key = REPLY, API_KEY
+        self.faults.clear()
+        self.received.clear()
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route(f"/{version}/models/{{call:path}}", self._handle, methods=["POST"])
+                for version in ("v1", "v1beta")
+            ]
+        )
+
+    async def _handle(self, request: Request) -> Response:
+        raw = await request.body()
+        body = json.loads(raw)
+        self.received.append(
+            Received(request.url.path, request.headers.get("x-goog-api-key"), body, raw)
+        )
+        fault = self.faults.popleft() if self.faults else Fault()
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)  # the upstream is slow, by design of the test
+        if request.headers.get("x-goog-api-key") != self.accepted_key:
+            return _error(400, "API key not valid. Please pass a valid API key.", "API_KEY_INVALID")
+        if fault.status is not None:
+            return _error(fault.status, f"injected {fault.status}", retry_delay=fault.retry_delay)
+        if fault.malformed:
+            return Response("<html>upstream proxy error</html>", media_type="application/json")
+        words = _chunks(self.reply)
+        limit = body.get("generationConfig", {}).get("maxOutputTokens") or len(words)
+        finish = fault.finish_reason or ("MAX_TOKENS" if len(words) > limit else "STOP")
+        words = words[:limit]
+        prompt_tokens = len(json.dumps(body.get("contents", [])).split())
+        if request.url.path.endswith(":generateContent"):
+            return JSONResponse(_response("".join(words), finish, prompt_tokens, len(words)))
+        return StreamingResponse(
+            self._events(words, finish, prompt_tokens, fault.cut_after),
+            media_type="text/event-stream",
+        )
+
+    async def _events(
+        self, words: list[str], finish: str, prompt_tokens: int, cut_after: int | None
+    ) -> AsyncIterator[bytes]:
+        for i, word in enumerate(words):
+            if cut_after is not None and i == cut_after:
+                raise ConnectionAbortedError("the fake upstream drops the stream on purpose")
+            last = i == len(words) - 1
+            chunk = _response(word, finish if last else None, prompt_tokens, i + 1)
+            yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+
+
+def _chunks(text: str) -> list[str]:
+    """The reply in pieces of one word with its trailing space (a token, for the fake)."""
+    pieces: list[str] = []
+    for word in text.split(" "):
+        pieces.append(word + " ")
+    pieces[-1] = pieces[-1][:-1]
+    return pieces
+
+
+def _response(text: str, finish: str | None, prompt_tokens: int, output: int) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    candidate["index"] = 0
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {
+            "promptTokenCount": prompt_tokens,
+            "candidatesTokenCount": output,
+            "totalTokenCount": prompt_tokens + output,
+        },
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "fake-response",
+    }
+
+
+def _error(
+    status: int, message: str, reason: str | None = None, retry_delay: str | None = None
+) -> JSONResponse:
+    details: list[dict[str, Any]] = []
+    if reason is not None:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": reason,
+                "domain": "googleapis.com",
+            }
+        )
+    if retry_delay is not None:
+        details.append(
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
+        )
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+            "details": details,
+        }
+    }
+    return JSONResponse(body, status_code=status)

@@ -1,0 +1,307 @@
+"""The service on the gemini backend: the real SDK over real HTTP to the fake Gemini server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+from unittest.mock import ANY
+
+import httpx
+import pytest
+
+from app.pipeline import Pipeline
+from app.settings import Settings
+from tests.fake_gemini import API_KEY, FakeGemini, Fault
+from tests.helpers import ADMIN_KEY, client_of, parse_sse, read_log, running, sample, wait_until
+
+pytestmark = pytest.mark.anyio
+ASK = {"prompt": "my card has not arrived", "max_tokens": 64, "temperature": 0}
+REPLY_TEXT = "Your card is on its way and usually arrives within 3 working days."
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+CARD, IBAN, ACCOUNT = "4111 1111 1111 1111", "GB82 WEST 1234 5698 7654 32", "87654321"
+
+
+async def test_generate_and_stream_through_the_sdk(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    settings = gemini_settings(active_model="gemini")
+    async with running(settings) as app, client_of(app) as client:
+        plain = await client.post("/generate", json=ASK)
+        streamed = await client.post("/generate", json=ASK | {"stream": True})
+        rows = read_log(settings, app.state.pipeline)
+    body = plain.json()
+    assert (plain.status_code, body) == (
+        200,
+        {
+            "id": ANY,
+            "model": "gemini",
+            "backend": "gemini",
+            "version": "gemini-2.5-flash",
+            "text": REPLY_TEXT,
+            "intent": "card_arrival",
+            "finish_reason": "stop",
+            "prompt_tokens": ANY,
+            "completion_tokens": 14,
+            "latency_ms": ANY,
+            "ttft_ms": ANY,
+            "fallback_from": None,
+        },
+    )
+    events = parse_sse(streamed.text)
+    assert "".join(e["delta"] for e in events[:-2]) == REPLY_TEXT
+    assert events[-2] == {k: v for k, v in body.items() if k != "text"} | {
+        "id": events[-2]["id"],
+        "latency_ms": ANY,
+        "ttft_ms": ANY,
+    }
+    assert events[-1] == "[DONE]"
+    row = rows[-1]
+    expected_cost = round((row["prompt_tokens"] * 0.30 + 14 * 2.50) / 1e6, 8)
+    assert (row["model"], row["status"], row["cost_usd"]) == ("gemini", "ok", expected_cost)
+    assert [r.path.rsplit(":", 1)[1] for r in fake_gemini.received] == [
+        "generateContent",  # the warm-up at start
+        "streamGenerateContent",
+        "streamGenerateContent",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("faults", "overrides", "status", "error_type", "headers"),
+    [
+        ([Fault(status=500)] * 3, {}, 502, "upstream_error", {}),
+        ([Fault(status=503)] * 3, {}, 502, "upstream_error", {}),
+        (
+            [Fault(status=429, retry_delay="30s")],
+            {},
+            429,
+            "upstream_rate_limited",
+            {"retry-after": "30"},
+        ),
+        (
+            [Fault(delay_s=2.0)],
+            {"gemini_timeout_s": 0.2, "gemini_retry_attempts": 1},
+            504,
+            "upstream_timeout",
+            {},
+        ),
+        ([Fault(malformed=True)], {}, 502, "upstream_error", {}),
+        ([Fault(finish_reason="SAFETY")], {}, 502, "upstream_error", {}),
+    ],
+)
+async def test_each_fault_has_its_status_and_envelope(
+    gemini_settings: Callable[..., Settings],
+    fake_gemini: FakeGemini,
+    faults: list[Fault],
+    overrides: dict[str, Any],
+    status: int,
+    error_type: str,
+    headers: dict[str, str],
+) -> None:
+    settings = gemini_settings(active_model="gemini", **overrides)
+    async with running(settings) as app, client_of(app) as client:
+        fake_gemini.faults.extend(faults)
+        response = await client.post("/generate", json=ASK)
+        rows = read_log(settings, app.state.pipeline)
+    assert response.status_code == status
+    assert response.json() == {"error": {"type": error_type, "message": ANY, "details": ANY}}
+    assert {k: v for k, v in response.headers.items() if k == "retry-after"} == headers
+    assert (rows[-1]["status"], rows[-1]["error_type"]) == (
+        "timeout" if status == 504 else "upstream_error",
+        error_type,
+    )
+
+
+async def test_a_rejected_key_fails_the_request_and_degrades_health(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    async with running(gemini_settings(active_model="gemini")) as app, client_of(app) as client:
+        fake_gemini.accepted_key = "a-rotated-key"  # Google no longer takes ours
+        response = await client.post("/generate", json=ASK)
+        health = await client.get("/health")
+        fake_gemini.accepted_key = API_KEY
+        recovered = await client.post("/generate", json=ASK)
+        healthy = await client.get("/health")
+    assert (response.status_code, response.json()["error"]["type"]) == (
+        502,
+        "upstream_auth_rejected",
+    )
+    message = response.json()["error"]["message"]
+    assert message.startswith("gemini rejected the API key (400 INVALID_ARGUMENT)")
+    assert (health.status_code, health.json()) == (
+        503,
+        {
+            "error": {
+                "type": "degraded",
+                "message": message,
+                "details": {"model": "gemini", "backend": "gemini"},
+            }
+        },
+    )
+    assert (recovered.status_code, healthy.json()["status"]) == (200, "ok")
+
+
+async def test_switching_to_a_model_whose_key_is_rejected_keeps_the_old_one(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    async with running(gemini_settings()) as app, client_of(app) as client:
+        fake_gemini.accepted_key = "a-rotated-key"
+        switched = await client.post("/switch", json={"model": "gemini"}, headers=ADMIN)
+        health = await client.get("/health")
+    assert switched.status_code == 503
+    assert "failed its warm-up: gemini rejected the API key" in switched.json()["error"]["message"]
+    assert (health.status_code, health.json()["model"]) == (200, "custom")
+
+
+async def test_a_stream_that_breaks_off_ends_with_an_error_event(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    settings = gemini_settings(active_model="gemini", fallback_model="custom")
+    async with running(settings) as app, client_of(app) as client:
+        fake_gemini.faults.append(Fault(cut_after=4))
+        response = await client.post("/generate", json=ASK | {"stream": True})
+    events = parse_sse(response.text)
+    assert response.status_code == 200
+    assert [e["delta"] for e in events[:-2]] == ["Your ", "card ", "is "]
+    assert events[-2] == {"error": {"type": "upstream_error", "message": ANY, "details": ANY}}
+    assert "broke off" in events[-2]["error"]["message"]  # never a silent switch to custom
+    assert events[-1] == "[DONE]"
+
+
+async def test_customer_numbers_never_reach_the_upstream(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    prompt = f"pay from card {CARD} to {IBAN}, my account {ACCOUNT}"
+    async with running(gemini_settings(active_model="gemini")) as app, client_of(app) as client:
+        response = await client.post("/generate", json=ASK | {"prompt": prompt})
+        pipeline: Pipeline = app.state.pipeline
+        counts = {
+            kind: sample(pipeline, "bankllm_pii_redactions_total", kind=kind, action="redacted")
+            for kind in ("card", "iban", "account")
+        }
+    assert response.status_code == 200
+    sent = fake_gemini.received[-1]
+    assert sent.body["contents"][0]["parts"] == [
+        {"text": "pay from card [CARD] to [IBAN], my account [ACCOUNT]"}
+    ]
+    for number in (CARD, IBAN, ACCOUNT):
+        for form in (number, number.replace(" ", "")):
+            assert form.encode() not in sent.raw
+    assert counts == {"card": 1.0, "iban": 1.0, "account": 1.0}
+
+
+async def test_the_block_policy_answers_422_and_sends_nothing(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    settings = gemini_settings(active_model="gemini", cloud_pii_policy="block")
+    async with running(settings) as app, client_of(app) as client:
+        before = len(fake_gemini.received)
+        response = await client.post("/generate", json=ASK | {"prompt": f"card {CARD}"})
+        clean = await client.post("/generate", json=ASK)
+    assert (response.status_code, response.json()["error"]["details"]) == (
+        422,
+        {"found": {"card": 1}},
+    )
+    assert CARD not in response.text
+    assert clean.status_code == 200
+    assert len(fake_gemini.received) == before + 1  # only the clean prompt went out
+
+
+async def test_the_fallback_answers_when_gemini_fails_before_its_first_token(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    settings = gemini_settings(active_model="gemini", fallback_model="custom")
+    async with running(settings) as app, client_of(app) as client:
+        fake_gemini.faults.extend([Fault(status=503)] * 3)
+        response = await client.post("/generate", json=ASK)
+        pipeline: Pipeline = app.state.pipeline
+        fallbacks = sample(
+            pipeline,
+            "bankllm_fallbacks_total",
+            model="gemini",
+            fallback="custom",
+            error_type="upstream_error",
+        )
+        rows = read_log(settings, pipeline)
+    assert response.status_code == 200
+    assert (response.json()["model"], response.json()["fallback_from"]) == ("custom", "gemini")
+    assert (rows[-1]["model"], rows[-1]["status"], rows[-1]["fallback_from"]) == (
+        "custom",
+        "ok",
+        "gemini",
+    )
+    assert fallbacks == 1.0
+
+
+async def test_the_breaker_fails_fast_and_health_shows_it(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    settings = gemini_settings(
+        active_model="gemini", gemini_retry_attempts=1, gemini_breaker_failures=2
+    )
+    async with running(settings) as app, client_of(app) as client:
+        fake_gemini.faults.extend([Fault(status=500)] * 2)
+        failed = [await client.post("/generate", json=ASK) for _ in range(2)]
+        sent = len(fake_gemini.received)
+        fast = await client.post("/generate", json=ASK)
+        health = await client.get("/health")
+    assert [r.status_code for r in failed] == [502, 502]
+    assert (fast.status_code, fast.json()["error"]["type"]) == (503, "circuit_open")
+    assert fast.headers["retry-after"] == "30"
+    assert len(fake_gemini.received) == sent
+    assert (health.status_code, health.json()["error"]["type"]) == (503, "degraded")
+
+
+async def test_with_a_fallback_an_open_breaker_is_degraded_but_serving(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    settings = gemini_settings(
+        active_model="gemini",
+        gemini_retry_attempts=1,
+        gemini_breaker_failures=1,
+        fallback_model="custom",
+    )
+    async with running(settings) as app, client_of(app) as client:
+        fake_gemini.faults.append(Fault(status=500))
+        answers = [await client.post("/generate", json=ASK) for _ in range(2)]
+        health = await client.get("/health")
+    assert [(r.status_code, r.json()["model"]) for r in answers] == [(200, "custom")] * 2
+    assert health.status_code == 200
+    assert health.json() == {
+        "status": "degraded",
+        "model": "gemini",
+        "backend": "gemini",
+        "version": "gemini-2.5-flash",
+        "problem": ANY,
+        "fallback": "custom",
+    }
+    assert "circuit open" in health.json()["problem"]
+
+
+async def test_switch_custom_gemini_custom_while_20_requests_run(
+    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    settings = gemini_settings(active_model="custom-random", max_concurrency=20)
+    async with running(settings) as app, client_of(app) as client:
+        pipeline: Pipeline = app.state.pipeline
+
+        async def ask(i: int) -> httpx.Response:
+            body = {"prompt": f"question {i}", "max_tokens": 40, "temperature": 0.8, "seed": i}
+            return await client.post("/generate", json=body)
+
+        def in_flight(model: str, backend: str) -> float:
+            return sample(pipeline, "bankllm_requests_in_flight", model=model, backend=backend)
+
+        first = [asyncio.create_task(ask(i)) for i in range(20)]
+        await wait_until(lambda: in_flight("custom-random", "custom") == 20)
+        to_gemini = await client.post("/switch", json={"model": "gemini"}, headers=ADMIN)
+        second = [asyncio.create_task(ask(20 + i)) for i in range(20)]
+        to_custom = await client.post("/switch", json={"model": "custom"}, headers=ADMIN)
+        last = await asyncio.gather(*(ask(40 + i) for i in range(20)))
+        answers = await asyncio.gather(*first, *second)
+    switches = [to_gemini, to_custom]
+    assert [s.status_code for s in switches] == [200, 200]
+    assert [r.status_code for r in answers + last] == [200] * 60
+    assert {r.json()["model"] for r in answers[:20]} == {"custom-random"}
+    assert {r.json()["model"] for r in last} == {"custom"}
+    assert any(r.json()["model"] == "gemini" for r in answers[20:])
