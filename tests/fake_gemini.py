@@ -65,12 +65,16 @@ class FakeGemini:
         self.received.clear()
 
     def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route(f"/{version}/models/{{call:path}}", self._handle, methods=["POST"])
-                for version in ("v1", "v1beta")
-            ]
-        )
+        routes = []
+        for version in ("v1", "v1beta"):
+            routes.append(Route(f"/{version}/models/{{call:path}}", self._handle, methods=["POST"]))
+            routes.append(Route(f"/{version}/models/{{model}}", self._model, methods=["GET"]))
+        return Starlette(routes=routes)
+
+    async def _model(self, request: Request) -> Response:
+        """models.get: enough to tell that the server is up."""
+        name = request.path_params["model"]
+        return JSONResponse({"name": f"models/{name}", "displayName": name})
 
     async def _handle(self, request: Request) -> Response:
         raw = await request.body()
@@ -161,3 +165,21 @@ def _error(
         }
     }
     return JSONResponse(body, status_code=status)
+
+
+def main() -> None:
+    """Serve the fake on its own: `python -m tests.fake_gemini --port 8089`. The gemini profile
+    talks to it with GEMINI_BASE_URL=http://127.0.0.1:8089 GEMINI_API_KEY=fake-gemini-key."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="A fake Gemini REST server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    args = parser.parse_args()
+    uvicorn.run(FakeGemini().app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

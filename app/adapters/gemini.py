@@ -240,6 +240,8 @@ class GeminiAdapter:
             stop_sequences=list(params.stop) or None,
             seed=params.seed,
             thinking_config=thinking,
+            # no tools are declared: skip the SDK's function-calling loop and its log line
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:

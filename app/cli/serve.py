@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for chatty in ("httpx", "httpx2"):  # one INFO line per upstream request: metrics say it
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     uvicorn.run(
         create_app(settings), host=args.host, port=args.port, log_level=settings.log_level.lower()
     )
