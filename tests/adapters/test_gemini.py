@@ -152,6 +152,20 @@ async def test_429_asking_for_too_long_a_wait_is_passed_on(
     assert len(fake_gemini.received) == 1
 
 
+async def test_429_on_every_attempt_is_passed_on_after_the_retries(
+    adapter: GeminiAdapter, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.faults.extend([Fault(status=429)] * 3)
+    with pytest.raises(UpstreamRateLimited) as caught:
+        await collect(adapter.stream("hello", GREEDY))
+    assert (
+        caught.value.message
+        == "gemini is rate limiting us (429 RESOURCE_EXHAUSTED) after 3 attempt(s)"
+    )
+    assert caught.value.headers == {"Retry-After": "1"}
+    assert len(fake_gemini.received) == 3
+
+
 async def test_a_rejected_key_says_so_and_marks_the_model(
     open_adapter: Callable[..., Any], fake_gemini: FakeGemini
 ) -> None:
