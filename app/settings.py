@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     qlora_adapter: str = ""
     qlora_engine: Literal["vllm", "transformers"] = "vllm"
     qlora_quantization: Literal["bitsandbytes", "none"] = "bitsandbytes"
+    qlora_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    qlora_max_model_len: int = Field(2048, ge=16)  # prompt + reply tokens
+    qlora_max_lora_rank: int = Field(16, ge=1)  # vLLM: the largest adapter rank it accepts
+    qlora_gpu_memory_utilization: float = Field(0.85, gt=0, le=1)  # vLLM on GPU
+    qlora_kv_cache_bytes: int | None = Field(None, ge=1)  # vLLM: explicit KV cache (CPU needs it)
+    qlora_max_batch: int = Field(8, ge=1)  # transformers: requests decoded together
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None  # a proxy or a Gemini-compatible server; None: Google
@@ -56,7 +62,13 @@ class Settings(BaseSettings):
     benchmark_every: int = Field(50, ge=1)
     log_level: str = "INFO"
 
-    @field_validator("gemini_base_url", "fallback_model", "gemini_thinking_budget", mode="before")
+    @field_validator(
+        "gemini_base_url",
+        "fallback_model",
+        "gemini_thinking_budget",
+        "qlora_kv_cache_bytes",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -158,6 +158,37 @@ def server(make_settings: SettingsFactory) -> Iterator[tuple[str, Settings]]:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny Llama base model folder and a LoRA adapter for it, both built by the tests."""
+    from tests.tiny_llama import build_adapter, build_base
+
+    root = tmp_path_factory.mktemp("tiny-llama")
+    base = build_base(root / "base")
+    return base, build_adapter(base, root / "adapter")
+
+
+@pytest.fixture
+def qlora_settings(
+    make_settings: SettingsFactory, tiny_llama: tuple[Path, Path]
+) -> SettingsFactory:
+    """Settings whose `qlora` model is the tiny Llama and its adapter (transformers engine)."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "qlora_base_model": str(tiny_llama[0]),
+            "qlora_adapter": str(tiny_llama[1]),
+            "qlora_engine": "transformers",
+            "qlora_quantization": "none",
+            "qlora_dtype": "float32",
+            "qlora_max_model_len": 512,
+            "qlora_kv_cache_bytes": 64 * 2**20,
+        }
+        return make_settings(**(values | overrides))
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def gemini_upstream() -> Iterator[tuple[FakeGemini, str]]:
     """The fake Gemini REST server on 127.0.0.1, shared by the session's tests."""
     fake = FakeGemini()

@@ -25,6 +25,12 @@ def test_defaults_come_from_the_settings(tmp_path: Path) -> None:
                 "adapter": "",
                 "engine": "transformers",
                 "quantization": "bitsandbytes",
+                "dtype": "auto",
+                "max_model_len": 2048,
+                "max_lora_rank": 16,
+                "gpu_memory_utilization": 0.85,
+                "kv_cache_bytes": None,
+                "max_batch": 8,
             },
         ),
         "gemini": ModelSpec(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from app.adapters import custom, gemini
+from app.adapters import custom, gemini, qlora
 from app.adapters.echo import EchoAdapter
 from app.adapters.protocol import Adapter
 from app.errors import ModelUnavailable
@@ -19,19 +19,10 @@ class Backend(NamedTuple):
     remote: bool = False  # prompts leave the process: CLOUD_PII_POLICY applies
 
 
-def _not_built(backend: str, issue: int) -> Backend:
-    reason = f"the {backend} backend is not in this release yet (issue #{issue})"
-
-    def create(spec: ModelSpec) -> Adapter:
-        raise ModelUnavailable(reason)
-
-    return Backend(create, lambda spec: reason, lambda spec: "unavailable")
-
-
 BACKENDS: dict[str, Backend] = {
     "custom": Backend(custom.CustomAdapter, custom.unavailable_reason, custom.checkpoint_version),
     "echo": Backend(EchoAdapter, lambda spec: None, lambda spec: "fixed-reply-1"),
-    "qlora": _not_built("qlora", 5),
+    "qlora": Backend(qlora.QLoRAAdapter, qlora.unavailable_reason, qlora.adapter_version),
     "gemini": Backend(
         gemini.GeminiAdapter, gemini.unavailable_reason, gemini.model_version, remote=True
     ),

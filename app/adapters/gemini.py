@@ -134,6 +134,7 @@ class GeminiAdapter:
         return self._auth_problem or self._breaker.problem
 
     async def load(self) -> None:
+        import httpx2
         from google import genai
         from google.genai import types
 
@@ -152,7 +153,12 @@ class GeminiAdapter:
                 base_url=self._o.base_url,
                 timeout=int(self._o.timeout_s * 1000),
                 retry_options=retry,
-                async_client_args={"event_hooks": {"request": [_count_attempt]}},
+                # An explicit httpx2 transport keeps the SDK off aiohttp even where that is
+                # installed (vLLM brings it): its timeouts and connection errors differ.
+                async_client_args={
+                    "transport": httpx2.AsyncHTTPTransport(),
+                    "event_hooks": {"request": [_count_attempt]},
+                },
             ),
         )
 

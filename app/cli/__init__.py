@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import bench, report, serve, train
+from app.cli import bench, finetune, report, serve, train
 from app.cli import eval as eval_command
 
 
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(commands)
     train.add_parser(commands)
+    finetune.add_parser(commands)
     eval_command.add_parser(commands)
     bench.add_parser(commands)
     report.add_parser(commands)

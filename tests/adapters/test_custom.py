@@ -81,14 +81,6 @@ async def test_a_missing_checkpoint_is_unavailable_with_its_reason(tmp_path: Pat
         await load_adapter(spec)
 
 
-async def test_backends_not_built_yet_are_unavailable() -> None:
-    for backend, issue in (("qlora", 5),):
-        spec = ModelSpec(backend, backend)
-        assert unavailable_reason(spec) == (
-            f"the {backend} backend is not in this release yet (issue #{issue})"
-        )
-
-
 async def test_concurrent_requests_get_what_they_would_get_alone(adapter: Adapter) -> None:
     prompts = [f"my card question number {i}" for i in range(8)]
     params = [

@@ -1,0 +1,91 @@
+"""The vLLM engine: an in-process `AsyncLLM` with LoRA enabled; every generation carries the
+adapter's `LoRARequest`, streams deltas, and is aborted when its caller goes away.
+
+vLLM starts its engine core in a child process by spawn: a script that serves must guard its
+entry point with `if __name__ == "__main__":` (the `bankllm` console script does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any, cast
+
+from app.adapters.protocol import FinishReason, Piece, SamplingParams, Usage
+
+if TYPE_CHECKING:
+    from app.adapters.qlora import QLoRAOptions
+
+LORA_ID = 1  # one adapter per engine; vLLM caches it by this id
+
+
+def engine_args(o: QLoRAOptions) -> Any:
+    """vLLM's AsyncEngineArgs from our options (bitsandbytes 4-bit only where vLLM has it)."""
+    from vllm import AsyncEngineArgs
+
+    return AsyncEngineArgs(
+        model=o.base_model,
+        tokenizer=o.base_model,
+        dtype=cast(Any, o.dtype),  # vLLM's Literal; ours is checked by Settings
+        max_model_len=o.max_model_len,
+        enable_lora=True,
+        max_loras=1,
+        max_lora_rank=cast(Any, o.max_lora_rank),
+        quantization="bitsandbytes" if o.quantization == "bitsandbytes" else None,
+        gpu_memory_utilization=o.gpu_memory_utilization,
+        kv_cache_memory_bytes=o.kv_cache_bytes,
+        disable_log_stats=True,
+    )
+
+
+async def start_vllm(o: QLoRAOptions) -> VLLMEngine:
+    from vllm.lora.request import LoRARequest
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    args = engine_args(o)
+    engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+    return VLLMEngine(engine, LoRARequest("bankllm", LORA_ID, o.adapter))
+
+
+class VLLMEngine:
+    def __init__(self, engine: Any, lora: Any):
+        self._engine: Any = engine
+        self._lora = lora
+
+    async def stream(self, ids: list[int], params: SamplingParams) -> AsyncGenerator[Piece, None]:
+        from vllm import SamplingParams as VllmSampling
+        from vllm.sampling_params import RequestOutputKind
+
+        sampling = VllmSampling(
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=list(params.stop) or None,
+            seed=params.seed,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        request_id = f"bankllm-{uuid.uuid4().hex}"
+        generated = 0
+        outputs = self._engine.generate(
+            {"prompt_token_ids": ids}, sampling, request_id, lora_request=self._lora
+        )
+        try:
+            async for out in outputs:
+                completion = out.outputs[0]
+                generated += len(completion.token_ids)
+                if completion.text:
+                    yield Piece(completion.text)
+                if out.finished:
+                    reason: FinishReason = (
+                        "length" if completion.finish_reason == "length" else "stop"
+                    )
+                    yield Piece("", reason, Usage(len(ids), generated))
+                    return
+        finally:
+            await outputs.aclose()  # aborts the request in the engine if it still runs
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.shutdown)

