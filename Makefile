@@ -39,8 +39,9 @@ run: install  ## serve the default model on $(HOST):$(PORT)
 	$(BIN)/bankllm serve --host $(HOST) --port $(PORT) $(if $(ENV_FILE),--env-file $(ENV_FILE))
 
 lint: install-dev
-	$(BIN)/ruff check app tests benchmarks
-	$(BIN)/ruff format --check app tests benchmarks
+	$(BIN)/ruff check app tests benchmarks docker
+	$(BIN)/ruff format --check app tests benchmarks docker
+	$(BIN)/hadolint Dockerfile.cpu Dockerfile.gpu
 
 typecheck: install-dev
 	$(BIN)/mypy

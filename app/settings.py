@@ -12,7 +12,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
+    # an empty variable means "unset": compose passes `KEY: ${KEY:-}` through as ""
+    model_config = SettingsConfigDict(
+        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
+    )
 
     # which model serves at start; any name of the registry (three defaults, MODELS_FILE, echo)
     active_model: str = "custom"
@@ -86,6 +89,14 @@ class Settings(BaseSettings):
         return self.max_prompt_chars * 4 + 16_384
 
 
-def get_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment, then env_file (if given), then explicit overrides."""
-    return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+SECRETS_DIR = Path("/run/secrets")  # where Docker and compose mount secrets
+
+
+def get_settings(
+    env_file: str | Path | None = None, secrets_dir: Path | None = None, **overrides: Any
+) -> Settings:
+    """Settings from explicit overrides, then the environment, then env_file (if given), then
+    secret files named after the settings (`gemini_api_key`) in secrets_dir, /run/secrets by
+    default when it exists."""
+    secrets = secrets_dir or (SECRETS_DIR if SECRETS_DIR.is_dir() else None)
+    return Settings(_env_file=env_file, _secrets_dir=secrets, **overrides)  # type: ignore[call-arg]

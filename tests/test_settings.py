@@ -53,3 +53,17 @@ def test_a_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWITCH_MODE", "sometimes")
     with pytest.raises(ValueError, match="switch_mode"):
         get_settings()
+
+
+def test_a_secret_file_gives_the_key_and_an_empty_variable_does_not_hide_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gemini_api_key").write_text("from-the-secret\n")
+    monkeypatch.setenv("GEMINI_API_KEY", "")  # compose's `${GEMINI_API_KEY:-}` when unset
+    settings = get_settings(secrets_dir=tmp_path)
+    assert settings.gemini_api_key is not None
+    assert settings.gemini_api_key.get_secret_value() == "from-the-secret"
+    monkeypatch.setenv("GEMINI_API_KEY", "from-the-environment")
+    key = get_settings(secrets_dir=tmp_path).gemini_api_key
+    assert key is not None
+    assert key.get_secret_value() == "from-the-environment"

@@ -1,0 +1,214 @@
+"""The container side, checked without a Docker engine: compose profiles, the Prometheus config,
+the dashboard's metric names against a live /metrics, and a real Prometheus scraping the app."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import socket
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.settings import Settings
+from tests.helpers import USER_KEY, poll_until
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMETHEUS_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
+DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "bankllm.json"
+SERVICES = {"custom": "bankllm-custom", "gemini": "bankllm-gemini", "qlora": "bankllm-qlora"}
+_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",), "gauge": ("",)}
+
+
+def _compose() -> list[str]:
+    if (
+        shutil.which("docker")
+        and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.skip("no `docker compose` or `docker-compose` (Debian: apt-get install docker-compose)")
+
+
+def _config(profile: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [*_compose(), "--profile", profile, "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "GEMINI_API_KEY": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+@pytest.mark.parametrize("profile", ["custom", "gemini", "qlora"])
+def test_each_model_profile_validates_and_runs_its_image(profile: str) -> None:
+    service = _config(profile)["services"][SERVICES[profile]]
+    dockerfile = "Dockerfile.gpu" if profile == "qlora" else "Dockerfile.cpu"
+    assert (service["profiles"], service["build"]["dockerfile"]) == ([profile], dockerfile)
+    assert service["environment"]["ACTIVE_MODEL"] == profile  # from .env.<profile>
+    assert service["healthcheck"]["test"][:2] == ["CMD", "python3"]
+    assert "/health" in service["healthcheck"]["test"][3]
+    assert {(str(p["published"]), p["target"]) for p in service["ports"]} == {("8000", 8000)}
+    assert service["networks"]["default"]["aliases"] == ["bankllm"]
+    assert any(str(v).startswith("bankllm-logs:/srv/bankllm/logs") for v in service["volumes"])
+
+
+def test_qlora_reserves_a_gpu_and_mounts_the_models() -> None:
+    service = _config("qlora")["services"]["bankllm-qlora"]
+    assert service["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    ]
+    assert any("/models" in str(v) for v in service["volumes"])
+
+
+def test_the_gemini_key_comes_from_the_environment_or_a_secret_never_the_image() -> None:
+    config = _config("gemini")
+    service = config["services"]["bankllm-gemini"]
+    assert service["environment"]["GEMINI_API_KEY"] in ("", None)
+    sources = [s if isinstance(s, str) else s["source"] for s in service["secrets"]]
+    assert sources == ["gemini_api_key"]
+    assert config["secrets"]["gemini_api_key"]["file"].endswith("secrets/gemini_api_key")
+    for dockerfile in ("Dockerfile.cpu", "Dockerfile.gpu"):
+        assert "GEMINI_API_KEY" not in (ROOT / dockerfile).read_text()
+
+
+def test_monitoring_waits_for_a_healthy_prometheus() -> None:
+    services = _config("monitoring")["services"]
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert services["prometheus"]["healthcheck"]["test"][0] == "CMD"
+
+
+def test_the_committed_dashboard_is_what_its_code_makes() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "dashboard", DASHBOARD.parents[1] / "dashboard.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert json.loads(DASHBOARD.read_text()) == module.dashboard()
+
+
+def _queried_series() -> set[str]:
+    exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
+    return {name for expr in exprs for name in re.findall(r"\bbankllm_[a-z_]+", expr)}
+
+
+def test_every_metric_the_dashboard_queries_is_exported(server: tuple[str, Settings]) -> None:
+    url, _ = server
+    headers = {"Authorization": f"Bearer {USER_KEY}"}
+    httpx.post(
+        f"{url}/generate", json={"prompt": "hi", "max_tokens": 4}, headers=headers, timeout=60
+    )
+    exported = {
+        family.name + suffix
+        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        for suffix in _SUFFIXES.get(family.type, ("",))
+    }
+    queried = _queried_series()
+    assert len(queried) >= 10
+    assert queried <= exported, queried - exported
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("no promtool (Debian: apt-get install prometheus)")
+    return path
+
+
+def test_promtool_accepts_the_prometheus_config() -> None:
+    command = [_promtool(), "check", "config", str(PROMETHEUS_CONFIG)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def prometheus(server: tuple[str, Settings], tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus on 127.0.0.1 scraping the test app every second."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("no prometheus (Debian: apt-get install prometheus)")
+    target = urllib.parse.urlparse(server[0]).netloc
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["scrape_configs"][0]["static_configs"] = [{"targets": [target]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _query(prometheus: str, promql: str) -> list[dict[str, Any]]:
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            result: list[dict[str, Any]] = json.load(response)["data"]["result"]
+            return result
+    except OSError:
+        return []  # not up yet
+
+
+def test_prometheus_scrapes_the_app_and_reads_the_median_latency(
+    server: tuple[str, Settings], prometheus: str
+) -> None:
+    url, _ = server
+    headers = {"Authorization": f"Bearer {USER_KEY}"}
+    for i in range(3):
+        response = httpx.post(
+            f"{url}/generate",
+            json={"prompt": f"q {i}", "max_tokens": 8},
+            headers=headers,
+            timeout=60,
+        )
+        assert response.status_code == 200
+    promql = "histogram_quantile(0.5, sum by (le, model) (bankllm_request_latency_seconds_bucket))"
+    found: list[dict[str, Any]] = []
+
+    def scraped() -> bool:
+        found[:] = _query(prometheus, promql)
+        return bool(found)
+
+    poll_until(scraped, timeout_s=60)
+    [series] = found
+    assert series["metric"] == {"model": "custom-random"}
+    assert 0.0 < float(series["value"][1]) <= 120.0
+    [up] = _query(prometheus, "up")
+    assert up["value"][1] == "1"
