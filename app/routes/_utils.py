@@ -23,19 +23,32 @@ async def _disconnected(request: Request) -> None:
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await work, cancelling it if the client disconnects first."""
-    task = asyncio.ensure_future(work)
+    """Await work in this task, cancelling it if the client disconnects first.
+
+    One watcher task per request, not two: the work runs here, and the watcher cancels this
+    task when the client goes away (a second task for the work cost ~5% of a short request)."""
+    current = asyncio.current_task()
+    assert current is not None
     watcher = asyncio.ensure_future(_disconnected(request))
+    waiting = True  # a callback scheduled just as the work ends must not cancel what follows
+
+    def client_left(done: asyncio.Future[None]) -> None:
+        if waiting and not done.cancelled() and done.exception() is None:
+            current.cancel("client disconnected")
+
+    watcher.add_done_callback(client_left)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            current.uncancel()  # our cancel, now told as ClientDisconnected
+            raise ClientDisconnected(
+                "the client closed the connection; generation cancelled"
+            ) from None
+        raise
     finally:
+        waiting = False
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise ClientDisconnected("the client closed the connection; generation cancelled")
-    return task.result()
 
 
 def sse(data: Any) -> str:
