@@ -290,26 +290,26 @@ class Pipeline:
         """Start the adapter's stream and await its first piece. A remote model that fails
         before it hands the request to FALLBACK_MODEL, when one is loaded."""
         trace.model = info = adapter.info
-        attempt = AsyncExitStack()
+        gauge = self.metrics.series(info.name, info.backend).in_flight
+        gauge.inc()
+        pieces: AsyncGenerator[Piece, None] | None = None
         try:
-            gauge = self.metrics.in_flight.labels(info.name, info.backend)
-            gauge.inc()
-            attempt.callback(gauge.dec)
-            sent = self._outbound(prompt, info)
-            pieces = await attempt.enter_async_context(aclosing(adapter.stream(sent, params)))
+            pieces = adapter.stream(self._outbound(prompt, info), params)
             first = await within(deadline, anext(pieces, None))
-        except UpstreamError as exc:
-            await attempt.aclose()
+        except BaseException as exc:
+            if pieces is not None:
+                await pieces.aclose()
+            gauge.dec()
+            if not isinstance(exc, UpstreamError):
+                raise
             if (standby := self._standby.replacing(info)) is None:
                 raise
             logger.warning("%s failed (%s); %s answers", info.name, exc.type, standby.info.name)
             self.metrics.fallbacks.labels(info.name, standby.info.name, exc.type).inc()
             trace.fallback_from = info.name
             return await self._open(stack, standby, prompt, params, deadline, within, trace)
-        except BaseException:
-            await attempt.aclose()
-            raise
-        await stack.enter_async_context(attempt)
+        stack.callback(gauge.dec)
+        stack.push_async_callback(pieces.aclose)
         return pieces, first
 
     def _outbound(self, prompt: str, info: ModelInfo) -> str:

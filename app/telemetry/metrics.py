@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # 5 ms to 120 s: a CPU model and a cloud API on one scale.
@@ -11,8 +14,23 @@ TPOT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 _MODEL = ("model", "backend")
 
 
+@dataclass(frozen=True)
+class ModelSeries:
+    """One model's labelled children, looked up once: `labels()` on every request costs."""
+
+    request_latency: Any
+    ttft: Any
+    tpot: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    cost: Any
+    in_flight: Any
+    requests: dict[str, Any] = field(default_factory=dict)  # by status, filled as they occur
+
+
 class Metrics:
     def __init__(self) -> None:
+        self._series: dict[tuple[str, str], ModelSeries] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.request_latency = Histogram(
@@ -85,6 +103,28 @@ class Metrics:
             ("model", "backend", "version"),
             registry=r,
         )
+
+    def series(self, model: str, backend: str) -> ModelSeries:
+        """The model's children of the per-model metrics (created on first use)."""
+        found = self._series.get((model, backend))
+        if found is None:
+            labels = (model, backend)
+            found = self._series[labels] = ModelSeries(
+                self.request_latency.labels(*labels),
+                self.ttft.labels(*labels),
+                self.tpot.labels(*labels),
+                self.prompt_tokens.labels(*labels),
+                self.completion_tokens.labels(*labels),
+                self.cost.labels(*labels),
+                self.in_flight.labels(*labels),
+            )
+        return found
+
+    def requests_of(self, series: ModelSeries, model: str, backend: str, status: str) -> Any:
+        child = series.requests.get(status)
+        if child is None:
+            child = series.requests[status] = self.requests.labels(model, backend, status)
+        return child
 
     def set_active(self, model: str, backend: str, version: str) -> None:
         for labels in list(self._active_labels()):
