@@ -43,13 +43,17 @@ class InvalidRequest(ServiceError):
     status_code, type, outcome = 422, "invalid_request", "bad_request"
 
 
-class QueueFull(ServiceError):
-    status_code, type, outcome = 429, "queue_full", "rejected"
+class _RetryAfter(ServiceError):
+    """An error that tells the caller when to try again (details and the Retry-After header)."""
 
     def __init__(self, message: str, retry_after_s: int):
         super().__init__(
             message, {"retry_after_s": retry_after_s}, {"Retry-After": str(retry_after_s)}
         )
+
+
+class QueueFull(_RetryAfter):
+    status_code, type, outcome = 429, "queue_full", "rejected"
 
 
 class UpstreamError(ServiceError):
@@ -63,13 +67,8 @@ class UpstreamAuthRejected(UpstreamError):
     type = "upstream_auth_rejected"
 
 
-class UpstreamRateLimited(UpstreamError):
+class UpstreamRateLimited(_RetryAfter, UpstreamError):
     status_code, type = 429, "upstream_rate_limited"
-
-    def __init__(self, message: str, retry_after_s: int):
-        super().__init__(
-            message, {"retry_after_s": retry_after_s}, {"Retry-After": str(retry_after_s)}
-        )
 
 
 class UpstreamTimeout(UpstreamError):
@@ -77,13 +76,8 @@ class UpstreamTimeout(UpstreamError):
     outcome: ClassVar[Outcome] = "timeout"
 
 
-class CircuitOpen(UpstreamError):
+class CircuitOpen(_RetryAfter, UpstreamError):
     status_code, type = 503, "circuit_open"
-
-    def __init__(self, message: str, retry_after_s: int):
-        super().__init__(
-            message, {"retry_after_s": retry_after_s}, {"Retry-After": str(retry_after_s)}
-        )
 
 
 class ModelUnavailable(ServiceError):

@@ -17,7 +17,16 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from app.banking.intents import IntentSet
-from benchmarks.overhead import KEY, ROOT, Result, Target, _free_port, _hey, _serving
+from benchmarks.overhead import (
+    KEY,
+    ROOT,
+    Result,
+    Target,
+    _free_port,
+    _hey,
+    _serving,
+    print_table,
+)
 from tests.fake_gemini import API_KEY
 
 PROMPT = "I still have not received my new card"
@@ -84,16 +93,7 @@ def main() -> None:
             with _serving(target) if target.command else nullcontext():
                 _hey(target, 4, 2)  # warm-up
                 results[target.name] = {c: _hey(target, c, args.seconds) for c in LEVELS}
-    print(
-        f"\n{'target':<26}"
-        + "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}" for c in LEVELS)
-    )
-    for name, by_level in results.items():
-        row = f"{name:<26}"
-        for c in LEVELS:
-            r = by_level[c]
-            row += f"{r.requests_per_s:>12.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}"
-        print(row)
+    print_table(results, LEVELS, 26)
     ours, upstream_r = results["bankllm -> gemini"], results["upstream (fake Gemini)"]
     for c in LEVELS:
         print(

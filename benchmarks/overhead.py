@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,19 +77,38 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120)
 
 @contextmanager
 def _serving(target: Target) -> Iterator[None]:
+    """The server in a process group of its own, all of which is gone afterwards (vLLM's engine
+    core and workers are children that would otherwise take the next server's cores)."""
     proc = subprocess.Popen(
         target.command,
         env={**os.environ, **target.env},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _wait_ready(target.health, proc)
         yield
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            with suppress(ProcessLookupError):  # whatever of the group is still there
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def print_table(results: dict[str, dict[int, Result]], levels: tuple[int, ...], width: int) -> None:
+    """req/s, p50, p99 and errors per target and concurrency level, side by side."""
+    header = "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}" for c in levels)
+    print(f"\n{'server':<{width}}{header}")
+    for name, by_level in results.items():
+        row = f"{name:<{width}}"
+        for c in levels:
+            r = by_level[c]
+            row += f"{r.requests_per_s:>12.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}"
+        print(row)
 
 
 def _hey(target: Target, concurrency: int, seconds: float) -> Result:
@@ -212,16 +232,7 @@ def main() -> None:
                 _hey(target, 8, 2)  # warm-up
                 results[target.name] = {c: _hey(target, c, args.seconds) for c in levels}
     ours = results["bankllm (echo)"]
-    print(
-        f"\n{'server':<24}"
-        + "".join(f"{f'c={c} req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}" for c in levels)
-    )
-    for name, by_level in results.items():
-        row = f"{name:<24}"
-        for c in levels:
-            r = by_level[c]
-            row += f"{r.requests_per_s:>12.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}"
-        print(row)
+    print_table(results, levels, 24)
     for name, by_level in results.items():
         if name != "bankllm (echo)":
             ratios = ", ".join(

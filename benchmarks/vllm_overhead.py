@@ -13,14 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -28,36 +23,12 @@ import httpx
 
 from app.loadtest import Outcome, figures
 from app.qlora.prompting import SYSTEM_PROMPT
-from benchmarks.overhead import KEY, ROOT, Target, _free_port, _wait_ready
+from benchmarks.overhead import KEY, Target, _free_port, _serving
 from tests.tiny_llama import build_adapter, build_base
 
 PROMPTS = ["my card has not arrived", "I lost my card", "how do I top up by bank transfer"]
 LEVELS = (1, 8)
 KV_CACHE = 256 * 2**20
-
-
-@contextmanager
-def _serving(target: Target) -> Iterator[None]:
-    """The server in a process group of its own: vLLM's engine core and workers are children
-    that must be gone before the next server is measured, or they take its cores."""
-    proc = subprocess.Popen(
-        target.command,
-        env={**os.environ, **target.env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        _wait_ready(target.health, proc)
-        yield
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            with suppress(ProcessLookupError):  # whatever of the group is still there
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def _ours(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> Outcome:
