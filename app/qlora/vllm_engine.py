@@ -66,7 +66,7 @@ class VLLMEngine:
             output_kind=RequestOutputKind.DELTA,
         )
         request_id = f"bankllm-{uuid.uuid4().hex}"
-        generated = 0
+        generated, finished = 0, False
         outputs = self._engine.generate(
             {"prompt_token_ids": ids}, sampling, request_id, lora_request=self._lora
         )
@@ -77,13 +77,15 @@ class VLLMEngine:
                 if completion.text:
                     yield Piece(completion.text)
                 if out.finished:
-                    reason: FinishReason = (
-                        "length" if completion.finish_reason == "length" else "stop"
-                    )
+                    finished = True
+                    length = completion.finish_reason == "length"
+                    reason: FinishReason = "length" if length else "stop"
                     yield Piece("", reason, Usage(len(ids), generated))
                     return
         finally:
-            await outputs.aclose()  # aborts the request in the engine if it still runs
+            await outputs.aclose()
+            if not finished:  # the caller left (or failed): free the sequence's KV cache now
+                await self._engine.abort(request_id)
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
