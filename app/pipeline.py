@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from app.adapters import is_remote, spec_version, unavailable_reason
@@ -17,50 +17,17 @@ from app.banking.pii import blocked, redact
 from app.errors import GenerationTimeout, InvalidRequest, ServiceError, UpstreamError
 from app.fallback import Standby
 from app.registry import build_registry
+from app.results import GenerateResult, ModelStatus, StreamEvent
 from app.settings import Settings
 from app.switching import ActiveModel, SwitchResult
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
 from app.telemetry.trace import RequestTrace
 
+__all__ = ["GenerateResult", "ModelStatus", "Pipeline", "StreamEvent"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 _NO_MODEL = ModelInfo("none", "none", "none")
-
-
-@dataclass(frozen=True)
-class GenerateResult:
-    id: str
-    model: str
-    backend: str
-    version: str
-    text: str
-    intent: str | None
-    finish_reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: float
-    ttft_ms: float | None
-    fallback_from: str | None = None  # the remote model that failed before `model` answered
-
-
-@dataclass(frozen=True)
-class StreamEvent:
-    """A reply delta; the last event of a stream carries the result instead (its text empty)."""
-
-    id: str
-    delta: str = ""
-    result: GenerateResult | None = None
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    name: str
-    backend: str
-    version: str
-    available: bool
-    reason: str | None
-    loaded: bool
 
 
 async def _within(deadline: float, awaitable: Awaitable[T]) -> T:

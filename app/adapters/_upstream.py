@@ -7,6 +7,8 @@ import math
 import re
 from typing import Any
 
+import tenacity
+
 from app.errors import (
     UpstreamAuthRejected,
     UpstreamError,
@@ -78,3 +80,21 @@ def from_status(name: str, code: int, details: Any, headers: Any, attempts: int)
 def malformed(name: str, exc: BaseException) -> UpstreamError:
     text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     return UpstreamError(f"{name} sent a malformed response: {text}")
+
+
+class ServerDelay(tenacity.wait.wait_base):
+    """Wait what the server asked for, else the exponential backoff with jitter."""
+
+    def __init__(self, backoff: tenacity.wait.wait_base):
+        self._backoff = backoff
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        delay = server_delay_s(getattr(exc, "details", None), headers_of(exc))
+        return delay if delay is not None else self._backoff(retry_state)
+
+
+def headers_of(exc: BaseException | None) -> Any:
+    """The HTTP headers of the response an SDK error carries, if any."""
+    response = getattr(exc, "response", None)
+    return getattr(response, "headers", None)

@@ -22,7 +22,14 @@ from pydantic import SecretStr, ValidationError
 
 from app.adapters._breaker import CircuitBreaker
 from app.adapters._text import StopScanner
-from app.adapters._upstream import RETRY_STATUS_CODES, from_status, malformed, server_delay_s
+from app.adapters._upstream import (
+    RETRY_STATUS_CODES,
+    ServerDelay,
+    from_status,
+    headers_of,
+    malformed,
+    server_delay_s,
+)
 from app.adapters.protocol import (
     Completion,
     FinishReason,
@@ -94,23 +101,6 @@ async def _count_attempt(request: Any) -> None:
     """An httpx2 request hook: counts the attempts of the request that runs in this task."""
     if (counter := _attempts.get()) is not None:
         counter[0] += 1
-
-
-class _ServerDelay(tenacity.wait.wait_base):
-    """Wait what the server asked for, else the exponential backoff with jitter."""
-
-    def __init__(self, backoff: tenacity.wait.wait_base):
-        self._backoff = backoff
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        delay = server_delay_s(getattr(exc, "details", None), _headers(exc))
-        return delay if delay is not None else self._backoff(retry_state)
-
-
-def _headers(exc: BaseException | None) -> Any:
-    response = getattr(exc, "response", None)
-    return getattr(response, "headers", None)
 
 
 class GeminiAdapter:
@@ -258,7 +248,7 @@ class GeminiAdapter:
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self._o.retry_attempts),
             retry=tenacity.retry_if_exception(self._retry_429),
-            wait=_ServerDelay(
+            wait=ServerDelay(
                 tenacity.wait_exponential_jitter(
                     initial=self._o.retry_initial_s, max=self._o.retry_max_s, jitter=1.0
                 )
@@ -291,7 +281,7 @@ class GeminiAdapter:
 
         if not isinstance(exc, errors.APIError) or exc.code != 429:
             return False
-        delay = server_delay_s(exc.details, _headers(exc))
+        delay = server_delay_s(exc.details, headers_of(exc))
         return delay is None or delay <= self._o.max_retry_wait_s
 
     async def _translated(self, awaitable: Awaitable[T], attempts: list[int]) -> T:
@@ -303,7 +293,7 @@ class GeminiAdapter:
         try:
             return await awaitable
         except errors.APIError as exc:
-            raise from_status(name, exc.code, exc.details, _headers(exc), attempts[0]) from exc
+            raise from_status(name, exc.code, exc.details, headers_of(exc), attempts[0]) from exc
         except (httpx2.TimeoutException, httpx.TimeoutException, TimeoutError) as exc:
             raise UpstreamTimeout(
                 f"{name} did not answer within GEMINI_TIMEOUT_S={self._o.timeout_s:g} s",
