@@ -187,6 +187,9 @@ class GeminiAdapter:
                 return await anext(chunks), chunks
             except StopAsyncIteration:
                 raise UpstreamError(f"{self._info.name} sent an empty stream") from None
+            except BaseException:
+                await chunks.aclose()  # type: ignore[attr-defined]  # release the connection
+                raise
 
         first, chunks = await self._guarded(first_chunk)
         scanner = StopScanner(params.stop)
