@@ -63,6 +63,11 @@ class UpstreamError(ServiceError):
     outcome: ClassVar[Outcome] = "upstream_error"
 
 
+class UpstreamRefused(UpstreamError):
+    """The upstream answered, but not with a reply (a 4xx for this request, a safety stop): it
+    is up, so its circuit breaker does not count this against it."""
+
+
 class UpstreamAuthRejected(UpstreamError):
     type = "upstream_auth_rejected"
 

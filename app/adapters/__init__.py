@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from app.adapters import custom, gemini, qlora
+from app.adapters import custom, gemini, gemini_options, qlora
 from app.adapters.echo import EchoAdapter
 from app.adapters.protocol import Adapter
 from app.errors import ModelUnavailable
@@ -24,7 +24,10 @@ BACKENDS: dict[str, Backend] = {
     "echo": Backend(EchoAdapter, lambda spec: None, lambda spec: "fixed-reply-1"),
     "qlora": Backend(qlora.QLoRAAdapter, qlora.unavailable_reason, qlora.adapter_version),
     "gemini": Backend(
-        gemini.GeminiAdapter, gemini.unavailable_reason, gemini.model_version, remote=True
+        gemini.GeminiAdapter,
+        gemini_options.unavailable_reason,
+        gemini_options.model_version,
+        remote=True,
     ),
 }
 

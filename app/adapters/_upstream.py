@@ -13,6 +13,7 @@ from app.errors import (
     UpstreamAuthRejected,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamRefused,
     UpstreamTimeout,
 )
 
@@ -74,7 +75,7 @@ def from_status(name: str, code: int, details: Any, headers: Any, attempts: int)
         return UpstreamTimeout(f"{name} timed out ({said}) after {attempts} attempt(s)", public)
     if code >= 500:
         return UpstreamError(f"{name} failed ({said}) after {attempts} attempt(s)", public)
-    return UpstreamError(f"{name} refused the request ({said}): {message}", public)
+    return UpstreamRefused(f"{name} refused the request ({said}): {message}", public)
 
 
 def malformed(name: str, exc: BaseException) -> UpstreamError:

@@ -9,16 +9,14 @@ an `UpstreamError` subclass that says what happened.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import tenacity
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from app.adapters._breaker import CircuitBreaker
 from app.adapters._text import StopScanner
@@ -30,6 +28,7 @@ from app.adapters._upstream import (
     malformed,
     server_delay_s,
 )
+from app.adapters.gemini_options import GeminiOptions
 from app.adapters.protocol import (
     Completion,
     FinishReason,
@@ -39,7 +38,13 @@ from app.adapters.protocol import (
     Usage,
 )
 from app.banking.intents import IntentSet
-from app.errors import ModelUnavailable, UpstreamAuthRejected, UpstreamError, UpstreamTimeout
+from app.errors import (
+    ModelUnavailable,
+    UpstreamAuthRejected,
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamTimeout,
+)
 from app.registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -48,53 +53,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length"}
 _attempts: ContextVar[list[int] | None] = ContextVar("gemini_attempts", default=None)
-
-
-@dataclass(frozen=True)
-class GeminiOptions:
-    model: str = "gemini-2.5-flash"
-    api_key: SecretStr | None = None
-    base_url: str | None = None
-    timeout_s: float = 30.0
-    retry_attempts: int = 3
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 8.0
-    max_retry_wait_s: float = 10.0
-    breaker_failures: int = 5
-    breaker_cooldown_s: float = 30.0
-    price_input_per_mtok: float = 0.30
-    price_output_per_mtok: float = 2.50
-    thinking_budget: int | None = 0
-
-    @classmethod
-    def of(cls, spec: ModelSpec) -> GeminiOptions:
-        known = {k: v for k, v in spec.options.items() if k in cls.__dataclass_fields__}
-        key = known.get("api_key")
-        if isinstance(key, str):
-            known["api_key"] = SecretStr(key)
-        return cls(**known)
-
-    def cost_usd(self, prompt_tokens: int, output_tokens: int) -> float:
-        cost = prompt_tokens * self.price_input_per_mtok
-        cost += output_tokens * self.price_output_per_mtok
-        return round(cost / 1e6, 8)
-
-
-def sdk_installed() -> bool:
-    return importlib.util.find_spec("google.genai") is not None
-
-
-def unavailable_reason(spec: ModelSpec) -> str | None:
-    if not sdk_installed():
-        return "the google-genai package is not installed (pip install '.[gemini]')"
-    key = GeminiOptions.of(spec).api_key
-    if key is None or not key.get_secret_value():
-        return "GEMINI_API_KEY is not set"
-    return None
-
-
-def model_version(spec: ModelSpec) -> str:
-    return GeminiOptions.of(spec).model
 
 
 async def _count_attempt(request: Any) -> None:
@@ -215,8 +173,9 @@ class GeminiAdapter:
                 if tail := scanner.flush():
                     yield Piece(tail)
             yield Piece("", "stop" if scanner.stopped else finish, self._usage(last, count))
-        except UpstreamError:
-            self._breaker.failed(probe=False)  # a stream that broke off counts against it
+        except UpstreamError as exc:
+            if not isinstance(exc, UpstreamRefused):
+                self._breaker.failed(probe=False)  # a stream that broke off counts against it
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
@@ -264,6 +223,10 @@ class GeminiAdapter:
 
         try:
             result: T = await self._translated(retrying(attempt), counter)
+        except UpstreamRefused:
+            self._auth_problem = None  # it answered us: the key works and the model is up
+            self._breaker.succeeded(probe)
+            raise
         except UpstreamError as exc:
             if isinstance(exc, UpstreamAuthRejected):
                 self._auth_problem = exc.message
@@ -314,7 +277,7 @@ class GeminiAdapter:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None:
             reason = _name(feedback.block_reason)
-            raise UpstreamError(
+            raise UpstreamRefused(
                 f"{self._info.name} blocked the prompt ({reason})", {"block_reason": reason}
             )
         if not response.candidates:
@@ -328,7 +291,7 @@ class GeminiAdapter:
     def _finish(self, reason: str | None) -> FinishReason:
         if reason in _FINISH:
             return _FINISH[reason]
-        raise UpstreamError(
+        raise UpstreamRefused(
             f"{self._info.name} stopped its reply early (finishReason {reason})",
             {"finish_reason": reason},
         )

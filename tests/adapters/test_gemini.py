@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.adapters import gemini as gemini_module
-from app.adapters import unavailable_reason
+from app.adapters import gemini_options, unavailable_reason
 from app.adapters._breaker import CircuitBreaker
 from app.adapters.gemini import GeminiAdapter
 from app.adapters.protocol import Completion, Piece, SamplingParams, Usage, collect
@@ -19,6 +18,7 @@ from app.errors import (
     UpstreamAuthRejected,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamRefused,
     UpstreamTimeout,
 )
 from app.registry import build_registry
@@ -248,6 +248,20 @@ async def test_the_breaker_opens_fails_fast_then_probes(
     await adapter.close()
 
 
+async def test_a_refused_request_does_not_count_against_the_model(
+    open_adapter: Callable[..., Any], fake_gemini: FakeGemini
+) -> None:
+    adapter = await open_adapter(gemini_retry_attempts=1, gemini_breaker_failures=1)
+    fake_gemini.faults.extend([Fault(status=400), Fault(finish_reason="SAFETY")])
+    with pytest.raises(UpstreamRefused, match=r"refused the request \(400 INVALID_ARGUMENT\)"):
+        await adapter.generate("hello", GREEDY)
+    with pytest.raises(UpstreamRefused, match="stopped its reply early"):
+        await collect(adapter.stream("hello", GREEDY))
+    assert adapter.problem is None
+    assert (await adapter.generate("hello", GREEDY)).text == REPLY  # the circuit stayed closed
+    await adapter.close()
+
+
 def test_breaker_lets_one_probe_through_and_reopens_when_it_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -280,7 +294,7 @@ def test_without_a_key_or_the_package_the_model_is_unavailable(
 ) -> None:
     spec = build_registry(gemini_settings(gemini_api_key=None))["gemini"]
     assert unavailable_reason(spec) == "GEMINI_API_KEY is not set"
-    monkeypatch.setattr(gemini_module, "sdk_installed", lambda: False)
+    monkeypatch.setattr(gemini_options, "sdk_installed", lambda: False)
     assert unavailable_reason(spec) == (
         "the google-genai package is not installed (pip install '.[gemini]')"
     )
