@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from app.qlora.hf_engine import TransformersEngine
-
 if TYPE_CHECKING:
     from app.adapters.qlora import QLoRAOptions
+    from app.qlora.hf_engine import TransformersEngine
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -40,6 +39,8 @@ def load_base(base_model: str, quantization: str, dtype: str = "auto") -> Any:
 
 def load_transformers(options: QLoRAOptions, tokenizer: Any) -> TransformersEngine:
     from peft import PeftModel
+
+    from app.qlora.hf_engine import TransformersEngine
 
     base = load_base(options.base_model, options.quantization, options.dtype)
     model = PeftModel.from_pretrained(base, options.adapter)
