@@ -21,48 +21,22 @@ class ModelSpec:
 def _default_specs(settings: Settings) -> list[ModelSpec]:
     specs = [
         ModelSpec("custom", "custom", {"checkpoint": str(settings.custom_checkpoint)}),
-        ModelSpec("qlora", "qlora", qlora_options(settings)),
-        ModelSpec("gemini", "gemini", gemini_options(settings)),
+        ModelSpec("qlora", "qlora", backend_options(settings, "qlora")),
+        ModelSpec("gemini", "gemini", backend_options(settings, "gemini")),
     ]
     if settings.enable_echo_model:
         specs.append(ModelSpec("echo", "echo"))
     return specs
 
 
-def qlora_options(settings: Settings) -> dict[str, Any]:
-    """The qlora backend's options from the settings; a MODELS_FILE entry overrides any."""
-    s = settings
+def backend_options(settings: Settings, backend: str) -> dict[str, Any]:
+    """A backend's options from its settings: QLORA_BASE_MODEL is the qlora option
+    `base_model`, GEMINI_TIMEOUT_S the gemini option `timeout_s`, and so on."""
+    prefix = f"{backend}_"
     return {
-        "base_model": s.qlora_base_model,
-        "adapter": s.qlora_adapter,
-        "engine": s.qlora_engine,
-        "quantization": s.qlora_quantization,
-        "dtype": s.qlora_dtype,
-        "max_model_len": s.qlora_max_model_len,
-        "max_lora_rank": s.qlora_max_lora_rank,
-        "gpu_memory_utilization": s.qlora_gpu_memory_utilization,
-        "kv_cache_bytes": s.qlora_kv_cache_bytes,
-        "max_batch": s.qlora_max_batch,
-    }
-
-
-def gemini_options(settings: Settings) -> dict[str, Any]:
-    """The gemini backend's options from the settings; a MODELS_FILE entry overrides any."""
-    s = settings
-    return {
-        "model": s.gemini_model,
-        "api_key": s.gemini_api_key,
-        "base_url": s.gemini_base_url,
-        "timeout_s": s.gemini_timeout_s,
-        "retry_attempts": s.gemini_retry_attempts,
-        "retry_initial_s": s.gemini_retry_initial_s,
-        "retry_max_s": s.gemini_retry_max_s,
-        "max_retry_wait_s": s.gemini_max_retry_wait_s,
-        "breaker_failures": s.gemini_breaker_failures,
-        "breaker_cooldown_s": s.gemini_breaker_cooldown_s,
-        "price_input_per_mtok": s.gemini_price_input_per_mtok,
-        "price_output_per_mtok": s.gemini_price_output_per_mtok,
-        "thinking_budget": s.gemini_thinking_budget,
+        name.removeprefix(prefix): getattr(settings, name)
+        for name in type(settings).model_fields
+        if name.startswith(prefix)
     }
 
 
@@ -103,8 +77,7 @@ def build_registry(settings: Settings) -> dict[str, ModelSpec]:
         if spec.backend == "custom":
             spec.options.setdefault("max_batch", settings.max_concurrency)
         elif spec.backend in ("gemini", "qlora"):
-            defaults = gemini_options if spec.backend == "gemini" else qlora_options
-            for key, value in defaults(settings).items():
+            for key, value in backend_options(settings, spec.backend).items():
                 spec.options.setdefault(key, value)
     if settings.fallback_model is not None and settings.fallback_model not in registry:
         raise ValueError(
