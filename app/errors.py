@@ -1,17 +1,18 @@
-"""Domain exceptions. Each knows its HTTP status; `app.main` maps them in one handler."""
+"""Domain exceptions. Each knows its HTTP status and its one envelope; `app.routes.errors`
+maps every exception to HTTP in one handler."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
 # The `status` label of bankllm_requests_total and of the benchmark log's rows.
-Outcome = Literal["ok", "bad_request", "rejected", "upstream_error", "timeout", "cancelled"]
+RequestStatus = Literal["ok", "bad_request", "rejected", "upstream_error", "timeout", "cancelled"]
 
 
 class ServiceError(Exception):
     status_code: ClassVar[int] = 500
     type: ClassVar[str] = "internal_error"
-    outcome: ClassVar[Outcome] = "upstream_error"
+    outcome: ClassVar[RequestStatus] = "upstream_error"
 
     def __init__(self, message: str, details: Any = None, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -20,7 +21,15 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
+        """The error envelope: the one body of every error, plain, streamed or in the log."""
         return {"error": {"type": self.type, "message": self.message, "details": self.details}}
+
+
+class InternalError(ServiceError):
+    """A bug: logged with its traceback; the caller learns nothing more."""
+
+    def __init__(self) -> None:
+        super().__init__("internal error")
 
 
 class Unauthorized(ServiceError):
@@ -29,6 +38,18 @@ class Unauthorized(ServiceError):
 
 class Forbidden(ServiceError):
     status_code, type, outcome = 403, "forbidden", "rejected"
+
+
+class BadRequest(ServiceError):
+    status_code, type, outcome = 400, "bad_request", "bad_request"
+
+
+class NotFound(ServiceError):
+    status_code, type, outcome = 404, "not_found", "bad_request"
+
+
+class MethodNotAllowed(ServiceError):
+    status_code, type, outcome = 405, "method_not_allowed", "bad_request"
 
 
 class ModelNotFound(ServiceError):
@@ -41,6 +62,13 @@ class SwitchInProgress(ServiceError):
 
 class InvalidRequest(ServiceError):
     status_code, type, outcome = 422, "invalid_request", "bad_request"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code, type, outcome = 413, "payload_too_large", "bad_request"
+
+    def __init__(self, max_bytes: int):
+        super().__init__(f"request body is larger than {max_bytes} bytes", {"max_bytes": max_bytes})
 
 
 class _RetryAfter(ServiceError):
@@ -60,7 +88,7 @@ class UpstreamError(ServiceError):
     """A remote model failed. Every subclass is a failure a FALLBACK_MODEL may answer for."""
 
     status_code, type = 502, "upstream_error"
-    outcome: ClassVar[Outcome] = "upstream_error"
+    outcome: ClassVar[RequestStatus] = "upstream_error"
 
 
 class UpstreamRefused(UpstreamError):
@@ -78,7 +106,7 @@ class UpstreamRateLimited(_RetryAfter, UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     status_code, type = 504, "upstream_timeout"
-    outcome: ClassVar[Outcome] = "timeout"
+    outcome: ClassVar[RequestStatus] = "timeout"
 
 
 class CircuitOpen(_RetryAfter, UpstreamError):

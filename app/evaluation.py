@@ -65,14 +65,14 @@ class EvalReport:
 async def evaluate(
     ask: Ask,
     examples: Sequence[Example],
+    intents: IntentSet,
     *,
     data: str,
     concurrency: int = 1,
     progress: bool = True,
-    intents: IntentSet | None = None,
 ) -> EvalReport:
     """Ask about every example, `concurrency` at a time, and score the answers."""
-    approved = {i.label: i.reply for i in (intents or IntentSet.load()).intents.values()}
+    approved = {i.label: i.reply for i in intents.intents.values()}
     if not examples:
         raise ValueError("no examples to evaluate")
     slots = asyncio.Semaphore(concurrency)
@@ -115,9 +115,11 @@ async def evaluate(
 
 
 @asynccontextmanager
-async def in_process(settings: Settings, model: str, max_tokens: int) -> AsyncIterator[Ask]:
+async def in_process(
+    settings: Settings, intents: IntentSet, model: str, max_tokens: int
+) -> AsyncIterator[Ask]:
     """Ask `model` through a pipeline of our own (its requests go to the benchmark log)."""
-    pipeline = Pipeline(settings.model_copy(update={"active_model": model}))
+    pipeline = Pipeline(settings.model_copy(update={"active_model": model}), intents)
     await pipeline.start()
     try:
         if pipeline.active is None:

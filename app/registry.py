@@ -1,49 +1,59 @@
-"""The registry of named models: the defaults from the settings plus MODELS_FILE's extras."""
+"""The registry of named models: the defaults from the settings plus MODELS_FILE's extras, each
+validated through its backend's own options type."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
+from app.adapters import BACKENDS
+from app.adapters.protocol import ModelSpec
 from app.settings import Settings
 
-BACKEND_NAMES = ("custom", "qlora", "gemini", "echo")
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    backend: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def _default_specs(settings: Settings) -> list[ModelSpec]:
-    specs = [
-        ModelSpec("custom", "custom", {"checkpoint": str(settings.custom_checkpoint)}),
-        ModelSpec("qlora", "qlora", backend_options(settings, "qlora")),
-        ModelSpec("gemini", "gemini", backend_options(settings, "gemini")),
-    ]
-    if settings.enable_echo_model:
-        specs.append(ModelSpec("echo", "echo"))
-    return specs
-
-
-def backend_options(settings: Settings, backend: str) -> dict[str, Any]:
-    """A backend's options from its settings: QLORA_BASE_MODEL is the qlora option
-    `base_model`, GEMINI_TIMEOUT_S the gemini option `timeout_s`, and so on."""
-    prefix = f"{backend}_"
-    return {
-        name.removeprefix(prefix): getattr(settings, name)
-        for name in type(settings).model_fields
-        if name.startswith(prefix)
+def _defaults(settings: Settings) -> dict[str, BaseModel]:
+    """Each backend's options as the settings give them: what a MODELS_FILE entry starts from.
+    A custom model batches up to MAX_CONCURRENCY requests unless told otherwise."""
+    custom = settings.custom
+    if custom.max_batch is None:
+        custom = custom.model_copy(update={"max_batch": settings.max_concurrency})
+    given: dict[str, BaseModel] = {
+        "custom": custom,
+        "qlora": settings.qlora,
+        "gemini": settings.gemini,
     }
+    return {name: given.get(name) or backend.options() for name, backend in BACKENDS.items()}
 
 
-def _file_specs(settings: Settings) -> list[ModelSpec]:
-    if settings.models_file is None:
-        return []
-    path = settings.models_file
+def _spec(source: str, entry: Any, defaults: dict[str, BaseModel]) -> ModelSpec:
+    if not isinstance(entry, dict) or not {"name", "backend"} <= entry.keys():
+        raise ValueError(f"{source}: each model needs a name and a backend: {entry}")
+    name, backend = str(entry["name"]), entry["backend"]
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"{source}: unknown backend {backend!r} for {name!r}; one of {', '.join(BACKENDS)}"
+        )
+    unknown = set(entry) - {"name", "backend", "options"}
+    if unknown:
+        raise ValueError(f"{source}: model {name!r} has unknown keys: {', '.join(sorted(unknown))}")
+    options = entry.get("options", {})
+    if not isinstance(options, dict):
+        raise ValueError(f"{source}: the options of {name!r} must be an object")
+    base = defaults[backend].model_dump()
+    try:
+        validated = BACKENDS[backend].options.model_validate({**base, **options})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(f"{source}: model {name!r} ({backend}): {problems}") from None
+    return ModelSpec(name, backend, validated)
+
+
+def _file_entries(path: Path) -> list[Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -51,34 +61,23 @@ def _file_specs(settings: Settings) -> list[ModelSpec]:
     entries = data.get("models") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise ValueError(f'MODELS_FILE {path}: expected a list of models or {{"models": [...]}}')
-    specs = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not {"name", "backend"} <= entry.keys():
-            raise ValueError(f"MODELS_FILE {path}: each model needs a name and a backend: {entry}")
-        if entry["backend"] not in BACKEND_NAMES:
-            raise ValueError(
-                f"MODELS_FILE {path}: unknown backend {entry['backend']!r} "
-                f"for {entry['name']!r}; one of {', '.join(BACKEND_NAMES)}"
-            )
-        options = dict(entry.get("options", {}))
-        specs.append(ModelSpec(str(entry["name"]), entry["backend"], options))
-    return specs
+    return entries
 
 
 def build_registry(settings: Settings) -> dict[str, ModelSpec]:
-    """Name -> spec. A MODELS_FILE entry with a default's name replaces that default.
-
-    A custom model batches up to MAX_CONCURRENCY requests unless its options say otherwise; a
-    gemini or qlora model takes the GEMINI_* or QLORA_* settings its options do not name.
-    """
-    registry = {spec.name: spec for spec in _default_specs(settings)}
-    registry.update({spec.name: spec for spec in _file_specs(settings)})
-    for spec in registry.values():
-        if spec.backend == "custom":
-            spec.options.setdefault("max_batch", settings.max_concurrency)
-        elif spec.backend in ("gemini", "qlora"):
-            for key, value in backend_options(settings, spec.backend).items():
-                spec.options.setdefault(key, value)
+    """Name -> spec. A MODELS_FILE entry with a default's name replaces that default; its
+    options start from the backend's settings (GEMINI_*, QLORA_*) and override them."""
+    defaults = _defaults(settings)
+    registry = {
+        name: ModelSpec(name, name, defaults[name]) for name in ("custom", "qlora", "gemini")
+    }
+    if settings.enable_echo_model:
+        registry["echo"] = ModelSpec("echo", "echo", defaults["echo"])
+    if settings.models_file is not None:
+        source = f"MODELS_FILE {settings.models_file}"
+        for entry in _file_entries(settings.models_file):
+            spec = _spec(source, entry, defaults)
+            registry[spec.name] = spec
     if settings.fallback_model is not None and settings.fallback_model not in registry:
         raise ValueError(
             f"FALLBACK_MODEL={settings.fallback_model!r} is not a registered model; "

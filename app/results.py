@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.adapters.protocol import FinishReason
+from app.telemetry.record import NO_MODEL, RequestRecord
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,30 @@ class GenerateResult:
     ttft_ms: float | None
     fallback_from: str | None = None  # the remote model that failed before `model` answered
 
+    @classmethod
+    def of(cls, record: RequestRecord, text: str, finish: FinishReason) -> GenerateResult:
+        """The answer of a finished request, from its record."""
+        info = record.model or NO_MODEL
+        ttft = record.ttft_s
+        return cls(
+            id=record.request_id,
+            model=info.name,
+            backend=info.backend,
+            version=info.version,
+            text=text,
+            intent=record.intent,
+            finish_reason=finish,
+            prompt_tokens=record.usage.prompt_tokens,
+            completion_tokens=record.usage.completion_tokens,
+            latency_ms=round(record.latency_s * 1000, 2),
+            ttft_ms=None if ttft is None else round(ttft * 1000, 2),
+            fallback_from=record.fallback_from,
+        )
+
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """A reply delta; the last event of a stream carries the result instead (its text empty)."""
+    """A reply delta; the last event of a stream carries the whole result instead."""
 
     id: str
     delta: str = ""

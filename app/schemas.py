@@ -7,17 +7,32 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def _bounds(**schema: object) -> Any:
+    """Bounds for the OpenAPI document only: `app.limits` checks them, once, for every
+    caller (HTTP or not) and in one error shape."""
+    return schema
+
+
 class GenerateRequest(BaseModel):
-    """Static bounds live here; the configurable ones (MAX_PROMPT_CHARS, MAX_TOKENS_LIMIT) are
-    checked by the pipeline, so programs that skip HTTP get the same answers."""
+    """Types are checked here; every bound (MAX_PROMPT_CHARS, MAX_TOKENS_LIMIT included) is
+    checked by the pipeline's limits, so programs that skip HTTP get the same answers."""
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, description="The customer's message.")
-    max_tokens: int = Field(128, ge=1)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: list[str] | None = Field(None, max_length=4)
+    prompt: str = Field(
+        description="The customer's message (1 to MAX_PROMPT_CHARS characters).",
+        json_schema_extra=_bounds(minLength=1),
+    )
+    max_tokens: int = Field(
+        128, description="At most MAX_TOKENS_LIMIT.", json_schema_extra=_bounds(minimum=1)
+    )
+    temperature: float = Field(
+        0.7, description="0 is greedy.", json_schema_extra=_bounds(minimum=0, maximum=2)
+    )
+    top_p: float = Field(1.0, json_schema_extra=_bounds(exclusiveMinimum=0, maximum=1))
+    stop: list[str] | None = Field(
+        None, description="Up to 4 non-empty strings.", json_schema_extra=_bounds(maxItems=4)
+    )
     stream: bool = False
     seed: int | None = None
 

@@ -5,44 +5,45 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
+from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
+from app.adapters.gemini_options import GeminiOptions
+from app.qlora.options import QLoRAOptions
+
+__all__ = ["DEFAULT_CHECKPOINT", "Settings", "get_settings"]
+# Each backend's options are declared once, by the backend; here they are settings under its
+# prefix: CUSTOM_CHECKPOINT is `custom.checkpoint`, QLORA_BASE_MODEL `qlora.base_model`.
+BACKEND_OPTIONS: dict[str, type[BaseModel]] = {
+    "custom": CustomOptions,
+    "qlora": QLoRAOptions,
+    "gemini": GeminiOptions,
+}
 
 
 class Settings(BaseSettings):
     # an empty variable means "unset": compose passes `KEY: ${KEY:-}` through as ""
     model_config = SettingsConfigDict(
-        extra="ignore", env_file_encoding="utf-8", env_ignore_empty=True
+        extra="ignore",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,  # QLORA_MAX_MODEL_LEN -> qlora.max_model_len
+        secrets_nested_delimiter="_",  # /run/secrets/gemini_api_key -> gemini.api_key
     )
 
     # which model serves at start; any name of the registry (three defaults, MODELS_FILE, echo)
     active_model: str = "custom"
-    custom_checkpoint: Path = DEFAULT_CHECKPOINT
-    qlora_base_model: str = ""
-    qlora_adapter: str = ""
-    qlora_engine: Literal["vllm", "transformers"] = "vllm"
-    qlora_quantization: Literal["bitsandbytes", "none"] = "bitsandbytes"
-    qlora_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    qlora_max_model_len: int = Field(2048, ge=16)  # prompt + reply tokens
-    qlora_max_lora_rank: int = Field(16, ge=1)  # vLLM: the largest adapter rank it accepts
-    qlora_gpu_memory_utilization: float = Field(0.85, gt=0, le=1)  # vLLM on GPU
-    qlora_kv_cache_bytes: int | None = Field(None, ge=1)  # vLLM: explicit KV cache (CPU needs it)
-    qlora_max_batch: int = Field(8, ge=1)  # transformers: requests decoded together
-    gemini_api_key: SecretStr | None = None
-    gemini_model: str = "gemini-2.5-flash"
-    gemini_base_url: str | None = None  # a proxy or a Gemini-compatible server; None: Google
-    gemini_timeout_s: float = Field(30.0, gt=0)  # per attempt
-    gemini_retry_attempts: int = Field(3, ge=1)  # attempts per request, the first one included
-    gemini_retry_initial_s: float = Field(0.5, ge=0)  # backoff before the first retry
-    gemini_retry_max_s: float = Field(8.0, ge=0)  # the longest backoff between two attempts
-    gemini_max_retry_wait_s: float = Field(10.0, ge=0)  # the longest server-given delay we wait
-    gemini_breaker_failures: int = Field(5, ge=1)  # consecutive failures that open the breaker
-    gemini_breaker_cooldown_s: float = Field(30.0, gt=0)  # open this long, then one probe
-    gemini_price_input_per_mtok: float = Field(0.30, ge=0)  # USD per million prompt tokens
-    gemini_price_output_per_mtok: float = Field(2.50, ge=0)  # USD per million output tokens
-    gemini_thinking_budget: int | None = 0  # 0: no thinking tokens; None: the model's default
+    custom: CustomOptions = CustomOptions()
+    qlora: QLoRAOptions = QLoRAOptions()
+    gemini: GeminiOptions = GeminiOptions()
     cloud_pii_policy: Literal["redact", "block", "allow"] = "redact"
     fallback_model: str | None = None  # answers when a cloud model fails before its first token
     models_file: Path | None = None  # JSON list of extra models: name, backend, options
@@ -65,13 +66,37 @@ class Settings(BaseSettings):
     benchmark_every: int = Field(50, ge=1)
     log_level: str = "INFO"
 
-    @field_validator(
-        "gemini_base_url",
-        "fallback_model",
-        "gemini_thinking_budget",
-        "qlora_kv_cache_bytes",
-        mode="before",
-    )
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        secrets = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, secrets
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_options(cls, data: Any) -> Any:
+        """Fold flat names given as arguments (`qlora_base_model=...`) into their backend's
+        options, and drop variables under a backend prefix that are none of its options: the
+        prefixes are shared with other tools' variables (GEMINI_CLI_...)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for backend, options in BACKEND_OPTIONS.items():
+            nested = data.get(backend)
+            values = dict(nested) if isinstance(nested, dict) else {}
+            for key in [k for k in data if k.startswith(f"{backend}_")]:
+                values[key.removeprefix(f"{backend}_")] = data.pop(key)
+            if isinstance(nested, dict) or values:
+                data[backend] = {k: v for k, v in values.items() if k in options.model_fields}
+        return data
+
+    @field_validator("fallback_model", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -99,4 +124,4 @@ def get_settings(
     secret files named after the settings (`gemini_api_key`) in secrets_dir, /run/secrets by
     default when it exists."""
     secrets = secrets_dir or (SECRETS_DIR if SECRETS_DIR.is_dir() else None)
-    return Settings(_env_file=env_file, _secrets_dir=secrets, **overrides)  # type: ignore[call-arg]
+    return Settings(_env_file=env_file, _secrets_dir=secrets, **overrides)

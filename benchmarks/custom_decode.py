@@ -23,13 +23,13 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from app.adapters import load_adapter
-from app.adapters.protocol import SamplingParams
+from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
+from app.adapters.protocol import Message, ModelSpec, SamplingParams, collect
+from app.banking.intents import IntentSet
 from app.gpt.checkpoint import load_checkpoint
 from app.gpt.generate import Sampling, generate
 from app.gpt.model import GPT, GPTConfig
 from app.gpt.tokenizer import encode_prompt
-from app.registry import ModelSpec
-from app.settings import DEFAULT_CHECKPOINT
 
 PROMPT = "I still have not received my new card"
 PROMPTS = [
@@ -84,8 +84,8 @@ def hugging_face(config: GPTConfig, prompt: list[int], tokens: int) -> float:
 
 async def adapter_throughput(folder: Path, concurrency: int, requests: int) -> float:
     """Completion tokens per second with `concurrency` requests in flight at all times."""
-    spec = ModelSpec("custom", "custom", {"checkpoint": str(folder), "max_batch": 16})
-    adapter = await load_adapter(spec)
+    spec = ModelSpec("custom", "custom", CustomOptions(checkpoint=folder, max_batch=16))
+    adapter = await load_adapter(spec, IntentSet.load())
     queue = list(range(requests))
     tokens = 0
 
@@ -94,7 +94,8 @@ async def adapter_throughput(folder: Path, concurrency: int, requests: int) -> f
         while queue:
             i = queue.pop()
             params = SamplingParams(max_tokens=64, temperature=0.0)
-            completion = await adapter.generate(PROMPTS[i % len(PROMPTS)], params)
+            question = (Message("user", PROMPTS[i % len(PROMPTS)]),)
+            completion = await collect(adapter.stream(question, params))
             tokens += completion.usage.completion_tokens  # after the await: no lost update
 
     started = time.perf_counter()

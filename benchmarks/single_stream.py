@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 from app.adapters import load_adapter
-from app.adapters.protocol import SamplingParams
+from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
+from app.adapters.protocol import Message, ModelSpec, SamplingParams, collect
+from app.banking.intents import IntentSet
 from app.gpt.checkpoint import load_checkpoint
 from app.gpt.generate import Sampling, generate
 from app.gpt.tokenizer import EOS, encode_prompt, special_id
-from app.registry import ModelSpec
-from app.settings import DEFAULT_CHECKPOINT
 
 PROMPT = "I still have not received my new card"
 
@@ -41,9 +41,11 @@ def bare_loop(folder: Path, tokens: int) -> tuple[int, float]:
 
 
 async def through_adapter(folder: Path, tokens: int) -> tuple[int, float]:
-    adapter = await load_adapter(ModelSpec("custom", "custom", {"checkpoint": str(folder)}))
+    spec = ModelSpec("custom", "custom", CustomOptions(checkpoint=folder))
+    adapter = await load_adapter(spec, IntentSet.load())
+    params = SamplingParams(max_tokens=tokens, temperature=0)
     started = time.perf_counter()
-    completion = await adapter.generate(PROMPT, SamplingParams(max_tokens=tokens, temperature=0))
+    completion = await collect(adapter.stream((Message("user", PROMPT),), params))
     elapsed = time.perf_counter() - started
     await adapter.close()
     count = completion.usage.completion_tokens

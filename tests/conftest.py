@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +19,21 @@ from app.banking.intents import IntentSet
 from app.gpt.checkpoint import save_checkpoint
 from app.gpt.model import GPT, GPTConfig
 from app.gpt.tokenizer import train_tokenizer
-from app.gpt.train import TrainConfig, train
+from app.gpt.train import train
 from app.main import create_app
 from app.pipeline import Pipeline
 from app.settings import Settings, get_settings
 from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import FakeGemini
-from tests.helpers import ADMIN_KEY, USER_KEY, client_of, running, serving
-
-TINY = TrainConfig(
-    n_layer=1,
-    n_head=2,
-    n_embd=32,
-    block_size=128,
-    vocab_size=300,
-    epochs=1,
-    batch_size=32,
-    warmup_steps=5,
-    val_fraction=0.0,
+from tests.helpers import (
+    ADMIN_KEY,
+    TINY,
+    USER_KEY,
+    Service,
+    client_of,
+    running,
+    serving,
+    started,
 )
 
 
@@ -59,7 +58,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             examples,
             intents,
             root / name,
-            TrainConfig(**{**TINY.__dict__, "seed": seed}),
+            replace(TINY, seed=seed),
             progress=False,
         )
     tokenizer = train_tokenizer([e.text for e in examples], 300, intents.labels)
@@ -125,6 +124,21 @@ def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
 
 
+ServiceFactory = Callable[..., AbstractAsyncContextManager[Service]]
+Served = tuple[str, Settings, Pipeline]  # a real server's URL, its settings and its pipeline
+
+
+@pytest.fixture
+def service(make_settings: SettingsFactory) -> ServiceFactory:
+    """Start the app for given settings, or for the test settings with overrides:
+    `async with service(active_model="echo") as (app, client, pipeline): ...`"""
+
+    def start(settings: Settings | None = None, **overrides: Any) -> Any:
+        return started(settings if settings is not None else make_settings(**overrides))
+
+    return start
+
+
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     async with running(settings) as application:
@@ -150,11 +164,12 @@ def admin() -> dict[str, str]:
 
 
 @pytest.fixture
-def server(make_settings: SettingsFactory) -> Iterator[tuple[str, Settings]]:
+def server(make_settings: SettingsFactory) -> Iterator[Served]:
     """The app behind a real uvicorn on 127.0.0.1 (a free port), serving custom-random."""
     settings = make_settings(active_model="custom-random")
-    with serving(create_app(settings)) as url:
-        yield url, settings
+    app = create_app(settings)
+    with serving(app) as url:
+        yield url, settings, app.state.pipeline
 
 
 @pytest.fixture(scope="session")

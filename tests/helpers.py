@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from app.adapters.protocol import Adapter, Completion, Message, SamplingParams, collect
+from app.gpt.train import TrainConfig
 from app.main import create_app
 from app.pipeline import Pipeline
 from app.settings import Settings
@@ -27,6 +27,36 @@ BANKING77_DIR = Path(
 )
 USER_KEY = "user-key-for-tests"
 ADMIN_KEY = "admin-key-for-tests"
+# The one tiny training config: seconds on a CPU. Tests that need more `replace` fields of it.
+TINY = TrainConfig(
+    n_layer=1,
+    n_head=2,
+    n_embd=32,
+    block_size=128,
+    vocab_size=300,
+    epochs=1,
+    batch_size=32,
+    warmup_steps=5,
+    val_fraction=0.0,
+)
+
+
+def ask(text: str) -> tuple[Message, ...]:
+    """A conversation of one user turn."""
+    return (Message("user", text),)
+
+
+async def answer(adapter: Adapter, text: str, params: SamplingParams) -> Completion:
+    """An adapter's whole answer to one question, read from its stream."""
+    return await collect(adapter.stream(ask(text), params))
+
+
+class Service(NamedTuple):
+    """A started app, a client of it with the user key, and its pipeline."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    pipeline: Pipeline
 
 
 @asynccontextmanager
@@ -38,6 +68,12 @@ async def running(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @asynccontextmanager
+async def started(settings: Settings) -> AsyncIterator[Service]:
+    async with running(settings) as app, client_of(app) as client:
+        yield Service(app, client, app.state.pipeline)
+
+
+@asynccontextmanager
 async def client_of(app: FastAPI, key: str | None = USER_KEY) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with httpx.AsyncClient(
@@ -46,14 +82,34 @@ async def client_of(app: FastAPI, key: str | None = USER_KEY) -> AsyncIterator[h
         yield client
 
 
+class _Server(uvicorn.Server):
+    """Tells, by an event, when it has started (or failed to)."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: Any = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.ready.set()
+
+    def run(self, sockets: Any = None) -> None:
+        try:
+            super().run(sockets)
+        finally:
+            self.ready.set()  # a lifespan that failed never reaches startup
+
+
 @contextmanager
 def serving(app: ASGIApp) -> Iterator[str]:
     """An ASGI app behind a real uvicorn on 127.0.0.1 (a free port), in a thread; its URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    server = _Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    poll_until(lambda: server.started or not thread.is_alive(), timeout_s=60)
+    assert server.ready.wait(timeout=120), "the server did not start in time"
     assert server.started, "the server did not start"
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
@@ -61,24 +117,6 @@ def serving(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Yield to the event loop until condition holds; fail after timeout_s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0)
-
-
-def poll_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """For another thread's progress: check every 10 ms; fail after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        pause.wait(0.01)
 
 
 def sample(pipeline: Pipeline, name: str, **labels: str) -> float:
@@ -89,7 +127,7 @@ def sample(pipeline: Pipeline, name: str, **labels: str) -> float:
 def read_log(settings: Settings, pipeline: Pipeline | None = None) -> list[dict[str, Any]]:
     """The benchmark log's rows, after the pipeline's writer caught up."""
     if pipeline is not None:
-        pipeline.benchmark_summary()  # waits for pending rows
+        pipeline.log.flush()  # waits for pending rows
     return [json.loads(line) for line in settings.benchmark_log.read_text().splitlines()]
 
 

@@ -9,9 +9,11 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.settings import Settings
-from tests.helpers import USER_KEY, poll_until
+from tests.conftest import Served
+from tests.helpers import USER_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
@@ -112,8 +114,10 @@ def _queried_series() -> set[str]:
     return {name for expr in exprs for name in re.findall(r"\bbankllm_[a-z_]+", expr)}
 
 
-def test_every_metric_the_dashboard_queries_is_exported(server: tuple[str, Settings]) -> None:
-    url, _ = server
+def test_every_metric_the_dashboard_queries_is_exported(
+    server: Served,
+) -> None:
+    url, _, _ = server
     headers = {"Authorization": f"Bearer {USER_KEY}"}
     httpx.post(
         f"{url}/generate", json={"prompt": "hi", "max_tokens": 4}, headers=headers, timeout=60
@@ -148,7 +152,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def prometheus(server: tuple[str, Settings], tmp_path: Path) -> Iterator[str]:
+def prometheus(server: Served, tmp_path: Path) -> Iterator[str]:
     """A real Prometheus on 127.0.0.1 scraping the test app every second."""
     binary = shutil.which("prometheus")
     if binary is None:
@@ -176,6 +180,15 @@ def prometheus(server: tuple[str, Settings], tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+def _until_scraped(condition: Callable[[], bool], timeout_s: float) -> None:
+    """Prometheus is another process that scrapes on its own clock and tells nobody: the one
+    wait in the suite that must ask again, every 250 ms, until it has an answer."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "Prometheus did not scrape the app in time"
+        threading.Event().wait(0.25)
+
+
 def _query(prometheus: str, promql: str) -> list[dict[str, Any]]:
     url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
     try:
@@ -187,9 +200,9 @@ def _query(prometheus: str, promql: str) -> list[dict[str, Any]]:
 
 
 def test_prometheus_scrapes_the_app_and_reads_the_median_latency(
-    server: tuple[str, Settings], prometheus: str
+    server: Served, prometheus: str
 ) -> None:
-    url, _ = server
+    url, _, _ = server
     headers = {"Authorization": f"Bearer {USER_KEY}"}
     for i in range(3):
         response = httpx.post(
@@ -206,7 +219,7 @@ def test_prometheus_scrapes_the_app_and_reads_the_median_latency(
         found[:] = _query(prometheus, promql)
         return bool(found)
 
-    poll_until(scraped, timeout_s=60)
+    _until_scraped(scraped, timeout_s=60)
     [series] = found
     assert series["metric"] == {"model": "custom-random"}
     assert 0.0 < float(series["value"][1]) <= 120.0

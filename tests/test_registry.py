@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from app.registry import ModelSpec, build_registry
+from app.adapters.custom_options import CustomOptions
+from app.adapters.gemini_options import GeminiOptions
+from app.adapters.protocol import ModelSpec
+from app.qlora.options import QLoRAOptions
+from app.registry import build_registry
 from app.settings import get_settings
 
 
@@ -16,42 +23,9 @@ def test_defaults_come_from_the_settings(tmp_path: Path) -> None:
         )
     )
     assert registry == {
-        "custom": ModelSpec("custom", "custom", {"checkpoint": str(tmp_path), "max_batch": 16}),
-        "qlora": ModelSpec(
-            "qlora",
-            "qlora",
-            {
-                "base_model": "",
-                "adapter": "",
-                "engine": "transformers",
-                "quantization": "bitsandbytes",
-                "dtype": "auto",
-                "max_model_len": 2048,
-                "max_lora_rank": 16,
-                "gpu_memory_utilization": 0.85,
-                "kv_cache_bytes": None,
-                "max_batch": 8,
-            },
-        ),
-        "gemini": ModelSpec(
-            "gemini",
-            "gemini",
-            {
-                "model": "gemini-2.5-pro",
-                "api_key": None,
-                "base_url": None,
-                "timeout_s": 30.0,
-                "retry_attempts": 3,
-                "retry_initial_s": 0.5,
-                "retry_max_s": 8.0,
-                "max_retry_wait_s": 10.0,
-                "breaker_failures": 5,
-                "breaker_cooldown_s": 30.0,
-                "price_input_per_mtok": 0.3,
-                "price_output_per_mtok": 2.5,
-                "thinking_budget": 0,
-            },
-        ),
+        "custom": ModelSpec("custom", "custom", CustomOptions(checkpoint=tmp_path, max_batch=16)),
+        "qlora": ModelSpec("qlora", "qlora", QLoRAOptions(engine="transformers")),
+        "gemini": ModelSpec("gemini", "gemini", GeminiOptions(model="gemini-2.5-pro")),
     }
 
 
@@ -60,11 +34,34 @@ def test_a_models_file_gemini_takes_the_settings_it_does_not_name(tmp_path: Path
     path.write_text(json.dumps([{"name": "pro", "backend": "gemini", "options": {"model": "p"}}]))
     settings = get_settings(models_file=path, gemini_api_key="k", gemini_timeout_s=5)
     options = build_registry(settings)["pro"].options
-    assert (options["model"], options["api_key"], options["timeout_s"]) == (
-        "p",
-        settings.gemini_api_key,
-        5.0,
-    )
+    assert options == GeminiOptions(model="p", api_key=SecretStr("k"), timeout_s=5.0)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"name": "v2", "backend": "custom", "options": {"checkpiont": "/v2"}},
+            "model 'v2' (custom): checkpiont: Extra inputs are not permitted",
+        ),
+        (
+            {"name": "pro", "backend": "gemini", "options": {"timeout_s": 0}},
+            "model 'pro' (gemini): timeout_s: Input should be greater than 0",
+        ),
+        (
+            {"name": "v2", "backend": "custom", "option": {}},
+            "model 'v2' has unknown keys: option",
+        ),
+        ({"name": "v2", "backend": "custom", "options": []}, "the options of 'v2' must be an"),
+    ],
+)
+def test_a_misspelt_or_bad_option_in_the_models_file_is_an_error_naming_it(
+    tmp_path: Path, entry: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps([entry]))
+    with pytest.raises(ValueError, match=re.escape(f"MODELS_FILE {path}: {message}")):
+        build_registry(get_settings(models_file=path))
 
 
 def test_an_unknown_fallback_model_is_refused() -> None:
@@ -89,9 +86,9 @@ def test_models_file_adds_and_replaces(tmp_path: Path) -> None:
     registry = build_registry(get_settings(models_file=path, enable_echo_model=True))
     assert list(registry) == ["custom", "qlora", "gemini", "echo", "custom-v2"]
     assert registry["custom-v2"] == ModelSpec(
-        "custom-v2", "custom", {"checkpoint": "/ckpt/v2", "max_batch": 16}
+        "custom-v2", "custom", CustomOptions(checkpoint=Path("/ckpt/v2"), max_batch=16)
     )
-    assert registry["gemini"].options["model"] == "gemini-2.5-flash-lite"
+    assert registry["gemini"].options == GeminiOptions(model="gemini-2.5-flash-lite")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import json
 import httpx
 
 from app.settings import Settings
-from tests.helpers import USER_KEY, poll_until
+from tests.conftest import Served
+from tests.helpers import USER_KEY
 
 
 def _rows(settings: Settings) -> list[dict[str, object]]:
@@ -16,9 +17,9 @@ def _rows(settings: Settings) -> list[dict[str, object]]:
 
 
 def test_stream_arrives_event_by_event_and_hanging_up_cancels(
-    server: tuple[str, Settings],
+    server: Served,
 ) -> None:
-    url, settings = server
+    url, settings, pipeline = server
     headers = {"Authorization": f"Bearer {USER_KEY}"}
     body = {"prompt": "hi", "max_tokens": 240, "temperature": 1.0, "seed": 1, "stream": True}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
@@ -27,7 +28,7 @@ def test_stream_arrives_event_by_event_and_hanging_up_cancels(
             first = next(response.iter_lines())
             assert json.loads(first.removeprefix("data: "))["delta"]
         # leaving the block closed the connection mid-answer
-        poll_until(lambda: bool(_rows(settings)))  # the server notices, then logs the row
+        assert pipeline.log.wait_written(1, timeout_s=30)  # the server noticed, and logged it
         health = client.get("/health")
     row = _rows(settings)[-1]
     assert (row["status"], row["stream"], row["model"]) == ("cancelled", True, "custom-random")

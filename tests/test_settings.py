@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from app.settings import DEFAULT_CHECKPOINT, get_settings
 
@@ -13,7 +14,7 @@ def test_defaults_serve_the_embedded_checkpoint_with_auth_off(
     for name in ("ACTIVE_MODEL", "API_KEYS", "ADMIN_API_KEY", "CUSTOM_CHECKPOINT"):
         monkeypatch.delenv(name, raising=False)
     settings = get_settings()
-    assert (settings.active_model, settings.custom_checkpoint) == ("custom", DEFAULT_CHECKPOINT)
+    assert (settings.active_model, settings.custom.checkpoint) == ("custom", DEFAULT_CHECKPOINT)
     assert (settings.api_keys, settings.admin_api_key) == ([], None)
     assert (settings.benchmark_every, settings.switch_mode) == (50, "overlap")
 
@@ -61,9 +62,27 @@ def test_a_secret_file_gives_the_key_and_an_empty_variable_does_not_hide_it(
     (tmp_path / "gemini_api_key").write_text("from-the-secret\n")
     monkeypatch.setenv("GEMINI_API_KEY", "")  # compose's `${GEMINI_API_KEY:-}` when unset
     settings = get_settings(secrets_dir=tmp_path)
-    assert settings.gemini_api_key is not None
-    assert settings.gemini_api_key.get_secret_value() == "from-the-secret"
+    assert settings.gemini.api_key is not None
+    assert settings.gemini.api_key.get_secret_value() == "from-the-secret"
     monkeypatch.setenv("GEMINI_API_KEY", "from-the-environment")
-    key = get_settings(secrets_dir=tmp_path).gemini_api_key
+    key = get_settings(secrets_dir=tmp_path).gemini.api_key
     assert key is not None
     assert key.get_secret_value() == "from-the-environment"
+
+
+def test_backend_options_come_from_their_prefixed_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QLORA_MAX_MODEL_LEN", "4096")
+    monkeypatch.setenv("GEMINI_CLI_THEME", "dark")  # another tool's variable under our prefix
+    env = tmp_path / ".env"
+    env.write_text("CUSTOM_MAX_BATCH=4\nGEMINI_TIMEOUT_S=7\n")
+    settings = get_settings(env, gemini_model="gemini-2.5-pro")
+    assert (settings.qlora.max_model_len, settings.custom.max_batch) == (4096, 4)
+    assert (settings.gemini.timeout_s, settings.gemini.model) == (7.0, "gemini-2.5-pro")
+
+
+def test_a_bad_backend_option_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QLORA_MAX_MODEL_LEN", "8")
+    with pytest.raises(ValidationError, match=r"qlora\.max_model_len"):
+        get_settings()

@@ -5,25 +5,47 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from pydantic import BaseModel
+
 from app.adapters import custom, gemini, gemini_options, qlora
-from app.adapters.echo import EchoAdapter
-from app.adapters.protocol import Adapter
+from app.adapters.custom_options import CustomOptions
+from app.adapters.echo import VERSION as ECHO_VERSION
+from app.adapters.echo import EchoAdapter, EchoOptions
+from app.adapters.protocol import Adapter, ModelSpec
+from app.banking.intents import IntentSet
 from app.errors import ModelUnavailable
-from app.registry import ModelSpec
+from app.qlora.options import QLoRAOptions
 
 
 class Backend(NamedTuple):
-    create: Callable[[ModelSpec], Adapter]  # builds an unloaded adapter
+    options: type[BaseModel]  # the backend's options: settings and MODELS_FILE go through it
+    create: Callable[[ModelSpec, IntentSet], Adapter]  # builds an unloaded adapter
     unavailable: Callable[[ModelSpec], str | None]  # why this install cannot load it, or None
     version: Callable[[ModelSpec], str]  # shown by /models before the model is loaded
     remote: bool = False  # prompts leave the process: CLOUD_PII_POLICY applies
 
 
 BACKENDS: dict[str, Backend] = {
-    "custom": Backend(custom.CustomAdapter, custom.unavailable_reason, custom.checkpoint_version),
-    "echo": Backend(EchoAdapter, lambda spec: None, lambda spec: "fixed-reply-1"),
-    "qlora": Backend(qlora.QLoRAAdapter, qlora.unavailable_reason, qlora.adapter_version),
+    "custom": Backend(
+        CustomOptions,
+        lambda spec, intents: custom.CustomAdapter(spec),
+        custom.unavailable_reason,
+        custom.checkpoint_version,
+    ),
+    "echo": Backend(
+        EchoOptions,
+        lambda spec, intents: EchoAdapter(spec),
+        lambda spec: None,
+        lambda spec: ECHO_VERSION,
+    ),
+    "qlora": Backend(
+        QLoRAOptions,
+        lambda spec, intents: qlora.QLoRAAdapter(spec),
+        qlora.unavailable_reason,
+        qlora.adapter_version,
+    ),
     "gemini": Backend(
+        gemini_options.GeminiOptions,
         gemini.GeminiAdapter,
         gemini_options.unavailable_reason,
         gemini_options.model_version,
@@ -46,11 +68,11 @@ def spec_version(spec: ModelSpec) -> str:
     return BACKENDS[spec.backend].version(spec)
 
 
-async def load_adapter(spec: ModelSpec) -> Adapter:
+async def load_adapter(spec: ModelSpec, intents: IntentSet) -> Adapter:
     """Build the spec's adapter and load it; raises ModelUnavailable when it cannot be."""
     if (reason := unavailable_reason(spec)) is not None:
         raise ModelUnavailable(f"model {spec.name!r} is unavailable: {reason}")
-    adapter = BACKENDS[spec.backend].create(spec)
+    adapter = BACKENDS[spec.backend].create(spec, intents)
     try:
         await adapter.load()
     except ModelUnavailable:

@@ -5,26 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from pathlib import Path
 
 from tokenizers.decoders import DecodeStream
 
-from app.adapters._text import StopScanner
+from app.adapters.custom_options import CustomOptions
 from app.adapters.protocol import (
-    Completion,
+    Conversation,
     FinishReason,
     ModelInfo,
+    ModelSpec,
     Piece,
     SamplingParams,
     Usage,
-    collect,
+    user_text,
 )
+from app.adapters.stops import StopScanner
 from app.errors import InvalidRequest, ModelUnavailable
-from app.gpt.batching import BatchDecoder, Emit, Sequence
+from app.gpt.batching import BatchDecoder, Emit, Row
 from app.gpt.checkpoint import Checkpoint, load_checkpoint, read_config
 from app.gpt.generate import Sampling
 from app.gpt.tokenizer import EOS, encode_prompt, special_id
-from app.registry import ModelSpec
 
 DEFAULT_MAX_BATCH = 16
 
@@ -32,24 +32,23 @@ DEFAULT_MAX_BATCH = 16
 def checkpoint_version(spec: ModelSpec) -> str:
     """The version named in the checkpoint's config, read without loading weights."""
     try:
-        return str(read_config(Path(spec.options["checkpoint"]))["version"])
+        return str(read_config(spec.options_as(CustomOptions).checkpoint)["version"])
     except (OSError, KeyError, ValueError):
         return "unknown"
 
 
 def unavailable_reason(spec: ModelSpec) -> str | None:
-    path = spec.options.get("checkpoint")
-    if not path:
-        return "no checkpoint configured (CUSTOM_CHECKPOINT)"
-    if not (Path(path) / "config.json").is_file():
+    path = spec.options_as(CustomOptions).checkpoint
+    if not (path / "config.json").is_file():
         return f"no checkpoint at {path}; train one with `bankllm train --out {path}`"
     return None
 
 
 class CustomAdapter:
     def __init__(self, spec: ModelSpec):
-        self._path = Path(spec.options["checkpoint"])
-        self._max_batch = int(spec.options.get("max_batch", DEFAULT_MAX_BATCH))
+        options = spec.options_as(CustomOptions)
+        self._path = options.checkpoint
+        self._max_batch = options.max_batch or DEFAULT_MAX_BATCH
         self._info = ModelInfo(spec.name, spec.backend, checkpoint_version(spec))
         self._ckpt: Checkpoint | None = None
         self._decoder: BatchDecoder | None = None
@@ -67,14 +66,14 @@ class CustomAdapter:
         self._decoder = BatchDecoder(self._ckpt.model, self._max_batch, self._info.name)
         self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version)
 
-    async def generate(self, prompt: str, params: SamplingParams) -> Completion:
-        return await collect(self.stream(prompt, params))
-
-    async def stream(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Piece, None]:
+    async def stream(
+        self, messages: Conversation, params: SamplingParams
+    ) -> AsyncGenerator[Piece, None]:
+        """Answers the latest user turn: the model was trained on single questions."""
         if self._ckpt is None or self._decoder is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
         tokenizer = self._ckpt.tokenizer
-        ids = encode_prompt(tokenizer, prompt)
+        ids = encode_prompt(tokenizer, user_text(messages))
         context = self._ckpt.model.config.block_size
         if len(ids) >= context:
             raise InvalidRequest(
@@ -84,14 +83,14 @@ class CustomAdapter:
             )
         eos = special_id(tokenizer, EOS)
         tokens = _TokenQueue()
-        sequence = Sequence(
+        row = Row(
             ids,
             Sampling(params.temperature, params.top_p, params.seed),
             params.max_tokens,
             tokens.emitter(),
             end_token=eos,
         )
-        self._decoder.submit(sequence)
+        self._decoder.submit(row)
         decoder = DecodeStream(skip_special_tokens=True)
         scanner = StopScanner(params.stop)
         count = 0
@@ -108,7 +107,7 @@ class CustomAdapter:
                     finish = "stop"
                     break
         finally:
-            sequence.cancelled = True  # a stop string, an error or a cancelled request
+            row.cancelled = True  # a stop string, an error or a cancelled request
         if tail := scanner.flush():
             yield Piece(tail)
         yield Piece("", finish, Usage(len(ids), count))

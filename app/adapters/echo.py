@@ -5,24 +5,32 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator
 
-from app.adapters._text import StopScanner
+from pydantic import BaseModel, ConfigDict
+
 from app.adapters.protocol import (
-    Completion,
+    Conversation,
     FinishReason,
     ModelInfo,
+    ModelSpec,
     Piece,
     SamplingParams,
     Usage,
-    collect,
 )
-from app.registry import ModelSpec
+from app.adapters.stops import StopScanner
 
 REPLY = "intent: card_arrival\nThis is the echo model. It answers the same words to every prompt."
+VERSION = "fixed-reply-1"
+
+
+class EchoOptions(BaseModel):
+    """The echo backend takes no options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class EchoAdapter:
     def __init__(self, spec: ModelSpec):
-        self._info = ModelInfo(spec.name, spec.backend, "fixed-reply-1")
+        self._info = ModelInfo(spec.name, spec.backend, VERSION)
         self._tokens = re.findall(r"\S+\s*", REPLY)  # words with their trailing space
 
     @property
@@ -36,10 +44,9 @@ class EchoAdapter:
     async def load(self) -> None:
         return None
 
-    async def generate(self, prompt: str, params: SamplingParams) -> Completion:
-        return await collect(self.stream(prompt, params))
-
-    async def stream(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Piece, None]:
+    async def stream(
+        self, messages: Conversation, params: SamplingParams
+    ) -> AsyncGenerator[Piece, None]:
         scanner = StopScanner(params.stop)
         tokens = self._tokens[: params.max_tokens]
         count = 0
@@ -53,7 +60,8 @@ class EchoAdapter:
             yield Piece(tail)
         cut = len(tokens) < len(self._tokens) and not scanner.stopped
         finish: FinishReason = "length" if cut else "stop"
-        yield Piece("", finish, Usage(len(prompt.split()), count))
+        words = sum(len(m.content.split()) for m in messages)
+        yield Piece("", finish, Usage(words, count))
 
     async def close(self) -> None:
         return None

@@ -1,10 +1,11 @@
 """`gemini`: Google's model through the official google-genai SDK (async client).
 
-Retries: the SDK's `HttpRetryOptions` retries 408 and 5xx and transport errors with
-exponential backoff and jitter; a 429 is retried here, waiting the delay Google asks for
-(`RetryInfo.retryDelay` or `Retry-After`) when it is at most GEMINI_MAX_RETRY_WAIT_S, the SDK's
-backoff otherwise. A circuit breaker fails fast after repeated failures. Every failure leaves as
-an `UpstreamError` subclass that says what happened.
+Every request streams (`generate_content_stream`), the warm-up included. Retries: the SDK's
+`HttpRetryOptions` retries 408 and 5xx and transport errors with exponential backoff and
+jitter; a 429 is retried here, waiting the delay Google asks for (`RetryInfo.retryDelay` or
+`Retry-After`) when it is at most GEMINI_MAX_RETRY_WAIT_S, the SDK's backoff otherwise. A
+circuit breaker fails fast after repeated failures. Every failure leaves as an `UpstreamError`
+subclass that says what happened.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import tenacity
 from pydantic import ValidationError
 
 from app.adapters._breaker import CircuitBreaker
-from app.adapters._text import StopScanner
 from app.adapters._upstream import (
     RETRY_STATUS_CODES,
     ServerDelay,
@@ -30,13 +30,15 @@ from app.adapters._upstream import (
 )
 from app.adapters.gemini_options import GeminiOptions
 from app.adapters.protocol import (
-    Completion,
+    Conversation,
     FinishReason,
     ModelInfo,
+    ModelSpec,
     Piece,
     SamplingParams,
     Usage,
 )
+from app.adapters.stops import StopScanner
 from app.banking.intents import IntentSet
 from app.errors import (
     ModelUnavailable,
@@ -45,13 +47,13 @@ from app.errors import (
     UpstreamRefused,
     UpstreamTimeout,
 )
-from app.registry import ModelSpec
 
 if TYPE_CHECKING:
     from google.genai import Client, types
 
 T = TypeVar("T")
 _FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length"}
+_ROLES = {"user": "user", "assistant": "model"}  # system turns join the system instruction
 _attempts: ContextVar[list[int] | None] = ContextVar("gemini_attempts", default=None)
 
 
@@ -62,13 +64,13 @@ async def _count_attempt(request: Any) -> None:
 
 
 class GeminiAdapter:
-    def __init__(self, spec: ModelSpec):
-        self._o = GeminiOptions.of(spec)
+    def __init__(self, spec: ModelSpec, intents: IntentSet):
+        self._o = spec.options_as(GeminiOptions)
         self._info = ModelInfo(spec.name, spec.backend, self._o.model)
         self._breaker = CircuitBreaker(
             spec.name, self._o.breaker_failures, self._o.breaker_cooldown_s
         )
-        self._system = IntentSet.load().system_prompt()
+        self._system = intents.system_prompt()
         self._client: Client | None = None
         self._auth_problem: str | None = None
 
@@ -116,30 +118,23 @@ class GeminiAdapter:
             await client.aio.aclose()
             client.close()
 
-    async def generate(self, prompt: str, params: SamplingParams) -> Completion:
-        """One unary generateContent call (the service streams; programs may not)."""
-        client = self._ready()
-        config = self._config(params)
-        response = await self._guarded(
-            lambda: client.aio.models.generate_content(
-                model=self._o.model, contents=prompt, config=config
-            )
-        )
-        text, reason = self._text_and_reason(response)
-        scanner = StopScanner(params.stop)
-        kept = scanner.feed(text)
-        if scanner.stopped:
-            return Completion(kept, "stop", self._usage(response, 1))
-        finish = self._finish(reason)
-        return Completion(kept + scanner.flush(), finish, self._usage(response, 1))
+    async def stream(
+        self, messages: Conversation, params: SamplingParams
+    ) -> AsyncGenerator[Piece, None]:
+        from google.genai import types
 
-    async def stream(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Piece, None]:
         client = self._ready()
-        config = self._config(params)
+        system = "\n\n".join([self._system, *(m.content for m in messages if m.role == "system")])
+        config = self._config(params, system)
+        contents: Any = [
+            types.Content(role=_ROLES[m.role], parts=[types.Part(text=m.content)])
+            for m in messages
+            if m.role != "system"
+        ]
 
         async def first_chunk() -> tuple[types.GenerateContentResponse, AsyncIterator[Any]]:
             chunks = await client.aio.models.generate_content_stream(
-                model=self._o.model, contents=prompt, config=config
+                model=self._o.model, contents=contents, config=config
             )
             try:
                 return await anext(chunks), chunks
@@ -185,13 +180,13 @@ class GeminiAdapter:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
         return self._client
 
-    def _config(self, params: SamplingParams) -> types.GenerateContentConfig:
+    def _config(self, params: SamplingParams, system: str) -> types.GenerateContentConfig:
         from google.genai import types
 
         budget = self._o.thinking_budget
         thinking = None if budget is None else types.ThinkingConfig(thinking_budget=budget)
         return types.GenerateContentConfig(
-            system_instruction=self._system,
+            system_instruction=system,
             max_output_tokens=params.max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 FinishReason = Literal["stop", "length"]
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation. `/generate`'s prompt is a single user turn."""
+
+    role: Role
+    content: str
+
+
+Conversation = Sequence[Message]
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A registered model: its name, its backend and that backend's validated options."""
+
+    name: str
+    backend: str  # a key of app.adapters.BACKENDS
+    options: BaseModel
+
+    def options_as(self, kind: type[OptionsT]) -> OptionsT:
+        """The options, as the backend's own type (the registry validated them through it)."""
+        if not isinstance(self.options, kind):
+            raise TypeError(f"model {self.name!r}: options are not {kind.__name__}")
+        return self.options
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +79,7 @@ class Completion:
 
 
 class Adapter(Protocol):
-    """A loaded model. `stream` is the primitive; `generate` is its collected form."""
+    """A loaded model. Its one way to answer is `stream`; `collect` joins a stream."""
 
     @property
     def info(self) -> ModelInfo: ...
@@ -61,18 +91,29 @@ class Adapter(Protocol):
 
     async def load(self) -> None: ...
 
-    async def generate(self, prompt: str, params: SamplingParams) -> Completion: ...
-
-    def stream(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Piece, None]: ...
+    def stream(
+        self, messages: Conversation, params: SamplingParams
+    ) -> AsyncGenerator[Piece, None]: ...
 
     async def close(self) -> None: ...
 
 
 async def collect(pieces: AsyncIterator[Piece]) -> Completion:
-    """Join a stream of pieces into one completion."""
+    """Join a stream of pieces into one completion, reading it to its end."""
     parts: list[str] = []
+    finish: Piece | None = None
     async for piece in pieces:
         parts.append(piece.text)
         if piece.finish_reason is not None and piece.usage is not None:
-            return Completion("".join(parts), piece.finish_reason, piece.usage)
-    raise RuntimeError("the stream ended without a finish piece")
+            finish = piece
+    if finish is None or finish.finish_reason is None or finish.usage is None:
+        raise RuntimeError("the stream ended without a finish piece")
+    return Completion("".join(parts), finish.finish_reason, finish.usage)
+
+
+def user_text(messages: Conversation) -> str:
+    """The latest user turn: what a single-turn model (custom, echo) answers."""
+    for message in reversed(messages):
+        if message.role == "user":
+            return message.content
+    return ""

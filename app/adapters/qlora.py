@@ -5,41 +5,26 @@ by transformers + peft (+ bitsandbytes 4-bit) with batching of concurrent reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from app.adapters.protocol import Completion, ModelInfo, Piece, SamplingParams, collect
+from app.adapters.protocol import (
+    Conversation,
+    FinishReason,
+    ModelInfo,
+    ModelSpec,
+    Piece,
+    SamplingParams,
+    Usage,
+)
+from app.adapters.stops import StopScanner
 from app.errors import InvalidRequest, ModelUnavailable
+from app.qlora.engine import Engine, Sampling
+from app.qlora.options import QLoRAOptions
 from app.qlora.prompting import SYSTEM_PROMPT, chat_prompt, read_meta
-from app.registry import ModelSpec
-
-
-@dataclass(frozen=True)
-class QLoRAOptions:
-    base_model: str = ""  # a local folder or a hub id
-    adapter: str = ""  # the folder `bankllm finetune` wrote
-    engine: Literal["vllm", "transformers"] = "vllm"
-    quantization: Literal["bitsandbytes", "none"] = "bitsandbytes"
-    dtype: str = "auto"  # auto | bfloat16 | float16 | float32
-    max_model_len: int = 2048  # prompt + reply tokens
-    max_lora_rank: int = 16  # vLLM: the largest rank an adapter may have
-    gpu_memory_utilization: float = 0.85  # vLLM on GPU: share of memory for weights + KV cache
-    kv_cache_bytes: int | None = None  # vLLM: an explicit KV cache size (needed on CPU)
-    max_batch: int = 8  # transformers: requests decoded together
-
-    @classmethod
-    def of(cls, spec: ModelSpec) -> QLoRAOptions:
-        known = {k: v for k, v in spec.options.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-
-class Engine(Protocol):
-    def stream(self, ids: list[int], params: SamplingParams) -> AsyncGenerator[Piece, None]: ...
-
-    async def close(self) -> None: ...
 
 
 def _installed(*modules: str) -> bool:
@@ -47,7 +32,7 @@ def _installed(*modules: str) -> bool:
 
 
 def unavailable_reason(spec: ModelSpec) -> str | None:
-    o = QLoRAOptions.of(spec)
+    o = spec.options_as(QLoRAOptions)
     if not o.base_model:
         return "QLORA_BASE_MODEL is not set"
     if not o.adapter:
@@ -65,14 +50,14 @@ def unavailable_reason(spec: ModelSpec) -> str | None:
 
 def adapter_version(spec: ModelSpec) -> str:
     """The adapter's version from its bankllm.json, else its folder name."""
-    o = QLoRAOptions.of(spec)
+    o = spec.options_as(QLoRAOptions)
     meta = read_meta(Path(o.adapter)) if o.adapter else {}
     return str(meta.get("version") or Path(o.adapter).name or "unknown")
 
 
 class QLoRAAdapter:
     def __init__(self, spec: ModelSpec):
-        self._o = QLoRAOptions.of(spec)
+        self._o = spec.options_as(QLoRAOptions)
         self._info = ModelInfo(spec.name, spec.backend, adapter_version(spec))
         self._system = str(read_meta(Path(self._o.adapter)).get("system_prompt", SYSTEM_PROMPT))
         self._tokenizer: Any = None
@@ -101,13 +86,13 @@ class QLoRAAdapter:
 
             self._engine = await asyncio.to_thread(load_transformers, self._o, self._tokenizer)
 
-    async def generate(self, prompt: str, params: SamplingParams) -> Completion:
-        return await collect(self.stream(prompt, params))
-
-    def stream(self, prompt: str, params: SamplingParams) -> AsyncGenerator[Piece, None]:
+    async def stream(
+        self, messages: Conversation, params: SamplingParams
+    ) -> AsyncGenerator[Piece, None]:
         if self._engine is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
-        text = chat_prompt(self._tokenizer, prompt, self._system)
+        turns = [(m.role, m.content) for m in messages]
+        text = chat_prompt(self._tokenizer, turns, self._system)
         ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
         if (length := len(ids)) >= self._o.max_model_len:
             raise InvalidRequest(
@@ -115,7 +100,23 @@ class QLoRAAdapter:
                 f"{self._o.max_model_len} (QLORA_MAX_MODEL_LEN)",
                 [{"loc": ["body", "prompt"], "msg": "too long for the model", "tokens": length}],
             )
-        return self._engine.stream(ids, params)
+        sampling = Sampling(params.max_tokens, params.temperature, params.top_p, params.seed)
+        scanner = StopScanner(params.stop)
+        finish: FinishReason = "length"
+        generated = 0
+        async with contextlib.aclosing(self._engine.stream(ids, sampling)) as deltas:
+            async for delta in deltas:
+                generated = delta.tokens
+                if kept := scanner.feed(delta.text):
+                    yield Piece(kept)
+                if scanner.stopped:  # leaving the loop closes the engine's sequence
+                    finish = "stop"
+                    break
+                if delta.finish is not None:
+                    finish = delta.finish
+        if tail := scanner.flush():
+            yield Piece(tail)
+        yield Piece("", finish, Usage(len(ids), generated))
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.banking.corpus import read_csv
+from app.banking.intents import IntentSet
 from app.evaluation import EvalReport, evaluate, in_process, over_http
 from app.settings import get_settings
 from app.telemetry.benchlog import BenchmarkLog
@@ -66,14 +67,18 @@ def run(args: argparse.Namespace) -> int:
         settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
     )
 
+    intents = IntentSet.load()
+
     async def main() -> EvalReport:
         asker = (
             over_http(args.url, args.model, args.max_tokens, api_key, admin_key)
             if args.url
-            else in_process(settings, args.model, args.max_tokens)
+            else in_process(settings, intents, args.model, args.max_tokens)
         )
         async with asker as ask:
-            return await evaluate(ask, examples, data=str(args.data), concurrency=args.concurrency)
+            return await evaluate(
+                ask, examples, intents, data=str(args.data), concurrency=args.concurrency
+            )
 
     report = asyncio.run(main())
     print_report(report)

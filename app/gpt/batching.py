@@ -26,7 +26,9 @@ Emit = Callable[[int | BaseException | None], None]
 
 
 @dataclass(eq=False)
-class Sequence:
+class Row:
+    """One sequence being decoded: a row of the running batch."""
+
     prompt: list[int]
     sampling: Sampling
     max_new_tokens: int
@@ -59,7 +61,7 @@ class BatchDecoder:
         self._threads = threads
         self._caches = model.new_cache(max_batch)
         self._pending: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._active: list[Sequence] = []
+        self._active: list[Row] = []
         self.steps = 0  # batched decoding steps run
         self.rows = 0  # sequence-steps they served: rows / steps is the mean batch size
         self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
@@ -69,7 +71,7 @@ class BatchDecoder:
     def batch_size(self) -> int:
         return len(self._active)
 
-    def submit(self, sequence: Sequence) -> None:
+    def submit(self, sequence: Row) -> None:
         self._pending.put(sequence)
 
     def close(self) -> None:
@@ -108,11 +110,11 @@ class BatchDecoder:
                 return True
             if item is _STOP:
                 return False
-            assert isinstance(item, Sequence)
+            assert isinstance(item, Row)
             self._start(item)
         return True
 
-    def _start(self, seq: Sequence) -> None:
+    def _start(self, seq: Row) -> None:
         seq.budget = min(seq.max_new_tokens, self.model.config.block_size - len(seq.prompt))
         if seq.cancelled or seq.budget <= 0:
             seq.emit(None)
@@ -141,7 +143,7 @@ class BatchDecoder:
             self._produce(seq, sample(logits[row], seq.sampling, seq.generator))
 
     @staticmethod
-    def _produce(seq: Sequence, token: int) -> None:
+    def _produce(seq: Row, token: int) -> None:
         seq.last = token
         seq.budget -= 1
         seq.emit(token)
@@ -167,5 +169,5 @@ class BatchDecoder:
                 item = self._pending.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, Sequence):
+            if isinstance(item, Row):
                 item.emit(outcome)

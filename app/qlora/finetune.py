@@ -55,7 +55,9 @@ class FinetuneReport:
 
 def encode(tokenizer: Any, example: Example, intents: IntentSet) -> tuple[list[int], list[int]]:
     """(input ids, labels): the chat prompt, then the answer and EOS, which alone is learned."""
-    prompt = tokenizer(chat_prompt(tokenizer, example.text), add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(chat_prompt(tokenizer, [("user", example.text)]), add_special_tokens=False)[
+        "input_ids"
+    ]
     answer = format_answer(example.category, intents.intents[example.category].reply)
     target = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return list(prompt) + list(target), [IGNORE] * len(prompt) + list(target)
@@ -164,7 +166,9 @@ def validate(
     with torch.inference_mode():
         for e in tqdm(examples, desc="validate", unit="example"):
             ids = tokenizer(
-                chat_prompt(tokenizer, e.text), add_special_tokens=False, return_tensors="pt"
+                chat_prompt(tokenizer, [("user", e.text)]),
+                add_special_tokens=False,
+                return_tensors="pt",
             )
             output = model.generate(
                 **ids.to(model.device),

@@ -3,8 +3,8 @@ requests that share their decoding settings, streaming each row's tokens back to
 
 `model.generate` takes one generation config per call, so requests are grouped by
 (greedy | temperature, top_p); a seeded request runs alone (one RNG per call). Each row stops on
-its own (EOS, its max_tokens, a stop string, its caller leaving) through a StoppingCriteria that
-marks it finished; the batch ends when every row has.
+its own (EOS, its max_tokens, its caller leaving, which a stop string the adapter saw is too)
+through a StoppingCriteria that marks it finished; the batch ends when every row has.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import queue
 import threading
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from app.adapters._text import StopScanner
-from app.adapters.protocol import FinishReason, Piece, SamplingParams, Usage
+from app.qlora.engine import Delta, Sampling
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +29,15 @@ logger = logging.getLogger(__name__)
 @dataclass(eq=False)
 class _Row:
     ids: list[int]
-    params: SamplingParams
+    params: Sampling
     loop: asyncio.AbstractEventLoop
-    out: asyncio.Queue[Piece | BaseException]
+    out: asyncio.Queue[Delta | BaseException]
     tokens: list[int] = field(default_factory=list)
     sent: int = 0  # characters of the decoded text already sent
     done: bool = False
     cancelled: bool = False
 
-    def __post_init__(self) -> None:
-        self.scanner = StopScanner(self.params.stop)
-
-    def push(self, item: Piece | BaseException) -> None:
+    def push(self, item: Delta | BaseException) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
 
     @property
@@ -81,26 +77,18 @@ class _RowStreamer(BaseStreamer):
             self._finish(row, "stop")
             return
         row.tokens.append(token)
-        text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
-        if not text.endswith("\ufffd"):  # hold a partly decoded character back
-            if delta := row.scanner.feed(text[row.sent :]):
-                row.push(Piece(delta))
-            row.sent = len(text)
-        if row.scanner.stopped:
-            self._finish(row, "stop")
-        elif len(row.tokens) >= row.params.max_tokens:
+        if len(row.tokens) >= row.params.max_tokens:
             self._finish(row, "length")
+            return
+        text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+        if not text.endswith("\ufffd") and len(text) > row.sent:  # hold a partial character
+            row.push(Delta(text[row.sent :], len(row.tokens)))
+            row.sent = len(text)
 
-    def _finish(self, row: _Row, reason: FinishReason) -> None:
+    def _finish(self, row: _Row, reason: Literal["stop", "length"]) -> None:
         row.done = True
-        if not row.scanner.stopped:
-            text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
-            tail = row.scanner.feed(text[row.sent :]) if len(text) > row.sent else ""
-            tail += row.scanner.flush() if not row.scanner.stopped else ""
-            if tail:
-                row.push(Piece(tail))
-        reason = "stop" if row.scanner.stopped else reason
-        row.push(Piece("", reason, Usage(len(row.ids), len(row.tokens))))
+        text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+        row.push(Delta(text[row.sent :], len(row.tokens), reason))
 
 
 class _RowsDone(StoppingCriteria):
@@ -122,8 +110,8 @@ class TransformersEngine:
         self._thread = threading.Thread(target=self._run, name="hf-generate", daemon=True)
         self._thread.start()
 
-    async def stream(self, ids: list[int], params: SamplingParams) -> AsyncGenerator[Piece, None]:
-        row = _Row(ids, params, asyncio.get_running_loop(), asyncio.Queue())
+    async def stream(self, ids: list[int], sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        row = _Row(ids, sampling, asyncio.get_running_loop(), asyncio.Queue())
         self._pending.put(row)
         try:
             while True:
@@ -131,7 +119,7 @@ class TransformersEngine:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-                if item.finish_reason is not None:
+                if item.finish is not None:
                     return
         finally:
             row.cancelled = True  # the worker stops this row at its next step

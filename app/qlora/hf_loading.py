@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from app.qlora.options import QLoRAOptions
+
 if TYPE_CHECKING:
-    from app.adapters.qlora import QLoRAOptions
     from app.qlora.hf_engine import TransformersEngine
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

@@ -4,6 +4,7 @@ system prompt, the same in `bankllm finetune` and in serving (the adapter folder
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,9 +21,14 @@ class ChatTokenizer(Protocol):
     def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
 
 
-def chat_prompt(tokenizer: ChatTokenizer, user: str, system: str = SYSTEM_PROMPT) -> str:
-    """The text a chat model continues with its answer."""
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+def chat_prompt(
+    tokenizer: ChatTokenizer, turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT
+) -> str:
+    """The text a chat model continues with its answer. `turns` are (role, content) pairs; a
+    caller's system turns follow ours in the one system message chat templates accept."""
+    extra = [content for role, content in turns if role == "system"]
+    messages = [{"role": "system", "content": "\n\n".join([system, *extra])}]
+    messages += [{"role": r, "content": c} for r, c in turns if r != "system"]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return str(text)
 

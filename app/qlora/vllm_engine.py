@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from app.adapters.protocol import FinishReason, Piece, SamplingParams, Usage
-
-if TYPE_CHECKING:
-    from app.adapters.qlora import QLoRAOptions
+from app.qlora.engine import Delta, Sampling
+from app.qlora.options import QLoRAOptions
 
 LORA_ID = 1  # one adapter per engine; vLLM caches it by this id
 
@@ -53,35 +51,33 @@ class VLLMEngine:
         self._engine: Any = engine
         self._lora = lora
 
-    async def stream(self, ids: list[int], params: SamplingParams) -> AsyncGenerator[Piece, None]:
-        from vllm import SamplingParams as VllmSampling
+    async def stream(self, ids: list[int], sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        sampling = VllmSampling(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            stop=list(params.stop) or None,
-            seed=params.seed,
+        params = SamplingParams(
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
             output_kind=RequestOutputKind.DELTA,
         )
         request_id = f"bankllm-{uuid.uuid4().hex}"
         generated, finished = 0, False
         outputs = self._engine.generate(
-            {"prompt_token_ids": ids}, sampling, request_id, lora_request=self._lora
+            {"prompt_token_ids": ids}, params, request_id, lora_request=self._lora
         )
         try:
             async for out in outputs:
                 completion = out.outputs[0]
                 generated += len(completion.token_ids)
-                if completion.text:
-                    yield Piece(completion.text)
                 if out.finished:
                     finished = True
                     length = completion.finish_reason == "length"
-                    reason: FinishReason = "length" if length else "stop"
-                    yield Piece("", reason, Usage(len(ids), generated))
+                    yield Delta(completion.text, generated, "length" if length else "stop")
                     return
+                if completion.text:
+                    yield Delta(completion.text, generated)
         finally:
             await outputs.aclose()
             if not finished:  # the caller left (or failed): free the sequence's KV cache now

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.deps import ApiKey, PipelineDep
-from app.errors import ServiceError
+from app.errors import InternalError, ServiceError
 from app.pipeline import StreamEvent
 from app.routes._utils import EventStreamResponse, cancel_on_disconnect, sse
 from app.schemas import ErrorPublic, GeneratePublic, GenerateRequest
@@ -19,7 +19,7 @@ from app.schemas import ErrorPublic, GeneratePublic, GenerateRequest
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"], dependencies=[ApiKey])
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorPublic} for code in (401, 413, 422, 429, 502, 503, 504)
+    code: {"model": ErrorPublic} for code in (400, 401, 413, 422, 429, 502, 503, 504)
 }
 
 
@@ -58,7 +58,5 @@ async def _encode(
             yield sse(exc.body())
         except Exception:
             logger.exception("stream failed")
-            yield sse(
-                {"error": {"type": "internal_error", "message": "internal error", "details": None}}
-            )
+            yield sse(InternalError().body())
         yield sse("[DONE]")

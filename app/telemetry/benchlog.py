@@ -52,6 +52,8 @@ class BenchmarkLog:
         self._queue: queue.Queue[object] = queue.Queue()
         self._samples = SampleWindow(WINDOW)
         self._lock = threading.Lock()
+        self._written = threading.Condition()
+        self.requests_written = 0  # request rows written by this process
         self._window: list[Sample] = []  # request rows since the last summary row
         self._fd: int | None = None
         self._thread: threading.Thread | None = None
@@ -73,6 +75,11 @@ class BenchmarkLog:
     def flush(self) -> None:
         """Wait until every row appended so far is written."""
         self._queue.join()
+
+    def wait_written(self, requests: int, timeout_s: float) -> bool:
+        """From any thread: wait until this process has written `requests` request rows."""
+        with self._written:
+            return self._written.wait_for(lambda: self.requests_written >= requests, timeout_s)
 
     def summary(self) -> dict[str, Any]:
         """Per-model figures over the log's newest rows (this process's included)."""
@@ -109,6 +116,9 @@ class BenchmarkLog:
         with self._lock:
             self._samples.append(sample)
         self._window.append(sample)
+        with self._written:
+            self.requests_written += 1
+            self._written.notify_all()
         if len(self._window) == self._every:
             # the rows since the previous summary: cheap at any log size, and a time series
             summary = {"ts": utc_now(), "type": "summary", **summarize(self._window)}

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from app.adapters import load_adapter, unavailable_reason
-from app.adapters.protocol import Adapter, Completion, Piece, SamplingParams, Usage
+from app.adapters.custom_options import CustomOptions
+from app.adapters.protocol import Adapter, Completion, ModelSpec, Piece, SamplingParams, Usage
+from app.banking.intents import IntentSet
 from app.errors import InvalidRequest, ModelUnavailable
 from app.gpt.checkpoint import read_config
-from app.registry import ModelSpec
+from tests.helpers import answer, ask
 
 pytestmark = pytest.mark.anyio
 GREEDY = SamplingParams(max_tokens=40, temperature=0.0)
@@ -19,21 +21,22 @@ GREEDY = SamplingParams(max_tokens=40, temperature=0.0)
 @pytest.fixture
 async def adapter(checkpoints: dict[str, Path]) -> AsyncIterator[Adapter]:
     loaded = await load_adapter(
-        ModelSpec("custom", "custom", {"checkpoint": str(checkpoints["a"])})
+        ModelSpec("custom", "custom", CustomOptions(checkpoint=checkpoints["a"])),
+        IntentSet.load(),
     )
     yield loaded
     await loaded.close()
 
 
 async def _pieces(adapter: Adapter, prompt: str, params: SamplingParams) -> list[Piece]:
-    return [p async for p in adapter.stream(prompt, params)]
+    return [p async for p in adapter.stream(ask(prompt), params)]
 
 
 async def test_stream_joins_to_generate_and_ends_with_usage(
     adapter: Adapter, checkpoints: dict[str, Path]
 ) -> None:
     pieces = await _pieces(adapter, "my card has not arrived", GREEDY)
-    completion = await adapter.generate("my card has not arrived", GREEDY)
+    completion = await answer(adapter, "my card has not arrived", GREEDY)
     assert adapter.info.version == read_config(checkpoints["a"])["version"]
     assert "".join(p.text for p in pieces) == completion.text
     assert pieces[-1] == Piece("", completion.finish_reason, completion.usage)
@@ -43,16 +46,18 @@ async def test_stream_joins_to_generate_and_ends_with_usage(
 
 
 async def test_max_tokens_cuts_with_length(adapter: Adapter) -> None:
-    completion = await adapter.generate("my card", SamplingParams(max_tokens=1, temperature=0))
+    completion = await answer(adapter, "my card", SamplingParams(max_tokens=1, temperature=0))
     assert completion.finish_reason == "length"
     assert completion.usage.completion_tokens == 1
 
 
 async def test_stop_string_cuts_the_text(adapter: Adapter) -> None:
-    full = await adapter.generate("my card has not arrived", GREEDY)
+    full = await answer(adapter, "my card has not arrived", GREEDY)
     cut_at = full.text[3:6]
-    stopped = await adapter.generate(
-        "my card has not arrived", SamplingParams(max_tokens=40, temperature=0, stop=(cut_at,))
+    stopped = await answer(
+        adapter,
+        "my card has not arrived",
+        SamplingParams(max_tokens=40, temperature=0, stop=(cut_at,)),
     )
     assert stopped == Completion(
         full.text[: full.text.index(cut_at)],
@@ -64,21 +69,21 @@ async def test_stop_string_cuts_the_text(adapter: Adapter) -> None:
 
 async def test_seeded_sampling_repeats(adapter: Adapter) -> None:
     params = SamplingParams(max_tokens=30, temperature=1.0, top_p=0.9, seed=11)
-    assert await adapter.generate("hello", params) == await adapter.generate("hello", params)
+    assert await answer(adapter, "hello", params) == await answer(adapter, "hello", params)
 
 
 async def test_a_prompt_longer_than_the_context_is_refused(adapter: Adapter) -> None:
     with pytest.raises(InvalidRequest, match=r"reads at most 127"):
-        await adapter.generate("card " * 400, GREEDY)
+        await answer(adapter, "card " * 400, GREEDY)
 
 
 async def test_a_missing_checkpoint_is_unavailable_with_its_reason(tmp_path: Path) -> None:
-    spec = ModelSpec("lost", "custom", {"checkpoint": str(tmp_path)})
+    spec = ModelSpec("lost", "custom", CustomOptions(checkpoint=tmp_path))
     assert unavailable_reason(spec) == (
         f"no checkpoint at {tmp_path}; train one with `bankllm train --out {tmp_path}`"
     )
     with pytest.raises(ModelUnavailable, match="model 'lost' is unavailable: no checkpoint"):
-        await load_adapter(spec)
+        await load_adapter(spec, IntentSet.load())
 
 
 async def test_concurrent_requests_get_what_they_would_get_alone(adapter: Adapter) -> None:
@@ -86,8 +91,8 @@ async def test_concurrent_requests_get_what_they_would_get_alone(adapter: Adapte
     params = [
         SamplingParams(max_tokens=20 + i, temperature=0.8 * (i % 2), seed=i) for i in range(8)
     ]
-    alone = [await adapter.generate(p, s) for p, s in zip(prompts, params, strict=True)]
+    alone = [await answer(adapter, p, s) for p, s in zip(prompts, params, strict=True)]
     together = await asyncio.gather(
-        *(adapter.generate(p, s) for p, s in zip(prompts, params, strict=True))
+        *(answer(adapter, p, s) for p, s in zip(prompts, params, strict=True))
     )
     assert list(together) == alone

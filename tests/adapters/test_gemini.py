@@ -11,7 +11,7 @@ import pytest
 from app.adapters import gemini_options, unavailable_reason
 from app.adapters._breaker import CircuitBreaker
 from app.adapters.gemini import GeminiAdapter
-from app.adapters.protocol import Completion, Piece, SamplingParams, Usage, collect
+from app.adapters.protocol import Completion, Message, Piece, SamplingParams, Usage, collect
 from app.banking.intents import IntentSet
 from app.errors import (
     CircuitOpen,
@@ -24,6 +24,7 @@ from app.errors import (
 from app.registry import build_registry
 from app.settings import Settings
 from tests.fake_gemini import REPLY, FakeGemini, Fault
+from tests.helpers import answer, ask
 
 pytestmark = pytest.mark.anyio
 GREEDY = SamplingParams(max_tokens=64, temperature=0.0)
@@ -37,7 +38,9 @@ def open_adapter(
     opened: list[GeminiAdapter] = []
 
     async def make(**overrides: Any) -> GeminiAdapter:
-        adapter = GeminiAdapter(build_registry(gemini_settings(**overrides))["gemini"])
+        adapter = GeminiAdapter(
+            build_registry(gemini_settings(**overrides))["gemini"], IntentSet.load()
+        )
         await adapter.load()
         opened.append(adapter)
         return adapter
@@ -56,17 +59,17 @@ def _cost(prompt: int, output: int) -> float:
     return round((prompt * 0.30 + output * 2.50) / 1e6, 8)
 
 
-async def test_generate_is_one_generate_content_call(
+async def test_a_whole_answer_is_one_streamed_call(
     adapter: GeminiAdapter, fake_gemini: FakeGemini
 ) -> None:
-    completion = await adapter.generate("my card has not arrived", GREEDY)
+    completion = await answer(adapter, "my card has not arrived", GREEDY)
     [request] = fake_gemini.received
     prompt_tokens = completion.usage.prompt_tokens
     assert completion == Completion(
         REPLY, "stop", Usage(prompt_tokens, REPLY_TOKENS, _cost(prompt_tokens, REPLY_TOKENS))
     )
     assert prompt_tokens > 0
-    assert request.path == "/v1/models/gemini-2.5-flash:generateContent"
+    assert request.path == "/v1/models/gemini-2.5-flash:streamGenerateContent"
     assert request.body["contents"] == [
         {"parts": [{"text": "my card has not arrived"}], "role": "user"}
     ]
@@ -81,10 +84,31 @@ async def test_generate_is_one_generate_content_call(
     }
 
 
+async def test_a_conversation_keeps_its_turns_and_system_turns_join_the_instruction(
+    adapter: GeminiAdapter, fake_gemini: FakeGemini
+) -> None:
+    conversation = (
+        Message("system", "Answer in French."),
+        Message("user", "my card"),
+        Message("assistant", "Which card?"),
+        Message("user", "the new one"),
+    )
+    assert (await collect(adapter.stream(conversation, GREEDY))).text == REPLY
+    [request] = fake_gemini.received
+    assert request.body["contents"] == [
+        {"parts": [{"text": "my card"}], "role": "user"},
+        {"parts": [{"text": "Which card?"}], "role": "model"},
+        {"parts": [{"text": "the new one"}], "role": "user"},
+    ]
+    assert request.body["systemInstruction"]["parts"] == [
+        {"text": IntentSet.load().system_prompt() + "\n\nAnswer in French."}
+    ]
+
+
 async def test_stream_yields_the_reply_then_a_finish_piece(
     adapter: GeminiAdapter, fake_gemini: FakeGemini
 ) -> None:
-    pieces = [piece async for piece in adapter.stream("hello", GREEDY)]
+    pieces = [piece async for piece in adapter.stream(ask("hello"), GREEDY)]
     assert "".join(p.text for p in pieces) == REPLY
     assert len(pieces) == REPLY_TOKENS + 1
     usage = pieces[-1].usage
@@ -96,9 +120,9 @@ async def test_stream_yields_the_reply_then_a_finish_piece(
 
 
 async def test_max_tokens_and_stop_strings(adapter: GeminiAdapter, fake_gemini: FakeGemini) -> None:
-    short = await collect(adapter.stream("hello", SamplingParams(max_tokens=3, temperature=0)))
+    short = await collect(adapter.stream(ask("hello"), SamplingParams(max_tokens=3, temperature=0)))
     assert (short.text, short.finish_reason) == ("intent: card_arrival\nYour card ", "length")
-    cut = await collect(adapter.stream("hello", SamplingParams(stop=("way",), temperature=0)))
+    cut = await collect(adapter.stream(ask("hello"), SamplingParams(stop=("way",), temperature=0)))
     assert (cut.text, cut.finish_reason) == ("intent: card_arrival\nYour card is on its ", "stop")
     assert fake_gemini.received[1].body["generationConfig"]["stopSequences"] == ["way"]
 
@@ -107,7 +131,7 @@ async def test_5xx_are_retried_with_backoff(
     adapter: GeminiAdapter, fake_gemini: FakeGemini
 ) -> None:
     fake_gemini.faults.extend([Fault(status=503), Fault(status=500)])
-    completion = await collect(adapter.stream("hello", GREEDY))
+    completion = await collect(adapter.stream(ask("hello"), GREEDY))
     assert completion.text == REPLY
     assert len(fake_gemini.received) == 3
 
@@ -117,7 +141,7 @@ async def test_5xx_after_the_last_attempt_is_an_upstream_error(
 ) -> None:
     fake_gemini.faults.extend([Fault(status=500)] * 3)
     with pytest.raises(UpstreamError) as caught:
-        await collect(adapter.stream("hello", GREEDY))
+        await collect(adapter.stream(ask("hello"), GREEDY))
     assert type(caught.value) is UpstreamError
     assert caught.value.message == "gemini failed (500 INTERNAL) after 3 attempt(s)"
     assert caught.value.details == {
@@ -135,7 +159,7 @@ async def test_429_waits_the_delay_the_server_asks_for(
     adapter = await open_adapter(gemini_retry_initial_s=20.0, gemini_retry_max_s=20.0)
     fake_gemini.faults.append(Fault(status=429, retry_delay="0.05s"))
     async with asyncio.timeout(10):
-        completion = await collect(adapter.stream("hello", GREEDY))
+        completion = await collect(adapter.stream(ask("hello"), GREEDY))
     assert completion.text == REPLY
     assert len(fake_gemini.received) == 2
     await adapter.close()
@@ -146,7 +170,7 @@ async def test_429_asking_for_too_long_a_wait_is_passed_on(
 ) -> None:
     fake_gemini.faults.append(Fault(status=429, retry_delay="30s"))
     with pytest.raises(UpstreamRateLimited) as caught:
-        await collect(adapter.stream("hello", GREEDY))
+        await collect(adapter.stream(ask("hello"), GREEDY))
     assert (caught.value.status_code, caught.value.headers) == (429, {"Retry-After": "30"})
     assert caught.value.details["retry_after_s"] == 30
     assert len(fake_gemini.received) == 1
@@ -157,7 +181,7 @@ async def test_429_on_every_attempt_is_passed_on_after_the_retries(
 ) -> None:
     fake_gemini.faults.extend([Fault(status=429)] * 3)
     with pytest.raises(UpstreamRateLimited) as caught:
-        await collect(adapter.stream("hello", GREEDY))
+        await collect(adapter.stream(ask("hello"), GREEDY))
     assert (
         caught.value.message
         == "gemini is rate limiting us (429 RESOURCE_EXHAUSTED) after 3 attempt(s)"
@@ -171,7 +195,7 @@ async def test_a_rejected_key_says_so_and_marks_the_model(
 ) -> None:
     adapter = await open_adapter(gemini_api_key="wrong")
     with pytest.raises(UpstreamAuthRejected) as caught:
-        await adapter.generate("hello", GREEDY)
+        await answer(adapter, "hello", GREEDY)
     assert caught.value.status_code == 502
     assert caught.value.message.startswith("gemini rejected the API key (400 INVALID_ARGUMENT)")
     assert adapter.problem == caught.value.message
@@ -185,7 +209,7 @@ async def test_a_slow_upstream_times_out(
     adapter = await open_adapter(gemini_timeout_s=0.2, gemini_retry_attempts=2)
     fake_gemini.faults.extend([Fault(delay_s=2.0)] * 2)
     with pytest.raises(UpstreamTimeout) as caught:
-        await collect(adapter.stream("hello", GREEDY))
+        await collect(adapter.stream(ask("hello"), GREEDY))
     assert (caught.value.status_code, caught.value.details) == (504, {"attempts": 2})
     assert len(fake_gemini.received) == 2
     await adapter.close()
@@ -196,7 +220,7 @@ async def test_a_malformed_body_is_an_upstream_error(
 ) -> None:
     fake_gemini.faults.append(Fault(malformed=True))
     with pytest.raises(UpstreamError, match="gemini sent a malformed response"):
-        await adapter.generate("hello", GREEDY)
+        await answer(adapter, "hello", GREEDY)
 
 
 async def test_a_stream_cut_midway_raises_after_its_first_pieces(
@@ -206,7 +230,7 @@ async def test_a_stream_cut_midway_raises_after_its_first_pieces(
     seen: list[str] = []
 
     async def read() -> None:
-        async for piece in adapter.stream("hello", GREEDY):
+        async for piece in adapter.stream(ask("hello"), GREEDY):
             seen.append(piece.text)
 
     with pytest.raises(UpstreamError, match="could not be reached or broke off"):
@@ -219,7 +243,7 @@ async def test_a_safety_stop_is_not_a_finished_answer(
 ) -> None:
     fake_gemini.faults.append(Fault(finish_reason="SAFETY"))
     with pytest.raises(UpstreamError) as caught:
-        await collect(adapter.stream("hello", GREEDY))
+        await collect(adapter.stream(ask("hello"), GREEDY))
     assert caught.value.details == {"finish_reason": "SAFETY"}
 
 
@@ -234,15 +258,15 @@ async def test_the_breaker_opens_fails_fast_then_probes(
     fake_gemini.faults.extend([Fault(status=503)] * 2)
     for _ in range(2):
         with pytest.raises(UpstreamError):
-            await adapter.generate("hello", GREEDY)
+            await answer(adapter, "hello", GREEDY)
     with pytest.raises(CircuitOpen) as caught:
-        await adapter.generate("hello", GREEDY)
+        await answer(adapter, "hello", GREEDY)
     assert (caught.value.status_code, caught.value.headers) == (503, {"Retry-After": "30"})
     assert len(fake_gemini.received) == 2  # failing fast sends nothing
     assert adapter.problem is not None
     assert "circuit open" in adapter.problem
     clock[0] += 30
-    assert (await adapter.generate("hello", GREEDY)).text == REPLY  # the probe closes it
+    assert (await answer(adapter, "hello", GREEDY)).text == REPLY  # the probe closes it
     assert adapter.problem is None
     assert len(fake_gemini.received) == 3
     await adapter.close()
@@ -254,11 +278,11 @@ async def test_a_refused_request_does_not_count_against_the_model(
     adapter = await open_adapter(gemini_retry_attempts=1, gemini_breaker_failures=1)
     fake_gemini.faults.extend([Fault(status=400), Fault(finish_reason="SAFETY")])
     with pytest.raises(UpstreamRefused, match=r"refused the request \(400 INVALID_ARGUMENT\)"):
-        await adapter.generate("hello", GREEDY)
+        await answer(adapter, "hello", GREEDY)
     with pytest.raises(UpstreamRefused, match="stopped its reply early"):
-        await collect(adapter.stream("hello", GREEDY))
+        await collect(adapter.stream(ask("hello"), GREEDY))
     assert adapter.problem is None
-    assert (await adapter.generate("hello", GREEDY)).text == REPLY  # the circuit stayed closed
+    assert (await answer(adapter, "hello", GREEDY)).text == REPLY  # the circuit stayed closed
     await adapter.close()
 
 

@@ -11,14 +11,16 @@ from typing import Any, cast
 import pytest
 
 from app.adapters import unavailable_reason
-from app.adapters.protocol import SamplingParams, collect
+from app.adapters.protocol import ModelSpec, SamplingParams, collect
 from app.adapters.qlora import QLoRAAdapter
 from app.banking.corpus import build_corpus
 from app.errors import InvalidRequest
 from app.qlora.finetune import FinetuneConfig, finetune
 from app.qlora.hf_loading import load_base
-from app.registry import ModelSpec, build_registry
+from app.qlora.options import QLoRAOptions
+from app.registry import build_registry
 from app.settings import Settings
+from tests.helpers import ask
 
 pytestmark = pytest.mark.anyio
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0)
@@ -45,7 +47,7 @@ async def test_4bit_generation_streams_to_its_max_tokens(
     spec = build_registry(qlora_settings(qlora_quantization="bitsandbytes"))["qlora"]
     adapter = QLoRAAdapter(spec)
     await adapter.load()
-    pieces = [p async for p in adapter.stream("my card has not arrived", GREEDY)]
+    pieces = [p async for p in adapter.stream(ask("my card has not arrived"), GREEDY)]
     await adapter.close()
     final = pieces[-1]
     assert final.finish_reason in ("stop", "length")
@@ -56,17 +58,17 @@ async def test_4bit_generation_streams_to_its_max_tokens(
 
 async def test_concurrent_requests_batch_to_the_same_greedy_tokens(adapter: QLoRAAdapter) -> None:
     prompts = ["my card has not arrived", "I lost my card", "how do I top up", "hi"]
-    alone = [await collect(adapter.stream(p, GREEDY)) for p in prompts]
-    together = await asyncio.gather(*(collect(adapter.stream(p, GREEDY)) for p in prompts))
+    alone = [await collect(adapter.stream(ask(p), GREEDY)) for p in prompts]
+    together = await asyncio.gather(*(collect(adapter.stream(ask(p), GREEDY)) for p in prompts))
     assert together == alone
 
 
 async def test_stop_strings_and_max_tokens(adapter: QLoRAAdapter) -> None:
-    full = await collect(adapter.stream("hello", SamplingParams(max_tokens=12, temperature=0)))
+    full = await collect(adapter.stream(ask("hello"), SamplingParams(max_tokens=12, temperature=0)))
     assert (full.finish_reason, full.usage.completion_tokens) == ("length", 12)
     stop = full.text[len(full.text) // 2 :][:3]
     cut = await collect(
-        adapter.stream("hello", SamplingParams(max_tokens=12, temperature=0, stop=(stop,)))
+        adapter.stream(ask("hello"), SamplingParams(max_tokens=12, temperature=0, stop=(stop,)))
     )
     assert cut.finish_reason == "stop"
     assert stop not in cut.text
@@ -75,16 +77,16 @@ async def test_stop_strings_and_max_tokens(adapter: QLoRAAdapter) -> None:
 
 async def test_a_closed_stream_stops_its_row_and_the_engine_goes_on(adapter: QLoRAAdapter) -> None:
     long = SamplingParams(max_tokens=200, temperature=0)
-    stream = adapter.stream("hello", long)
+    stream = adapter.stream(ask("hello"), long)
     await anext(stream)
     await stream.aclose()
-    after = await collect(adapter.stream("hello", GREEDY))
+    after = await collect(adapter.stream(ask("hello"), GREEDY))
     assert after.usage.completion_tokens == GREEDY.max_tokens
 
 
 async def test_a_prompt_longer_than_the_model_is_422(adapter: QLoRAAdapter) -> None:
     with pytest.raises(InvalidRequest, match="the model takes fewer than 512"):
-        adapter.stream("card " * 600, GREEDY)
+        await collect(adapter.stream(ask("card " * 600), GREEDY))
 
 
 def test_unavailable_reasons(qlora_settings: Callable[..., Settings], tmp_path: Path) -> None:
@@ -112,20 +114,17 @@ async def test_finetune_writes_an_adapter_that_serves(
     assert meta["val_accuracy"] == report.val_accuracy
     assert report.val_accuracy is not None
     assert 0.0 <= report.val_accuracy <= 1.0
-    spec = ModelSpec(
-        "qlora",
-        "qlora",
-        {
-            "base_model": str(tiny_llama[0]),
-            "adapter": str(tmp_path / "ft"),
-            "engine": "transformers",
-            "quantization": "bitsandbytes",
-            "max_model_len": 512,
-        },
+    options = QLoRAOptions(
+        base_model=str(tiny_llama[0]),
+        adapter=str(tmp_path / "ft"),
+        engine="transformers",
+        quantization="bitsandbytes",
+        max_model_len=512,
     )
+    spec = ModelSpec("qlora", "qlora", options)
     adapter = QLoRAAdapter(spec)
     assert adapter.info.version == meta["version"]
     await adapter.load()
-    completion = await collect(adapter.stream("where is my card", GREEDY))
+    completion = await collect(adapter.stream(ask("where is my card"), GREEDY))
     await adapter.close()
     assert 1 <= completion.usage.completion_tokens <= GREEDY.max_tokens

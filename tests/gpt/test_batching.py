@@ -4,7 +4,7 @@ import threading
 
 import torch
 
-from app.gpt.batching import BatchDecoder, Sequence
+from app.gpt.batching import BatchDecoder, Row
 from app.gpt.generate import Sampling, generate
 from app.gpt.model import GPT, GPTConfig
 
@@ -50,7 +50,7 @@ def test_batched_greedy_and_seeded_decoding_equal_single_decoding() -> None:
     ]
     outputs = [Collected() for _ in cases]
     for (prompt, sampling, n), out in zip(cases, outputs, strict=True):
-        decoder.submit(Sequence(prompt, sampling, n, out))
+        decoder.submit(Row(prompt, sampling, n, out))
     results = [out.wait() for out in outputs]
     decoder.close()
     assert results == [_alone(model, p, s, n) for p, s, n in cases]
@@ -61,7 +61,7 @@ def test_a_cancelled_sequence_leaves_and_the_others_go_on() -> None:
     model = _model()
     decoder = BatchDecoder(model, max_batch=4)
     stays, leaves = Collected(), Collected()
-    leaving = Sequence([3, 4], Sampling(), 40, leaves)
+    leaving = Row([3, 4], Sampling(), 40, leaves)
 
     def cancel_after_three(item: int | BaseException | None) -> None:
         leaves(item)
@@ -70,7 +70,7 @@ def test_a_cancelled_sequence_leaves_and_the_others_go_on() -> None:
 
     leaving.emit = cancel_after_three
     decoder.submit(leaving)
-    decoder.submit(Sequence([1, 2], Sampling(), 30, stays))
+    decoder.submit(Row([1, 2], Sampling(), 30, stays))
     assert len(leaves.wait()) <= 4  # at most the step already under way
     assert stays.wait() == _alone(model, [1, 2], Sampling(), 30)
     decoder.close()
@@ -81,8 +81,8 @@ def test_a_sequence_ends_on_its_end_token_and_at_the_context() -> None:
     free = _alone(model, [1, 2, 3], Sampling(), 10)
     decoder = BatchDecoder(model, max_batch=2)
     stopped, long = Collected(), Collected()
-    decoder.submit(Sequence([1, 2, 3], Sampling(), 10, stopped, end_token=free[4]))
-    decoder.submit(Sequence([5] * 40, Sampling(), 100, long))
+    decoder.submit(Row([1, 2, 3], Sampling(), 10, stopped, end_token=free[4]))
+    decoder.submit(Row([5] * 40, Sampling(), 100, long))
     assert stopped.wait() == free[: free.index(free[4]) + 1]
     assert len(long.wait()) == CONFIG.block_size - 40
     decoder.close()
@@ -93,7 +93,7 @@ def test_more_sequences_than_rows_wait_their_turn() -> None:
     decoder = BatchDecoder(model, max_batch=2)
     outputs = [Collected() for _ in range(5)]
     for i, out in enumerate(outputs):
-        decoder.submit(Sequence([i + 1], Sampling(), 12, out))
+        decoder.submit(Row([i + 1], Sampling(), 12, out))
     assert [out.wait() for out in outputs] == [
         _alone(model, [i + 1], Sampling(), 12) for i in range(5)
     ]
@@ -104,8 +104,8 @@ def test_more_sequences_than_rows_wait_their_turn() -> None:
 def test_close_ends_every_sequence() -> None:
     decoder = BatchDecoder(_model(), max_batch=1)
     first, waiting = Collected(), Collected()
-    decoder.submit(Sequence([1], Sampling(), 10_000, first))
-    decoder.submit(Sequence([2], Sampling(), 10, waiting))
+    decoder.submit(Row([1], Sampling(), 10_000, first))
+    decoder.submit(Row([2], Sampling(), 10, waiting))
     decoder.close()
     assert first.ended.is_set()
     assert waiting.ended.is_set()

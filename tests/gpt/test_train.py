@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -12,20 +12,12 @@ from app.banking.intents import IntentSet
 from app.gpt.checkpoint import load_checkpoint
 from app.gpt.dataset import encode_example, split_stratified
 from app.gpt.tokenizer import train_tokenizer
-from app.gpt.train import Epoch, TrainConfig, _loss, train
+from app.gpt.train import Epoch, _loss, train
 from app.gpt.validation import AnswerScores, answer_scores
+from tests.helpers import TINY
 
-TINY = TrainConfig(
-    n_layer=1,
-    n_head=2,
-    n_embd=32,
-    block_size=96,
-    vocab_size=300,
-    epochs=2,
-    batch_size=16,
-    warmup_steps=2,
-    val_fraction=0.25,
-)
+# two epochs and a hold-out: what these tests check is per epoch
+SMALL = replace(TINY, block_size=96, epochs=2, batch_size=16, warmup_steps=2, val_fraction=0.25)
 
 
 def _examples() -> list[Example]:
@@ -66,7 +58,7 @@ def test_train_writes_a_checkpoint_that_reports_its_accuracy(tmp_path: Path) -> 
         _examples(),
         IntentSet.load(),
         tmp_path,
-        TINY,
+        SMALL,
         meta={"data": "test"},
         progress=False,
         on_epoch=epochs.append,
@@ -100,7 +92,7 @@ def test_train_writes_a_checkpoint_that_reports_its_accuracy(tmp_path: Path) -> 
 
 def test_train_rejects_categories_outside_the_intent_set(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not_a_label"):
-        train([Example("hello", "not_a_label")], IntentSet.load(), tmp_path, TINY, progress=False)
+        train([Example("hello", "not_a_label")], IntentSet.load(), tmp_path, SMALL, progress=False)
 
 
 def test_label_weight_scales_the_label_tokens_share_of_the_loss() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from app.banking.corpus import build_corpus
@@ -7,25 +8,17 @@ from app.banking.intents import IntentSet
 from app.gpt.checkpoint import load_checkpoint
 from app.gpt.generate import Sampling, generate
 from app.gpt.tokenizer import EOS, encode_prompt, special_id
-from app.gpt.train import TrainConfig, train
+from app.gpt.train import train
 from app.gpt.validation import answer_scores
+from tests.helpers import TINY
 
 
 def test_scores_agree_with_greedy_decoding(tmp_path: Path) -> None:
     intents = IntentSet.load()
     examples = [e for e in build_corpus(variants=1) if e.category in ("age_limit", "change_pin")]
-    config = TrainConfig(
-        n_layer=1,
-        n_head=2,
-        n_embd=64,
-        block_size=256,
-        vocab_size=600,
-        epochs=100,
-        batch_size=8,
-        warmup_steps=5,
-        val_fraction=0.0,
-        lr=3e-3,
-    )
+    # long enough to learn two intents by heart
+    config = replace(TINY, n_embd=64, block_size=256, vocab_size=600, epochs=100, batch_size=8)
+    config = replace(config, lr=3e-3)
     train(examples, intents, tmp_path, config, progress=False)
     ckpt = load_checkpoint(tmp_path)
     eos = special_id(ckpt.tokenizer, EOS)

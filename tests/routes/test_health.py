@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from app.gpt.checkpoint import read_config
-from tests.conftest import SettingsFactory
-from tests.helpers import client_of, running
+from tests.conftest import ServiceFactory, SettingsFactory
+from tests.helpers import running
 
 pytestmark = pytest.mark.anyio
 
@@ -27,8 +27,10 @@ async def test_ready_names_the_model_that_serves(
     }
 
 
-async def test_not_ready_without_a_model_but_alive(make_settings: SettingsFactory) -> None:
-    async with running(make_settings(active_model="broken")) as app, client_of(app) as client:
+async def test_not_ready_without_a_model_but_alive(
+    service: ServiceFactory, make_settings: SettingsFactory
+) -> None:
+    async with service(active_model="broken") as (_, client, _):
         ready = await client.get("/health")
         live = await client.get("/health/live")
         generate = await client.post("/generate", json={"prompt": "hi"})

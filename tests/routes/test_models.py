@@ -11,8 +11,8 @@ from fastapi import FastAPI
 
 from app.gpt.checkpoint import read_config
 from app.pipeline import Pipeline
-from tests.conftest import SettingsFactory
-from tests.helpers import ADMIN_KEY, client_of, running, sample, wait_until
+from tests.conftest import ServiceFactory, SettingsFactory
+from tests.helpers import ADMIN_KEY, client_of, sample
 
 pytestmark = pytest.mark.anyio
 
@@ -200,17 +200,16 @@ async def test_switch_needs_the_admin_key(
 
 
 async def test_drain_first_waits_for_in_flight_requests_and_refuses_a_second_switch(
-    make_settings: SettingsFactory, admin: dict[str, str]
+    service: ServiceFactory, make_settings: SettingsFactory, admin: dict[str, str]
 ) -> None:
     settings = make_settings(switch_mode="drain_first")
-    async with running(settings) as app, client_of(app) as client:
-        pipeline: Pipeline = app.state.pipeline
+    async with service(settings) as (_, client, pipeline):
         in_flight = pipeline.stream("my card", max_tokens=20, temperature=0)
         first = await anext(in_flight)
         switching = asyncio.create_task(
             client.post("/switch", json={"model": "custom-b"}, headers=admin)
         )
-        await wait_until(lambda: pipeline.switching)
+        await pipeline.until_switching()
         second = await client.post("/switch", json={"model": "echo"}, headers=admin)
         rest = [event async for event in in_flight]  # the old model finishes its answer
         switched = await switching
@@ -229,9 +228,9 @@ async def test_drain_first_waits_for_in_flight_requests_and_refuses_a_second_swi
 
 
 async def test_drain_first_reloads_the_old_model_when_the_new_one_fails(
-    make_settings: SettingsFactory, admin: dict[str, str]
+    service: ServiceFactory, make_settings: SettingsFactory, admin: dict[str, str]
 ) -> None:
-    async with running(make_settings(switch_mode="drain_first")) as app, client_of(app) as c:
+    async with service(switch_mode="drain_first") as (_, c, _):
         response = await c.post("/switch", json={"model": "broken"}, headers=admin)
         answer = await c.post("/generate", json={"prompt": "hi", "max_tokens": 3})
     assert response.status_code == 503

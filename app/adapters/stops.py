@@ -1,4 +1,4 @@
-"""Stop strings over a stream of text deltas."""
+"""Stop strings over a stream of text deltas: the one scanner every backend applies."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.adapters._text import StopScanner
+from app.adapters.stops import StopScanner
 
 
 def _run(stops: tuple[str, ...], deltas: list[str]) -> tuple[list[str], bool]:

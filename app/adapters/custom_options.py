@@ -1,0 +1,17 @@
+"""The custom backend's options: one declaration, read from the CUSTOM_* settings or from a
+MODELS_FILE entry (an unknown key is an error that names it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+
+
+class CustomOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    checkpoint: Path = DEFAULT_CHECKPOINT  # a folder `bankllm train` wrote
+    max_batch: int | None = Field(None, ge=1)  # requests decoded together; None: MAX_CONCURRENCY

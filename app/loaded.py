@@ -1,0 +1,125 @@
+"""The loaded adapters: one per model name, shared by whoever holds it (the active slot, the
+fallback, a shadow) and closed when the last holder lets go and its requests are done."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from app.adapters import load_adapter
+from app.adapters.protocol import Adapter, Message, ModelSpec, SamplingParams, collect
+from app.banking.intents import IntentSet
+from app.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+# Every model answers one short greedy question before it serves: the path traffic takes.
+WARM_UP = ((Message("user", "Hello"),), SamplingParams(max_tokens=2, temperature=0.0))
+
+
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
+@dataclass(eq=False)
+class Loaded:
+    """One loaded adapter with its holders and its requests in flight."""
+
+    name: str
+    adapter: Adapter
+    holders: int = 0
+    in_flight: int = 0
+    idle: asyncio.Event = field(default_factory=_set_event)  # set while nothing is in flight
+    _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[Adapter]:
+        """The adapter for one request; it stays open until the lease ends."""
+        self.in_flight += 1
+        self.idle.clear()
+        if self._waiters:
+            self._wake()
+        try:
+            yield self.adapter
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.set()
+
+    async def until_in_flight(self, count: int) -> None:
+        """Resolves once `count` requests hold this adapter at the same time."""
+        if self.in_flight < count:
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.append((count, future))
+            await future
+
+    def _wake(self) -> None:
+        for count, future in [w for w in self._waiters if w[0] <= self.in_flight]:
+            self._waiters.remove((count, future))
+            if not future.done():
+                future.set_result(None)
+
+
+class LoadedAdapters:
+    def __init__(self, intents: IntentSet):
+        self._intents = intents
+        self._loaded: dict[str, Loaded] = {}
+        self._loading = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def get(self, name: str) -> Loaded | None:
+        return self._loaded.get(name)
+
+    async def acquire(self, spec: ModelSpec) -> Loaded:
+        """The spec's adapter, loaded and warmed up unless it already is; raises
+        ModelUnavailable when it cannot load. Each acquire needs its `release`."""
+        async with self._loading:
+            loaded = self._loaded.get(spec.name)
+            if loaded is None:
+                loaded = Loaded(spec.name, await self._load(spec))
+                self._loaded[spec.name] = loaded
+            loaded.holders += 1
+            return loaded
+
+    async def release(self, loaded: Loaded, *, wait: bool = False) -> None:
+        """Let go of an adapter; the last holder's release closes it once its requests are
+        done, in the background unless `wait`."""
+        loaded.holders -= 1
+        if loaded.holders > 0:
+            return
+        if self._loaded.get(loaded.name) is loaded:
+            del self._loaded[loaded.name]
+        task = asyncio.create_task(self._close_when_idle(loaded))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        if wait:
+            await task
+
+    async def close(self) -> None:
+        """Close every adapter, held or not, after its requests."""
+        for loaded in list(self._loaded.values()):
+            loaded.holders = 1
+            await self.release(loaded)
+        if self._closing:
+            await asyncio.gather(*self._closing)
+
+    async def _load(self, spec: ModelSpec) -> Adapter:
+        adapter = await load_adapter(spec, self._intents)
+        try:
+            await collect(adapter.stream(*WARM_UP))
+        except Exception as exc:
+            await adapter.close()
+            raise ModelUnavailable(f"model {spec.name!r} failed its warm-up: {exc}") from exc
+        return adapter
+
+    @staticmethod
+    async def _close_when_idle(loaded: Loaded) -> None:
+        await loaded.idle.wait()
+        try:
+            await loaded.adapter.close()
+        except Exception:
+            logger.exception("closing %s failed", loaded.name)

@@ -1,0 +1,28 @@
+"""The qlora backend's options: one declaration, read from the QLORA_* settings or from a
+MODELS_FILE entry (an unknown key is an error that names it)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class QLoRAOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_model: str = ""  # a local folder or a hub id
+    adapter: str = ""  # the folder `bankllm finetune` wrote
+    engine: Literal["vllm", "transformers"] = "vllm"
+    quantization: Literal["bitsandbytes", "none"] = "bitsandbytes"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    max_model_len: int = Field(2048, ge=16)  # prompt + reply tokens
+    max_lora_rank: int = Field(16, ge=1)  # vLLM: the largest adapter rank it accepts
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)  # vLLM on GPU: weights + KV cache
+    kv_cache_bytes: int | None = Field(None, ge=1)  # vLLM: an explicit KV cache (CPU needs it)
+    max_batch: int = Field(8, ge=1)  # transformers: requests decoded together
+
+    @field_validator("kv_cache_bytes", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value

@@ -1,0 +1,73 @@
+"""Every exception mapped to HTTP in one place, each in the one envelope. A request to a
+generating route that is refused before it reaches the pipeline (a missing key, a body too
+large or malformed) is recorded as such: its metric sample and its log row."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from app.errors import (
+    BadRequest,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+)
+
+logger = logging.getLogger(__name__)
+_BY_STATUS: dict[int, type[ServiceError]] = {400: BadRequest, 404: NotFound, 405: MethodNotAllowed}
+_REFUSED_BEFORE_THE_PIPELINE = (Unauthorized, PayloadTooLarge, RequestValidationError)
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+
+def service_error(request: Request, exc: Exception) -> ServiceError:
+    """The domain error an exception means to the caller."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return _invalid_body(exc)
+    if isinstance(exc, HTTPException):
+        if isinstance(exc.__cause__, ServiceError):  # raised while FastAPI read the body
+            return exc.__cause__
+        kind = _BY_STATUS.get(exc.status_code, BadRequest if exc.status_code < 500 else None)
+        if kind is not None:
+            return kind(str(exc.detail), headers=dict(exc.headers or {}))
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return InternalError()
+
+
+def _invalid_body(exc: RequestValidationError) -> InvalidRequest:
+    errors = [
+        {k: v for k, v in e.items() if k in ("type", "loc", "msg", "input")} for e in exc.errors()
+    ]
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors
+    )
+    return InvalidRequest(message, jsonable_encoder(errors))
+
+
+def add_error_handlers(app: FastAPI, recorded_paths: Collection[str]) -> None:
+    """Route every exception through one handler; refusals on `recorded_paths` get a row."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        error = service_error(request, exc)
+        cause = exc.__cause__ if isinstance(exc, HTTPException) else exc
+        if isinstance(cause, _REFUSED_BEFORE_THE_PIPELINE) and request.url.path in recorded_paths:
+            request.app.state.pipeline.refuse(error)
+        return error_response(error)
+
+    for kind in (ServiceError, RequestValidationError, HTTPException, Exception):
+        app.add_exception_handler(kind, handle)

@@ -1,0 +1,167 @@
+"""One request's record: its timeline and outcome, and the one object that writes every effect
+a request has (its metric samples, its benchmark-log row, the latency admission learns from)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.adapters.protocol import ModelInfo, Usage
+from app.banking.pii import PiiKind
+from app.errors import RequestStatus, ServiceError
+from app.telemetry.benchlog import BenchmarkLog, utc_now
+from app.telemetry.metrics import Metrics
+
+_NO_USAGE = Usage(0, 0)
+NO_MODEL = ModelInfo("none", "none", "none")
+
+
+def new_request_id() -> str:
+    """96 random bits: unique enough for request ids, without uuid4's syscall per call."""
+    return f"gen-{random.getrandbits(96):024x}"
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Where records go. `attributed` names the model a request is counted against before it
+    reached one (a 401, a full queue): the active model."""
+
+    metrics: Metrics
+    log: BenchmarkLog
+    attributed: Callable[[], ModelInfo | None]
+    on_latency: Callable[[float], None]  # a successful request's latency, for Retry-After
+
+    def open(self, stream: bool) -> RequestRecord:
+        return RequestRecord(self, stream)
+
+
+class RequestRecord:
+    def __init__(self, ledger: Ledger, stream: bool):
+        self._ledger = ledger
+        self.stream = stream
+        self.request_id = new_request_id()
+        self.started = time.perf_counter()
+        self.model: ModelInfo | None = None  # the model that answers (or failed to)
+        self.first_token_at: float | None = None
+        self.finished_at: float | None = None
+        self.status: RequestStatus = "ok"
+        self.error_type: str | None = None
+        self.usage = _NO_USAGE
+        self.intent: str | None = None
+        self.fallback_from: str | None = None  # the remote model that failed before `model`
+        self._in_flight: Any = None  # the gauge child counting this request, while it runs
+        self._committed = False
+
+    def serve_with(self, info: ModelInfo) -> None:
+        """The request is now with this model (the active one, then perhaps the fallback)."""
+        self._leave()
+        self.model = info
+        self._in_flight = self._ledger.metrics.series(info.name, info.backend).in_flight
+        self._in_flight.inc()
+
+    def fell_back(self, failed: ModelInfo, error: ServiceError, to: ModelInfo) -> None:
+        self._ledger.metrics.fallbacks.labels(failed.name, to.name, error.type).inc()
+        self.fallback_from = failed.name
+        self.serve_with(to)
+
+    def found_pii(self, found: Mapping[PiiKind, int], action: str) -> None:
+        for kind, count in found.items():
+            self._ledger.metrics.pii_redactions.labels(kind, action).inc(count)
+
+    def mark_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def end(self) -> None:
+        if self.finished_at is None:
+            self.finished_at = time.perf_counter()
+
+    def fail(self, error: ServiceError) -> None:
+        self.status, self.error_type = error.outcome, error.type
+        self.end()
+
+    def cancel(self) -> None:
+        self.status, self.error_type = "cancelled", "cancelled"
+        self.end()
+
+    def commit(self) -> None:
+        """Write every effect of the request, once."""
+        if self._committed:
+            return
+        self._committed = True
+        self.end()
+        self._leave()
+        info = self.model or self._ledger.attributed() or NO_MODEL
+        self._observe(info)
+        self._ledger.log.append(self.row(info))
+        if self.status == "ok":
+            self._ledger.on_latency(self.latency_s)
+
+    @property
+    def latency_s(self) -> float:
+        return (self.finished_at or time.perf_counter()) - self.started
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.started
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Mean time per output token after the first one."""
+        n = self.usage.completion_tokens
+        if self.first_token_at is None or self.finished_at is None or n < 2:
+            return None
+        return (self.finished_at - self.first_token_at) / (n - 1)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.usage.completion_tokens / self.latency_s if self.latency_s > 0 else 0.0
+
+    def row(self, info: ModelInfo) -> dict[str, Any]:
+        """The benchmark-log row: figures only, never the prompt or the reply."""
+        return {
+            "ts": utc_now(),
+            "type": "request",
+            "request_id": self.request_id,
+            "model": info.name,
+            "backend": info.backend,
+            "version": info.version,
+            "status": self.status,
+            "error_type": self.error_type,
+            "stream": self.stream,
+            "latency_ms": _ms(self.latency_s),
+            "ttft_ms": _ms(self.ttft_s),
+            "tpot_ms": _ms(self.tpot_s),
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "tokens_per_s": round(self.tokens_per_s, 2),
+            "intent": self.intent,
+            "cost_usd": self.usage.cost_usd,
+            "fallback_from": self.fallback_from,
+        }
+
+    def _leave(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.dec()
+            self._in_flight = None
+
+    def _observe(self, info: ModelInfo) -> None:
+        metrics = self._ledger.metrics
+        series = metrics.series(info.name, info.backend)
+        metrics.requests_of(series, info.name, info.backend, self.status).inc()
+        series.request_latency.observe(self.latency_s)
+        if (ttft := self.ttft_s) is not None:
+            series.ttft.observe(ttft)
+        if (tpot := self.tpot_s) is not None:
+            series.tpot.observe(tpot)
+        series.prompt_tokens.inc(self.usage.prompt_tokens)
+        series.completion_tokens.inc(self.usage.completion_tokens)
+        if self.usage.cost_usd:
+            series.cost.inc(self.usage.cost_usd)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
