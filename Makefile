@@ -42,6 +42,7 @@ lint: install-dev
 	$(BIN)/ruff check app tests benchmarks docker
 	$(BIN)/ruff format --check app tests benchmarks docker
 	$(BIN)/hadolint Dockerfile.cpu Dockerfile.gpu
+	$(BIN)/lint-imports
 
 typecheck: install-dev
 	$(BIN)/mypy

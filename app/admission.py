@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from prometheus_client import Gauge
 
@@ -33,9 +31,11 @@ class Admission:
         rounds = (self._waiting + 1) / self._max_concurrency
         return max(1, math.ceil(rounds * self._mean_latency_s))
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> _Slot:
         """Hold a generation slot; waits in the queue, or raises QueueFull when it is full."""
+        return _Slot(self)
+
+    async def acquire(self) -> None:
         if self._slots.locked() and self._waiting >= self._max_queue:
             raise QueueFull(
                 f"the server is at capacity ({self._max_concurrency} running, "
@@ -49,7 +49,21 @@ class Admission:
         finally:
             self._waiting -= 1
             self._queue_depth.set(self._waiting)
-        try:
-            yield
-        finally:
-            self._slots.release()
+
+    def release(self) -> None:
+        self._slots.release()
+
+
+class _Slot:
+    """One request's slot (a class, not a generator-based context manager: hot path)."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: Admission):
+        self._admission = admission
+
+    async def __aenter__(self) -> None:
+        await self._admission.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._admission.release()

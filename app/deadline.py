@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
+from types import TracebackType
 from typing import TypeVar
 
 from app.errors import GenerationTimeout
@@ -15,7 +15,7 @@ T = TypeVar("T")
 class Deadline:
     """Bounds every wait of a request. A stream's waits are bounded one by one (between them
     the caller sends bytes, which the deadline must not cut); a whole answer read in one go
-    enters `whole()` once, and its waits then cost no timer each."""
+    enters it once (`async with deadline:`), and its waits then cost no timer each."""
 
     def __init__(self, timeout_s: float):
         self.timeout_s = timeout_s
@@ -31,19 +31,28 @@ class Deadline:
 
     @property
     def expired(self) -> bool:
-        """Whether a cancellation is the deadline's (inside `whole()`), not the caller's."""
+        """Whether a cancellation is the deadline's (inside `async with`), not the caller's."""
         return self._whole is not None and self._whole.expired()
 
     def error(self) -> GenerationTimeout:
         return GenerationTimeout(f"no answer within REQUEST_TIMEOUT_S={self.timeout_s:g} s")
 
-    @asynccontextmanager
-    async def whole(self) -> AsyncIterator[None]:
-        """One timer for everything awaited inside; GenerationTimeout when it fires."""
+    async def __aenter__(self) -> Deadline:
+        """One timer for everything awaited inside; GenerationTimeout when it fires. (A class,
+        not a generator-based context manager: it runs once per request.)"""
+        self._whole = asyncio.timeout_at(self.at)
+        await self._whole.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        whole, self._whole = self._whole, None
+        assert whole is not None
         try:
-            async with asyncio.timeout_at(self.at) as self._whole:
-                yield
+            await whole.__aexit__(kind, error, traceback)
         except TimeoutError as exc:
             raise self.error() from exc
-        finally:
-            self._whole = None

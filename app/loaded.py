@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from app.adapters import load_adapter
@@ -36,19 +34,20 @@ class Loaded:
     idle: asyncio.Event = field(default_factory=_set_event)  # set while nothing is in flight
     _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
-    @asynccontextmanager
-    async def lease(self) -> AsyncIterator[Adapter]:
+    def lease(self) -> Lease:
         """The adapter for one request; it stays open until the lease ends."""
+        return Lease(self)
+
+    def enter(self) -> None:
         self.in_flight += 1
         self.idle.clear()
         if self._waiters:
             self._wake()
-        try:
-            yield self.adapter
-        finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self.idle.set()
+
+    def exit(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self.idle.set()
 
     async def until_in_flight(self, count: int) -> None:
         """Resolves once `count` requests hold this adapter at the same time."""
@@ -62,6 +61,23 @@ class Loaded:
             self._waiters.remove((count, future))
             if not future.done():
                 future.set_result(None)
+
+
+class Lease:
+    """A request's hold on a loaded adapter. A class, not a generator-based context manager:
+    it runs once per request, on the hot path."""
+
+    __slots__ = ("_loaded",)
+
+    def __init__(self, loaded: Loaded):
+        self._loaded = loaded
+
+    async def __aenter__(self) -> Adapter:
+        self._loaded.enter()
+        return self._loaded.adapter
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._loaded.exit()
 
 
 class LoadedAdapters:

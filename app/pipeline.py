@@ -110,7 +110,7 @@ class Pipeline:
         deadline = Deadline(self.settings.request_timeout_s)
         result: GenerateResult | None = None
         # One timer for the whole answer: nothing runs between its pieces but this loop.
-        async with deadline.whole():
+        async with deadline:
             async for event in self._walk(prompt, messages, options, False, deadline):
                 result = event.result
         assert result is not None, "a walk that ends without an error ends with its result"

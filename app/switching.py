@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,15 +75,18 @@ class ActiveModel:
         async with self._switch_lock:
             self._install(await self._loaded.acquire(self._spec(name)))
 
-    @asynccontextmanager
-    async def lease(self) -> AsyncIterator[Adapter]:
+    def lease(self) -> _ActiveLease:
         """The adapter to serve one request with; it stays open until the lease ends."""
-        await self._ready.wait()
+        return _ActiveLease(self)
+
+    async def hold(self) -> Loaded:
+        """Count a request against the active model (what a lease does on entering)."""
+        await self._ready.wait()  # returns at once unless a drain_first switch runs
         held = self._held
         if held is None:
             raise ModelUnavailable("no model is loaded; an admin can load one with POST /switch")
-        async with held.lease() as adapter:
-            yield adapter
+        held.enter()
+        return held
 
     async def switch(self, name: str) -> SwitchResult:
         spec = self._spec(name)
@@ -162,3 +163,21 @@ class ActiveModel:
                 raise
         finally:
             self._ready.set()
+
+
+class _ActiveLease:
+    """A request's hold on whichever model is active when it starts (a class: hot path)."""
+
+    __slots__ = ("_held", "_model")
+
+    def __init__(self, model: ActiveModel):
+        self._model = model
+        self._held: Loaded | None = None
+
+    async def __aenter__(self) -> Adapter:
+        self._held = await self._model.hold()
+        return self._held.adapter
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._held is not None:
+            self._held.exit()

@@ -44,6 +44,7 @@ class Target:
     health: str
     body: dict[str, object]
     headers: dict[str, str]
+    cwd: Path = ROOT  # the source tree it runs from
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _serving(target: Target) -> Iterator[None]:
     proc = subprocess.Popen(
         target.command,
         env={**os.environ, **target.env},
-        cwd=ROOT,
+        cwd=target.cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

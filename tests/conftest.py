@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import pytest
 import torch
 from fastapi import FastAPI
 
+from app.adapters import BACKENDS
 from app.banking.corpus import build_corpus
 from app.banking.intents import IntentSet
 from app.gpt.checkpoint import save_checkpoint
@@ -35,6 +36,7 @@ from tests.helpers import (
     serving,
     started,
 )
+from tests.memory import Memory
 
 
 @pytest.fixture
@@ -125,6 +127,7 @@ def settings(make_settings: SettingsFactory) -> Settings:
 
 
 ServiceFactory = Callable[..., AbstractAsyncContextManager[Service]]
+PipelineFactory = Callable[..., AbstractAsyncContextManager[Pipeline]]
 Served = tuple[str, Settings, Pipeline]  # a real server's URL, its settings and its pipeline
 
 
@@ -170,6 +173,63 @@ def server(make_settings: SettingsFactory) -> Iterator[Served]:
     app = create_app(settings)
     with serving(app) as url:
         yield url, settings, app.state.pipeline
+
+
+REPLY_B = "intent: lost_or_stolen_card\nWe blocked it."
+
+
+@pytest.fixture
+def memory(monkeypatch: pytest.MonkeyPatch) -> Memory:
+    """The in-memory backends, registered beside the real ones for this test."""
+    found = Memory()
+    for name, backend in found.backends().items():
+        monkeypatch.setitem(BACKENDS, name, backend)
+    return found
+
+
+@pytest.fixture
+def memory_settings(tmp_path: Path, memory: Memory) -> SettingsFactory:
+    """Settings serving in-memory models: `mem` (active), `mem-b`, `remote` (its prompts
+    leave the process) and `broken` (fails to load); the benchmark log in the test's folder."""
+    models_file = tmp_path / "memory-models.json"
+    entries = [
+        {"name": "mem", "backend": "memory"},
+        {
+            "name": "mem-b",
+            "backend": "memory",
+            "options": {"reply": "intent: lost_or_stolen_card\nWe blocked it."},
+        },
+        {"name": "remote", "backend": "memory-remote"},
+        {"name": "broken", "backend": "memory", "options": {"loads": False}},
+    ]
+    models_file.write_text(json.dumps(entries))
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "active_model": "mem",
+            "models_file": models_file,
+            "benchmark_log": tmp_path / "logs" / "memory.jsonl",
+            "benchmark_every": 1000,
+        }
+        return get_settings(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def start_pipeline(memory_settings: SettingsFactory) -> PipelineFactory:
+    """A started pipeline (no HTTP) for the memory settings with overrides."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Pipeline]:
+        pipeline = Pipeline(memory_settings(**overrides), IntentSet.load())
+        await pipeline.start()
+        try:
+            yield pipeline
+        finally:
+            await pipeline.close()
+
+    return start
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ import tenacity
 from pydantic import ValidationError
 
 from app.adapters._breaker import CircuitBreaker
+from app.adapters._gemini_reply import finish_reason, text_and_reason
 from app.adapters._upstream import (
     RETRY_STATUS_CODES,
     ServerDelay,
@@ -31,7 +32,6 @@ from app.adapters._upstream import (
 from app.adapters.gemini_options import GeminiOptions
 from app.adapters.protocol import (
     Conversation,
-    FinishReason,
     ModelInfo,
     ModelSpec,
     Piece,
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from google.genai import Client, types
 
 T = TypeVar("T")
-_FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length"}
 _ROLES = {"user": "user", "assistant": "model"}  # system turns join the system instruction
 _attempts: ContextVar[list[int] | None] = ContextVar("gemini_attempts", default=None)
 
@@ -153,7 +152,7 @@ class GeminiAdapter:
             chunk: Any = first
             while chunk is not None:
                 last = chunk
-                text, reason = self._text_and_reason(chunk)
+                text, reason = text_and_reason(self._info.name, chunk)
                 if text:
                     count += 1
                     if kept := scanner.feed(text):
@@ -164,7 +163,7 @@ class GeminiAdapter:
             if not scanner.stopped:
                 if reason is None:
                     raise UpstreamError(f"{self._info.name}'s stream ended without a finish reason")
-                finish = self._finish(reason)
+                finish = finish_reason(self._info.name, reason)
                 if tail := scanner.flush():
                     yield Piece(tail)
             yield Piece("", "stop" if scanner.stopped else finish, self._usage(last, count))
@@ -268,29 +267,6 @@ class GeminiAdapter:
         except (errors.UnknownApiResponseError, json.JSONDecodeError, ValidationError) as exc:
             raise malformed(name, exc) from exc
 
-    def _text_and_reason(self, response: types.GenerateContentResponse) -> tuple[str, str | None]:
-        feedback = response.prompt_feedback
-        if feedback is not None and feedback.block_reason is not None:
-            reason = _name(feedback.block_reason)
-            raise UpstreamRefused(
-                f"{self._info.name} blocked the prompt ({reason})", {"block_reason": reason}
-            )
-        if not response.candidates:
-            return "", None
-        candidate = response.candidates[0]
-        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
-        text = "".join(p.text for p in parts if p.text and not p.thought)
-        finish = candidate.finish_reason
-        return text, None if finish is None else _name(finish)
-
-    def _finish(self, reason: str | None) -> FinishReason:
-        if reason in _FINISH:
-            return _FINISH[reason]
-        raise UpstreamRefused(
-            f"{self._info.name} stopped its reply early (finishReason {reason})",
-            {"finish_reason": reason},
-        )
-
     def _usage(self, response: types.GenerateContentResponse, chunks: int) -> Usage:
         meta = response.usage_metadata
         if meta is None:
@@ -299,7 +275,3 @@ class GeminiAdapter:
         output = meta.candidates_token_count or 0
         billed = output + (meta.thoughts_token_count or 0)
         return Usage(prompt, output, self._o.cost_usd(prompt, billed))
-
-
-def _name(value: Any) -> str:
-    return str(getattr(value, "value", value))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.banking.corpus import build_corpus, read_csv
+from app.banking.intents import IntentSet
 from app.qlora.finetune import FinetuneConfig, finetune
 
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(f"fine-tuning {args.base} on {len(examples)} examples")
-    report = finetune(args.base, examples, args.out, config)
+    report = finetune(args.base, examples, IntentSet.load(), args.out, config)
     accuracy = "n/a" if report.val_accuracy is None else f"{report.val_accuracy:.1%}"
     print(
         f"saved {report.out}: {report.steps} steps on {report.train_examples} examples, "

@@ -71,6 +71,7 @@ def _pad(rows: Sequence[list[int]], value: int) -> torch.Tensor:
 def finetune(
     base_model: str,
     examples: Sequence[Example],
+    intents: IntentSet,
     out: Path,
     config: FinetuneConfig = FinetuneConfig(),
     log: Callable[[str], None] = print,
@@ -78,7 +79,6 @@ def finetune(
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoTokenizer
 
-    intents = IntentSet.load()
     unknown = sorted({e.category for e in examples} - intents.intents.keys())
     if unknown:
         raise ValueError(f"labels not in the intent set: {', '.join(unknown[:5])}")

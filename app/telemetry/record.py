@@ -39,6 +39,23 @@ class Ledger:
 
 
 class RequestRecord:
+    __slots__ = (
+        "_committed",
+        "_in_flight",
+        "_ledger",
+        "error_type",
+        "fallback_from",
+        "finished_at",
+        "first_token_at",
+        "intent",
+        "model",
+        "request_id",
+        "started",
+        "status",
+        "stream",
+        "usage",
+    )
+
     def __init__(self, ledger: Ledger, stream: bool):
         self._ledger = ledger
         self.stream = stream

@@ -14,6 +14,7 @@ from app.adapters import unavailable_reason
 from app.adapters.protocol import ModelSpec, SamplingParams, collect
 from app.adapters.qlora import QLoRAAdapter
 from app.banking.corpus import build_corpus
+from app.banking.intents import IntentSet
 from app.errors import InvalidRequest
 from app.qlora.finetune import FinetuneConfig, finetune
 from app.qlora.hf_loading import load_base
@@ -108,7 +109,9 @@ async def test_finetune_writes_an_adapter_that_serves(
         e for e in build_corpus(variants=1) if e.category in ("card_arrival", "lost_or_stolen_card")
     ]
     config = FinetuneConfig(rank=4, alpha=8, max_steps=3, batch_size=4, eval_limit=4)
-    report = finetune(str(tiny_llama[0]), examples, tmp_path / "ft", config, log=lambda _: None)
+    report = finetune(
+        str(tiny_llama[0]), examples, IntentSet.load(), tmp_path / "ft", config, log=lambda _: None
+    )
     meta = json.loads((tmp_path / "ft" / "bankllm.json").read_text())
     assert (report.steps, meta["steps"], meta["config"]["rank"]) == (3, 3, 4)
     assert meta["val_accuracy"] == report.val_accuracy

@@ -7,6 +7,7 @@ import pytest
 
 from app.pipeline import Pipeline
 from app.settings import Settings
+from tests.conftest import ServiceFactory
 from tests.helpers import read_log
 
 pytestmark = pytest.mark.anyio
@@ -108,12 +109,13 @@ async def test_summary_route_gives_the_per_model_figures(
     assert body["fastest_model"] == min(figures, key=lambda m: figures[m]["p50_ms"])
 
 
-async def test_the_log_never_holds_the_prompt_or_the_reply(
-    client: httpx.AsyncClient, settings: Settings, pipeline: Pipeline
-) -> None:
-    answer = (
-        await client.post("/generate", json={"prompt": "SECRET-4111 my card", "max_tokens": 20})
-    ).json()
-    text = settings.benchmark_log.read_text() if read_log(settings, pipeline) else ""
+async def test_the_log_never_holds_the_prompt_or_the_reply(service: ServiceFactory) -> None:
+    async with service(active_model="echo") as (_, client, pipeline):
+        body = {"prompt": "SECRET-4111 my card", "max_tokens": 20}
+        answer = (await client.post("/generate", json=body)).json()
+        rows = read_log(pipeline.settings, pipeline)
+    text = pipeline.settings.benchmark_log.read_text()
+    reply = "This is the echo model. It answers the same words to every prompt."
+    assert (len(rows), rows[0]["status"], answer["text"]) == (1, "ok", reply)
     assert "SECRET-4111" not in text
-    assert not answer["text"].strip() or answer["text"] not in text
+    assert reply not in text

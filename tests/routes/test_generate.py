@@ -255,3 +255,31 @@ async def test_generate_request_schema_is_documented(app: FastAPI) -> None:
         "seed",
     ]
     assert json.dumps(schema).count("exclusiveMinimum") == 1  # top_p > 0
+
+
+async def test_requests_refused_before_the_pipeline_get_their_rows(
+    service: ServiceFactory, make_settings: SettingsFactory
+) -> None:
+    settings = make_settings(max_prompt_chars=10)
+    async with service(settings) as (app, client, pipeline):
+        async with client_of(app, key=None) as anonymous:
+            unauthorized = await anonymous.post("/generate", json={"prompt": "SECRET-1 card"})
+        too_large = await client.post("/generate", json={"prompt": "SECRET-2 " * 3000})
+        invalid = await client.post("/generate", json={"prompt": "SECRET-3", "max_tokens": "many"})
+        elsewhere = await client.post("/switch", json={})  # no row: it generates nothing
+        rows = read_log(settings, pipeline)
+        refused = {
+            status: sample(
+                pipeline, "bankllm_requests_total", model="custom", backend="custom", status=status
+            )
+            for status in ("rejected", "bad_request")
+        }
+    statuses = [r.status_code for r in (unauthorized, too_large, invalid, elsewhere)]
+    assert statuses == [401, 413, 422, 403]
+    assert [(r["model"], r["status"], r["error_type"], r["stream"]) for r in rows] == [
+        ("custom", "rejected", "unauthorized", False),
+        ("custom", "bad_request", "payload_too_large", False),
+        ("custom", "bad_request", "invalid_request", False),
+    ]
+    assert refused == {"rejected": 1, "bad_request": 2}
+    assert "SECRET" not in settings.benchmark_log.read_text()

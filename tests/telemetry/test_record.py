@@ -1,0 +1,100 @@
+"""A request's record: the one writer of its metric samples, its row and its latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest.mock import ANY
+
+from app.adapters.protocol import ModelInfo, Usage
+from app.errors import QueueFull, UpstreamTimeout
+from app.telemetry.benchlog import BenchmarkLog, read_rows
+from app.telemetry.metrics import Metrics
+from app.telemetry.record import Ledger
+
+ACTIVE = ModelInfo("custom", "custom", "v1")
+CLOUD = ModelInfo("gemini", "gemini", "gemini-2.5-flash")
+
+
+def _ledger(tmp_path: Path, latencies: list[float]) -> tuple[Ledger, Metrics, BenchmarkLog]:
+    metrics, log = Metrics(), BenchmarkLog(tmp_path / "log.jsonl", every=100)
+    log.start()
+    return Ledger(metrics, log, lambda: ACTIVE, latencies.append), metrics, log
+
+
+def _value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_a_served_request_writes_its_row_and_samples_once(tmp_path: Path) -> None:
+    latencies: list[float] = []
+    ledger, metrics, log = _ledger(tmp_path, latencies)
+    record = ledger.open(stream=True)
+    record.serve_with(CLOUD)
+    in_flight = _value(metrics, "bankllm_requests_in_flight", model="gemini", backend="gemini")
+    record.mark_token()
+    record.usage, record.intent = Usage(12, 5, 0.0001), "card_arrival"
+    record.commit()
+    record.commit()  # a second commit writes nothing
+    log.close()
+    rows = list(read_rows(log.path))
+    assert in_flight == 1
+    assert _value(metrics, "bankllm_requests_in_flight", model="gemini", backend="gemini") == 0
+    assert rows == [
+        {
+            "ts": ANY,
+            "type": "request",
+            "request_id": record.request_id,
+            "model": "gemini",
+            "backend": "gemini",
+            "version": "gemini-2.5-flash",
+            "status": "ok",
+            "error_type": None,
+            "stream": True,
+            "latency_ms": ANY,
+            "ttft_ms": ANY,
+            "tpot_ms": ANY,
+            "prompt_tokens": 12,
+            "completion_tokens": 5,
+            "tokens_per_s": ANY,
+            "intent": "card_arrival",
+            "cost_usd": 0.0001,
+            "fallback_from": None,
+        }
+    ]
+    labels = {"model": "gemini", "backend": "gemini"}
+    assert _value(metrics, "bankllm_requests_total", **labels, status="ok") == 1
+    assert _value(metrics, "bankllm_completion_tokens_total", **labels) == 5
+    assert _value(metrics, "bankllm_cost_usd_total", **labels) == 0.0001
+    assert len(latencies) == 1  # a success teaches admission its latency
+
+
+def test_a_refused_request_is_counted_against_the_active_model(tmp_path: Path) -> None:
+    latencies: list[float] = []
+    ledger, metrics, log = _ledger(tmp_path, latencies)
+    record = ledger.open(stream=False)
+    record.fail(QueueFull("full", 3))
+    record.commit()
+    log.close()
+    [row] = read_rows(log.path)
+    assert (row["model"], row["status"], row["error_type"]) == ("custom", "rejected", "queue_full")
+    labels = {"model": "custom", "backend": "custom", "status": "rejected"}
+    assert _value(metrics, "bankllm_requests_total", **labels) == 1
+    assert latencies == []  # a refusal says nothing about how long answers take
+
+
+def test_a_fallback_moves_the_request_and_counts_it(tmp_path: Path) -> None:
+    ledger, metrics, log = _ledger(tmp_path, [])
+    record = ledger.open(stream=False)
+    record.serve_with(CLOUD)
+    record.fell_back(CLOUD, UpstreamTimeout("slow"), ACTIVE)
+    gauges = [
+        _value(metrics, "bankllm_requests_in_flight", model=m.name, backend=m.backend)
+        for m in (CLOUD, ACTIVE)
+    ]
+    record.commit()
+    log.close()
+    [row] = read_rows(log.path)
+    assert gauges == [0, 1]
+    assert (row["model"], row["fallback_from"]) == ("custom", "gemini")
+    labels = {"model": "gemini", "fallback": "custom", "error_type": "upstream_timeout"}
+    assert _value(metrics, "bankllm_fallbacks_total", **labels) == 1
