@@ -56,6 +56,12 @@ class ModelNotFound(ServiceError):
     status_code, type, outcome = 404, "model_not_found", "bad_request"
 
 
+class ModelNotActive(ServiceError):
+    """A registered model that is not the one serving: one model is active at a time."""
+
+    status_code, type, outcome = 409, "model_not_active", "bad_request"
+
+
 class SwitchInProgress(ServiceError):
     status_code, type, outcome = 409, "switch_in_progress", "rejected"
 

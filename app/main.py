@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from app.banking.intents import IntentSet
 from app.middleware import BodySizeLimit
 from app.pipeline import Pipeline
-from app.routes import benchmarks, generate, health, metrics, models
+from app.routes import benchmarks, generate, health, metrics, models, openai
 from app.routes.errors import add_error_handlers
 from app.settings import Settings
 
@@ -42,6 +41,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     )
     for router in (
         generate.router,
+        openai.router,
         models.router,
         health.router,
         metrics.router,
@@ -50,7 +50,6 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
         app.include_router(router)
     # Requests to these routes are recorded (a metric sample and a log row) even when they are
     # refused before the pipeline: a missing key, a body too large or malformed.
-    generating = {route.path for route in generate.router.routes if isinstance(route, APIRoute)}
-    add_error_handlers(app, generating)
+    add_error_handlers(app, {generate.PATH: "generate", **openai.APIS})
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

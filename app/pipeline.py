@@ -7,30 +7,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from app.adapters import is_remote, spec_version, unavailable_reason
+from app.adapters import is_remote, is_single_turn, spec_version, unavailable_reason
 from app.adapters.protocol import Adapter, FinishReason, Message, ModelInfo, Piece, SamplingParams
 from app.admission import Admission
 from app.banking.intents import IntentSet, IntentSplitter
 from app.banking.pii import blocked, redact
 from app.deadline import Deadline
-from app.errors import InternalError, ServiceError, UpstreamError
+from app.errors import (
+    InternalError,
+    ModelNotActive,
+    ModelNotFound,
+    ServiceError,
+    UpstreamError,
+)
 from app.limits import Limits
 from app.loaded import Loaded, LoadedAdapters
 from app.registry import build_registry
-from app.results import GenerateResult, ModelStatus, StreamEvent
+from app.results import GenerateResult, ModelStatus, Origin, StreamEvent
 from app.settings import Settings
 from app.switching import ActiveModel, SwitchResult
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
 from app.telemetry.record import Ledger, RequestRecord
 
-__all__ = ["GenerateResult", "ModelStatus", "Pipeline", "StreamEvent"]
+__all__ = ["GenerateResult", "ModelStatus", "Origin", "Pipeline", "StreamEvent"]
 logger = logging.getLogger(__name__)
+GENERATE = Origin()
 
 
 class Pipeline:
@@ -52,6 +60,7 @@ class Pipeline:
             self.metrics, self.log, lambda: self._model.info, self._admission.observe_latency
         )
         self._fallback: Loaded | None = None
+        self.started_at = 0  # Unix time of start(): the `created` of /v1/models
 
     async def start(self) -> None:
         """Open the log and load ACTIVE_MODEL (and FALLBACK_MODEL). A model that fails to load
@@ -61,6 +70,7 @@ class Pipeline:
                 f"ACTIVE_MODEL={self.settings.active_model!r} is not a registered "
                 f"model; one of {', '.join(sorted(self.registry))}"
             )
+        self.started_at = int(time.time())
         self.log.start()
         try:
             await self._model.start(self.settings.active_model)
@@ -104,6 +114,7 @@ class Pipeline:
         prompt: str | None = None,
         *,
         messages: Sequence[Message] | None = None,
+        origin: Origin = GENERATE,
         **options: Any,
     ) -> GenerateResult:
         """One whole answer; arguments as in `stream`."""
@@ -111,7 +122,7 @@ class Pipeline:
         result: GenerateResult | None = None
         # One timer for the whole answer: nothing runs between its pieces but this loop.
         async with deadline:
-            async for event in self._walk(prompt, messages, options, False, deadline):
+            async for event in self._walk(prompt, messages, origin, options, False, deadline):
                 result = event.result
         assert result is not None, "a walk that ends without an error ends with its result"
         return result
@@ -121,16 +132,18 @@ class Pipeline:
         prompt: str | None = None,
         *,
         messages: Sequence[Message] | None = None,
+        origin: Origin = GENERATE,
         **options: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Reply deltas, then one event with the result. A `prompt` is one user turn, or give
-        `messages`; options: max_tokens, temperature, top_p, stop, seed."""
+        `messages`; `origin` says which API asked, for which model and user; options:
+        max_tokens, temperature, top_p, stop, seed."""
         deadline = Deadline(self.settings.request_timeout_s)
-        return self._walk(prompt, messages, options, True, deadline)
+        return self._walk(prompt, messages, origin, options, True, deadline)
 
-    def refuse(self, error: ServiceError) -> None:
+    def refuse(self, error: ServiceError, api: str = "generate") -> None:
         """Record a request refused before it reached the pipeline (401, 413, a bad body)."""
-        record = self._ledger.open(stream=False)
+        record = self._ledger.open(stream=False, api=api)
         record.fail(error)
         record.commit()
 
@@ -154,8 +167,10 @@ class Pipeline:
             reason = unavailable_reason(spec)
             loaded = active is not None and name == active.name
             version = active.version if active and loaded else spec_version(spec)
+            available = reason is None
+            single = is_single_turn(spec.backend)
             statuses.append(
-                ModelStatus(name, spec.backend, version, reason is None, reason, loaded)
+                ModelStatus(name, spec.backend, version, available, reason, loaded, single)
             )
         return statuses
 
@@ -167,17 +182,29 @@ class Pipeline:
         self,
         prompt: str | None,
         messages: Sequence[Message] | None,
+        origin: Origin,
         options: dict[str, Any],
         streamed: bool,
         deadline: Deadline,
     ) -> AsyncGenerator[StreamEvent, None]:
-        record = self._ledger.open(streamed)
+        record = self._ledger.open(streamed, origin.api)
+        record.by_user(origin.user)
         try:
+            if origin.model is not None and origin.model not in self.registry:
+                raise ModelNotFound(
+                    f"no model named {origin.model!r}", {"models": sorted(self.registry)}
+                )
             conversation = self.limits.conversation(prompt, messages)
             params = self.limits.params(**options)
             async with AsyncExitStack() as stack:
                 await deadline.bound(stack.enter_async_context(self._admission.slot()))
                 active = await deadline.bound(stack.enter_async_context(self._model.lease()))
+                if origin.model is not None and origin.model != active.info.name:
+                    raise ModelNotActive(
+                        f"model {origin.model!r} is registered but {active.info.name!r} is the "
+                        "active model; name it, or none, or switch with POST /switch (admin)",
+                        {"active": active.info.name},
+                    )
                 pieces, piece = await self._open(active, conversation, params, deadline, record)
                 stack.push_async_callback(pieces.aclose)
                 splitter = IntentSplitter(self.intents)
@@ -188,17 +215,17 @@ class Pipeline:
                         record.mark_token()
                         if delta := splitter.feed(piece.text):
                             reply.append(delta)
-                            yield StreamEvent(record.request_id, delta)
+                            yield StreamEvent(record.request_id, delta, model=record.model)
                     if piece.usage is not None and piece.finish_reason is not None:
                         record.usage, finish = piece.usage, piece.finish_reason
                     piece = await deadline.bound(anext(pieces, None))
                 if tail := splitter.finish():
                     reply.append(tail)
-                    yield StreamEvent(record.request_id, tail)
+                    yield StreamEvent(record.request_id, tail, model=record.model)
                 record.intent = splitter.intent
                 record.end()
             result = GenerateResult.of(record, "".join(reply), finish)
-            yield StreamEvent(record.request_id, result=result)
+            yield StreamEvent(record.request_id, result=result, model=record.model)
         except TimeoutError as exc:
             error = deadline.error()
             record.fail(error)

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.adapters.protocol import FinishReason
+from app.adapters.protocol import FinishReason, ModelInfo
 from app.telemetry.record import NO_MODEL, RequestRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request comes from: the API it used, the model it named (None: whichever is
+    active), and its caller's `user` id (kept in the row as a hash, never as given)."""
+
+    api: str = "generate"
+    model: str | None = None
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class StreamEvent:
     id: str
     delta: str = ""
     result: GenerateResult | None = None
+    model: ModelInfo | None = None  # the model answering (the fallback, when it answers)
 
 
 @dataclass(frozen=True)
@@ -61,3 +72,4 @@ class ModelStatus:
     available: bool
     reason: str | None
     loaded: bool
+    single_turn: bool = False  # it answers the latest user turn only

@@ -41,6 +41,8 @@ def _row(**fields: object) -> dict[str, object]:
         "intent": None,
         "cost_usd": None,
         "fallback_from": None,
+        "api": "generate",
+        "user": None,
         **fields,
     }
 

@@ -23,6 +23,7 @@ class Backend(NamedTuple):
     unavailable: Callable[[ModelSpec], str | None]  # why this install cannot load it, or None
     version: Callable[[ModelSpec], str]  # shown by /models before the model is loaded
     remote: bool = False  # prompts leave the process: CLOUD_PII_POLICY applies
+    single_turn: bool = False  # answers the latest user turn, not the whole conversation
 
 
 BACKENDS: dict[str, Backend] = {
@@ -31,12 +32,14 @@ BACKENDS: dict[str, Backend] = {
         lambda spec, intents: custom.CustomAdapter(spec),
         custom.unavailable_reason,
         custom.checkpoint_version,
+        single_turn=True,
     ),
     "echo": Backend(
         EchoOptions,
         lambda spec, intents: EchoAdapter(spec),
         lambda spec: None,
         lambda spec: ECHO_VERSION,
+        single_turn=True,
     ),
     "qlora": Backend(
         QLoRAOptions,
@@ -62,6 +65,12 @@ def is_remote(backend: str) -> bool:
     """Whether prompts to this backend leave the process."""
     entry = BACKENDS.get(backend)
     return entry is not None and entry.remote
+
+
+def is_single_turn(backend: str) -> bool:
+    """Whether the backend answers only the latest user turn of a conversation."""
+    entry = BACKENDS.get(backend)
+    return entry is not None and entry.single_turn
 
 
 def spec_version(spec: ModelSpec) -> str:

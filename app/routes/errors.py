@@ -1,11 +1,11 @@
-"""Every exception mapped to HTTP in one place, each in the one envelope. A request to a
-generating route that is refused before it reaches the pipeline (a missing key, a body too
-large or malformed) is recorded as such: its metric sample and its log row."""
+"""Every exception mapped to HTTP in one place, in our envelope, or in OpenAI's on `/v1`. A
+request to a generating route that is refused before it reaches the pipeline (a missing key,
+a body too large or malformed) is recorded as such: its metric sample and its log row."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -23,13 +23,16 @@ from app.errors import (
     ServiceError,
     Unauthorized,
 )
+from app.openai_api.errors import openai_body, openai_status
 
 logger = logging.getLogger(__name__)
 _BY_STATUS: dict[int, type[ServiceError]] = {400: BadRequest, 404: NotFound, 405: MethodNotAllowed}
 _REFUSED_BEFORE_THE_PIPELINE = (Unauthorized, PayloadTooLarge, RequestValidationError)
 
 
-def error_response(error: ServiceError) -> JSONResponse:
+def error_response(error: ServiceError, openai: bool = False) -> JSONResponse:
+    if openai:
+        return JSONResponse(openai_body(error), openai_status(error), headers=error.headers)
     return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
 
@@ -59,15 +62,17 @@ def _invalid_body(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(message, jsonable_encoder(errors))
 
 
-def add_error_handlers(app: FastAPI, recorded_paths: Collection[str]) -> None:
-    """Route every exception through one handler; refusals on `recorded_paths` get a row."""
+def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> None:
+    """Route every exception through one handler; refusals on the `recorded` paths get a row
+    that names their API (path -> api)."""
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         error = service_error(request, exc)
         cause = exc.__cause__ if isinstance(exc, HTTPException) else exc
-        if isinstance(cause, _REFUSED_BEFORE_THE_PIPELINE) and request.url.path in recorded_paths:
-            request.app.state.pipeline.refuse(error)
-        return error_response(error)
+        path = request.url.path
+        if isinstance(cause, _REFUSED_BEFORE_THE_PIPELINE) and path in recorded:
+            request.app.state.pipeline.refuse(error, recorded[path])
+        return error_response(error, openai=path.startswith("/v1/"))
 
     for kind in (ServiceError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(kind, handle)

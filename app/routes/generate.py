@@ -18,12 +18,13 @@ from app.schemas import ErrorPublic, GeneratePublic, GenerateRequest
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"], dependencies=[ApiKey])
+PATH = "/generate"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic} for code in (400, 401, 413, 422, 429, 502, 503, 504)
 }
 
 
-@router.post("/generate", response_model=GeneratePublic, responses=_ERRORS)
+@router.post(PATH, response_model=GeneratePublic, responses=_ERRORS)
 async def generate(
     body: GenerateRequest, request: Request, pipeline: PipelineDep
 ) -> GeneratePublic | EventStreamResponse:

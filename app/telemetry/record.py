@@ -3,6 +3,7 @@ a request has (its metric samples, its benchmark-log row, the latency admission 
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -34,8 +35,8 @@ class Ledger:
     attributed: Callable[[], ModelInfo | None]
     on_latency: Callable[[float], None]  # a successful request's latency, for Retry-After
 
-    def open(self, stream: bool) -> RequestRecord:
-        return RequestRecord(self, stream)
+    def open(self, stream: bool, api: str = "generate") -> RequestRecord:
+        return RequestRecord(self, stream, api)
 
 
 class RequestRecord:
@@ -43,6 +44,7 @@ class RequestRecord:
         "_committed",
         "_in_flight",
         "_ledger",
+        "api",
         "error_type",
         "fallback_from",
         "finished_at",
@@ -54,11 +56,14 @@ class RequestRecord:
         "status",
         "stream",
         "usage",
+        "user",
     )
 
-    def __init__(self, ledger: Ledger, stream: bool):
+    def __init__(self, ledger: Ledger, stream: bool, api: str):
         self._ledger = ledger
         self.stream = stream
+        self.api = api  # generate | chat | completions: the route it came through
+        self.user: str | None = None  # a hash of the caller's `user` id, never the id
         self.request_id = new_request_id()
         self.started = time.perf_counter()
         self.model: ModelInfo | None = None  # the model that answers (or failed to)
@@ -71,6 +76,11 @@ class RequestRecord:
         self.fallback_from: str | None = None  # the remote model that failed before `model`
         self._in_flight: Any = None  # the gauge child counting this request, while it runs
         self._committed = False
+
+    def by_user(self, user: str | None) -> None:
+        """Keep who asked as a hash: rows can be grouped by caller without naming one."""
+        if user is not None:
+            self.user = hashlib.sha256(user.encode()).hexdigest()[:16]
 
     def serve_with(self, info: ModelInfo) -> None:
         """The request is now with this model (the active one, then perhaps the fallback)."""
@@ -158,6 +168,8 @@ class RequestRecord:
             "intent": self.intent,
             "cost_usd": self.usage.cost_usd,
             "fallback_from": self.fallback_from,
+            "api": self.api,
+            "user": self.user,
         }
 
     def _leave(self) -> None:

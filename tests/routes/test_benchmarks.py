@@ -30,6 +30,8 @@ ROW_FIELDS = [
     "intent",
     "cost_usd",
     "fallback_from",
+    "api",
+    "user",
 ]
 
 

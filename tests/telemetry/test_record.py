@@ -59,6 +59,8 @@ def test_a_served_request_writes_its_row_and_samples_once(tmp_path: Path) -> Non
             "intent": "card_arrival",
             "cost_usd": 0.0001,
             "fallback_from": None,
+            "api": "generate",
+            "user": None,
         }
     ]
     labels = {"model": "gemini", "backend": "gemini"}

@@ -1,0 +1,118 @@
+"""OpenAI's request shapes as we accept them, and what they mean to the pipeline. Unknown
+fields are ignored (clients send `logprobs`, `ignore_eos`, ...); every optional field takes
+null; what we cannot serve (n > 1, images, tool turns) is refused, naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from app.adapters.protocol import Message, Role
+
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_TEMPERATURE = 1.0  # OpenAI's default; `/generate` keeps ours (0.7)
+_ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",  # OpenAI's newer name for the system turn
+    "user": "user",
+    "assistant": "assistant",
+}
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentPart(_Lenient):
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(_Lenient):
+    role: str
+    content: str | list[ContentPart] | None = None
+
+    @field_validator("role")
+    @classmethod
+    def _served_role(cls, role: str) -> str:
+        if role not in _ROLES:
+            raise ValueError("one of system, developer, user, assistant (no tool turns)")
+        return role
+
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, content: Any) -> Any:
+        if isinstance(content, list) and any(p.type != "text" or p.text is None for p in content):
+            raise ValueError("only text parts are served")
+        return content
+
+    def message(self) -> Message:
+        content = self.content
+        if isinstance(content, list):
+            content = "".join(part.text or "" for part in content)
+        return Message(_ROLES[self.role], content or "")
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool | None = None
+
+
+class _Sampling(_Lenient):
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n: int | None) -> int | None:
+        if n not in (None, 1):
+            raise ValueError("only n=1 is served: one choice per request")
+        return n
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def options(self, max_tokens: int | None = None) -> dict[str, Any]:
+        """The pipeline's options: max_tokens, temperature, top_p, stop, seed."""
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        return {
+            "max_tokens": max_tokens or self.max_tokens or DEFAULT_MAX_TOKENS,
+            "temperature": DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
+            "top_p": 1.0 if self.top_p is None else self.top_p,
+            "stop": stop,
+            "seed": self.seed,
+        }
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessageIn]
+    max_completion_tokens: int | None = None  # the newer name of max_tokens; it wins
+
+    def conversation(self) -> list[Message]:
+        return [m.message() for m in self.messages]
+
+    def chat_options(self) -> dict[str, Any]:
+        return self.options(self.max_completion_tokens)
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str]
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, prompt: str | list[str]) -> str | list[str]:
+        if isinstance(prompt, list) and len(prompt) != 1:
+            raise ValueError("one prompt per request")
+        return prompt
+
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]

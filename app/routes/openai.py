@@ -1,0 +1,132 @@
+"""The OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`, `/v1/models`. One
+path with `/generate`: the same pipeline, admission, auth, PII policy, fallback, metrics and
+log rows; only the shapes differ."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.deps import ApiKey, PipelineDep
+from app.errors import InternalError, ModelNotFound, ServiceError
+from app.openai_api.encode import Chunks, Kind, completion
+from app.openai_api.errors import openai_body
+from app.openai_api.protocol import ChatCompletionRequest, CompletionRequest
+from app.pipeline import Origin, Pipeline, StreamEvent
+from app.routes._utils import EventStreamResponse, cancel_on_disconnect, sse
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKey])
+APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, pipeline: PipelineDep
+) -> JSONResponse | EventStreamResponse:
+    """A chat completion, whole or streamed, in OpenAI's shape."""
+    origin = Origin("chat", body.model, body.user)
+    arguments = {"messages": body.conversation(), "origin": origin, **body.chat_options()}
+    return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)
+
+
+@router.post("/completions", response_model=None)
+async def completions(
+    body: CompletionRequest, request: Request, pipeline: PipelineDep
+) -> JSONResponse | EventStreamResponse:
+    """A text completion, whole or streamed, in OpenAI's shape."""
+    origin = Origin("completions", body.model, body.user)
+    arguments = {"prompt": body.text(), "origin": origin, **body.options()}
+    return await _answer(
+        "completions", pipeline, request, arguments, body.stream, body.include_usage
+    )
+
+
+@router.get("/models")
+async def list_models(pipeline: PipelineDep) -> dict[str, Any]:
+    """The models this install can serve; `active` marks the one that answers."""
+    return {"object": "list", "data": _models(pipeline)}
+
+
+@router.get("/models/{model}")
+async def get_model(model: str, pipeline: PipelineDep) -> dict[str, Any]:
+    for entry in _models(pipeline):
+        if entry["id"] == model:
+            return entry
+    raise ModelNotFound(f"no model named {model!r} that this install can serve")
+
+
+def _models(pipeline: Pipeline) -> list[dict[str, Any]]:
+    active = pipeline.active
+    return [
+        {
+            "id": m.name,
+            "object": "model",
+            "created": pipeline.started_at,
+            "owned_by": "bankllm",
+            "active": active is not None and m.name == active.name,
+            "backend": m.backend,
+            "version": m.version,
+            "turns": "latest user turn" if m.single_turn else "whole conversation",
+        }
+        for m in pipeline.models()
+        if m.available
+    ]
+
+
+async def _answer(
+    kind: Kind,
+    pipeline: Pipeline,
+    request: Request,
+    arguments: dict[str, Any],
+    stream: bool | None,
+    include_usage: bool,
+) -> JSONResponse | EventStreamResponse:
+    created = int(time.time())
+    if not stream:
+        result = await cancel_on_disconnect(request, pipeline.generate(**arguments))
+        return JSONResponse(completion(kind, result, created))
+    events = pipeline.stream(**arguments)
+    try:
+        # Errors before the first output keep their HTTP status; the first chunk waits for it.
+        first = await cancel_on_disconnect(request, anext(events))
+    except BaseException:
+        await events.aclose()
+        raise
+    return EventStreamResponse(_chunks(kind, first, events, created, include_usage))
+
+
+async def _chunks(
+    kind: Kind,
+    first: StreamEvent,
+    events: AsyncGenerator[StreamEvent, None],
+    created: int,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    assert first.model is not None
+    chunks = Chunks(kind, first.id, first.model, created)
+    async with aclosing(events):
+        if kind == "chat":
+            yield sse(chunks.first())
+        event: StreamEvent | None = first
+        try:
+            while event is not None:
+                if event.result is not None:
+                    yield sse(chunks.last(event.result))
+                    if include_usage:
+                        yield sse(chunks.usage(event.result))
+                elif event.delta:
+                    yield sse(chunks.text(event.delta))
+                event = await anext(events, None)
+        except ServiceError as exc:  # after the first byte, an error travels as an event
+            yield sse(openai_body(exc))
+        except Exception:
+            logger.exception("stream failed")
+            yield sse(openai_body(InternalError()))
+        yield sse("[DONE]")
