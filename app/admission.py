@@ -18,10 +18,18 @@ class Admission:
         self._waiting = 0
         self._queue_depth = queue_depth
         self._mean_latency_s = 1.0  # moving average, for Retry-After
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def waiting(self) -> int:
         return self._waiting
+
+    async def until_waiting(self, count: int) -> None:
+        """Resolves once `count` requests wait in the queue (for tests and tools)."""
+        if self._waiting < count:
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.append((count, future))
+            await future
 
     def observe_latency(self, seconds: float) -> None:
         self._mean_latency_s += 0.1 * (seconds - self._mean_latency_s)
@@ -44,6 +52,10 @@ class Admission:
             )
         self._waiting += 1
         self._queue_depth.set(self._waiting)
+        if self._waiters:
+            for waiter in [w for w in self._waiters if w[0] <= self._waiting]:
+                self._waiters.remove(waiter)
+                waiter[1].set_result(None)
         try:
             await self._slots.acquire()
         finally:

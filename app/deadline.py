@@ -30,6 +30,11 @@ class Deadline:
             return await awaitable
 
     @property
+    def passed(self) -> bool:
+        """Whether the deadline's time has come (a TimeoutError is then ours)."""
+        return asyncio.get_running_loop().time() >= self.at
+
+    @property
     def expired(self) -> bool:
         """Whether a cancellation is the deadline's (inside `async with`), not the caller's."""
         return self._whole is not None and self._whole.expired()

@@ -66,8 +66,26 @@ class SwitchInProgress(ServiceError):
     status_code, type, outcome = 409, "switch_in_progress", "rejected"
 
 
+Problem = tuple[list[str | int], str, Any]  # (where in the body, what is wrong, the value)
+
+
 class InvalidRequest(ServiceError):
+    """A 422. Its details have one shape wherever it comes from, the schema's: a list of
+    `{"type", "loc", "msg", "input"}`."""
+
     status_code, type, outcome = 422, "invalid_request", "bad_request"
+
+    @classmethod
+    def fields(cls, *problems: Problem, kind: str = "value_error") -> InvalidRequest:
+        """The error naming each field at fault: `(["max_tokens"], "must be ...", 513)`."""
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in loc) or 'body'}: {msg}" for loc, msg, _ in problems
+        )
+        details = [
+            {"type": kind, "loc": ["body", *loc], "msg": msg, "input": value}
+            for loc, msg, value in problems
+        ]
+        return cls(message, details)
 
 
 class PayloadTooLarge(ServiceError):

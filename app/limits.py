@@ -4,10 +4,9 @@ Python API and the OpenAI routes. Its errors are 422s that name each field."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from app.adapters.protocol import Message, SamplingParams
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, Problem
 from app.settings import Settings
 
 MAX_STOPS = 4
@@ -24,24 +23,19 @@ class Limits:
     ) -> tuple[Message, ...]:
         """The turns to answer: `prompt` as one user turn, or `messages` as given."""
         if (prompt is None) == (messages is None):
-            raise InvalidRequest("give either a prompt or messages", [_problem(["body"], "one of")])
+            raise InvalidRequest.fields(([], "give either a prompt or messages", None))
         if prompt is not None:
-            self._check_length(len(prompt), ["body", "prompt"], "prompt")
+            self._check_length(len(prompt), ["prompt"])
             return (Message("user", prompt),)
         assert messages is not None
         if not any(m.role == "user" for m in messages):
-            raise InvalidRequest(
-                "messages: at least one message with the role user",
-                [_problem(["body", "messages"], "needs a user message", len(messages))],
-            )
+            raise InvalidRequest.fields((["messages"], "needs a message with the role user", None))
         for i, message in enumerate(messages):
             if message.role not in ROLES:
-                loc: list[str | int] = ["body", "messages", i, "role"]
-                raise InvalidRequest(
-                    f"messages.{i}.role: one of {', '.join(ROLES)}",
-                    [_problem(loc, f"one of {', '.join(ROLES)}", message.role)],
+                raise InvalidRequest.fields(
+                    (["messages", i, "role"], f"one of {', '.join(ROLES)}", message.role)
                 )
-        self._check_length(sum(len(m.content) for m in messages), ["body", "messages"], "messages")
+        self._check_length(sum(len(m.content) for m in messages), ["messages"])
         return tuple(messages)
 
     def params(
@@ -54,30 +48,21 @@ class Limits:
     ) -> SamplingParams:
         """The request's options, checked against the configured limits."""
         limit = self.max_tokens
-        errors: list[tuple[str, str, Any]] = []
+        problems: list[Problem] = []
         if not 1 <= max_tokens <= limit:
-            errors.append(("max_tokens", f"must be between 1 and {limit}", max_tokens))
+            problems.append((["max_tokens"], f"must be between 1 and {limit}", max_tokens))
         if not 0.0 <= temperature <= 2.0:
-            errors.append(("temperature", "must be between 0 and 2", temperature))
+            problems.append((["temperature"], "must be between 0 and 2", temperature))
         if not 0.0 < top_p <= 1.0:
-            errors.append(("top_p", "must be greater than 0 and at most 1", top_p))
+            problems.append((["top_p"], "must be greater than 0 and at most 1", top_p))
         if stop is not None and (len(stop) > MAX_STOPS or not all(stop)):
-            errors.append(("stop", f"at most {MAX_STOPS} non-empty strings", list(stop)))
-        if errors:
-            raise InvalidRequest(
-                "; ".join(f"{f}: {m}" for f, m, _ in errors),
-                [_problem(["body", f], m, v) for f, m, v in errors],
-            )
+            problems.append((["stop"], f"at most {MAX_STOPS} non-empty strings", list(stop)))
+        if problems:
+            raise InvalidRequest.fields(*problems)
         return SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed)
 
-    def _check_length(self, n: int, loc: list[str | int], name: str) -> None:
+    def _check_length(self, n: int, loc: list[str | int]) -> None:
         limit = self.max_prompt_chars
         if not 1 <= n <= limit:
-            raise InvalidRequest(
-                f"{name}: must be 1 to {limit} characters, got {n}",
-                [{"loc": loc, "msg": f"length must be 1..{limit}", "input_length": n}],
-            )
-
-
-def _problem(loc: list[str | int], msg: str, value: Any = None) -> dict[str, Any]:
-    return {"loc": loc, "msg": msg, "input": value}
+            message = f"must be 1 to {limit} characters, got {n}"
+            raise InvalidRequest.fields((loc, message, n), kind="string_length")

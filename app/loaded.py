@@ -7,7 +7,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from app.adapters import load_adapter
+from app.adapters.backends import load_adapter
 from app.adapters.protocol import Adapter, Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet
 from app.errors import ModelUnavailable
@@ -113,7 +113,7 @@ class LoadedAdapters:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
         if wait:
-            await task
+            await asyncio.shield(task)  # a cancelled waiter must not leave the model open
 
     async def close(self) -> None:
         """Close every adapter, held or not, after its requests."""

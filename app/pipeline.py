@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from app.adapters import is_remote, is_single_turn, spec_version, unavailable_reason
+from app.adapters.backends import is_remote
 from app.adapters.protocol import Adapter, FinishReason, Message, ModelInfo, Piece, SamplingParams
 from app.admission import Admission
 from app.banking.intents import IntentSet, IntentSplitter
@@ -28,7 +28,7 @@ from app.errors import (
 )
 from app.limits import Limits
 from app.loaded import Loaded, LoadedAdapters
-from app.registry import build_registry
+from app.registry import build_registry, model_statuses
 from app.results import GenerateResult, ModelStatus, Origin, StreamEvent
 from app.settings import Settings
 from app.switching import ActiveModel, SwitchResult
@@ -161,18 +161,7 @@ class Pipeline:
         await current.until_in_flight(count)
 
     def models(self) -> list[ModelStatus]:
-        active = self._model.info
-        statuses = []
-        for name, spec in self.registry.items():
-            reason = unavailable_reason(spec)
-            loaded = active is not None and name == active.name
-            version = active.version if active and loaded else spec_version(spec)
-            available = reason is None
-            single = is_single_turn(spec.backend)
-            statuses.append(
-                ModelStatus(name, spec.backend, version, available, reason, loaded, single)
-            )
-        return statuses
+        return model_statuses(self.registry, self._model.info)
 
     def benchmark_summary(self) -> dict[str, Any]:
         """Per-model figures from the benchmark log (blocks until pending rows are written)."""
@@ -205,7 +194,9 @@ class Pipeline:
                         "active model; name it, or none, or switch with POST /switch (admin)",
                         {"active": active.info.name},
                     )
-                pieces, piece = await self._open(active, conversation, params, deadline, record)
+                pieces, piece = await self._open(
+                    stack, active, conversation, params, deadline, record
+                )
                 stack.push_async_callback(pieces.aclose)
                 splitter = IntentSplitter(self.intents)
                 reply: list[str] = []
@@ -227,6 +218,10 @@ class Pipeline:
             result = GenerateResult.of(record, "".join(reply), finish)
             yield StreamEvent(record.request_id, result=result, model=record.model)
         except TimeoutError as exc:
+            if not deadline.passed:  # an adapter's own timeout, not the request's deadline
+                record.fail(InternalError())
+                logger.exception("generation %s timed out inside its model", record.request_id)
+                raise
             error = deadline.error()
             record.fail(error)
             raise error from exc
@@ -237,7 +232,7 @@ class Pipeline:
             if deadline.expired:
                 record.fail(deadline.error())
             else:
-                record.cancel()  # the caller left
+                record.cancel()  # the caller left (a whole answer stays as it was)
             raise
         except Exception:
             record.fail(InternalError())
@@ -248,6 +243,7 @@ class Pipeline:
 
     async def _open(
         self,
+        stack: AsyncExitStack,
         active: Adapter,
         conversation: tuple[Message, ...],
         params: SamplingParams,
@@ -255,12 +251,16 @@ class Pipeline:
         record: RequestRecord,
     ) -> tuple[AsyncGenerator[Piece, None], Piece | None]:
         """Start a stream and await its first piece: the active model's, or, when a remote
-        model fails before it, the next one's that may answer (FALLBACK_MODEL)."""
-        answering = [active]
+        model fails before it, the next one's that may answer (FALLBACK_MODEL, leased)."""
+        answering: list[Adapter | Loaded] = [active]
         if self._fallback is not None and self._fallback.name != active.info.name:
-            answering.append(self._fallback.adapter)
+            answering.append(self._fallback)
         failure: UpstreamError | None = None
-        for adapter in answering:
+        for candidate in answering:
+            if isinstance(candidate, Loaded):
+                adapter = await stack.enter_async_context(candidate.lease())
+            else:
+                adapter = candidate
             if failure is None:
                 record.serve_with(adapter.info)
             else:

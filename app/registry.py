@@ -9,22 +9,21 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from app.adapters import BACKENDS
-from app.adapters.protocol import ModelSpec
+from app.adapters.backends import BACKENDS, is_single_turn, spec_version, unavailable_reason
+from app.adapters.custom_options import CustomOptions
+from app.adapters.protocol import ModelInfo, ModelSpec
+from app.results import ModelStatus
 from app.settings import Settings
 
 
 def _defaults(settings: Settings) -> dict[str, BaseModel]:
-    """Each backend's options as the settings give them: what a MODELS_FILE entry starts from.
-    A custom model batches up to MAX_CONCURRENCY requests unless told otherwise."""
-    custom = settings.custom
-    if custom.max_batch is None:
-        custom = custom.model_copy(update={"max_batch": settings.max_concurrency})
-    given: dict[str, BaseModel] = {
-        "custom": custom,
-        "qlora": settings.qlora,
-        "gemini": settings.gemini,
-    }
+    """Each backend's options as the settings give them (the defaults of a backend without
+    settings): what a MODELS_FILE entry starts from. A custom model batches up to
+    MAX_CONCURRENCY requests unless told otherwise."""
+    given: dict[str, BaseModel] = {n: getattr(settings, n) for n in settings.backend_options()}
+    custom = given.get("custom")
+    if isinstance(custom, CustomOptions) and custom.max_batch is None:
+        given["custom"] = custom.model_copy(update={"max_batch": settings.max_concurrency})
     return {name: given.get(name) or backend.options() for name, backend in BACKENDS.items()}
 
 
@@ -68,9 +67,8 @@ def build_registry(settings: Settings) -> dict[str, ModelSpec]:
     """Name -> spec. A MODELS_FILE entry with a default's name replaces that default; its
     options start from the backend's settings (GEMINI_*, QLORA_*) and override them."""
     defaults = _defaults(settings)
-    registry = {
-        name: ModelSpec(name, name, defaults[name]) for name in ("custom", "qlora", "gemini")
-    }
+    # one model per backend that has settings, named after it
+    registry = {name: ModelSpec(name, name, defaults[name]) for name in settings.backend_options()}
     if settings.enable_echo_model:
         registry["echo"] = ModelSpec("echo", "echo", defaults["echo"])
     if settings.models_file is not None:
@@ -84,3 +82,17 @@ def build_registry(settings: Settings) -> dict[str, ModelSpec]:
             f"one of {', '.join(sorted(registry))}"
         )
     return registry
+
+
+def model_statuses(registry: dict[str, ModelSpec], active: ModelInfo | None) -> list[ModelStatus]:
+    """Each registered model: whether this install can load it, and whether it serves now."""
+    statuses = []
+    for name, spec in registry.items():
+        reason = unavailable_reason(spec)
+        loaded = active is not None and name == active.name
+        version = active.version if active and loaded else spec_version(spec)
+        single = is_single_turn(spec.backend)
+        statuses.append(
+            ModelStatus(name, spec.backend, version, reason is None, reason, loaded, single)
+        )
+    return statuses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,13 +20,7 @@ from app.adapters.gemini_options import GeminiOptions
 from app.qlora.options import QLoRAOptions
 
 __all__ = ["DEFAULT_CHECKPOINT", "Settings", "get_settings"]
-# Each backend's options are declared once, by the backend; here they are settings under its
-# prefix: CUSTOM_CHECKPOINT is `custom.checkpoint`, QLORA_BASE_MODEL `qlora.base_model`.
-BACKEND_OPTIONS: dict[str, type[BaseModel]] = {
-    "custom": CustomOptions,
-    "qlora": QLoRAOptions,
-    "gemini": GeminiOptions,
-}
+logger = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -41,6 +36,9 @@ class Settings(BaseSettings):
 
     # which model serves at start; any name of the registry (three defaults, MODELS_FILE, echo)
     active_model: str = "custom"
+    # Each backend's options are declared once, by the backend; they are settings under the
+    # backend's name: CUSTOM_CHECKPOINT is `custom.checkpoint`, QLORA_BASE_MODEL
+    # `qlora.base_model`. Each is also the registry's model of that name.
     custom: CustomOptions = CustomOptions()
     qlora: QLoRAOptions = QLoRAOptions()
     gemini: GeminiOptions = GeminiOptions()
@@ -78,20 +76,38 @@ class Settings(BaseSettings):
         secrets = NestedSecretsSettingsSource(file_secret_settings)
         return init_settings, env_settings, dotenv_settings, secrets
 
+    @classmethod
+    def backend_options(cls) -> dict[str, type[BaseModel]]:
+        """The backends whose options are settings: name -> options type."""
+        return {
+            name: field.annotation
+            for name, field in cls.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        }
+
     @model_validator(mode="before")
     @classmethod
     def _backend_options(cls, data: Any) -> Any:
         """Fold flat names given as arguments (`qlora_base_model=...`) into their backend's
-        options, and drop variables under a backend prefix that are none of its options: the
-        prefixes are shared with other tools' variables (GEMINI_CLI_...)."""
+        options, and drop (with a warning) variables under a backend's prefix that are none of
+        its options: the prefixes are shared with other tools' variables (GEMINI_CLI_...)."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        for backend, options in BACKEND_OPTIONS.items():
+        for backend, options in cls.backend_options().items():
             nested = data.get(backend)
+            if isinstance(nested, BaseModel):
+                nested = nested.model_dump(exclude_unset=True)
             values = dict(nested) if isinstance(nested, dict) else {}
             for key in [k for k in data if k.startswith(f"{backend}_")]:
                 values[key.removeprefix(f"{backend}_")] = data.pop(key)
+            if unknown := sorted(set(values) - set(options.model_fields)):
+                logger.warning(
+                    "ignored, not options of %s: %s (its options: %s)",
+                    backend,
+                    ", ".join(f"{backend}_{k}".upper() for k in unknown),
+                    ", ".join(options.model_fields),
+                )
             if isinstance(nested, dict) or values:
                 data[backend] = {k: v for k, v in values.items() if k in options.model_fields}
         return data

@@ -145,12 +145,16 @@ class ActiveModel:
             await self._loaded.release(old)
 
     async def _drain_then_load(self, spec: ModelSpec) -> None:
-        """For one device that cannot hold two models: close the old one first."""
+        """For one device that cannot hold two models: close the old one first. New requests
+        wait meanwhile; the old model stays the active one until its requests are done."""
         self._ready.clear()
         old = self._held
         try:
             if old is not None:
+                await old.idle.wait()
                 self._held = None
+                if old.holders > 1:
+                    logger.warning("%s stays loaded: FALLBACK_MODEL holds it too", old.name)
                 await self._loaded.release(old, wait=True)
             try:
                 self._install(await self._loaded.acquire(spec))

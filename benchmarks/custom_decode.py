@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from app.adapters import load_adapter
+from app.adapters.backends import load_adapter
 from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
 from app.adapters.protocol import Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from app.adapters import load_adapter
+from app.adapters.backends import load_adapter
 from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
 from app.adapters.protocol import Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet

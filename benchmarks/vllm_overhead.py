@@ -52,13 +52,19 @@ async def _ours(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> Outc
 
 
 async def _theirs(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> Outcome:
+    """vLLM's server: the LoRA by the name given to --lora-modules, our system prompt sent."""
+    return await chat(client, "bankllm", SYSTEM_PROMPT, prompt, max_tokens)
+
+
+async def chat(
+    client: httpx.AsyncClient, model: str, system: str | None, prompt: str, max_tokens: int
+) -> Outcome:
+    """One streamed /v1/chat/completions with usage, timed as `bankllm bench` times."""
     outcome = Outcome(start=time.perf_counter())
+    turns = [{"role": "system", "content": system}] if system else []
     body = {
-        "model": "bankllm",  # the LoRA, by the name given to --lora-modules
-        "messages": [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": prompt},
-        ],
+        "model": model,
+        "messages": [*turns, {"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
@@ -82,7 +88,7 @@ async def _theirs(client: httpx.AsyncClient, prompt: str, max_tokens: int) -> Ou
     return outcome
 
 
-async def _load(
+async def load(
     url: str, one: Any, concurrency: int, requests: int, max_tokens: int
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -185,7 +191,7 @@ def main() -> None:
                 print(f"{target.name}: ready in {time.perf_counter() - started:.1f} s")
                 runs.setdefault(target.name, []).append(
                     {
-                        c: asyncio.run(_load(target.url, one, c, args.requests, args.max_tokens))
+                        c: asyncio.run(load(target.url, one, c, args.requests, args.max_tokens))
                         for c in LEVELS
                     }
                 )
@@ -198,8 +204,8 @@ def main() -> None:
             per = sum(f["total_output_tokens"] for f in levels) / max(
                 1, sum(f["completed"] for f in levels)
             )
-            row += f"{_median(levels, 'output_throughput'):>13.1f}"
-            row += f"{_median(levels, 'mean_ttft_ms'):>9.1f}{per:>8.1f}"
+            row += f"{median(levels, 'output_throughput'):>13.1f}"
+            row += f"{median(levels, 'mean_ttft_ms'):>9.1f}{per:>8.1f}"
             row += f"{sum(f['failed'] for f in levels):>6}"
         print(row)
     for c in LEVELS:
@@ -207,14 +213,14 @@ def main() -> None:
             m[c]["output_throughput"] / v[c]["output_throughput"]
             for m, v in zip(runs[ours.name], runs[theirs.name], strict=True)
         ]
-        ratio = _median(runs[ours.name], "output_throughput", c) / _median(
+        ratio = median(runs[ours.name], "output_throughput", c) / median(
             runs[theirs.name], "output_throughput", c
         )
         rounds = ", ".join(f"{x:.2f}x" for x in each)
         print(f"c={c}: bankllm / vLLM output throughput {ratio:.2f}x (rounds: {rounds}); goal 0.9x")
 
 
-def _median(rows: list[Any], key: str, level: int | None = None) -> float:
+def median(rows: list[Any], key: str, level: int | None = None) -> float:
     values = sorted(float((r[level] if level is not None else r)[key] or 0) for r in rows)
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2

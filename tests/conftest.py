@@ -14,7 +14,7 @@ import pytest
 import torch
 from fastapi import FastAPI
 
-from app.adapters import BACKENDS
+from app.adapters.backends import BACKENDS
 from app.banking.corpus import build_corpus
 from app.banking.intents import IntentSet
 from app.gpt.checkpoint import save_checkpoint

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
-from app.adapters import Backend
+from app.adapters.backends import Backend
 from app.adapters.protocol import (
     Conversation,
     FinishReason,
@@ -88,18 +88,18 @@ class MemoryAdapter:
         self.received.append(messages)
         if (started := self._memory.started.get(name)) is not None:
             started.set()
-        if (hold := self._memory.hold.get(name)) is not None:
-            await hold.wait()
-        if failures := self._memory.failures.get(name):
-            raise failures.pop(0)
         words = self._options.reply.split(" ")
         count = min(len(words), params.max_tokens)
         finish: FinishReason = "length" if count < len(words) else "stop"
         try:
+            if (hold := self._memory.hold.get(name)) is not None:
+                await hold.wait()
+            if failures := self._memory.failures.get(name):
+                raise failures.pop(0)
             for i, word in enumerate(words[:count]):
                 yield Piece(word if i == 0 else f" {word}")
             yield Piece("", finish, Usage(sum(len(m.content) for m in messages), count))
-        except GeneratorExit:
+        except (GeneratorExit, asyncio.CancelledError):
             self.endings.append("closed")
             raise
         self.endings.append("exhausted")

@@ -29,7 +29,7 @@ async def test_requests_beyond_the_slots_wait_and_beyond_the_queue_are_refused()
                 order.append("second")
 
         waiting = asyncio.create_task(second())
-        await asyncio.sleep(0)  # one turn of the loop: the task reaches the queue
+        await admission.until_waiting(1)
         assert (admission.waiting, depth._value.get()) == (1, 1)
         with pytest.raises(QueueFull) as refused:
             async with admission.slot():

@@ -3,6 +3,8 @@ after the last holder lets go and the last request is done."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from app.adapters.protocol import Message
@@ -29,7 +31,8 @@ async def test_one_load_per_name_closed_after_the_last_holder_and_request(
         await loaded.release(first)
         await loaded.release(second)
         assert loaded.get("mem") is None  # a new acquire would load afresh
-        assert not memory.latest("mem").closed  # a request still holds it
+        await asyncio.sleep(0)  # one loop turn: the close task starts, and waits for the lease
+        assert not memory.latest("mem").closed
     await loaded.close()
     assert memory.latest("mem").closed
 

@@ -119,7 +119,7 @@ async def test_a_prompt_is_one_user_turn_and_messages_pass_as_given(
         ({"prompt": "x" * 11}, "prompt: must be 1 to 10 characters, got 11"),
         ({"prompt": "hi", "max_tokens": 0}, "max_tokens: must be between 1 and 512"),
         ({}, "give either a prompt or messages"),
-        ({"messages": [Message("system", "hi")]}, "messages: at least one message with the role"),
+        ({"messages": [Message("system", "hi")]}, "messages: needs a message with the role user"),
         ({"messages": [Message("user", "x" * 11)]}, "messages: must be 1 to 10 characters, got 11"),
     ],
 )
@@ -151,7 +151,33 @@ async def test_the_deadline_bounds_a_whole_answer_and_a_stream(
         ("timeout", "timeout", False),
         ("timeout", "timeout", True),
     ]
-    assert memory.latest("mem").endings == ["exhausted"]  # the held ones never yielded a word
+    assert memory.latest("mem").endings == ["exhausted", "closed", "closed"]  # both let go
+
+
+async def test_the_deadline_covers_the_wait_for_a_slot(
+    start_pipeline: PipelineFactory, memory: Memory
+) -> None:
+    async with start_pipeline(request_timeout_s=0.05, max_concurrency=1) as pipeline:
+        async with aclosing(pipeline.stream("hold the only slot")) as holder:
+            await anext(holder)
+            with pytest.raises(GenerationTimeout):
+                await pipeline.generate("wait for it")
+            depth = sample(pipeline, "bankllm_queue_depth")
+        rows = _requests(pipeline)
+    assert depth == 0
+    assert [(r["status"], r["ttft_ms"]) for r in rows] == [("timeout", None), ("cancelled", ANY)]
+
+
+async def test_closing_a_stream_after_its_result_keeps_the_request_ok(
+    start_pipeline: PipelineFactory,
+) -> None:
+    async with start_pipeline() as pipeline:
+        async with aclosing(pipeline.stream("hi")) as events:
+            async for event in events:
+                if event.result is not None:
+                    break  # the caller has what it wanted and leaves before the end
+        rows = _requests(pipeline)
+    assert [(r["status"], r["error_type"]) for r in rows] == [("ok", None)]
 
 
 async def test_a_caller_who_leaves_a_stream_is_recorded_as_cancelled(
@@ -182,7 +208,12 @@ async def test_the_fallback_answers_when_a_remote_model_fails_before_its_first_w
             error_type="upstream_timeout",
         )
         rows = _requests(pipeline)
+        in_flight = [
+            sample(pipeline, "bankllm_requests_in_flight", model=m, backend=b)
+            for m, b in (("remote", "memory-remote"), ("mem", "memory"))
+        ]
     assert (result.model, result.fallback_from, result.text) == ("mem", "remote", REPLY_TEXT)
+    assert in_flight == [0, 0]
     assert fallbacks == 1
     assert rows[-1]["model"] == "mem"
     assert rows[-1]["fallback_from"] == "remote"

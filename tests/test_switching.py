@@ -36,7 +36,8 @@ async def test_overlap_swaps_at_once_and_closes_the_old_model_after_its_requests
         result = await model.switch("mem-b")
         async with model.lease() as new:
             assert (old.info.name, new.info.name) == ("mem", "mem-b")
-        assert not memory.latest("mem").closed  # its request is still running
+        await asyncio.sleep(0)  # one loop turn: the close task starts, and waits for the lease
+        assert not memory.latest("mem").closed
     await model.close()
     await model_set.close()  # waits for the background close of the old model too
     assert result == SwitchResult("mem", "mem-b", result.load_ms)
@@ -60,7 +61,9 @@ async def test_drain_first_holds_new_requests_until_the_new_model_serves(
     waiting = asyncio.create_task(newcomer())
     with pytest.raises(SwitchInProgress):
         await model.switch("mem")
+    await asyncio.sleep(0)  # one loop turn for the switch and the newcomer to go as far as they may
     assert not memory.latest("mem").closed
+    assert model.name == "mem"  # the old model stays active until its request ends
     await lease.__aexit__(None, None, None)  # the old model's last request ends
     assert (await switching).active == "mem-b"
     assert await waiting == "mem-b"

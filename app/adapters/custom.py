@@ -76,10 +76,13 @@ class CustomAdapter:
         ids = encode_prompt(tokenizer, user_text(messages))
         context = self._ckpt.model.config.block_size
         if len(ids) >= context:
-            raise InvalidRequest(
-                f"prompt is {len(ids)} tokens; model {self._info.name!r} reads at most "
-                f"{context - 1}",
-                [{"loc": ["body", "prompt"], "type": "too_long"}],
+            raise InvalidRequest.fields(
+                (
+                    ["prompt"],
+                    f"{len(ids)} tokens; model {self._info.name!r} reads at most {context - 1}",
+                    len(ids),
+                ),
+                kind="too_long",
             )
         eos = special_id(tokenizer, EOS)
         tokens = _TokenQueue()

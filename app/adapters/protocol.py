@@ -29,7 +29,7 @@ class ModelSpec:
     """A registered model: its name, its backend and that backend's validated options."""
 
     name: str
-    backend: str  # a key of app.adapters.BACKENDS
+    backend: str  # a key of app.adapters.backends.BACKENDS
     options: BaseModel
 
     def options_as(self, kind: type[OptionsT]) -> OptionsT:

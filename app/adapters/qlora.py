@@ -95,10 +95,14 @@ class QLoRAAdapter:
         text = chat_prompt(self._tokenizer, turns, self._system)
         ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
         if (length := len(ids)) >= self._o.max_model_len:
-            raise InvalidRequest(
-                f"prompt: {length} tokens with the chat template; the model takes fewer than "
-                f"{self._o.max_model_len} (QLORA_MAX_MODEL_LEN)",
-                [{"loc": ["body", "prompt"], "msg": "too long for the model", "tokens": length}],
+            raise InvalidRequest.fields(
+                (
+                    ["prompt"],
+                    f"{length} tokens with the chat template; the model takes fewer "
+                    f"than {self._o.max_model_len} (QLORA_MAX_MODEL_LEN)",
+                    length,
+                ),
+                kind="too_long",
             )
         sampling = Sampling(params.max_tokens, params.temperature, params.top_p, params.seed)
         scanner = StopScanner(params.stop)

@@ -4,6 +4,7 @@ a body too large or malformed) is recorded as such: its metric sample and its lo
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 
@@ -45,11 +46,18 @@ def service_error(request: Request, exc: Exception) -> ServiceError:
     if isinstance(exc, HTTPException):
         if isinstance(exc.__cause__, ServiceError):  # raised while FastAPI read the body
             return exc.__cause__
-        kind = _BY_STATUS.get(exc.status_code, BadRequest if exc.status_code < 500 else None)
-        if kind is not None:
-            return kind(str(exc.detail), headers=dict(exc.headers or {}))
+        kind = _BY_STATUS.get(exc.status_code) or _http_error(exc.status_code)
+        return kind(str(exc.detail), headers=dict(exc.headers or {}))
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return InternalError()
+
+
+@functools.cache
+def _http_error(status: int) -> type[ServiceError]:
+    """For a status Starlette raised that none of our errors has: keep the status."""
+    outcome = "bad_request" if status < 500 else "upstream_error"
+    fields = {"status_code": status, "type": "http_error", "outcome": outcome}
+    return type(f"HTTPError{status}", (ServiceError,), fields)
 
 
 def _invalid_body(exc: RequestValidationError) -> InvalidRequest:

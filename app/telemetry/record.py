@@ -111,8 +111,10 @@ class RequestRecord:
         self.end()
 
     def cancel(self) -> None:
-        self.status, self.error_type = "cancelled", "cancelled"
-        self.end()
+        """The caller went away; a request whose answer was already whole stays as it was."""
+        if self.finished_at is None:
+            self.status, self.error_type = "cancelled", "cancelled"
+            self.end()
 
     def commit(self) -> None:
         """Write every effect of the request, once."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters import load_adapter, unavailable_reason
+from app.adapters.backends import load_adapter, unavailable_reason
 from app.adapters.custom_options import CustomOptions
 from app.adapters.protocol import Adapter, Completion, ModelSpec, Piece, SamplingParams, Usage
 from app.banking.intents import IntentSet

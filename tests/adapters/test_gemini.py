@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from app.adapters import gemini_options, unavailable_reason
+from app.adapters import gemini_options
 from app.adapters._breaker import CircuitBreaker
+from app.adapters.backends import unavailable_reason
 from app.adapters.gemini import GeminiAdapter
 from app.adapters.protocol import Completion, Message, Piece, SamplingParams, Usage, collect
 from app.banking.intents import IntentSet

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from app.adapters import unavailable_reason
+from app.adapters.backends import unavailable_reason
 from app.adapters.protocol import ModelSpec, SamplingParams, collect
 from app.adapters.qlora import QLoRAAdapter
 from app.banking.corpus import build_corpus

@@ -83,7 +83,14 @@ async def test_an_over_long_prompt_is_422_in_the_envelope(
     assert response.json() == _error(
         "invalid_request",
         "prompt: must be 1 to 10 characters, got 11",
-        [{"loc": ["body", "prompt"], "msg": "length must be 1..10", "input_length": 11}],
+        [
+            {
+                "type": "string_length",
+                "loc": ["body", "prompt"],
+                "msg": "must be 1 to 10 characters, got 11",
+                "input": 11,
+            }
+        ],
     )
 
 
@@ -96,8 +103,14 @@ async def test_invalid_fields_are_422_in_the_envelope(client: httpx.AsyncClient)
         "invalid_request",
         "temperature: must be between 0 and 2; stop: at most 4 non-empty strings",
         [
-            {"loc": ["body", "temperature"], "msg": "must be between 0 and 2", "input": 3.0},
             {
+                "type": "value_error",
+                "loc": ["body", "temperature"],
+                "msg": "must be between 0 and 2",
+                "input": 3.0,
+            },
+            {
+                "type": "value_error",
                 "loc": ["body", "stop"],
                 "msg": "at most 4 non-empty strings",
                 "input": ["a", "b", "c", "d", "e"],
@@ -129,7 +142,14 @@ async def test_max_tokens_over_the_limit_is_422(client: httpx.AsyncClient) -> No
     assert response.json() == _error(
         "invalid_request",
         "max_tokens: must be between 1 and 512",
-        [{"loc": ["body", "max_tokens"], "msg": "must be between 1 and 512", "input": 513}],
+        [
+            {
+                "type": "value_error",
+                "loc": ["body", "max_tokens"],
+                "msg": "must be between 1 and 512",
+                "input": 513,
+            }
+        ],
     )
 
 
