@@ -232,6 +232,15 @@ def start_pipeline(memory_settings: SettingsFactory) -> PipelineFactory:
     return start
 
 
+@pytest.fixture
+def echo_server(make_settings: SettingsFactory) -> Iterator[Served]:
+    """The app on the echo model behind a real uvicorn on 127.0.0.1."""
+    settings = make_settings(active_model="echo")
+    app = create_app(settings)
+    with serving(app) as url:
+        yield url, settings, app.state.pipeline
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny Llama base model folder and a LoRA adapter for it, both built by the tests."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+import openai
 import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp
@@ -39,6 +40,18 @@ TINY = TrainConfig(
     warmup_steps=5,
     val_fraction=0.0,
 )
+
+
+def error_body(type_: str, message: str, details: Any = None) -> dict[str, Any]:
+    """Our error envelope, as every route but /v1 answers."""
+    return {"error": {"type": type_, "message": message, "details": details}}
+
+
+@asynccontextmanager
+async def openai_client(url: str, key: str = USER_KEY) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official SDK against our /v1, without its retries."""
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as client:
+        yield client
 
 
 def ask(text: str) -> tuple[Message, ...]:

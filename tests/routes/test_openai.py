@@ -4,42 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 from unittest.mock import ANY
 
 import httpx
-import httpx2
-import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from app.main import create_app
 from app.pipeline import Pipeline
 from app.settings import Settings
-from tests.conftest import ServiceFactory, SettingsFactory
-from tests.helpers import USER_KEY, parse_sse, read_log, sample, serving
+from tests.conftest import ServiceFactory
+from tests.helpers import USER_KEY, openai_client, parse_sse, read_log
 
 pytestmark = pytest.mark.anyio
 ECHO_TEXT = "This is the echo model. It answers the same words to every prompt."
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "where is my card"}]
 CHAT: dict[str, Any] = {"messages": QUESTION}
-
-
-@pytest.fixture
-def echo_server(make_settings: SettingsFactory) -> Iterator[tuple[str, Settings, Pipeline]]:
-    """The app on the echo model behind a real uvicorn on 127.0.0.1."""
-    settings = make_settings(active_model="echo")
-    app = create_app(settings)
-    with serving(app) as url:
-        yield url, settings, app.state.pipeline
-
-
-@asynccontextmanager
-async def _sdk(url: str, key: str = USER_KEY) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as client:
-        yield client
 
 
 def _bankllm(request_id: Any = ANY) -> dict[str, Any]:
@@ -59,7 +39,7 @@ async def test_a_chat_completion_in_openai_s_shape(
 ) -> None:
     url, settings, pipeline = echo_server
     headers = {"Authorization": f"Bearer {USER_KEY}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers) as raw, _sdk(url) as sdk:
+    async with httpx.AsyncClient(base_url=url, headers=headers) as raw, openai_client(url) as sdk:
         ask = CHAT | {"logprobs": None, "user": "customer-42"}  # logprobs: ignored, as unknowns
         body = (await raw.post("/v1/chat/completions", json=ask)).json()
         parsed = await sdk.chat.completions.create(
@@ -102,7 +82,7 @@ async def test_a_streamed_chat_sends_role_deltas_finish_and_usage(
     url, _, _ = echo_server
     headers = {"Authorization": f"Bearer {USER_KEY}"}
     body = CHAT | {"stream": True, "stream_options": {"include_usage": True}}
-    async with httpx.AsyncClient(base_url=url, headers=headers) as raw, _sdk(url) as sdk:
+    async with httpx.AsyncClient(base_url=url, headers=headers) as raw, openai_client(url) as sdk:
         response = await raw.post("/v1/chat/completions", json=body)
         stream = await sdk.chat.completions.create(
             model="echo",
@@ -141,7 +121,7 @@ async def test_a_streamed_chat_sends_role_deltas_finish_and_usage(
 
 async def test_completions_plain_and_streamed(echo_server: tuple[str, Settings, Pipeline]) -> None:
     url, _, _ = echo_server
-    async with _sdk(url) as sdk:
+    async with openai_client(url) as sdk:
         plain = await sdk.completions.create(model="echo", prompt="where is my card")
         stream = await sdk.completions.create(model="echo", prompt=["my card"], stream=True)
         pieces = [c async for c in stream]
@@ -164,135 +144,13 @@ async def test_a_streamed_chat_reassembles_to_the_whole_one_for_the_same_seed(
         "temperature": 1.0,
         "seed": 3,
     }
-    async with _sdk(url) as sdk:
+    async with openai_client(url) as sdk:
         whole = await sdk.chat.completions.create(**ask)
         stream = await sdk.chat.completions.create(**ask, stream=True)
         streamed = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert whole.choices[0].message.content == streamed
     assert whole.usage is not None
     assert whole.usage.completion_tokens == 40
-
-
-@pytest.mark.parametrize(
-    ("overrides", "ask", "error", "status", "body"),
-    [
-        (
-            {},
-            {"model": "nope"},
-            openai.NotFoundError,
-            404,
-            {
-                "message": "no model named 'nope'",
-                "type": "not_found_error",
-                "param": "model",
-                "code": "model_not_found",
-            },
-        ),
-        (
-            {},
-            {"model": "custom"},
-            openai.ConflictError,
-            409,
-            {
-                "message": ANY,
-                "type": "invalid_request_error",
-                "param": "model",
-                "code": "model_not_active",
-            },
-        ),
-        (
-            {},
-            {"n": 2},
-            openai.BadRequestError,
-            400,
-            {
-                "message": "n: Value error, only n=1 is served: one choice per request",
-                "type": "invalid_request_error",
-                "param": "n",
-                "code": "invalid_request",
-            },
-        ),
-        (
-            {},
-            {"max_tokens": 10_000},
-            openai.BadRequestError,
-            400,
-            {
-                "message": "max_tokens: must be between 1 and 512",
-                "type": "invalid_request_error",
-                "param": "max_tokens",
-                "code": "invalid_request",
-            },
-        ),
-        (
-            {"active_model": "broken"},
-            {},
-            openai.InternalServerError,
-            503,
-            {"message": ANY, "type": "server_error", "param": None, "code": "model_unavailable"},
-        ),
-    ],
-)
-async def test_each_error_reaches_the_sdk_as_its_exception_and_openai_s_envelope(
-    service: ServiceFactory,
-    overrides: dict[str, Any],
-    ask: dict[str, Any],
-    error: type[openai.APIStatusError],
-    status: int,
-    body: dict[str, Any],
-) -> None:
-    async with service(**({"active_model": "echo"} | overrides)) as (app, _, pipeline):
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http:
-            sdk = openai.AsyncOpenAI(
-                base_url="http://testserver/v1", api_key=USER_KEY, max_retries=0, http_client=http
-            )
-            with pytest.raises(error) as raised:
-                await sdk.chat.completions.create(**({"model": "echo", "messages": QUESTION} | ask))
-        rows = read_log(pipeline.settings, pipeline)
-    assert raised.value.status_code == status
-    assert raised.value.response.json() == {"error": body}
-    assert [r["api"] for r in rows] == ["chat"]
-
-
-async def test_a_wrong_key_is_an_authentication_error(
-    echo_server: tuple[str, Settings, Pipeline],
-) -> None:
-    url, settings, pipeline = echo_server
-    async with _sdk(url, key="nope") as sdk:
-        with pytest.raises(openai.AuthenticationError) as raised:
-            await sdk.chat.completions.create(model="echo", messages=QUESTION)
-    assert raised.value.response.json() == {
-        "error": {
-            "message": "invalid API key",
-            "type": "authentication_error",
-            "param": None,
-            "code": "unauthorized",
-        }
-    }
-    assert pipeline.log.wait_written(1, timeout_s=30)
-    [row] = read_log(settings)
-    assert (row["api"], row["status"], row["error_type"]) == ("chat", "rejected", "unauthorized")
-
-
-async def test_a_full_queue_is_a_rate_limit_error_with_retry_after(
-    service: ServiceFactory,
-) -> None:
-    async with service(active_model="echo", max_concurrency=1, max_queue=0) as (app, _, pipeline):
-        held = pipeline.stream("hold the only slot")
-        await anext(held)
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http:
-            sdk = openai.AsyncOpenAI(
-                base_url="http://testserver/v1", api_key=USER_KEY, max_retries=0, http_client=http
-            )
-            with pytest.raises(openai.RateLimitError) as raised:
-                await sdk.completions.create(model="echo", prompt="hi")
-        await held.aclose()
-        queue_full = sample(
-            pipeline, "bankllm_requests_total", model="echo", backend="echo", status="rejected"
-        )
-    assert raised.value.response.headers["retry-after"] == "1"
-    assert raised.value.response.json()["error"]["code"] == "queue_full"
-    assert queue_full == 1
 
 
 async def test_models_lists_what_this_install_can_serve(service: ServiceFactory) -> None:
