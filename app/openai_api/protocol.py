@@ -69,6 +69,15 @@ class _Sampling(_Lenient):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = None
+    logprobs: bool | int | None = None  # completions take a count, chat a flag
+    top_logprobs: int | None = None
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | int | None) -> bool | int | None:
+        if value:  # null, false and 0 are what clients send when they want none
+            raise ValueError("log probabilities are not served")
+        return value
 
     @field_validator("n")
     @classmethod

@@ -62,6 +62,18 @@ CHAT: dict[str, Any] = {"messages": QUESTION}
         ),
         (
             {},
+            {"logprobs": True},
+            openai.BadRequestError,
+            400,
+            {
+                "message": "logprobs: Value error, log probabilities are not served",
+                "type": "invalid_request_error",
+                "param": "logprobs",
+                "code": "invalid_request",
+            },
+        ),
+        (
+            {},
             {"max_tokens": 10_000},
             openai.BadRequestError,
             400,
