@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import shutil
 import statistics
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.overhead import KEY, PROMPT, Result, Target, _free_port, _hey, _serving
-from benchmarks.vllm_overhead import KV_CACHE, _theirs, chat, load, median
+from benchmarks.vllm_overhead import _theirs, chat, load, median, tiny_llama_servers
 from tests.tiny_llama import build_adapter, build_base
 
 LEVELS = (1, 32)
@@ -91,63 +92,12 @@ def echo_part(rounds: int, seconds: float) -> None:
 
 
 def vllm_part(rounds: int, requests: int, max_tokens: int) -> None:
-    python = sys.executable
     ours_chat = functools.partial(_model_chat, "qlora")
     with tempfile.TemporaryDirectory() as tmp:
         base = build_base(Path(tmp) / "base")
         adapter = build_adapter(base, Path(tmp) / "adapter")
-        vllm_port, ours_port = _free_port(), _free_port()
-        theirs = Target(
-            "vLLM OpenAI server",
-            [
-                python,
-                "-m",
-                "vllm.entrypoints.openai.api_server",
-                "--model",
-                str(base),
-                "--enable-lora",
-                "--lora-modules",
-                f"bankllm={adapter}",
-                "--max-lora-rank",
-                "16",
-                "--max-model-len",
-                "512",
-                "--dtype",
-                "float32",
-                "--kv-cache-memory-bytes",
-                str(KV_CACHE),
-                "--port",
-                str(vllm_port),
-                "--disable-log-stats",
-            ],
-            {},
-            f"http://127.0.0.1:{vllm_port}",
-            f"http://127.0.0.1:{vllm_port}/health",
-            {},
-            {},
-        )
-        ours = Target(
-            "bankllm /v1 (vLLM engine)",
-            [python, "-m", "app.cli", "serve", "--port", str(ours_port)],
-            {
-                "ACTIVE_MODEL": "qlora",
-                "QLORA_BASE_MODEL": str(base),
-                "QLORA_ADAPTER": str(adapter),
-                "QLORA_ENGINE": "vllm",
-                "QLORA_QUANTIZATION": "none",
-                "QLORA_DTYPE": "float32",
-                "QLORA_MAX_MODEL_LEN": "512",
-                "QLORA_KV_CACHE_BYTES": str(KV_CACHE),
-                "API_KEYS": KEY,
-                "LOG_LEVEL": "WARNING",
-                "MAX_CONCURRENCY": "64",
-                "BENCHMARK_LOG": str(Path(tmp) / "bench.jsonl"),
-            },
-            f"http://127.0.0.1:{ours_port}",
-            f"http://127.0.0.1:{ours_port}/health",
-            {},
-            {},
-        )
+        theirs, generate = tiny_llama_servers(base, adapter, Path(tmp))
+        ours = dataclasses.replace(generate, name="bankllm /v1 (vLLM engine)")
         runs: dict[str, list[dict[int, dict[str, Any]]]] = {theirs.name: [], ours.name: []}
         for r in range(rounds):
             pair = [(theirs, _theirs), (ours, ours_chat)]

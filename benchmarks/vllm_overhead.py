@@ -106,6 +106,64 @@ async def load(
         return figures(outcomes, time.perf_counter() - started)
 
 
+def tiny_llama_servers(base: Path, adapter: Path, workdir: Path) -> tuple[Target, Target]:
+    """vLLM's OpenAI server and ours (qlora, vLLM engine) on the same tiny Llama and LoRA."""
+    python = sys.executable
+    vllm_port, ours_port = _free_port(), _free_port()
+    theirs = Target(
+        "vLLM OpenAI server",
+        [
+            python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(base),
+            "--enable-lora",
+            "--lora-modules",
+            f"bankllm={adapter}",
+            "--max-lora-rank",
+            "16",
+            "--max-model-len",
+            "512",
+            "--dtype",
+            "float32",
+            "--kv-cache-memory-bytes",
+            str(KV_CACHE),
+            "--port",
+            str(vllm_port),
+            "--disable-log-stats",
+        ],
+        {},
+        f"http://127.0.0.1:{vllm_port}",
+        f"http://127.0.0.1:{vllm_port}/health",
+        {},
+        {},
+    )
+    ours = Target(
+        "bankllm (qlora, vLLM engine)",
+        [python, "-m", "app.cli", "serve", "--port", str(ours_port)],
+        {
+            "ACTIVE_MODEL": "qlora",
+            "QLORA_BASE_MODEL": str(base),
+            "QLORA_ADAPTER": str(adapter),
+            "QLORA_ENGINE": "vllm",
+            "QLORA_QUANTIZATION": "none",
+            "QLORA_DTYPE": "float32",
+            "QLORA_MAX_MODEL_LEN": "512",
+            "QLORA_KV_CACHE_BYTES": str(KV_CACHE),
+            "API_KEYS": KEY,
+            "LOG_LEVEL": "WARNING",
+            "BENCHMARK_LOG": str(workdir / "bench.jsonl"),
+            "MAX_CONCURRENCY": "64",
+        },
+        f"http://127.0.0.1:{ours_port}",
+        f"http://127.0.0.1:{ours_port}/health",
+        {},
+        {},
+    )
+    return theirs, ours
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48, help="per level")
@@ -116,58 +174,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = build_base(Path(tmp) / "base")
         adapter = build_adapter(base, Path(tmp) / "adapter")
-        vllm_port, ours_port = _free_port(), _free_port()
-        theirs = Target(
-            "vLLM OpenAI server",
-            [
-                python,
-                "-m",
-                "vllm.entrypoints.openai.api_server",
-                "--model",
-                str(base),
-                "--enable-lora",
-                "--lora-modules",
-                f"bankllm={adapter}",
-                "--max-lora-rank",
-                "16",
-                "--max-model-len",
-                "512",
-                "--dtype",
-                "float32",
-                "--kv-cache-memory-bytes",
-                str(KV_CACHE),
-                "--port",
-                str(vllm_port),
-                "--disable-log-stats",
-            ],
-            {},
-            f"http://127.0.0.1:{vllm_port}",
-            f"http://127.0.0.1:{vllm_port}/health",
-            {},
-            {},
-        )
-        ours = Target(
-            "bankllm (qlora, vLLM engine)",
-            [python, "-m", "app.cli", "serve", "--port", str(ours_port)],
-            {
-                "ACTIVE_MODEL": "qlora",
-                "QLORA_BASE_MODEL": str(base),
-                "QLORA_ADAPTER": str(adapter),
-                "QLORA_ENGINE": "vllm",
-                "QLORA_QUANTIZATION": "none",
-                "QLORA_DTYPE": "float32",
-                "QLORA_MAX_MODEL_LEN": "512",
-                "QLORA_KV_CACHE_BYTES": str(KV_CACHE),
-                "API_KEYS": KEY,
-                "LOG_LEVEL": "WARNING",
-                "BENCHMARK_LOG": str(Path(tmp) / "bench.jsonl"),
-                "MAX_CONCURRENCY": "64",
-            },
-            f"http://127.0.0.1:{ours_port}",
-            f"http://127.0.0.1:{ours_port}/health",
-            {},
-            {},
-        )
+        theirs, ours = tiny_llama_servers(base, adapter, Path(tmp))
         hf_port = _free_port()
         transformers_engine = Target(
             "bankllm (qlora, transformers)",
