@@ -7,10 +7,10 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from app.adapters.backends import load_adapter
+from app.adapters.backends import is_remote, load_adapter
 from app.adapters.protocol import Adapter, Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet
-from app.errors import ModelUnavailable
+from app.errors import ModelUnavailable, UpstreamError
 
 logger = logging.getLogger(__name__)
 # Every model answers one short greedy question before it serves: the path traffic takes.
@@ -29,6 +29,7 @@ class Loaded:
 
     name: str
     adapter: Adapter
+    degraded: str | None = None  # why it may not serve (a failed warm-up), until it answers
     holders: int = 0
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=_set_event)  # set while nothing is in flight
@@ -90,13 +91,15 @@ class LoadedAdapters:
     def get(self, name: str) -> Loaded | None:
         return self._loaded.get(name)
 
-    async def acquire(self, spec: ModelSpec) -> Loaded:
+    async def acquire(self, spec: ModelSpec, *, degraded_ok: bool = False) -> Loaded:
         """The spec's adapter, loaded and warmed up unless it already is; raises
-        ModelUnavailable when it cannot load. Each acquire needs its `release`."""
+        ModelUnavailable when it cannot load. With `degraded_ok`, a remote model whose
+        warm-up fails upstream (a timeout, a 5xx, no connection) is kept, marked degraded: a
+        transient fault at start must not become an outage. Each acquire needs its `release`."""
         async with self._loading:
             loaded = self._loaded.get(spec.name)
             if loaded is None:
-                loaded = Loaded(spec.name, await self._load(spec))
+                loaded = await self._load(spec, degraded_ok)
                 self._loaded[spec.name] = loaded
             loaded.holders += 1
             return loaded
@@ -123,14 +126,20 @@ class LoadedAdapters:
         if self._closing:
             await asyncio.gather(*self._closing)
 
-    async def _load(self, spec: ModelSpec) -> Adapter:
+    async def _load(self, spec: ModelSpec, degraded_ok: bool) -> Loaded:
         adapter = await load_adapter(spec, self._intents)
         try:
             await collect(adapter.stream(*WARM_UP))
+        except UpstreamError as exc:
+            if not (degraded_ok and is_remote(spec.backend)):
+                await adapter.close()
+                raise ModelUnavailable(f"model {spec.name!r} failed its warm-up: {exc}") from exc
+            logger.warning("%s serves degraded: its warm-up failed: %s", spec.name, exc.message)
+            return Loaded(spec.name, adapter, degraded=f"warm-up failed: {exc.message}")
         except Exception as exc:
             await adapter.close()
             raise ModelUnavailable(f"model {spec.name!r} failed its warm-up: {exc}") from exc
-        return adapter
+        return Loaded(spec.name, adapter)
 
     @staticmethod
     async def _close_when_idle(loaded: Loaded) -> None:

@@ -31,6 +31,7 @@ from app.loaded import Loaded, LoadedAdapters
 from app.registry import build_registry, model_statuses
 from app.results import GenerateResult, ModelStatus, Origin, StreamEvent
 from app.settings import Settings
+from app.startup import Startup
 from app.switching import ActiveModel, SwitchResult
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
@@ -60,6 +61,9 @@ class Pipeline:
             self.metrics, self.log, lambda: self._model.info, self._admission.observe_latency
         )
         self._fallback: Loaded | None = None
+        self.startup = Startup(  # ACTIVE_MODEL at start, retried in the background if it fails
+            self._model, self.metrics, settings.start_retry_initial_s, settings.start_retry_max_s
+        )
         self.started_at = 0  # Unix time of start(): the `created` of /v1/models
 
     async def start(self) -> None:
@@ -72,10 +76,7 @@ class Pipeline:
             )
         self.started_at = int(time.time())
         self.log.start()
-        try:
-            await self._model.start(self.settings.active_model)
-        except ServiceError as exc:
-            logger.error("no model serves: %s", exc.message)
+        await self.startup.start(self.settings.active_model)
         if (fallback := self.settings.fallback_model) is not None:
             try:
                 self._fallback = await self._loaded.acquire(self.registry[fallback])
@@ -83,6 +84,7 @@ class Pipeline:
                 logger.error("FALLBACK_MODEL %s is off: %s", fallback, exc.message)
 
     async def close(self) -> None:
+        await self.startup.close()
         await self._model.close()
         await self._loaded.close()
         await asyncio.to_thread(self.log.close)
@@ -215,6 +217,8 @@ class Pipeline:
                     yield StreamEvent(record.request_id, tail, model=record.model)
                 record.intent = splitter.intent
                 record.end()
+                if record.fallback_from is None:
+                    self._model.answered(active)
             result = GenerateResult.of(record, "".join(reply), finish)
             yield StreamEvent(record.request_id, result=result, model=record.model)
         except TimeoutError as exc:

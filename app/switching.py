@@ -60,7 +60,15 @@ class ActiveModel:
 
     @property
     def problem(self) -> str | None:
-        return self._held.adapter.problem if self._held else None
+        held = self._held
+        return (held.degraded or held.adapter.problem) if held else None
+
+    def answered(self, adapter: Adapter) -> None:
+        """A request succeeded: a model that was degraded since its start serves again."""
+        held = self._held
+        if held is not None and held.degraded is not None and held.adapter is adapter:
+            logger.info("%s answered: no longer degraded", held.name)
+            held.degraded = None
 
     @property
     def switching(self) -> bool:
@@ -70,10 +78,15 @@ class ActiveModel:
         """Resolves once a switch is running (tests and admin tools wait on it)."""
         await self._switching.wait()
 
-    async def start(self, name: str) -> None:
-        """Load the first model; raises ModelUnavailable (and serves nothing) when it cannot."""
+    async def start(self, name: str) -> bool:
+        """Load the first model, degraded if a remote one cannot warm up; raises
+        ModelUnavailable (and serves nothing) when it cannot load. False when a switch
+        installed a model first (a retried start then leaves it be)."""
         async with self._switch_lock:
-            self._install(await self._loaded.acquire(self._spec(name)))
+            if self._held is not None:
+                return False
+            self._install(await self._loaded.acquire(self._spec(name), degraded_ok=True))
+            return True
 
     def lease(self) -> _ActiveLease:
         """The adapter to serve one request with; it stays open until the lease ends."""

@@ -40,6 +40,7 @@ class Memory:
     hold: dict[str, asyncio.Event] = field(default_factory=dict)  # model -> released when set
     failures: dict[str, list[ServiceError]] = field(default_factory=dict)  # raised before a word
     started: dict[str, asyncio.Event] = field(default_factory=dict)  # set by a stream's start
+    load_failures: dict[str, int] = field(default_factory=dict)  # model -> loads that fail
 
     def latest(self, name: str) -> MemoryAdapter:
         return self.adapters[name][-1]
@@ -78,6 +79,10 @@ class MemoryAdapter:
         return None
 
     async def load(self) -> None:
+        failures = self._memory.load_failures.get(self._info.name, 0)
+        if failures:
+            self._memory.load_failures[self._info.name] = failures - 1
+            raise RuntimeError("the disk is not mounted yet")
         if not self._options.loads:
             raise RuntimeError("no weights")
 

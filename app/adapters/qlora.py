@@ -72,11 +72,13 @@ class QLoRAAdapter:
         return None
 
     async def load(self) -> None:
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         self._tokenizer = await asyncio.to_thread(
             AutoTokenizer.from_pretrained, _tokenizer_source(self._o)
         )
+        config = await asyncio.to_thread(AutoConfig.from_pretrained, self._o.base_model)
+        self._o = self._o.model_copy(update={"max_model_len": context_length(self._o, config)})
         if self._o.engine == "vllm":
             from app.qlora.vllm_engine import start_vllm
 
@@ -94,7 +96,8 @@ class QLoRAAdapter:
         turns = [(m.role, m.content) for m in messages]
         text = chat_prompt(self._tokenizer, turns, self._system)
         ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-        if (length := len(ids)) >= self._o.max_model_len:
+        limit = self._o.max_model_len or 0  # set by load()
+        if (length := len(ids)) >= limit:
             raise InvalidRequest.fields(
                 (
                     ["prompt"],
@@ -126,6 +129,25 @@ class QLoRAAdapter:
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.close()
+
+
+def context_length(o: QLoRAOptions, config: Any) -> int:
+    """QLORA_MAX_MODEL_LEN, or the model's own context when unset; a value above the model's
+    own is refused at load, naming both (vLLM would refuse it less clearly)."""
+    native = getattr(config, "max_position_embeddings", None)
+    if o.max_model_len is None:
+        if native is None:
+            raise ModelUnavailable(
+                "QLORA_MAX_MODEL_LEN is unset and the model's config names no "
+                "max_position_embeddings: set QLORA_MAX_MODEL_LEN"
+            )
+        return int(native)
+    if native is not None and o.max_model_len > native:
+        raise ModelUnavailable(
+            f"QLORA_MAX_MODEL_LEN={o.max_model_len} is more than the model's own context, "
+            f"{native} tokens (max_position_embeddings): set it to {native} or less, or unset it"
+        )
+    return o.max_model_len
 
 
 def _tokenizer_source(o: QLoRAOptions) -> str:

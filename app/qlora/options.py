@@ -16,13 +16,14 @@ class QLoRAOptions(BaseModel):
     engine: Literal["vllm", "transformers"] = "vllm"
     quantization: Literal["bitsandbytes", "none"] = "bitsandbytes"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    max_model_len: int = Field(2048, ge=16)  # prompt + reply tokens
+    # prompt + reply tokens; None: the model's own context (its max_position_embeddings)
+    max_model_len: int | None = Field(None, ge=16)
     max_lora_rank: int = Field(16, ge=1)  # vLLM: the largest adapter rank it accepts
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)  # vLLM on GPU: weights + KV cache
     kv_cache_bytes: int | None = Field(None, ge=1)  # vLLM: an explicit KV cache (CPU needs it)
     max_batch: int = Field(8, ge=1)  # transformers: requests decoded together
 
-    @field_validator("kv_cache_bytes", mode="before")
+    @field_validator("kv_cache_bytes", "max_model_len", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

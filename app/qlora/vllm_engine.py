@@ -26,7 +26,7 @@ def engine_args(o: QLoRAOptions) -> Any:
         model=o.base_model,
         tokenizer=o.base_model,
         dtype=cast(Any, o.dtype),  # vLLM's Literal; ours is checked by Settings
-        max_model_len=o.max_model_len,
+        max_model_len=cast(Any, o.max_model_len),  # set by the adapter: ours or the model's own
         enable_lora=True,
         max_loras=1,
         max_lora_rank=cast(Any, o.max_lora_rank),

@@ -16,6 +16,10 @@ async def ready(pipeline: PipelineDep) -> HealthPublic:
     """200 while the active model can serve, else 503. A model with a problem (its key
     rejected, its circuit open) is `degraded`: 200 while a fallback answers for it, else 503."""
     active = pipeline.active
+    if active is None and (retry := pipeline.startup.retry) is not None:
+        details = {"model": retry.model, "attempts": retry.attempts}
+        details["next_attempt_in_s"] = retry.next_attempt_in_s()
+        raise ModelUnavailable(f"{retry.model} is not loaded: {retry.describe()}", details)
     if active is None:
         raise ModelUnavailable("no model is loaded")
     problem = pipeline.problem

@@ -73,6 +73,12 @@ class Metrics:
         self.completion_tokens = Counter(
             "bankllm_completion_tokens_total", "Tokens generated.", _MODEL, registry=r
         )
+        self.load_attempts = Counter(
+            "bankllm_model_load_attempts_total",
+            "Attempts to load ACTIVE_MODEL at start (retried in the background), by result.",
+            ("model", "result"),
+            registry=r,
+        )
         self.switches = Counter(
             "bankllm_model_switches_total", "Model switches by result.", ("result",), registry=r
         )

@@ -6,16 +6,17 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
 from app.adapters.backends import unavailable_reason
 from app.adapters.protocol import ModelSpec, SamplingParams, collect
-from app.adapters.qlora import QLoRAAdapter
+from app.adapters.qlora import QLoRAAdapter, context_length
 from app.banking.corpus import build_corpus
 from app.banking.intents import IntentSet
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, ModelUnavailable
 from app.qlora.finetune import FinetuneConfig, finetune
 from app.qlora.hf_loading import load_base
 from app.qlora.options import QLoRAOptions
@@ -131,3 +132,27 @@ async def test_finetune_writes_an_adapter_that_serves(
     completion = await collect(adapter.stream(ask("where is my card"), GREEDY))
     await adapter.close()
     assert 1 <= completion.usage.completion_tokens <= GREEDY.max_tokens
+
+
+@pytest.mark.parametrize(
+    ("configured", "native", "expected"),
+    [(None, 512, 512), (256, 512, 256), (512, 512, 512), (300, None, 300)],
+)
+def test_the_context_is_ours_or_the_model_s_own(
+    configured: int | None, native: int | None, expected: int
+) -> None:
+    config = SimpleNamespace(max_position_embeddings=native)
+    assert context_length(QLoRAOptions(max_model_len=configured), config) == expected
+
+
+async def test_a_context_longer_than_the_model_s_own_is_a_clear_start_up_error(
+    qlora_settings: Callable[..., Settings],
+) -> None:
+    adapter = QLoRAAdapter(build_registry(qlora_settings(qlora_max_model_len=4096))["qlora"])
+    with pytest.raises(ModelUnavailable) as refused:
+        await adapter.load()
+    await adapter.close()
+    assert refused.value.message == (
+        "QLORA_MAX_MODEL_LEN=4096 is more than the model's own context, 512 tokens "
+        "(max_position_embeddings): set it to 512 or less, or unset it"
+    )

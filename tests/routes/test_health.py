@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -36,8 +38,15 @@ async def test_not_ready_without_a_model_but_alive(
         generate = await client.post("/generate", json={"prompt": "hi"})
     assert ready.status_code == 503
     assert ready.json() == {
-        "error": {"type": "model_unavailable", "message": "no model is loaded", "details": None}
+        "error": {
+            "type": "model_unavailable",
+            "message": ANY,
+            "details": {"model": "broken", "attempts": 1, "next_attempt_in_s": ANY},
+        }
     }
+    message = ready.json()["error"]["message"]
+    assert message.startswith("broken is not loaded: model 'broken' is unavailable: no checkpoint")
+    assert re.search(r"1 attempt\(s\) so far, the next in [\d.]+ s \(or load one with", message)
     assert live.status_code == 200
     assert live.json() == {"status": "ok"}
     assert generate.status_code == 503

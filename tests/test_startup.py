@@ -1,0 +1,82 @@
+"""ACTIVE_MODEL at start: a local model that fails to load is tried again in the background;
+a remote one whose warm-up fails upstream serves degraded until it answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.errors import ModelUnavailable, UpstreamTimeout
+from tests.conftest import PipelineFactory
+from tests.helpers import sample
+from tests.memory import Memory
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_model_that_fails_to_load_at_start_is_tried_again_until_it_loads(
+    start_pipeline: PipelineFactory, memory: Memory
+) -> None:
+    memory.load_failures["mem"] = 2
+    async with start_pipeline(start_retry_initial_s=0.01) as pipeline:
+        retry = pipeline.startup.retry
+        before = pipeline.active
+        await pipeline.startup.until_done()
+        result = await pipeline.generate("where is my card")
+        attempts = {
+            r: sample(pipeline, "bankllm_model_load_attempts_total", model="mem", result=r)
+            for r in ("failed", "ok")
+        }
+    assert before is None
+    assert retry is not None
+    assert (retry.model, retry.attempts, retry.next_in_s) == ("mem", 1, 0.01)
+    assert "the disk is not mounted yet" in retry.reason
+    assert pipeline.startup.retry is None
+    assert result.model == "mem"
+    assert attempts == {"failed": 2, "ok": 1}
+
+
+async def test_the_wait_doubles_up_to_its_cap(
+    start_pipeline: PipelineFactory, memory: Memory
+) -> None:
+    memory.load_failures["mem"] = 3
+    async with start_pipeline(start_retry_initial_s=0.01, start_retry_max_s=0.03) as pipeline:
+        waits: list[float] = []
+        while pipeline.startup.retry is not None and len(waits) < 3:
+            waits.append(pipeline.startup.retry.next_in_s)
+            await pipeline.startup.until_retried()
+        await pipeline.startup.until_done()
+    assert waits == [0.01, 0.02, 0.03]
+
+
+async def test_a_switch_ends_the_retries(start_pipeline: PipelineFactory) -> None:
+    async with start_pipeline(active_model="broken", start_retry_initial_s=3600) as pipeline:
+        assert pipeline.startup.retry is not None
+        await pipeline.switch("mem")
+        await pipeline.startup.close()  # the retry would have found a model installed anyway
+        result = await pipeline.generate("hi")
+    assert result.model == "mem"
+
+
+async def test_a_remote_model_that_cannot_warm_up_serves_degraded_until_it_answers(
+    start_pipeline: PipelineFactory, memory: Memory
+) -> None:
+    memory.failures["remote"] = [UpstreamTimeout("remote did not answer within 30 s")]
+    async with start_pipeline(active_model="remote") as pipeline:
+        problem = pipeline.problem
+        result = await pipeline.generate("where is my card")
+        after = pipeline.problem
+    assert problem == "warm-up failed: remote did not answer within 30 s"
+    assert result.model == "remote"
+    assert after is None
+
+
+async def test_a_switch_to_a_remote_model_that_cannot_warm_up_keeps_the_old_one(
+    start_pipeline: PipelineFactory, memory: Memory
+) -> None:
+    async with start_pipeline() as pipeline:
+        memory.failures["remote"] = [UpstreamTimeout("remote did not answer")]
+        with pytest.raises(ModelUnavailable, match="'remote' failed its warm-up"):
+            await pipeline.switch("remote")
+        active = pipeline.active
+    assert active is not None
+    assert active.name == "mem"
