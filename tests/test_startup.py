@@ -3,10 +3,14 @@ a remote one whose warm-up fails upstream serves degraded until it answers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from app.errors import ModelUnavailable, UpstreamTimeout
-from tests.conftest import PipelineFactory
+from app.settings import Settings
+from tests.conftest import PipelineFactory, ServiceFactory
+from tests.fake_gemini import FakeGemini, Fault
 from tests.helpers import sample
 from tests.memory import Memory
 
@@ -80,3 +84,19 @@ async def test_a_switch_to_a_remote_model_that_cannot_warm_up_keeps_the_old_one(
         active = pipeline.active
     assert active is not None
     assert active.name == "mem"
+
+
+async def test_gemini_down_at_start_serves_degraded_and_recovers_by_itself(
+    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.faults.extend([Fault(status=503)] * 3)  # every attempt of the warm-up
+    settings = gemini_settings(active_model="gemini", gemini_breaker_failures=5)
+    async with service(settings) as (_, client, _):
+        down = await client.get("/health")
+        answer = await client.post("/generate", json={"prompt": "where is my card"})
+        up = await client.get("/health")
+    assert down.status_code == 503
+    assert down.json()["error"]["type"] == "degraded"
+    assert down.json()["error"]["message"].startswith("warm-up failed: gemini failed (503")
+    assert (answer.status_code, answer.json()["model"]) == (200, "gemini")
+    assert (up.status_code, up.json()["status"]) == (200, "ok")
