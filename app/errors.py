@@ -61,6 +61,10 @@ class ModelNotActive(ServiceError):
 
     status_code, type, outcome = 409, "model_not_active", "bad_request"
 
+    def __init__(self, message: str, details: Any = None):
+        # OpenAI's SDK retries a 409 unless told: retrying cannot change the active model
+        super().__init__(message, details, {"x-should-retry": "false"})
+
 
 class SwitchInProgress(ServiceError):
     status_code, type, outcome = 409, "switch_in_progress", "rejected"

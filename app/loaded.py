@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from app.adapters.backends import is_remote, load_adapter
 from app.adapters.protocol import Adapter, Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet
-from app.errors import ModelUnavailable, UpstreamError
+from app.errors import ModelUnavailable, UpstreamAuthRejected, UpstreamError, UpstreamRefused
 
 logger = logging.getLogger(__name__)
 # Every model answers one short greedy question before it serves: the path traffic takes.
@@ -131,7 +131,9 @@ class LoadedAdapters:
         try:
             await collect(adapter.stream(*WARM_UP))
         except UpstreamError as exc:
-            if not (degraded_ok and is_remote(spec.backend)):
+            # Google refused us (a bad key, an unknown model): no wait will fix that
+            answered = isinstance(exc, UpstreamRefused | UpstreamAuthRejected)
+            if answered or not (degraded_ok and is_remote(spec.backend)):
                 await adapter.close()
                 raise ModelUnavailable(f"model {spec.name!r} failed its warm-up: {exc}") from exc
             logger.warning("%s serves degraded: its warm-up failed: %s", spec.name, exc.message)

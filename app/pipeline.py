@@ -99,6 +99,11 @@ class Pipeline:
         return self._model.problem
 
     @property
+    def failing(self) -> str | None:
+        """Why the active model fails fast now, or None (see ActiveModel.failing)."""
+        return self._model.failing
+
+    @property
     def fallback(self) -> str | None:
         """The loaded FALLBACK_MODEL that would answer for the active model, if any."""
         active = self._model.info

@@ -5,6 +5,7 @@ must not become a permanent outage."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -68,12 +69,17 @@ class Startup:
 
     async def until_retried(self) -> None:
         """Resolves after the next background attempt, whatever its result."""
+        if self._task is None or self._task.done():
+            return
         async with self._attempted:
             await self._attempted.wait()
 
     async def close(self) -> None:
-        if self._task is not None:
+        if self._task is not None and not self._task.done():
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._done.set()
 
     async def _keep_trying(self, retry: StartRetry) -> None:
         while True:

@@ -61,7 +61,13 @@ class ActiveModel:
     @property
     def problem(self) -> str | None:
         held = self._held
-        return (held.degraded or held.adapter.problem) if held else None
+        return (held.adapter.problem or held.degraded) if held else None
+
+    @property
+    def failing(self) -> str | None:
+        """Why requests fail fast now (a rejected key, an open circuit). A model degraded only
+        by a failed warm-up still takes requests: the first answer clears it."""
+        return self._held.adapter.problem if self._held else None
 
     def answered(self, adapter: Adapter) -> None:
         """A request succeeded: a model that was degraded since its start serves again."""
@@ -82,10 +88,15 @@ class ActiveModel:
         """Load the first model, degraded if a remote one cannot warm up; raises
         ModelUnavailable (and serves nothing) when it cannot load. False when a switch
         installed a model first (a retried start then leaves it be)."""
+        if self._held is not None:
+            return False
+        # Loaded outside the switch lock: an admin may switch meanwhile (and wins).
+        loaded = await self._loaded.acquire(self._spec(name), degraded_ok=True)
         async with self._switch_lock:
             if self._held is not None:
+                await self._loaded.release(loaded)
                 return False
-            self._install(await self._loaded.acquire(self._spec(name), degraded_ok=True))
+            self._install(loaded)
             return True
 
     def lease(self) -> _ActiveLease:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from app.errors import ModelUnavailable, UpstreamTimeout
+from app.errors import ModelUnavailable, UpstreamAuthRejected, UpstreamTimeout
 from app.settings import Settings
 from tests.conftest import PipelineFactory, ServiceFactory
 from tests.fake_gemini import FakeGemini, Fault
@@ -95,8 +95,20 @@ async def test_gemini_down_at_start_serves_degraded_and_recovers_by_itself(
         down = await client.get("/health")
         answer = await client.post("/generate", json={"prompt": "where is my card"})
         up = await client.get("/health")
-    assert down.status_code == 503
-    assert down.json()["error"]["type"] == "degraded"
-    assert down.json()["error"]["message"].startswith("warm-up failed: gemini failed (503")
+    # degraded, but taking requests: a 503 would keep a load balancer from sending the one
+    # request that can clear it
+    assert (down.status_code, down.json()["status"]) == (200, "degraded")
+    assert down.json()["problem"].startswith("warm-up failed: gemini failed (503")
     assert (answer.status_code, answer.json()["model"]) == (200, "gemini")
     assert (up.status_code, up.json()["status"]) == (200, "ok")
+
+
+async def test_a_remote_model_that_refuses_its_warm_up_does_not_start_degraded(
+    start_pipeline: PipelineFactory, memory: Memory
+) -> None:
+    memory.failures["remote"] = [UpstreamAuthRejected("remote rejected the API key")]
+    async with start_pipeline(active_model="remote", start_retry_initial_s=3600) as pipeline:
+        active, retry = pipeline.active, pipeline.startup.retry
+    assert active is None  # no wait fixes a rejected key: it is retried as a failed load
+    assert retry is not None
+    assert "rejected the API key" in retry.reason

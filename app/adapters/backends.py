@@ -85,8 +85,12 @@ async def load_adapter(spec: ModelSpec, intents: IntentSet) -> Adapter:
     try:
         await adapter.load()
     except ModelUnavailable:
+        await adapter.close()
         raise
     except Exception as exc:
         await adapter.close()
         raise ModelUnavailable(f"model {spec.name!r} failed to load: {exc}") from exc
+    except BaseException:  # cancelled mid-load (a shutdown): free what was loaded
+        await adapter.close()
+        raise
     return adapter

@@ -134,7 +134,8 @@ class QLoRAAdapter:
 def context_length(o: QLoRAOptions, config: Any) -> int:
     """QLORA_MAX_MODEL_LEN, or the model's own context when unset; a value above the model's
     own is refused at load, naming both (vLLM would refuse it less clearly)."""
-    native = getattr(config, "max_position_embeddings", None)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    native = getattr(text, "max_position_embeddings", None)  # multimodal configs nest it
     if o.max_model_len is None:
         if native is None:
             raise ModelUnavailable(

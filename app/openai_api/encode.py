@@ -64,8 +64,11 @@ def completion(kind: Kind, result: GenerateResult, created: int) -> dict[str, An
 class Chunks:
     """The chunks of one streamed answer: the same id, created and model on each."""
 
-    def __init__(self, kind: Kind, request_id: str, model: ModelInfo, created: int):
+    def __init__(
+        self, kind: Kind, request_id: str, model: ModelInfo, created: int, usage: bool = False
+    ):
         self._kind = kind
+        self._usage = usage  # with include_usage, OpenAI puts `usage: null` on every chunk
         self._head = {
             "id": response_id(kind, request_id),
             "object": _CHUNK[kind],
@@ -96,4 +99,7 @@ class Chunks:
 
     def _choice(self, body: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, **body, "logprobs": None, "finish_reason": finish}
-        return {**self._head, "choices": [choice]}
+        chunk: dict[str, Any] = {**self._head, "choices": [choice]}
+        if self._usage:
+            chunk["usage"] = None
+        return chunk

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import anyio
@@ -63,9 +63,12 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[str]):
+    def __init__(self, content: AsyncIterator[str], source: AsyncGenerator[Any, None]):
+        """`content` encodes `source` (the pipeline's events); both are closed at the end, the
+        source too when the client left before `content` ever started."""
         super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self._source = content
+        self._content = content
+        self._source = source
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -79,6 +82,7 @@ class EventStreamResponse(StreamingResponse):
                 await self.listen_for_disconnect(receive)
                 group.cancel_scope.cancel()
         finally:
-            aclose = getattr(self._source, "aclose", None)
+            aclose = getattr(self._content, "aclose", None)
             if aclose is not None:
                 await aclose()
+            await self._source.aclose()  # a no-op when the content closed it already

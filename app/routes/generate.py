@@ -40,7 +40,7 @@ async def generate(
     except BaseException:
         await events.aclose()
         raise
-    return EventStreamResponse(_encode(first, events))
+    return EventStreamResponse(_encode(first, events), events)
 
 
 async def _encode(

@@ -14,7 +14,9 @@ router = APIRouter(tags=["health"])
 @router.get("/health", responses={503: {"model": ErrorPublic}})
 async def ready(pipeline: PipelineDep) -> HealthPublic:
     """200 while the active model can serve, else 503. A model with a problem (its key
-    rejected, its circuit open) is `degraded`: 200 while a fallback answers for it, else 503."""
+    rejected, its circuit open) is `degraded`: 200 while a fallback answers for it, else 503.
+    One degraded only by a failed warm-up at start is 200 `degraded`: it takes requests, and
+    the first answer clears it (a 503 would keep a load balancer from ever sending one)."""
     active = pipeline.active
     if active is None and (retry := pipeline.startup.retry) is not None:
         details = {"model": retry.model, "attempts": retry.attempts}
@@ -23,8 +25,8 @@ async def ready(pipeline: PipelineDep) -> HealthPublic:
     if active is None:
         raise ModelUnavailable("no model is loaded")
     problem = pipeline.problem
-    if problem is not None and pipeline.fallback is None:
-        raise ModelDegraded(problem, {"model": active.name, "backend": active.backend})
+    if (failing := pipeline.failing) is not None and pipeline.fallback is None:
+        raise ModelDegraded(failing, {"model": active.name, "backend": active.backend})
     return HealthPublic(
         status="ok" if problem is None else "degraded",
         model=active.name,

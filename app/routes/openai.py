@@ -99,7 +99,7 @@ async def _answer(
     except BaseException:
         await events.aclose()
         raise
-    return EventStreamResponse(_chunks(kind, first, events, created, include_usage))
+    return EventStreamResponse(_chunks(kind, first, events, created, include_usage), events)
 
 
 async def _chunks(
@@ -110,7 +110,7 @@ async def _chunks(
     include_usage: bool,
 ) -> AsyncIterator[str]:
     assert first.model is not None
-    chunks = Chunks(kind, first.id, first.model, created)
+    chunks = Chunks(kind, first.id, first.model, created, include_usage)
     async with aclosing(events):
         if kind == "chat":
             yield sse(chunks.first())

@@ -100,6 +100,7 @@ async def test_a_streamed_chat_sends_role_deltas_finish_and_usage(
         "system_fingerprint": "fixed-reply-1",
     }
     assert all({k: c[k] for k in common} == common for c in chunks)
+    assert all(c["usage"] is None for c in chunks[:-1])  # as OpenAI: null until the last
     first, *middle, last, usage = chunks
     assert first["choices"] == [
         {
