@@ -8,16 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from app.adapters.backends import is_remote
 from app.adapters.protocol import Adapter, FinishReason, Message, ModelInfo, Piece, SamplingParams
 from app.admission import Admission
 from app.banking.intents import IntentSet, IntentSplitter
-from app.banking.pii import blocked, redact
 from app.deadline import Deadline
 from app.errors import (
     InternalError,
@@ -28,6 +25,7 @@ from app.errors import (
 )
 from app.limits import Limits
 from app.loaded import Loaded, LoadedAdapters
+from app.outbound import outbound
 from app.registry import build_registry, model_statuses
 from app.results import GenerateResult, ModelStatus, Origin, StreamEvent
 from app.settings import Settings
@@ -276,7 +274,8 @@ class Pipeline:
                 name = adapter.info.name
                 logger.warning("%s failed (%s); %s answers", active.info.name, failure.type, name)
                 record.fell_back(active.info, failure, adapter.info)
-            pieces = adapter.stream(self._outbound(conversation, adapter.info, record), params)
+            policy = self.settings.cloud_pii_policy
+            pieces = adapter.stream(outbound(conversation, adapter.info, policy, record), params)
             try:
                 return pieces, await deadline.bound(anext(pieces, None))
             except UpstreamError as exc:
@@ -287,17 +286,3 @@ class Pipeline:
                 raise
         assert failure is not None
         raise failure
-
-    def _outbound(
-        self, conversation: tuple[Message, ...], info: ModelInfo, record: RequestRecord
-    ) -> tuple[Message, ...]:
-        """The turns as they may leave the process: CLOUD_PII_POLICY for remote models."""
-        policy = self.settings.cloud_pii_policy
-        if policy == "allow" or not is_remote(info.backend):
-            return conversation
-        redactions = [redact(m.content) for m in conversation]
-        found = sum((r.found for r in redactions), Counter())
-        record.found_pii(found, "blocked" if policy == "block" else "redacted")
-        if policy == "block" and found:
-            raise blocked(found)
-        return tuple(Message(m.role, r.text) for m, r in zip(conversation, redactions, strict=True))

@@ -22,6 +22,8 @@ from starlette.routing import Route
 
 API_KEY = "fake-gemini-key"
 REPLY = "intent: card_arrival\nYour card is on its way and usually arrives within 3 working days."
+REPLY_TEXT = REPLY.split("\n", 1)[1]  # what the service answers: the reply, no intent line
+ASK = {"prompt": "my card has not arrived", "max_tokens": 64, "temperature": 0}  # to /generate
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     403: "PERMISSION_DENIED",

@@ -9,12 +9,10 @@ import pytest
 
 from app.settings import Settings
 from tests.conftest import ServiceFactory
-from tests.fake_gemini import FakeGemini, Fault
+from tests.fake_gemini import ASK, FakeGemini, Fault
 from tests.helpers import ADMIN_KEY, parse_sse, read_log, sample
 
 pytestmark = pytest.mark.anyio
-ASK = {"prompt": "my card has not arrived", "max_tokens": 64, "temperature": 0}
-REPLY_TEXT = "Your card is on its way and usually arrives within 3 working days."
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CARD, IBAN, ACCOUNT = "4111 1111 1111 1111", "GB82 WEST 1234 5698 7654 32", "87654321"
 
