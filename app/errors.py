@@ -149,6 +149,28 @@ class ModelDegraded(ModelUnavailable):
     type = "degraded"
 
 
+class Draining(ServiceError):
+    """The service is stopping: it finishes what it has and takes nothing new."""
+
+    status_code, type, outcome = 503, "draining", "rejected"
+
+    def __init__(self, **details: Any) -> None:
+        # ask the caller to go elsewhere, and this connection to close after the answer
+        headers = {"Retry-After": "1", "Connection": "close"}
+        message = "the service is stopping; send the request to another replica"
+        super().__init__(message, {"retry_after_s": 1, **details}, headers)
+
+
+class ShutDown(ServiceError):
+    """A request still running when the stop's grace period ran out."""
+
+    status_code, type, outcome = 503, "shut_down", "cancelled"
+
+    def __init__(self, grace_s: float) -> None:
+        message = f"the service stopped before the answer ended (SHUTDOWN_GRACE_S={grace_s:g})"
+        super().__init__(message, None, {"Connection": "close"})
+
+
 class GenerationTimeout(ServiceError):
     status_code, type, outcome = 504, "timeout", "timeout"
 

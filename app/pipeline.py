@@ -16,7 +16,9 @@ from app.adapters.protocol import Adapter, FinishReason, Message, ModelInfo, Pie
 from app.admission import Admission
 from app.banking.intents import IntentSet, IntentSplitter
 from app.deadline import Deadline
+from app.drain import Drain
 from app.errors import (
+    Draining,
     InternalError,
     ModelNotActive,
     ModelNotFound,
@@ -63,6 +65,7 @@ class Pipeline:
             self._model, self.metrics, settings.start_retry_initial_s, settings.start_retry_max_s
         )
         self.started_at = 0  # Unix time of start(): the `created` of /v1/models
+        self.drain = Drain(settings.shutdown_grace_s)  # the graceful stop (SIGTERM)
 
     async def start(self) -> None:
         """Open the log and load ACTIVE_MODEL (and FALLBACK_MODEL). A model that fails to load
@@ -153,6 +156,8 @@ class Pipeline:
         record.commit()
 
     async def switch(self, name: str) -> SwitchResult:
+        if self.drain.draining:
+            raise Draining()
         return await self._model.switch(name)
 
     async def until_switching(self) -> None:
@@ -184,6 +189,7 @@ class Pipeline:
         record = self._ledger.open(streamed, origin.api)
         record.by_user(origin.user)
         try:
+            self.drain.admit(deadline)
             if origin.model is not None and origin.model not in self.registry:
                 raise ModelNotFound(
                     f"no model named {origin.model!r}", {"models": sorted(self.registry)}
@@ -247,6 +253,7 @@ class Pipeline:
             raise
         finally:
             record.commit()
+            self.drain.leave(deadline)
 
     async def _open(
         self,

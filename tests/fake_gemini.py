@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class Fault:
     malformed: bool = False  # a 200 whose body is not JSON
     cut_after: int | None = None  # streams: drop the connection after this many chunks
     finish_reason: str | None = None  # end the reply with this finishReason (e.g. SAFETY)
+    hold: threading.Event | None = None  # answer only once the test sets it (60 s at most)
+    hold_after: int = 0  # streams: chunks sent before the hold
 
 
 @dataclass
@@ -60,11 +63,17 @@ class FakeGemini:
     accepted_key: str = API_KEY  # set another to revoke the key the service holds
     faults: deque[Fault] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def reset(self) -> None:
         self.reply, self.accepted_key = REPLY, API_KEY
         self.faults.clear()
         self.received.clear()
+
+    def wait_received(self, count: int, timeout_s: float) -> bool:
+        """Whether `count` requests have arrived within `timeout_s` (from any thread)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.received) >= count, timeout_s)
 
     def app(self) -> Starlette:
         routes = []
@@ -81,12 +90,16 @@ class FakeGemini:
     async def _handle(self, request: Request) -> Response:
         raw = await request.body()
         body = json.loads(raw)
-        self.received.append(
-            Received(request.url.path, request.headers.get("x-goog-api-key"), body, raw)
-        )
         fault = self.faults.popleft() if self.faults else Fault()
+        with self._arrived:
+            key = request.headers.get("x-goog-api-key")
+            self.received.append(Received(request.url.path, key, body, raw))
+            self._arrived.notify_all()
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)  # the upstream is slow, by design of the test
+        streamed = not request.url.path.endswith(":generateContent")
+        if fault.hold is not None and not (streamed and fault.hold_after):
+            await asyncio.to_thread(fault.hold.wait, 60)
         if request.headers.get("x-goog-api-key") != self.accepted_key:
             return _error(400, "API key not valid. Please pass a valid API key.", "API_KEY_INVALID")
         if fault.status is not None:
@@ -98,19 +111,20 @@ class FakeGemini:
         finish = fault.finish_reason or ("MAX_TOKENS" if len(words) > limit else "STOP")
         words = words[:limit]
         prompt_tokens = len(json.dumps(body.get("contents", [])).split())
-        if request.url.path.endswith(":generateContent"):
+        if not streamed:
             return JSONResponse(_response("".join(words), finish, prompt_tokens, len(words)))
         return StreamingResponse(
-            self._events(words, finish, prompt_tokens, fault.cut_after),
-            media_type="text/event-stream",
+            self._events(words, finish, prompt_tokens, fault), media_type="text/event-stream"
         )
 
     async def _events(
-        self, words: list[str], finish: str, prompt_tokens: int, cut_after: int | None
+        self, words: list[str], finish: str, prompt_tokens: int, fault: Fault
     ) -> AsyncIterator[bytes]:
         for i, word in enumerate(words):
-            if cut_after is not None and i == cut_after:
+            if fault.cut_after is not None and i == fault.cut_after:
                 raise ConnectionAbortedError("the fake upstream drops the stream on purpose")
+            if fault.hold is not None and fault.hold_after and i == fault.hold_after:
+                await asyncio.to_thread(fault.hold.wait, 60)
             last = i == len(words) - 1
             chunk = _response(word, finish if last else None, prompt_tokens, i + 1)
             yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()

@@ -70,6 +70,7 @@ def test_each_model_profile_validates_and_runs_its_image(profile: str) -> None:
     assert "/health" in service["healthcheck"]["test"][3]
     assert {(str(p["published"]), p["target"]) for p in service["ports"]} == {("8000", 8000)}
     assert service["networks"]["default"]["aliases"] == ["bankllm"]
+    assert service["stop_grace_period"] == "40s"  # SHUTDOWN_GRACE_S and 10 s to spare
     assert any(str(v).startswith("bankllm-logs:/srv/bankllm/logs") for v in service["volumes"])
 
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+from app.drain import AFTER_CUT_S
 from app.main import create_app
+from app.pipeline import Pipeline
 from app.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(commands: Any) -> None:
@@ -39,6 +46,47 @@ def freeze_after_start(app: FastAPI) -> None:
     app.router.lifespan_context = lifespan
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, stopped the service's way. On SIGTERM (or Ctrl-C) it keeps listening
+    while the pipeline drains: /health answers 503 `draining` so load balancers stop sending,
+    new requests get 503 `draining`, those in flight finish within SHUTDOWN_GRACE_S and are cut
+    past it. Only then does uvicorn stop: connections close, the lifespan closes the log, and
+    the process exits 0 (uvicorn would re-raise the signal, and so exit 143). A second signal
+    cuts the requests at once."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI):
+        super().__init__(config)
+        self._app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._asked = False  # whether a signal has asked for the stop
+        self._drained: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        pipeline: Pipeline | None = getattr(self._app.state, "pipeline", None)
+        if self._loop is None or pipeline is None or self.should_exit:
+            self.force_exit = self.should_exit  # not serving yet, or stopping already: uvicorn's
+            self.should_exit = True
+        elif not self._asked:
+            self._asked = True
+            self._loop.call_soon_threadsafe(self._stop, pipeline)
+        else:
+            self._loop.call_soon_threadsafe(pipeline.drain.cut)
+
+    def _stop(self, pipeline: Pipeline) -> None:
+        self._drained = asyncio.create_task(self._drain(pipeline))
+
+    async def _drain(self, pipeline: Pipeline) -> None:
+        try:
+            cut = await pipeline.drain.run()
+            logger.info("drained: %d request(s) cut at the end of the grace period", cut)
+        finally:
+            self.should_exit = True
+
+
 def run(args: argparse.Namespace) -> int:
     settings = get_settings(args.env_file)
     logging.basicConfig(
@@ -49,5 +97,12 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     app = create_app(settings)
     freeze_after_start(app)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(AFTER_CUT_S),  # for a send that never ends
+    )
+    GracefulServer(config, app).run()
     return 0

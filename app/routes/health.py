@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import PipelineDep
-from app.errors import ModelDegraded, ModelUnavailable
+from app.errors import Draining, ModelDegraded, ModelUnavailable
 from app.schemas import ErrorPublic, HealthPublic
 
 router = APIRouter(tags=["health"])
@@ -16,7 +16,10 @@ async def ready(pipeline: PipelineDep) -> HealthPublic:
     """200 while the active model can serve, else 503. A model with a problem (its key
     rejected, its circuit open) is `degraded`: 200 while a fallback answers for it, else 503.
     One degraded only by a failed warm-up at start is 200 `degraded`: it takes requests, and
-    the first answer clears it (a 503 would keep a load balancer from ever sending one)."""
+    the first answer clears it (a 503 would keep a load balancer from ever sending one).
+    From SIGTERM on it is 503 `draining`, so that load balancers stop sending."""
+    if (drain := pipeline.drain).draining:
+        raise Draining(in_flight=drain.in_flight, grace_left_s=round(drain.grace_left_s(), 1))
     active = pipeline.active
     if active is None and (retry := pipeline.startup.retry) is not None:
         details = {"model": retry.model, "attempts": retry.attempts}

@@ -1,0 +1,88 @@
+"""`bankllm serve` as a real process on 127.0.0.1, for tests that need real signals."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+
+
+class ServiceProcess:
+    """The process, its log lines as they come (stderr), and its URL once it listens."""
+
+    def __init__(self, env: dict[str, str], cwd: Path):
+        self.lines: list[str] = []
+        self._new: queue.Queue[str | None] = queue.Queue()
+        command = [sys.executable, "-m", "app.cli", "serve", "--port", "0"]
+        self.popen = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(Path.cwd()), **env},
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.url = ""  # known once it listens
+
+    def _read(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self._new.put(line.rstrip("\n"))
+        self._new.put(None)  # the process closed its stderr: it ended
+
+    def wait_line(self, pattern: re.Pattern[str] | str, timeout_s: float) -> re.Match[str]:
+        """The first log line (seen or to come) that matches; AssertionError past the timeout."""
+        pattern = re.compile(pattern)
+        for seen in self.lines:
+            if match := pattern.search(seen):
+                return match
+        end = time.monotonic() + timeout_s
+        while (left := end - time.monotonic()) > 0:
+            try:
+                line: str | None = self._new.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"the service ended before {pattern.pattern!r}:\n{self.log}")
+            self.lines.append(line)
+            if match := pattern.search(line):
+                return match
+        raise AssertionError(f"no {pattern.pattern!r} within {timeout_s} s:\n{self.log}")
+
+    @property
+    def log(self) -> str:
+        """Every line logged so far."""
+        while True:
+            try:
+                line = self._new.get_nowait()
+            except queue.Empty:
+                return "\n".join(self.lines)
+            if line is not None:
+                self.lines.append(line)
+
+
+@contextmanager
+def service_process(env: dict[str, str], cwd: Path) -> Iterator[ServiceProcess]:
+    """A started service; killed at the end if the test left it running."""
+    process = ServiceProcess(env, cwd)
+    try:
+        process.url = process.wait_line(_RUNNING, timeout_s=60).group(1)
+        yield process
+    finally:
+        if process.popen.poll() is None:
+            process.popen.kill()
+        process.popen.wait(timeout=30)
+        process._reader.join(timeout=30)  # it read to the end: the process has ended
+        assert process.popen.stderr is not None
+        process.popen.stderr.close()

@@ -1,0 +1,195 @@
+"""A real `bankllm serve` process stopped by a real SIGTERM: it drains what it has, refuses
+what comes, logs every request and exits 0. The upstream is the fake Gemini, held by the test."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ServiceFactory
+from tests.fake_gemini import API_KEY as GEMINI_KEY
+from tests.fake_gemini import ASK, REPLY_TEXT, FakeGemini, Fault
+from tests.helpers import ADMIN_KEY, USER_KEY, error_body, parse_sse
+from tests.process import ServiceProcess, service_process
+
+HEADERS = {"Authorization": f"Bearer {USER_KEY}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """What the fake's held answers wait for; set at the end whatever the test did."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@contextmanager
+def _service(
+    tmp_path: Path, upstream: tuple[FakeGemini, str], grace_s: float
+) -> Iterator[ServiceProcess]:
+    env = {
+        "ACTIVE_MODEL": "gemini",
+        "GEMINI_API_KEY": GEMINI_KEY,
+        "GEMINI_BASE_URL": upstream[1],
+        "API_KEYS": USER_KEY,
+        "ADMIN_API_KEY": ADMIN_KEY,
+        "BENCHMARK_LOG": str(tmp_path / "bench.jsonl"),
+        "SHUTDOWN_GRACE_S": str(grace_s),
+    }
+    upstream[0].reset()
+    with service_process(env, tmp_path) as process:
+        yield process
+
+
+def _in_flight(
+    process: ServiceProcess, fake: FakeGemini, pool: ThreadPoolExecutor, hold: threading.Event
+) -> tuple[Future[httpx.Response], Future[list[Any]]]:
+    """A plain and a streamed request, each held by the fake (the stream after its reply's first
+    two words: past its first event, so its status is 200)."""
+    arrived = len(fake.received)
+    fake.faults.extend([Fault(hold=hold), Fault(hold=hold, hold_after=3)])
+
+    def plain() -> httpx.Response:
+        return httpx.post(f"{process.url}/generate", json=ASK, headers=HEADERS, timeout=60)
+
+    def streamed() -> list[Any]:
+        body = ASK | {"stream": True}
+        with httpx.stream(
+            "POST", f"{process.url}/generate", json=body, headers=HEADERS, timeout=60
+        ) as response:
+            assert response.status_code == 200
+            return parse_sse(response.read().decode())
+
+    answered = pool.submit(plain)
+    assert fake.wait_received(arrived + 1, timeout_s=30)
+    streaming = pool.submit(streamed)
+    assert fake.wait_received(arrived + 2, timeout_s=30)
+    return answered, streaming
+
+
+def _rows(tmp_path: Path) -> list[dict[str, Any]]:
+    text = (tmp_path / "bench.jsonl").read_text()
+    assert text.endswith("\n"), "the log was closed whole"
+    rows = [json.loads(line) for line in text.splitlines()]
+    return [row for row in rows if row["type"] == "request"]
+
+
+def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(
+    tmp_path: Path, gemini_upstream: tuple[FakeGemini, str], release: threading.Event
+) -> None:
+    fake = gemini_upstream[0]
+    with (
+        ThreadPoolExecutor(2) as pool,
+        _service(tmp_path, gemini_upstream, grace_s=30) as process,
+    ):
+        answered, streaming = _in_flight(process, fake, pool, release)
+        signalled = time.monotonic()
+        process.popen.send_signal(signal.SIGTERM)
+        process.wait_line("draining: 2 request", timeout_s=10)
+        health = httpx.get(f"{process.url}/health")
+        refused = httpx.post(f"{process.url}/generate", json=ASK, headers=HEADERS)
+        release.set()
+        plain, events = answered.result(timeout=30), streaming.result(timeout=30)
+        assert process.popen.wait(timeout=30) == 0
+        exited_s = time.monotonic() - signalled
+    stopping = "the service is stopping; send the request to another replica"
+    health_body = health.json()
+    grace_left_s = health_body["error"]["details"].pop("grace_left_s")
+    assert (health.status_code, health_body) == (
+        503,
+        error_body("draining", stopping, {"retry_after_s": 1, "in_flight": 2}),
+    )
+    assert 0 < grace_left_s <= 30
+    assert (refused.status_code, refused.headers["retry-after"], refused.json()) == (
+        503,
+        "1",
+        error_body("draining", stopping, {"retry_after_s": 1}),
+    )
+    assert (plain.status_code, plain.json()["text"]) == (200, REPLY_TEXT)
+    *deltas, result, done = events
+    assert ("".join(d["delta"] for d in deltas), result["finish_reason"], done) == (
+        REPLY_TEXT,
+        "stop",
+        "[DONE]",
+    )
+    assert exited_s < 30
+    assert sorted((r["status"], r["stream"], r["error_type"]) for r in _rows(tmp_path)) == [
+        ("ok", False, None),
+        ("ok", True, None),
+        ("rejected", False, "draining"),
+    ]
+
+
+def test_requests_past_the_grace_period_end_with_an_error_and_a_cancelled_row(
+    tmp_path: Path, gemini_upstream: tuple[FakeGemini, str], release: threading.Event
+) -> None:
+    fake = gemini_upstream[0]
+    with (
+        ThreadPoolExecutor(2) as pool,
+        _service(tmp_path, gemini_upstream, grace_s=0.5) as process,
+    ):
+        answered, streaming = _in_flight(process, fake, pool, release)  # never released
+        process.popen.send_signal(signal.SIGTERM)
+        plain, events = answered.result(timeout=30), streaming.result(timeout=30)
+        assert process.popen.wait(timeout=30) == 0
+    cut = "the service stopped before the answer ended (SHUTDOWN_GRACE_S=0.5)"
+    assert (plain.status_code, plain.json()) == (503, error_body("shut_down", cut))
+    *deltas, error, done = events
+    assert ("".join(d["delta"] for d in deltas), error, done) == (
+        "Your card ",
+        error_body("shut_down", cut),
+        "[DONE]",
+    )
+    assert sorted((r["status"], r["stream"], r["error_type"]) for r in _rows(tmp_path)) == [
+        ("cancelled", False, "shut_down"),
+        ("cancelled", True, "shut_down"),
+    ]
+    assert "drained: 2 request(s) cut" in process.log
+
+
+def test_a_second_signal_cuts_at_once(
+    tmp_path: Path, gemini_upstream: tuple[FakeGemini, str], release: threading.Event
+) -> None:
+    fake = gemini_upstream[0]
+    with (
+        ThreadPoolExecutor(2) as pool,
+        _service(tmp_path, gemini_upstream, grace_s=600) as process,
+    ):
+        answered, streaming = _in_flight(process, fake, pool, release)
+        process.popen.send_signal(signal.SIGTERM)
+        process.wait_line("draining: 2 request", timeout_s=10)
+        process.popen.send_signal(signal.SIGINT)
+        plain, events = answered.result(timeout=30), streaming.result(timeout=30)
+        assert process.popen.wait(timeout=30) == 0
+    assert (plain.status_code, plain.json()["error"]["type"]) == (503, "shut_down")
+    assert events[-2]["error"]["type"] == "shut_down"
+    assert [r["status"] for r in _rows(tmp_path)] == ["cancelled", "cancelled"]
+
+
+@pytest.mark.anyio
+async def test_a_draining_service_refuses_switches_and_is_not_ready(
+    service: ServiceFactory,
+) -> None:
+    async with service() as (_, client, pipeline):
+        assert await pipeline.drain.run() == 0  # nothing in flight: the drain ends at once
+        switched = await client.post("/switch", json={"model": "custom-b"}, headers=ADMIN)
+        health = await client.get("/health")
+        live = await client.get("/health/live")
+    stopping = "the service is stopping; send the request to another replica"
+    assert (switched.status_code, switched.json()) == (
+        503,
+        error_body("draining", stopping, {"retry_after_s": 1}),
+    )
+    assert (health.status_code, health.json()["error"]["details"]["in_flight"]) == (503, 0)
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
