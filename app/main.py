@@ -38,6 +38,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         summary="Inference service for a bank's assistant",
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     for router in (
         generate.router,

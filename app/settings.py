@@ -32,6 +32,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="_",
         env_nested_max_split=1,  # QLORA_MAX_MODEL_LEN -> qlora.max_model_len
         secrets_nested_delimiter="_",  # /run/secrets/gemini_api_key -> gemini.api_key
+        hide_input_in_errors=True,  # an error about a key must not print the key
     )
 
     # which model serves at start; any name of the registry (three defaults, MODELS_FILE, echo)
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     # comma-separated; empty disables auth (with a warning at start)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     admin_api_key: SecretStr | None = None
+    docs_enabled: bool = True  # false: no /docs, /redoc or /openapi.json
 
     max_prompt_chars: int = Field(4000, ge=1)
     max_tokens_limit: int = Field(512, ge=1)
@@ -128,10 +130,36 @@ class Settings(BaseSettings):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
+    @field_validator("api_keys")
+    @classmethod
+    def _long_user_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for number, key in enumerate(keys, 1):
+            _long_enough(f"API_KEYS key {number} of {len(keys)}", key)
+        return keys
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _long_admin_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            _long_enough("ADMIN_API_KEY", key)
+        return key
+
     @property
     def max_body_bytes(self) -> int:
         """Largest body accepted before 413: the longest prompt in 4-byte UTF-8, plus room."""
         return self.max_prompt_chars * 4 + 16_384
+
+
+MIN_KEY_CHARS = 16
+
+
+def _long_enough(name: str, key: SecretStr) -> None:
+    """A key short enough to guess is refused at start-up; the message never holds the key."""
+    if (size := len(key.get_secret_value())) < MIN_KEY_CHARS:
+        raise ValueError(
+            f"{name} has {size} characters; keys need at least {MIN_KEY_CHARS} (make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
+        )
 
 
 SECRETS_DIR = Path("/run/secrets")  # where Docker and compose mount secrets

@@ -20,10 +20,13 @@ def test_defaults_serve_the_embedded_checkpoint_with_auth_off(
 
 
 def test_keys_come_comma_separated_and_stay_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("API_KEYS", " alpha, beta ,,")
-    monkeypatch.setenv("ADMIN_API_KEY", "root")
+    monkeypatch.setenv("API_KEYS", " alpha-0123456789, beta-0123456789a ,,")
+    monkeypatch.setenv("ADMIN_API_KEY", "root-0123456789ab")
     settings = get_settings()
-    assert [k.get_secret_value() for k in settings.api_keys] == ["alpha", "beta"]
+    assert [k.get_secret_value() for k in settings.api_keys] == [
+        "alpha-0123456789",
+        "beta-0123456789a",
+    ]
     assert "alpha" not in repr(settings)
     assert "root" not in str(settings)
 

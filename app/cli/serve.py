@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -14,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from app.drain import AFTER_CUT_S
 from app.main import create_app
@@ -88,7 +90,11 @@ class GracefulServer(uvicorn.Server):
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = get_settings(args.env_file)
+    try:
+        settings = get_settings(args.env_file)
+    except ValidationError as exc:  # a bad setting: say which, without a traceback
+        print(f"bankllm serve: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,0 +1,120 @@
+"""What a bank's security review asks of the service, each as a test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+
+from app.settings import get_settings
+from tests.conftest import ServiceFactory, SettingsFactory
+from tests.helpers import ADMIN_KEY, USER_KEY, client_of, error_body, read_log
+
+pytestmark = pytest.mark.anyio
+OPEN = {"/health", "/health/live", "/metrics", "/openapi.json", "/docs", "/redoc"}
+MISSING_KEY = "missing API key: send `Authorization: Bearer <key>`"
+
+
+async def test_with_keys_set_no_route_but_health_metrics_and_docs_answers_without_one(
+    app: FastAPI,
+) -> None:
+    routes = [
+        (method, re.sub(r"\{[^}]+\}", "custom", route.path))
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in sorted(route.methods)
+    ]
+    async with client_of(app, key=None) as anonymous:
+        answers = {(m, p): (await anonymous.request(m, p, json={})) for m, p in routes}
+        for path in sorted(OPEN):
+            assert (await anonymous.get(path)).status_code == 200, path
+    protected = {where for where in answers if where[1] not in OPEN}
+    assert {(m, p) for m, p in protected} >= {("POST", "/generate"), ("POST", "/switch")}
+    assert {where: answers[where].status_code for where in protected} == {
+        where: 401 for where in protected
+    }
+    assert answers["POST", "/generate"].json() == error_body("unauthorized", MISSING_KEY)
+
+
+async def test_keys_never_appear_in_logs_rows_errors_or_metrics(
+    service: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-key-that-must-not-be-echoed"
+    async with (
+        service() as (app, client, pipeline),
+        client_of(app, key=None) as anonymous,
+        client_of(app, key=ADMIN_KEY) as admin,
+    ):
+        said = [
+            await client.post("/generate", json={"prompt": "my card has not arrived"}),
+            await client.post("/v1/chat/completions", json={"messages": []}),
+            await client.post("/switch", json={"model": "custom-b"}),  # a user key: 403
+            await client.get("/metrics"),
+            await client.get("/benchmarks/summary"),
+            await admin.post("/switch", json={"model": "nope"}),
+            await anonymous.post("/generate", json={"prompt": "hi"}, headers={"X-API-Key": wrong}),
+            await anonymous.post(
+                "/generate", json={"prompt": "hi"}, headers={"Authorization": f"Bearer {wrong}"}
+            ),
+            await anonymous.post(
+                "/v1/completions", json={"prompt": "hi"}, headers={"Authorization": wrong}
+            ),
+        ]
+        rows = read_log(pipeline.settings, pipeline)
+    assert [r.status_code for r in said] == [200, 400, 403, 200, 200, 404, 401, 401, 401]
+    seen = "\n".join(
+        [caplog.text, json.dumps(rows)] + [r.text + json.dumps(dict(r.headers)) for r in said]
+    )
+    for key in (USER_KEY, ADMIN_KEY, wrong):
+        assert key not in seen
+
+
+async def test_the_summary_reads_this_deployments_log_and_no_other(
+    service: ServiceFactory, make_settings: SettingsFactory
+) -> None:
+    settings = make_settings(active_model="echo")
+    other = settings.benchmark_log.with_name("other-deployment.jsonl")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    row = {"type": "request", "model": "their-model", "status": "ok", "latency_ms": 1.0}
+    other.write_text(json.dumps(row) + "\n")
+    async with service(settings) as (_, client, _):
+        await client.post("/generate", json={"prompt": "hi"})
+        plain = await client.get("/benchmarks/summary")
+        aimed = await client.get("/benchmarks/summary", params={"path": str(other), "log": "x"})
+    assert plain.status_code == aimed.status_code == 200
+    assert set(plain.json()["models"]) == set(aimed.json()["models"]) == {"echo"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("api_keys", "long-enough-user-key,short-key", "API_KEYS key 2 of 2 has 9 characters"),
+        ("admin_api_key", "tiny", "ADMIN_API_KEY has 4 characters"),
+    ],
+)
+def test_a_key_shorter_than_16_characters_is_refused_at_start_up(
+    setting: str, value: str, named: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        get_settings(None, None, **{setting: value})
+    assert f"{named}; keys need at least 16" in str(refused.value)
+    assert value.split(",")[-1] not in str(refused.value)
+
+
+async def test_docs_can_be_turned_off(service: ServiceFactory) -> None:
+    async with service(docs_enabled=False) as (_, client, _):
+        hidden = {path: (await client.get(path)).status_code for path in OPEN}
+    assert hidden == {
+        "/health": 200,
+        "/health/live": 200,
+        "/metrics": 200,
+        "/openapi.json": 404,
+        "/docs": 404,
+        "/redoc": 404,
+    }
