@@ -56,7 +56,9 @@ class Pipeline:
         self._admission = Admission(
             settings.max_concurrency, settings.max_queue, self.metrics.queue_depth
         )
-        self.log = BenchmarkLog(settings.benchmark_log, settings.benchmark_every)
+        self.log = BenchmarkLog(
+            settings.benchmark_log, settings.benchmark_every, self.metrics.log_write_errors.inc
+        )
         self._ledger = Ledger(
             self.metrics, self.log, lambda: self._model.info, self._admission.observe_latency
         )

@@ -92,6 +92,7 @@ class HealthPublic(BaseModel):
     version: str
     problem: str | None = None  # why the active model cannot serve now
     fallback: str | None = None  # the model answering in its place meanwhile
+    log_problem: str | None = None  # why benchmark-log rows are being dropped now
 
 
 class ErrorDetail(BaseModel):

@@ -79,5 +79,6 @@ async def test_with_a_fallback_an_open_breaker_is_degraded_but_serving(
         "version": "gemini-2.5-flash",
         "problem": ANY,
         "fallback": "custom",
+        "log_problem": None,
     }
     assert "circuit open" in health.json()["problem"]

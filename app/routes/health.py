@@ -30,13 +30,15 @@ async def ready(pipeline: PipelineDep) -> HealthPublic:
     problem = pipeline.problem
     if (failing := pipeline.failing) is not None and pipeline.fallback is None:
         raise ModelDegraded(failing, {"model": active.name, "backend": active.backend})
+    log_problem = pipeline.log.problem  # the service answers, but its rows are lost
     return HealthPublic(
-        status="ok" if problem is None else "degraded",
+        status="ok" if problem is None and log_problem is None else "degraded",
         model=active.name,
         backend=active.backend,
         version=active.version,
         problem=problem,
         fallback=pipeline.fallback if problem else None,
+        log_problem=log_problem,
     )
 
 

@@ -7,7 +7,8 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from app.telemetry.summary import Sample, SampleWindow, summarize
 
 logger = logging.getLogger(__name__)
 WINDOW = 100_000  # newest request rows kept in memory for summaries
+WARN_EVERY_S = 60.0  # while rows are dropped, one warning a minute
 _STOP = object()
 
 
@@ -44,11 +46,22 @@ class BenchmarkLog:
     Each row is one `write` of one whole line to a file opened with O_APPEND, so rows from
     several processes never interleave and a crash can only leave a torn last line, which
     `read_rows` skips and the next start cuts off with a newline.
+
+    A row that cannot be written (disk full, file gone read-only) is dropped and counted
+    (`on_drop`), never waited for; `problem` says so, a warning is logged once a minute, and
+    the next row tries the file again, reopened, so writing resumes by itself once there is
+    room. A file moved or deleted (log rotation) is reopened at its path.
     """
 
-    def __init__(self, path: Path, every: int):
+    def __init__(self, path: Path, every: int, on_drop: Callable[[], None] = lambda: None):
         self.path = path
         self._every = every
+        self._on_drop = on_drop
+        self.problem: str | None = None  # why rows are being dropped now, or None
+        self.dropped = 0  # rows dropped by this process
+        self._warned_at = -WARN_EVERY_S
+        self._dropped_since_warning = 0
+        self._inode: int | None = None
         self._queue: queue.Queue[object] = queue.Queue()
         self._samples = SampleWindow(WINDOW)
         self._lock = threading.Lock()
@@ -59,10 +72,11 @@ class BenchmarkLog:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        if not _ends_with_newline(self.path):
-            self._write_line(b"\n")  # end a line torn by a crash
+        try:
+            self._reopen()
+        except OSError as exc:  # serve anyway; each row tries again
+            self.problem = f"rows are being dropped: {self.path}: {_reason(exc)}"
+            logger.warning("%s", self.problem)
         for row in read_rows(self.path):
             if row.get("type") == "request":
                 self._samples.append(Sample.from_row(row))
@@ -103,13 +117,50 @@ class BenchmarkLog:
                     return
                 assert isinstance(row, dict)
                 self._write_row(row)
-            except Exception:  # a full disk must not kill the writer or block requests
+            except OSError as exc:  # a full disk must not kill the writer or block requests
+                self._drop(exc)
+            except Exception:
                 logger.exception("could not write a benchmark row to %s", self.path)
+                self._drop(None)
             finally:
                 self._queue.task_done()
 
+    def _drop(self, error: OSError | None) -> None:
+        self.dropped += 1
+        self._dropped_since_warning += 1
+        self._on_drop()
+        self.problem = f"rows are being dropped: {self.path}: {_reason(error)}"
+        if (now := time.monotonic()) - self._warned_at >= WARN_EVERY_S:
+            logger.warning("%s (%d dropped)", self.problem, self._dropped_since_warning)
+            self._warned_at, self._dropped_since_warning = now, 0
+        if self._fd is not None:  # the next row reopens it: a remount, a new disk
+            os.close(self._fd)
+            self._fd = None
+
+    def _reopen(self) -> None:
+        """(Re)open the file at its path, and end a line torn by a crash or a full disk."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._inode = os.fstat(self._fd).st_ino
+        if not _ends_with_newline(self.path):
+            self._write_line(b"\n")
+
+    def _moved(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return True
+
     def _write_row(self, row: dict[str, Any]) -> None:
+        if self._fd is None or self._moved():
+            self._reopen()
         self._write_line(_encode(row))
+        if self.problem is not None:
+            logger.warning("writing %s again, after %d dropped rows", self.path, self.dropped)
+            self.problem = None
         if row.get("type") != "request":
             return
         sample = Sample.from_row(row)
@@ -135,6 +186,12 @@ class BenchmarkLog:
         view = memoryview(data)
         while view:  # a regular file takes it in one write; the loop is for the odd short write
             view = view[os.write(self._fd, view) :]
+
+
+def _reason(error: OSError | None) -> str:
+    if error is None:
+        return "a row that cannot be encoded (see the error logged)"
+    return error.strerror or repr(error)
 
 
 def _ends_with_newline(path: Path) -> bool:

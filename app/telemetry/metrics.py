@@ -97,6 +97,11 @@ class Metrics:
         self.cost = Counter(
             "bankllm_cost_usd_total", "Provider cost estimate, in US dollars.", _MODEL, registry=r
         )
+        self.log_write_errors = Counter(
+            "bankllm_log_write_errors_total",
+            "Benchmark-log rows dropped because the file could not be written (disk full...).",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "bankllm_requests_in_flight", "Requests generating now.", _MODEL, registry=r
         )

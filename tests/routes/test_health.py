@@ -26,6 +26,7 @@ async def test_ready_names_the_model_that_serves(
         "version": read_config(checkpoints["a"])["version"],
         "problem": None,
         "fallback": None,
+        "log_problem": None,
     }
 
 

@@ -1,0 +1,92 @@
+"""The benchmark log when its disk is full or its file moves: requests go on, rows are counted
+as dropped, and writing resumes by itself. /dev/full is a disk that is always full."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from app.telemetry.benchlog import BenchmarkLog
+from tests.conftest import ServiceFactory
+from tests.helpers import sample
+from tests.telemetry.test_benchlog import _row
+
+pytestmark = pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+FULL = "rows are being dropped: {}: No space left on device"
+
+
+def _point(link: Path, target: Path | str) -> None:
+    """Make `link` a symlink to `target`, atomically (as a remount or a new disk would)."""
+    staged = link.with_suffix(".staged")
+    os.symlink(target, staged)
+    os.replace(staged, link)
+
+
+def test_a_full_disk_drops_rows_warns_once_and_writing_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, disk = tmp_path / "bench.jsonl", tmp_path / "new-disk.jsonl"
+    _point(path, "/dev/full")
+    drops: list[int] = []
+    log = BenchmarkLog(path, every=100, on_drop=lambda: drops.append(1))
+    log.start()
+    with caplog.at_level(logging.WARNING, "app.telemetry.benchlog"):
+        for i in range(3):
+            log.append(_row(i))
+        log.flush()
+        dropping = (log.problem, log.dropped, len(drops))
+        _point(path, disk)
+        log.append(_row(3))
+        log.flush()
+    log.close()
+    assert dropping == (FULL.format(path), 3, 3)
+    assert (log.problem, log.requests_written) == (None, 1)
+    assert [json.loads(line)["request_id"] for line in disk.read_text().splitlines()] == ["r3"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{FULL.format(path)} (1 dropped)",  # once a minute, however many rows drop
+        f"writing {path} again, after 3 dropped rows",
+    ]
+
+
+def test_a_rotated_log_is_reopened_at_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "bench.jsonl"
+    log = BenchmarkLog(path, every=100)
+    log.start()
+    log.append(_row(0))
+    log.flush()
+    path.rename(tmp_path / "bench.jsonl.1")  # logrotate's move
+    log.append(_row(1))
+    log.close()
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == ["r1"]
+    assert (tmp_path / "bench.jsonl.1").read_text().count("\n") == 1
+
+
+@pytest.mark.anyio
+async def test_the_service_answers_while_its_log_is_full_and_health_says_so(
+    service: ServiceFactory, tmp_path: Path
+) -> None:
+    path, disk = tmp_path / "logs" / "full.jsonl", tmp_path / "logs" / "room.jsonl"
+    path.parent.mkdir()
+    _point(path, "/dev/full")
+    async with service(benchmark_log=path, active_model="echo") as (_, client, pipeline):
+        answered = await client.post("/generate", json={"prompt": "hi"})
+        pipeline.log.flush()
+        health = await client.get("/health")
+        dropped = sample(pipeline, "bankllm_log_write_errors_total")
+        _point(path, disk)
+        await client.post("/generate", json={"prompt": "hi"})
+        pipeline.log.flush()
+        healed = await client.get("/health")
+    assert answered.status_code == 200
+    assert (health.status_code, health.json()["status"], health.json()["log_problem"]) == (
+        200,
+        "degraded",
+        FULL.format(path),
+    )
+    assert dropped == 1.0
+    assert (healed.json()["status"], healed.json()["log_problem"]) == ("ok", None)
+    assert [json.loads(line)["status"] for line in disk.read_text().splitlines()] == ["ok"]
