@@ -234,9 +234,9 @@ class Pipeline:
             yield StreamEvent(record.request_id, result=result, model=record.model)
         except TimeoutError as exc:
             if not deadline.passed:  # an adapter's own timeout, not the request's deadline
-                record.fail(InternalError())
                 logger.exception("generation %s timed out inside its model", record.request_id)
-                raise
+                record.fail(bug := InternalError())
+                raise bug from exc
             error = deadline.error()
             record.fail(error)
             raise error from exc
@@ -249,10 +249,10 @@ class Pipeline:
             else:
                 record.cancel()  # the caller left (a whole answer stays as it was)
             raise
-        except Exception:
-            record.fail(InternalError())
+        except Exception as exc:  # a bug, or a fault in our own parts: logged here, once
             logger.exception("generation %s failed", record.request_id)
-            raise
+            record.fail(bug := InternalError())
+            raise bug from exc
         finally:
             record.commit()
             self.drain.leave(deadline)

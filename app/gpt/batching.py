@@ -53,7 +53,11 @@ _STOP = object()
 
 
 class BatchDecoder:
-    """Owns the model on one thread; `submit` from any thread."""
+    """Owns the model on one thread; `submit` from any thread.
+
+    A step that raises ends the sequences of its batch with the error (their requests fail,
+    nobody hangs); the thread is then replaced by a new one with fresh caches, which goes on
+    with the sequences still waiting. A prefill that raises ends only its own sequence."""
 
     def __init__(self, model: GPT, max_batch: int, name: str = "gpt", threads: int = 1):
         self.model = model
@@ -64,8 +68,14 @@ class BatchDecoder:
         self._active: list[Row] = []
         self.steps = 0  # batched decoding steps run
         self.rows = 0  # sequence-steps they served: rows / steps is the mean batch size
-        self._thread = threading.Thread(target=self._run, name=f"decode-{name}", daemon=True)
-        self._thread.start()
+        self.replaced = 0  # threads replaced after a failed step
+        self._name = name
+        self._thread = self._spawn()
+
+    def _spawn(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name=f"decode-{self._name}", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def batch_size(self) -> int:
@@ -77,7 +87,10 @@ class BatchDecoder:
     def close(self) -> None:
         """Stop the thread; sequences still running or waiting receive None."""
         self._pending.put(_STOP)
-        self._thread.join()
+        joined = None
+        while self._thread is not joined:  # a replacement started meanwhile gets the stop
+            joined = self._thread
+            joined.join()
 
     def _run(self) -> None:
         # Intra-op threads of this thread only (an OpenMP setting per calling thread). One is
@@ -89,7 +102,15 @@ class BatchDecoder:
                 while self._admit():
                     self._step()
                     self._retire()
-        except BaseException as exc:  # a bug must end every waiting request, not hang it
+        except Exception as exc:  # a bug, or a fault: end this batch, and decode on
+            logger.exception("a decoding step failed: %d sequence(s) end", len(self._active))
+            for seq in self._active:
+                seq.emit(exc)
+            self._active.clear()
+            self._caches = self.model.new_cache(self.max_batch)
+            self.replaced += 1
+            self._thread = self._spawn()
+        except BaseException as exc:  # the thread itself is going: end every waiting request
             logger.exception("the decoding thread failed")
             for seq in self._active:
                 seq.emit(exc)
@@ -120,7 +141,12 @@ class BatchDecoder:
             seq.emit(None)
             return
         single = self.model.new_cache(1)
-        logits = prefill(self.model, torch.tensor(seq.prompt), single)
+        try:
+            logits = prefill(self.model, torch.tensor(seq.prompt), single)
+        except Exception as exc:  # this sequence's alone: the batch has not seen it
+            logger.exception("a prefill failed")
+            seq.emit(exc)
+            return
         row = len(self._active)
         for batch_cache, own in zip(self._caches, single, strict=True):
             batch_cache.copy_row(row, own, 0, len(seq.prompt))

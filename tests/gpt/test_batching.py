@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import torch
 
@@ -16,12 +17,14 @@ class Collected:
 
     def __init__(self) -> None:
         self.tokens: list[int] = []
+        self.error: BaseException | None = None
         self.ended = threading.Event()
 
     def __call__(self, item: int | BaseException | None) -> None:
         if isinstance(item, int):
             self.tokens.append(item)
         else:
+            self.error = item
             self.ended.set()
 
     def wait(self) -> list[int]:
@@ -109,3 +112,53 @@ def test_close_ends_every_sequence() -> None:
     decoder.close()
     assert first.ended.is_set()
     assert waiting.ended.is_set()
+
+
+def _faulty(model: GPT, fails: Any) -> None:
+    """Make the model's forward raise whenever `fails(idx)` says so (a fault injected into the
+    real model: the decoder's own code runs as it would)."""
+    forward = model.forward
+
+    def faulty(idx: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if fails(idx):
+            raise RuntimeError("injected fault")
+        return forward(idx, *args, **kwargs)
+
+    model.forward = faulty  # type: ignore[method-assign]
+
+
+def test_a_step_that_raises_ends_its_batch_and_a_new_thread_decodes_on() -> None:
+    model = _model()
+    failed = threading.Event()
+
+    def first_batch_of_two(idx: torch.Tensor) -> bool:
+        if idx.shape == (2, 1) and not failed.is_set():
+            failed.set()
+            return True
+        return False
+
+    _faulty(model, first_batch_of_two)
+    decoder = BatchDecoder(model, max_batch=4)
+    first, second, after = Collected(), Collected(), Collected()
+    decoder.submit(Row([1, 2], Sampling(), 40, first))
+    decoder.submit(Row([3, 4], Sampling(), 40, second))
+    first.wait(), second.wait()
+    decoder.submit(Row([5, 6], Sampling(), 30, after))
+    tokens = after.wait()
+    decoder.close()
+    assert [repr(c.error) for c in (first, second)] == [repr(RuntimeError("injected fault"))] * 2
+    assert (after.error, decoder.replaced) == (None, 1)
+    assert tokens == _alone(model, [5, 6], Sampling(), 30)  # fresh caches: the same tokens
+
+
+def test_a_prefill_that_raises_ends_only_its_own_sequence() -> None:
+    model = _model()
+    _faulty(model, lambda idx: bool((idx == 60).any()))
+    decoder = BatchDecoder(model, max_batch=4)
+    bad, good = Collected(), Collected()
+    decoder.submit(Row([1, 2], Sampling(), 30, good))
+    decoder.submit(Row([60, 60], Sampling(), 30, bad))
+    assert (bad.wait(), repr(bad.error)) == ([], repr(RuntimeError("injected fault")))
+    assert (good.wait(), good.error) == (_alone(model, [1, 2], Sampling(), 30), None)
+    decoder.close()
+    assert decoder.replaced == 0
