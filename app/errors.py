@@ -145,6 +145,12 @@ class ModelUnavailable(ServiceError):
     status_code, type, outcome = 503, "model_unavailable", "rejected"
 
 
+class ModelFailed(ServiceError):
+    """The active model broke while serving (its engine died); it is being restarted."""
+
+    status_code, type, outcome = 503, "model_failed", "upstream_error"
+
+
 class ModelDegraded(ModelUnavailable):
     type = "degraded"
 

@@ -97,6 +97,11 @@ class Pipeline:
         return self._model.info
 
     @property
+    def current(self) -> Loaded | None:
+        """The loaded active model (its adapter, its requests in flight), if any."""
+        return self._model.current
+
+    @property
     def problem(self) -> str | None:
         """Why the active model cannot serve now (key rejected, circuit open), or None."""
         return self._model.problem

