@@ -85,10 +85,11 @@ async def test_a_dead_vllm_engine_fails_its_requests_turns_health_503_and_comes_
     async with service(settings) as (_, client, pipeline):
         before = multiprocessing.active_children()
         assert len(before) == 1, before  # vLLM's engine core, in its own process
-        assert before[0].pid is not None
+        core = before[0].pid
+        assert core is not None
         async with aclosing(pipeline.stream("hello", max_tokens=400, temperature=0)) as events:
             await anext(events)
-            os.kill(before[0].pid or 0, signal.SIGKILL)  # the engine dies mid-answer
+            os.kill(core, signal.SIGKILL)  # the engine dies mid-answer
             with pytest.raises(ModelFailed) as ended:
                 async for _ in events:
                     pass
