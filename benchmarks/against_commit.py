@@ -28,7 +28,7 @@ def _target(name: str, tree: Path, workdir: Path) -> Target:
         "ACTIVE_MODEL": "echo",
         "ENABLE_ECHO_MODEL": "true",
         "API_KEYS": KEY,
-        "ADMIN_API_KEY": "bench-admin-key",
+        "ADMIN_API_KEY": "bench-admin-key-0123",
         "LOG_LEVEL": "WARNING",
         "BENCHMARK_LOG": str(workdir / f"{name}.jsonl"),
         "MAX_CONCURRENCY": "64",

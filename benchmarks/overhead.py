@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY = "bench-user-key"
+KEY = "bench-user-key-0123"
 PROMPT = {"prompt": "I still have not received my new card", "max_tokens": 32}
 MOCK_REPLY = (
     "intent: card_arrival\nThis is the echo model. It answers the same words to every prompt."
@@ -77,7 +77,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120)
 
 
 @contextmanager
-def _serving(target: Target) -> Iterator[None]:
+def _serving(target: Target) -> Iterator[subprocess.Popen[bytes]]:
     """The server in a process group of its own, all of which is gone afterwards (vLLM's engine
     core and workers are children that would otherwise take the next server's cores)."""
     proc = subprocess.Popen(
@@ -90,7 +90,7 @@ def _serving(target: Target) -> Iterator[None]:
     )
     try:
         _wait_ready(target.health, proc)
-        yield
+        yield proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -144,7 +144,7 @@ def _targets(litellm_venv: Path, workdir: Path) -> list[Target]:
         "ACTIVE_MODEL": "echo",
         "ENABLE_ECHO_MODEL": "true",
         "API_KEYS": KEY,
-        "ADMIN_API_KEY": "bench-admin-key",
+        "ADMIN_API_KEY": "bench-admin-key-0123",
         "LOG_LEVEL": "WARNING",
         "BENCHMARK_LOG": str(workdir / "bench.jsonl"),
         "MAX_CONCURRENCY": "64",
