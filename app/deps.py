@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from app.errors import Forbidden, Unauthorized
 from app.pipeline import Pipeline
@@ -30,6 +31,19 @@ async def get_settings_dep(pipeline: PipelineDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
+# For the OpenAPI document only (components.securitySchemes, and `security` on each route that
+# needs a key); auto_error=False, so the checks below still decide, with our errors.
+_BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+async def _declared(_bearer: object = Security(_BEARER), _key: object = Security(_API_KEY)) -> None:
+    """Names both ways of presenting a key in the document; checks nothing."""
+
+
+Declared = Annotated[None, Depends(_declared)]
+
+
 def _presented_key(request: Request) -> str | None:
     """`Authorization: Bearer <key>` or `X-API-Key: <key>`."""
     auth = request.headers.get("authorization", "")
@@ -51,7 +65,7 @@ def _admin_keys(settings: Settings) -> list[str]:
     return [settings.admin_api_key.get_secret_value()] if settings.admin_api_key else []
 
 
-async def require_api_key(request: Request, settings: SettingsDep) -> None:
+async def require_api_key(request: Request, settings: SettingsDep, _: Declared) -> None:
     """A user or admin key, unless API_KEYS is empty (auth off)."""
     user_keys = [k.get_secret_value() for k in settings.api_keys]
     if not user_keys:
@@ -63,7 +77,7 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
         raise Unauthorized("invalid API key")
 
 
-async def require_admin_key(request: Request, settings: SettingsDep) -> None:
+async def require_admin_key(request: Request, settings: SettingsDep, _: Declared) -> None:
     """The admin key. With no key of any kind configured (local development) anyone may."""
     user_keys = [k.get_secret_value() for k in settings.api_keys]
     admin_keys = _admin_keys(settings)

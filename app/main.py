@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -53,4 +54,35 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     # refused before the pipeline: a missing key, a body too large or malformed.
     add_error_handlers(app, {generate.PATH: "generate", **openai.APIS})
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Put this install's MAX_PROMPT_CHARS and MAX_TOKENS_LIMIT in the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = build()["components"]["schemas"]
+            for model, field, key, value in (
+                ("GenerateRequest", "prompt", "maxLength", settings.max_prompt_chars),
+                ("GenerateRequest", "max_tokens", "maximum", settings.max_tokens_limit),
+                ("CompletionRequest", "prompt", "maxLength", settings.max_prompt_chars),
+                ("CompletionRequest", "max_tokens", "maximum", settings.max_tokens_limit),
+                (
+                    "ChatCompletionRequest",
+                    "max_completion_tokens",
+                    "maximum",
+                    settings.max_tokens_limit,
+                ),
+                ("ChatCompletionRequest", "max_tokens", "maximum", settings.max_tokens_limit),
+            ):
+                schemas[model]["properties"][field][key] = value
+            schemas["CompletionRequest"]["properties"]["prompt"]["items"]["maxLength"] = (
+                settings.max_prompt_chars
+            )
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

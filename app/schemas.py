@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, bool | str):  # lax mode would take true as 1 and "5" as 5
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+# JSON Schema's integer in a strict model: 5 and 5.0, never true or "5".
+JsonInt = Annotated[int, Field(strict=False), BeforeValidator(_json_integer)]
 
 
 def _bounds(**schema: object) -> Any:
@@ -17,13 +28,13 @@ class GenerateRequest(BaseModel):
     """Types are checked here; every bound (MAX_PROMPT_CHARS, MAX_TOKENS_LIMIT included) is
     checked by the pipeline's limits, so programs that skip HTTP get the same answers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no "5" for 5, no false for 0
 
     prompt: str = Field(
         description="The customer's message (1 to MAX_PROMPT_CHARS characters).",
         json_schema_extra=_bounds(minLength=1),
     )
-    max_tokens: int = Field(
+    max_tokens: JsonInt = Field(
         128, description="At most MAX_TOKENS_LIMIT.", json_schema_extra=_bounds(minimum=1)
     )
     temperature: float = Field(
@@ -31,10 +42,12 @@ class GenerateRequest(BaseModel):
     )
     top_p: float = Field(1.0, json_schema_extra=_bounds(exclusiveMinimum=0, maximum=1))
     stop: list[str] | None = Field(
-        None, description="Up to 4 non-empty strings.", json_schema_extra=_bounds(maxItems=4)
+        None,
+        description="Up to 4 non-empty strings.",
+        json_schema_extra=_bounds(maxItems=4, items={"type": "string", "minLength": 1}),
     )
     stream: bool = False
-    seed: int | None = None
+    seed: JsonInt | None = None
 
 
 class GeneratePublic(BaseModel):
@@ -103,3 +116,44 @@ class ErrorDetail(BaseModel):
 
 class ErrorPublic(BaseModel):
     error: ErrorDetail
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorPublic(BaseModel):
+    """The `/v1` routes' error envelope (OpenAI's)."""
+
+    error: OpenAIErrorDetail
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+# One SSE event: `data:` holds a JSON object (or the literal [DONE] at the end).
+EVENT_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "properties": {"data": {"type": "string"}},
+            "required": ["data"],
+        }
+    }
+}
+
+
+def error_responses(
+    *codes: int, model: type[BaseModel] = ErrorPublic
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for these error statuses, with Retry-After on 429 and 503."""
+    return {
+        code: {"model": model, **({"headers": RETRY_AFTER} if code in (429, 503) else {})}
+        for code in codes
+    }

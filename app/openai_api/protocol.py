@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.adapters.protocol import Message, Role
+from app.schemas import JsonInt
 
 DEFAULT_MAX_TOKENS = 128
 DEFAULT_TEMPERATURE = 1.0  # OpenAI's default; `/generate` keeps ours (0.7)
@@ -20,17 +21,20 @@ _ROLES: dict[str, Role] = {
 }
 
 
+_NON_EMPTY = {"type": "string", "minLength": 1}
+
+
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # unknown fields ignored, types exact
 
 
 class ContentPart(_Lenient):
-    type: str
-    text: str | None = None
+    type: str = Field(json_schema_extra={"const": "text"})
+    text: str  # a part without text is refused
 
 
 class ChatMessageIn(_Lenient):
-    role: str
+    role: str = Field(json_schema_extra={"enum": list(_ROLES)})
     content: str | list[ContentPart] | None = None
 
     @field_validator("role")
@@ -60,17 +64,24 @@ class StreamOptions(_Lenient):
 
 class _Sampling(_Lenient):
     model: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int | None = None
+    max_tokens: JsonInt | None = Field(None, json_schema_extra={"minimum": 1})
+    temperature: float | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 2})
+    top_p: float | None = Field(None, json_schema_extra={"exclusiveMinimum": 0, "maximum": 1})
+    stop: str | list[str] | None = Field(
+        None,
+        json_schema_extra={
+            "minLength": 1,
+            "maxItems": 4,
+            "items": {"type": "string", "minLength": 1},
+        },
+    )
+    seed: JsonInt | None = None
+    n: JsonInt | None = Field(None, json_schema_extra={"enum": [1, None]})
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = None
-    logprobs: bool | int | None = None  # completions take a count, chat a flag
-    top_logprobs: int | None = None
+    logprobs: bool | JsonInt | None = Field(None, json_schema_extra={"enum": [False, 0, None]})
+    top_logprobs: JsonInt | None = Field(None, json_schema_extra={"enum": [0, None]})
 
     @field_validator("logprobs", "top_logprobs")
     @classmethod
@@ -94,7 +105,9 @@ class _Sampling(_Lenient):
         """The pipeline's options: max_tokens, temperature, top_p, stop, seed."""
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         return {
-            "max_tokens": max_tokens or self.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_tokens": next(
+                (n for n in (max_tokens, self.max_tokens) if n is not None), DEFAULT_MAX_TOKENS
+            ),
             "temperature": DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
             "top_p": 1.0 if self.top_p is None else self.top_p,
             "stop": stop,
@@ -103,8 +116,21 @@ class _Sampling(_Lenient):
 
 
 class ChatCompletionRequest(_Sampling):
-    messages: list[ChatMessageIn]
-    max_completion_tokens: int | None = None  # the newer name of max_tokens; it wins
+    messages: list[ChatMessageIn] = Field(
+        json_schema_extra={  # at least one user turn with some text
+            "contains": {
+                "type": "object",
+                "properties": {
+                    "role": {"const": "user"},
+                    "content": {"type": "string", "minLength": 1},
+                },
+                "required": ["role", "content"],
+            }
+        }
+    )
+    max_completion_tokens: JsonInt | None = Field(
+        None, json_schema_extra={"minimum": 1}
+    )  # the newer name of max_tokens; it wins
 
     def conversation(self) -> list[Message]:
         return [m.message() for m in self.messages]
@@ -114,7 +140,14 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
+    prompt: str | list[str] = Field(
+        json_schema_extra={
+            "minLength": 1,
+            "minItems": 1,
+            "maxItems": 1,
+            "items": {"type": "string", "minLength": 1},
+        }
+    )
 
     @field_validator("prompt")
     @classmethod

@@ -14,17 +14,18 @@ from app.deps import ApiKey, PipelineDep
 from app.errors import InternalError, ServiceError
 from app.pipeline import StreamEvent
 from app.routes._utils import EventStreamResponse, cancel_on_disconnect, sse
-from app.schemas import ErrorPublic, GeneratePublic, GenerateRequest
+from app.schemas import EVENT_STREAM, GeneratePublic, GenerateRequest, error_responses
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"], dependencies=[ApiKey])
 PATH = "/generate"
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorPublic} for code in (400, 401, 413, 422, 429, 502, 503, 504)
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": EVENT_STREAM, "description": "The result; with `stream: true`, SSE."},
+    **error_responses(400, 401, 413, 422, 429, 502, 503, 504),
 }
 
 
-@router.post(PATH, response_model=GeneratePublic, responses=_ERRORS)
+@router.post(PATH, response_model=GeneratePublic, responses=_RESPONSES)
 async def generate(
     body: GenerateRequest, request: Request, pipeline: PipelineDep
 ) -> GeneratePublic | EventStreamResponse:

@@ -6,12 +6,12 @@ from fastapi import APIRouter
 
 from app.deps import PipelineDep
 from app.errors import Draining, ModelDegraded, ModelUnavailable
-from app.schemas import ErrorPublic, HealthPublic
+from app.schemas import HealthPublic, error_responses
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", responses={503: {"model": ErrorPublic}})
+@router.get("/health", responses=error_responses(503))
 async def ready(pipeline: PipelineDep) -> HealthPublic:
     """200 while the active model can serve, else 503. A model with a problem (its key
     rejected, its circuit open) is `degraded`: 200 while a fallback answers for it, else 503.

@@ -10,6 +10,10 @@ from app.deps import PipelineDep
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 async def metrics(pipeline: PipelineDep) -> Response:
     return Response(generate_latest(pipeline.metrics.registry), media_type=CONTENT_TYPE_LATEST)

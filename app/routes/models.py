@@ -7,7 +7,14 @@ from dataclasses import asdict
 from fastapi import APIRouter
 
 from app.deps import AdminKey, ApiKey, PipelineDep
-from app.schemas import ErrorPublic, ModelPublic, ModelsPublic, SwitchPublic, SwitchRequest
+from app.schemas import (
+    ErrorPublic,
+    ModelPublic,
+    ModelsPublic,
+    SwitchPublic,
+    SwitchRequest,
+    error_responses,
+)
 
 router = APIRouter(tags=["models"])
 
@@ -25,7 +32,7 @@ async def list_models(pipeline: PipelineDep) -> ModelsPublic:
 @router.post(
     "/switch",
     dependencies=[AdminKey],
-    responses={code: {"model": ErrorPublic} for code in (401, 403, 404, 409, 422, 503)},
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503),
 )
 async def switch(body: SwitchRequest, pipeline: PipelineDep) -> SwitchPublic:
     """Hot-switch the active model (admin key)."""

@@ -20,23 +20,33 @@ from app.openai_api.errors import openai_body
 from app.openai_api.protocol import ChatCompletionRequest, CompletionRequest
 from app.pipeline import Origin, Pipeline, StreamEvent
 from app.routes._utils import EventStreamResponse, cancel_on_disconnect, sse
+from app.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKey])
 APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+# In OpenAI's envelope; 400 (not 422) for a bad body; "4XX" also keeps FastAPI from adding its 422.
+_ERRORS = error_responses(400, 401, 404, 409, 413, 429, 502, 503, 504, model=OpenAIErrorPublic) | {
+    "4XX": {"model": OpenAIErrorPublic}
+}
+_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}, **EVENT_STREAM}}
+}
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=_ANSWER | _ERRORS)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, pipeline: PipelineDep
 ) -> JSONResponse | EventStreamResponse:
     """A chat completion, whole or streamed, in OpenAI's shape."""
+    if body.max_tokens is not None and body.max_completion_tokens is not None:
+        pipeline.limits.params(max_tokens=body.max_tokens)  # the one ignored is checked too
     origin = Origin("chat", body.model, body.user)
     arguments = {"messages": body.conversation(), "origin": origin, **body.chat_options()}
     return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses=_ANSWER | _ERRORS)
 async def completions(
     body: CompletionRequest, request: Request, pipeline: PipelineDep
 ) -> JSONResponse | EventStreamResponse:
@@ -48,13 +58,17 @@ async def completions(
     )
 
 
-@router.get("/models")
+@router.get("/models", responses=error_responses(401, model=OpenAIErrorPublic))
 async def list_models(pipeline: PipelineDep) -> dict[str, Any]:
     """The models this install can serve; `active` marks the one that answers."""
     return {"object": "list", "data": _models(pipeline)}
 
 
-@router.get("/models/{model}")
+@router.get(
+    "/models/{model}",
+    responses=error_responses(401, 404, model=OpenAIErrorPublic)
+    | {"4XX": {"model": OpenAIErrorPublic}},
+)
 async def get_model(model: str, pipeline: PipelineDep) -> dict[str, Any]:
     for entry in _models(pipeline):
         if entry["id"] == model:
