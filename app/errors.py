@@ -3,6 +3,7 @@ maps every exception to HTTP in one handler."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 # The `status` label of bankllm_requests_total and of the benchmark log's rows.
@@ -44,6 +45,10 @@ class BadRequest(ServiceError):
     status_code, type, outcome = 400, "bad_request", "bad_request"
 
 
+class UnsupportedMediaType(ServiceError):
+    status_code, type, outcome = 415, "unsupported_media_type", "bad_request"
+
+
 class NotFound(ServiceError):
     status_code, type, outcome = 404, "not_found", "bad_request"
 
@@ -73,6 +78,18 @@ class SwitchInProgress(ServiceError):
 Problem = tuple[list[str | int], str, Any]  # (where in the body, what is wrong, the value)
 
 
+def json_safe(value: Any) -> Any:
+    """A value echoed in an error, as JSON can carry it: Python's parser takes NaN and
+    Infinity, which JSON has no numbers for, so they come back as the strings "nan", "inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class InvalidRequest(ServiceError):
     """A 422. Its details have one shape wherever it comes from, the schema's: a list of
     `{"type", "loc", "msg", "input"}`."""
@@ -86,7 +103,7 @@ class InvalidRequest(ServiceError):
             f"{'.'.join(str(p) for p in loc) or 'body'}: {msg}" for loc, msg, _ in problems
         )
         details = [
-            {"type": kind, "loc": ["body", *loc], "msg": msg, "input": value}
+            {"type": kind, "loc": ["body", *loc], "msg": msg, "input": json_safe(value)}
             for loc, msg, value in problems
         ]
         return cls(message, details)
@@ -97,6 +114,16 @@ class PayloadTooLarge(ServiceError):
 
     def __init__(self, max_bytes: int):
         super().__init__(f"request body is larger than {max_bytes} bytes", {"max_bytes": max_bytes})
+
+
+class BodyTimeout(ServiceError):
+    """The body did not arrive whole in time: a client that stalled, or a slowloris."""
+
+    status_code, type, outcome = 408, "body_timeout", "bad_request"
+
+    def __init__(self, timeout_s: float):
+        message = f"the request body did not arrive within BODY_TIMEOUT_S={timeout_s:g} s"
+        super().__init__(message, {"timeout_s": timeout_s}, {"Connection": "close"})
 
 
 class _RetryAfter(ServiceError):

@@ -55,6 +55,8 @@ class Limits:
             problems.append((["temperature"], "must be between 0 and 2", temperature))
         if not 0.0 < top_p <= 1.0:
             problems.append((["top_p"], "must be greater than 0 and at most 1", top_p))
+        if seed is not None and not -(2**63) <= seed < 2**63:
+            problems.append((["seed"], "must be a 64-bit signed integer", seed))
         if stop is not None and (len(stop) > MAX_STOPS or not all(stop)):
             problems.append((["stop"], f"at most {MAX_STOPS} non-empty strings", list(stop)))
         if problems:

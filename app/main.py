@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.banking.intents import IntentSet
-from app.middleware import BodySizeLimit
+from app.middleware import BodyLimits
 from app.pipeline import Pipeline
 from app.routes import benchmarks, generate, health, metrics, models, openai
 from app.routes.errors import add_error_handlers
@@ -53,7 +53,9 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     # Requests to these routes are recorded (a metric sample and a log row) even when they are
     # refused before the pipeline: a missing key, a body too large or malformed.
     add_error_handlers(app, {generate.PATH: "generate", **openai.APIS})
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimits, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     _document_limits(app, settings)
     return app
 

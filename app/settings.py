@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     )  # generations running at once (a custom model batches them)
     max_queue: int = Field(64, ge=0)  # requests waiting for a slot before 429
     request_timeout_s: float = Field(60.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)  # a request's body must arrive within it (408)
     switch_mode: Literal["overlap", "drain_first"] = "overlap"
     shutdown_grace_s: float = Field(30.0, ge=0)  # SIGTERM: in-flight requests finish within
     # ACTIVE_MODEL that fails to load at start is retried in the background, the wait doubling

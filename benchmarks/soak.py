@@ -39,6 +39,7 @@ class Soak:
 
     statuses: Counter[int] = field(default_factory=Counter)
     failed_streams: int = 0  # a 200 stream that ended in an error event or without its result
+    transport: Counter[str] = field(default_factory=Counter)  # no HTTP answer: by exception
     switches: Counter[str] = field(default_factory=Counter)  # ok | busy | failed
     answered: set[str] = field(default_factory=set)  # ids of the 200s
     seconds: float = 0.0
@@ -51,14 +52,15 @@ class Soak:
 
     @property
     def failed(self) -> int:
-        return sum(n for code, n in self.statuses.items() if code not in (200, 429))
+        refused = sum(n for code, n in self.statuses.items() if code not in (200, 429))
+        return refused + sum(self.transport.values())
 
     def report(self) -> str:
-        total = sum(self.statuses.values())
+        total = sum(self.statuses.values()) + sum(self.transport.values())
         lines = [
             f"requests: {total} in {self.seconds:.1f} s ({total / self.seconds:.0f}/s), "
             f"by status {dict(sorted(self.statuses.items()))}; "
-            f"failed streams {self.failed_streams}",
+            f"failed streams {self.failed_streams}, no answer {dict(self.transport)}",
             f"switches: {dict(self.switches)}",
             f"log: {sum(self.rows.values())} request rows {dict(self.rows)}, "
             f"{self.summaries} summary rows, {self.torn} torn lines; ok rows are the 200s: "
@@ -85,6 +87,13 @@ def _body(i: int) -> dict[str, Any]:
 
 
 async def _one(client: httpx.AsyncClient, body: dict[str, Any], soak: Soak) -> None:
+    try:
+        await _ask(client, body, soak)
+    except httpx.TransportError as exc:  # counted, never retried: a retry would hide it
+        soak.transport[type(exc).__name__] += 1
+
+
+async def _ask(client: httpx.AsyncClient, body: dict[str, Any], soak: Soak) -> None:
     if not body["stream"]:
         response = await client.post("/generate", json=body)
         soak.statuses[response.status_code] += 1
@@ -131,7 +140,9 @@ async def soak(
     result, left, stop = Soak(), iter(range(requests)), asyncio.Event()
     if pid is not None:
         result.rss_mb["start"] = rss_mb(pid)
-    limits = httpx.Limits(max_connections=concurrency + 1)
+    # idle connections closed before the server's keep-alive timeout (uvicorn's 5 s) can close
+    # them under a request just sent: that race is the client's, and every HTTP client has it
+    limits = httpx.Limits(max_connections=concurrency + 1, keepalive_expiry=2.0)
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as c:
 

@@ -12,6 +12,7 @@ from safetensors.torch import load_model, save_model
 from tokenizers import Tokenizer
 
 from app.gpt.model import GPT, GPTConfig
+from app.gpt.tokenizer import plain_specials
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -58,5 +59,5 @@ def load_checkpoint(folder: Path) -> Checkpoint:
     model = GPT(GPTConfig.from_dict(config["model"]))
     load_model(model, str(folder / WEIGHTS))
     model.eval()
-    tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
+    tokenizer = plain_specials(Tokenizer.from_file(str(folder / TOKENIZER)))
     return Checkpoint(model, tokenizer, str(config["version"]), dict(config.get("meta", {})))

@@ -34,6 +34,14 @@ def train_tokenizer(
     tokenizer.train_from_iterator(texts, trainer=trainer)
     if label_tokens:
         tokenizer.add_tokens(list(label_tokens))
+    return plain_specials(tokenizer)
+
+
+def plain_specials(tokenizer: Tokenizer) -> Tokenizer:
+    """Make a text's `<|eos|>` or `<|sep|>` plain text, never the special token: a customer
+    cannot end the question early, or start the answer, by typing them. The special tokens
+    are placed by id (`encode_prompt`, the training rows); label tokens still match."""
+    tokenizer.encode_special_tokens = True
     return tokenizer
 
 
@@ -45,6 +53,7 @@ def special_id(tokenizer: Tokenizer, token: str) -> int:
 
 
 def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
-    """The tokens the model sees before it answers: <bos> text <sep>."""
+    """The tokens the model sees before it answers: <bos> text <sep> (the text's own
+    special-token look-alikes are plain text: `plain_specials`)."""
     ids: list[int] = tokenizer.encode(text, add_special_tokens=False).ids
     return [special_id(tokenizer, BOS), *ids, special_id(tokenizer, SEP)]

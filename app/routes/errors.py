@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from app.errors import (
     BadRequest,
+    BodyTimeout,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,
@@ -23,12 +24,19 @@ from app.errors import (
     PayloadTooLarge,
     ServiceError,
     Unauthorized,
+    UnsupportedMediaType,
+    json_safe,
 )
 from app.openai_api.errors import openai_body, openai_status
 
 logger = logging.getLogger(__name__)
 _BY_STATUS: dict[int, type[ServiceError]] = {400: BadRequest, 404: NotFound, 405: MethodNotAllowed}
-_REFUSED_BEFORE_THE_PIPELINE = (Unauthorized, PayloadTooLarge, RequestValidationError)
+_REFUSED_BEFORE_THE_PIPELINE = (
+    Unauthorized,
+    PayloadTooLarge,
+    BodyTimeout,
+    RequestValidationError,
+)
 
 
 def error_response(error: ServiceError, openai: bool = False) -> JSONResponse:
@@ -42,7 +50,7 @@ def service_error(request: Request, exc: Exception) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
     if isinstance(exc, RequestValidationError):
-        return _invalid_body(exc)
+        return _not_json(request, exc) or _invalid_body(exc)
     if isinstance(exc, HTTPException):
         if isinstance(exc.__cause__, ServiceError):  # raised while FastAPI read the body
             return exc.__cause__
@@ -50,6 +58,19 @@ def service_error(request: Request, exc: Exception) -> ServiceError:
         return kind(str(exc.detail), headers=dict(exc.headers or {}))
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return InternalError()
+
+
+def _not_json(request: Request, exc: RequestValidationError) -> ServiceError | None:
+    """A body refused because it came as another media type: say so (415), not 422."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not media or media == "application/json" or media.endswith("+json"):
+        return None
+    if not any(e["loc"][:1] == ("body",) for e in exc.errors()):
+        return None
+    return UnsupportedMediaType(
+        f"the body must be JSON, sent with Content-Type: application/json (not {media})",
+        {"content_type": media},
+    )
 
 
 @functools.cache
@@ -67,7 +88,7 @@ def _invalid_body(exc: RequestValidationError) -> InvalidRequest:
     message = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors
     )
-    return InvalidRequest(message, jsonable_encoder(errors))
+    return InvalidRequest(message, json_safe(jsonable_encoder(errors)))
 
 
 def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> None:

@@ -21,7 +21,7 @@ router = APIRouter(tags=["generate"], dependencies=[ApiKey])
 PATH = "/generate"
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": EVENT_STREAM, "description": "The result; with `stream: true`, SSE."},
-    **error_responses(400, 401, 413, 422, 429, 502, 503, 504),
+    **error_responses(400, 401, 408, 413, 415, 422, 429, 502, 503, 504),
 }
 
 

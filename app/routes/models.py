@@ -32,7 +32,7 @@ async def list_models(pipeline: PipelineDep) -> ModelsPublic:
 @router.post(
     "/switch",
     dependencies=[AdminKey],
-    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 408, 409, 413, 415, 422, 503),
 )
 async def switch(body: SwitchRequest, pipeline: PipelineDep) -> SwitchPublic:
     """Hot-switch the active model (admin key)."""

@@ -26,9 +26,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKey])
 APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 # In OpenAI's envelope; 400 (not 422) for a bad body; "4XX" also keeps FastAPI from adding its 422.
-_ERRORS = error_responses(400, 401, 404, 409, 413, 429, 502, 503, 504, model=OpenAIErrorPublic) | {
-    "4XX": {"model": OpenAIErrorPublic}
-}
+_ERRORS = error_responses(
+    400, 401, 404, 408, 409, 413, 415, 429, 502, 503, 504, model=OpenAIErrorPublic
+) | {"4XX": {"model": OpenAIErrorPublic}}
 _ANSWER: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {"schema": {"type": "object"}}, **EVENT_STREAM}}
 }
