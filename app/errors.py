@@ -164,18 +164,19 @@ class UpstreamTimeout(UpstreamError):
     outcome: ClassVar[RequestStatus] = "timeout"
 
 
+class ModelFailed(UpstreamError):
+    """The active model broke while serving (its engine died) and is being restarted; a
+    FALLBACK_MODEL answers for it meanwhile."""
+
+    status_code, type = 503, "model_failed"
+
+
 class CircuitOpen(_RetryAfter, UpstreamError):
     status_code, type = 503, "circuit_open"
 
 
 class ModelUnavailable(ServiceError):
     status_code, type, outcome = 503, "model_unavailable", "rejected"
-
-
-class ModelFailed(ServiceError):
-    """The active model broke while serving (its engine died); it is being restarted."""
-
-    status_code, type, outcome = 503, "model_failed", "upstream_error"
 
 
 class ModelDegraded(ModelUnavailable):

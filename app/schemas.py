@@ -47,7 +47,10 @@ class GenerateRequest(BaseModel):
         json_schema_extra=_bounds(maxItems=4, items={"type": "string", "minLength": 1}),
     )
     stream: bool = False
-    seed: JsonInt | None = None
+    # 64 bits; the document says a little less: its bounds are JSON numbers (doubles)
+    seed: JsonInt | None = Field(
+        None, json_schema_extra=_bounds(minimum=-(2**63) + 1024, maximum=2**63 - 1024)
+    )
 
 
 class GeneratePublic(BaseModel):

@@ -68,6 +68,7 @@ class QLoRAAdapter:
         self._engine: Engine | None = None
         self._problem: str | None = None  # the engine died: why, while it restarts
         self._restart: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     @property
     def info(self) -> ModelInfo:
@@ -118,11 +119,12 @@ class QLoRAAdapter:
                 kind="too_long",
             )
         sampling = Sampling(params.max_tokens, params.temperature, params.top_p, params.seed)
+        engine = self._engine  # this request's, even if a restart replaces it meanwhile
         scanner = StopScanner(params.stop)
         finish: FinishReason = "length"
         generated = 0
         try:
-            async with contextlib.aclosing(self._engine.stream(ids, sampling)) as deltas:
+            async with contextlib.aclosing(engine.stream(ids, sampling)) as deltas:
                 async for delta in deltas:
                     generated = delta.tokens
                     if kept := scanner.feed(delta.text):
@@ -133,16 +135,15 @@ class QLoRAAdapter:
                     if delta.finish is not None:
                         finish = delta.finish
         except EngineDied as exc:
-            raise ModelFailed(self._died(str(exc))) from exc
+            raise ModelFailed(self._died(engine, str(exc))) from exc
         if tail := scanner.flush():
             yield Piece(tail)
         yield Piece("", finish, Usage(len(ids), generated))
 
     async def close(self) -> None:
-        if self._restart is not None:
-            self._restart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._restart
+        self._closing.set()
+        if self._restart is not None:  # not cancelled: an engine it is starting must be closed
+            await asyncio.shield(self._restart)
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.close()
@@ -152,14 +153,14 @@ class QLoRAAdapter:
         if self._restart is not None:
             await asyncio.shield(self._restart)
 
-    def _died(self, reason: str) -> str:
-        """The engine died: fail fast (and /health 503) while a new one starts."""
-        if self._restart is None:
+    def _died(self, engine: Engine, reason: str) -> str:
+        """`engine` died: fail fast (and /health 503) while a new one starts. An engine that
+        was replaced already (a request that saw its end late) changes nothing."""
+        if engine is self._engine and self._restart is None and not self._closing.is_set():
             logger.error("%s: %s; starting a new engine", self._info.name, reason)
             self._problem = f"{reason}; a new engine is starting"
             self._restart = asyncio.create_task(self._restart_engine())
-        assert self._problem is not None
-        return self._problem
+        return self._problem or reason
 
     async def _restart_engine(self) -> None:
         dead, self._engine = self._engine, None
@@ -167,17 +168,24 @@ class QLoRAAdapter:
             with contextlib.suppress(Exception):  # what is left of it
                 await dead.close()
         wait = RESTART_INITIAL_S
-        while True:
+        while not self._closing.is_set():
             try:
-                self._engine = await self._start_engine()
-                break
+                engine = await self._start_engine()
             except Exception as exc:
                 logger.exception("%s: a new engine failed to start", self._info.name)
                 self._problem = f"the engine died and a new one failed to start: {exc}"
-                await asyncio.sleep(wait)  # the backoff itself, not a wait on a state
+                with contextlib.suppress(TimeoutError):  # the backoff, cut short by close()
+                    await asyncio.wait_for(self._closing.wait(), wait)
                 wait = min(wait * 2, RESTART_MAX_S)
-        logger.warning("%s: a new engine serves", self._info.name)
-        self._problem, self._restart = None, None
+                continue
+            if self._closing.is_set():  # closed while it started: nobody will use it
+                await engine.close()
+                break
+            self._engine = engine
+            logger.warning("%s: a new engine serves", self._info.name)
+            self._problem = None
+            break
+        self._restart = None
 
 
 def context_length(o: QLoRAOptions, config: Any) -> int:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -70,7 +71,8 @@ class GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         pipeline: Pipeline | None = getattr(self._app.state, "pipeline", None)
         if self._loop is None or pipeline is None or self.should_exit:
-            self.force_exit = self.should_exit  # not serving yet, or stopping already: uvicorn's
+            # not serving yet, or stopping already: uvicorn's rule (a second Ctrl-C forces)
+            self.force_exit = self.should_exit and sig == signal.SIGINT
             self.should_exit = True
         elif not self._asked:
             self._asked = True

@@ -69,6 +69,7 @@ class BatchDecoder:
         self.steps = 0  # batched decoding steps run
         self.rows = 0  # sequence-steps they served: rows / steps is the mean batch size
         self.replaced = 0  # threads replaced after a failed step
+        self._dead: BaseException | None = None  # set when no thread can decode any more
         self._name = name
         self._thread = self._spawn()
 
@@ -82,7 +83,12 @@ class BatchDecoder:
         return len(self._active)
 
     def submit(self, sequence: Row) -> None:
+        if self._dead is not None:
+            sequence.emit(self._dead)
+            return
         self._pending.put(sequence)
+        if self._dead is not None:  # it died as this one was queued
+            self._drain(self._dead)
 
     def close(self) -> None:
         """Stop the thread; sequences still running or waiting receive None."""
@@ -107,20 +113,28 @@ class BatchDecoder:
             for seq in self._active:
                 seq.emit(exc)
             self._active.clear()
-            self._caches = self.model.new_cache(self.max_batch)
-            self.replaced += 1
-            self._thread = self._spawn()
+            try:
+                self._caches = self.model.new_cache(self.max_batch)
+                self.replaced += 1
+                self._thread = self._spawn()
+            except BaseException as fatal:  # no new thread: nothing may wait for one
+                self._end(fatal)
         except BaseException as exc:  # the thread itself is going: end every waiting request
-            logger.exception("the decoding thread failed")
             for seq in self._active:
                 seq.emit(exc)
             self._active.clear()
-            self._drain(exc)
+            self._end(exc)
         else:
             for seq in self._active:
                 seq.emit(None)
             self._active.clear()
             self._drain(None)
+
+    def _end(self, error: BaseException) -> None:
+        """No thread decodes any more: what waits, and whatever is submitted later, fails."""
+        logger.exception("the decoding thread failed", exc_info=error)
+        self._dead = error
+        self._drain(error)
 
     def _admit(self) -> bool:
         """Move waiting sequences into free rows (blocking while idle); False once closed."""
@@ -140,8 +154,8 @@ class BatchDecoder:
         if seq.cancelled or seq.budget <= 0:
             seq.emit(None)
             return
-        single = self.model.new_cache(1)
         try:
+            single = self.model.new_cache(1)
             logits = prefill(self.model, torch.tensor(seq.prompt), single)
         except Exception as exc:  # this sequence's alone: the batch has not seen it
             logger.exception("a prefill failed")

@@ -64,7 +64,8 @@ class VLLMEngine:
         )
         request_id = f"bankllm-{uuid.uuid4().hex}"
         generated, finished = 0, False
-        outputs = self._engine.generate(
+        engine = self._engine  # kept: close() may drop it while this stream is paused
+        outputs = engine.generate(
             {"prompt_token_ids": ids}, params, request_id, lora_request=self._lora
         )
         try:
@@ -79,14 +80,14 @@ class VLLMEngine:
                 if completion.text:
                     yield Delta(completion.text, generated)
         except Exception as exc:
-            if not self._engine.errored:
+            if not engine.errored:
                 raise
             finished = True  # a dead engine has nothing to abort
             raise EngineDied(f"the vLLM engine died ({type(exc).__name__})") from exc
         finally:
             await outputs.aclose()
-            if not finished:  # the caller left (or failed): free the sequence's KV cache now
-                await self._engine.abort(request_id)
+            if not finished and not engine.errored:  # the caller left: free its KV cache now
+                await engine.abort(request_id)
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.deps import ApiKey, PipelineDep
-from app.errors import InternalError, ModelNotFound, ServiceError
+from app.errors import InternalError, InvalidRequest, ModelNotFound, ServiceError
 from app.openai_api.encode import Chunks, Kind, completion
 from app.openai_api.errors import openai_body
 from app.openai_api.protocol import ChatCompletionRequest, CompletionRequest
@@ -40,7 +40,11 @@ async def chat_completions(
 ) -> JSONResponse | EventStreamResponse:
     """A chat completion, whole or streamed, in OpenAI's shape."""
     if body.max_tokens is not None and body.max_completion_tokens is not None:
-        pipeline.limits.params(max_tokens=body.max_tokens)  # the one ignored is checked too
+        try:  # the one max_completion_tokens overrides is checked too, and its refusal logged
+            pipeline.limits.params(max_tokens=body.max_tokens)
+        except InvalidRequest as exc:
+            pipeline.refuse(exc, "chat")
+            raise
     origin = Origin("chat", body.model, body.user)
     arguments = {"messages": body.conversation(), "origin": origin, **body.chat_options()}
     return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)

@@ -173,8 +173,10 @@ class BenchmarkLog:
         if len(self._window) == self._every:
             # the rows since the previous summary: cheap at any log size, and a time series
             summary = {"ts": utc_now(), "type": "summary", **summarize(self._window)}
-            self._write_line(_encode(summary))
-            self._window.clear()
+            try:
+                self._write_line(_encode(summary))
+            finally:  # written or dropped, the next summary covers the next requests
+                self._window.clear()
 
     def _summarize(self) -> dict[str, Any]:
         with self._lock:

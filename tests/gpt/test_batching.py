@@ -162,3 +162,26 @@ def test_a_prefill_that_raises_ends_only_its_own_sequence() -> None:
     assert (good.wait(), good.error) == (_alone(model, [1, 2], Sampling(), 30), None)
     decoder.close()
     assert decoder.replaced == 0
+
+
+def test_a_decoder_that_cannot_replace_its_thread_fails_every_request_at_once() -> None:
+    model = _model()
+    _faulty(model, lambda idx: idx.shape == (1, 1))  # every decoding step
+    decoder = BatchDecoder(model, max_batch=2)
+    new_cache = model.new_cache
+
+    def no_room_for_a_batch(batch: int) -> Any:
+        if batch > 1:  # the replacement's caches
+            raise MemoryError("no room")
+        return new_cache(batch)
+
+    model.new_cache = no_room_for_a_batch  # type: ignore[method-assign,assignment]
+    first, later = Collected(), Collected()
+    decoder.submit(Row([1, 2], Sampling(), 10, first))
+    first.wait()
+    decoder.submit(Row([3, 4], Sampling(), 10, later))
+    assert later.wait() == []
+    assert (repr(first.error), repr(later.error)) == (
+        repr(RuntimeError("injected fault")),
+        repr(MemoryError("no room")),
+    )

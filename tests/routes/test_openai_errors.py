@@ -153,3 +153,18 @@ async def test_a_full_queue_is_a_rate_limit_error_with_retry_after(
     assert raised.value.response.headers["retry-after"] == "1"
     assert raised.value.response.json()["error"]["code"] == "queue_full"
     assert queue_full == 1
+
+
+async def test_a_max_tokens_overridden_by_max_completion_tokens_is_checked_and_logged(
+    service: ServiceFactory,
+) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}
+    async with service(active_model="echo") as (_, client, pipeline):
+        refused = await client.post(
+            "/v1/chat/completions", json=body | {"max_completion_tokens": 5}
+        )
+        rows = read_log(pipeline.settings, pipeline)
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "max_tokens")
+    assert [(r["api"], r["status"], r["error_type"]) for r in rows] == [
+        ("chat", "bad_request", "invalid_request")
+    ]

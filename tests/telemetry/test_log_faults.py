@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,27 @@ async def test_the_service_answers_while_its_log_is_full_and_health_says_so(
     assert dropped == 1.0
     assert (healed.json()["status"], healed.json()["log_problem"]) == ("ok", None)
     assert [json.loads(line)["status"] for line in disk.read_text().splitlines()] == ["ok"]
+
+
+def test_a_summary_that_cannot_be_written_does_not_stop_the_next_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bench.jsonl"
+    write = os.write
+    failed: list[bytes] = []
+
+    def full_once_for_a_summary(fd: int, data: Any) -> int:
+        if b'"type":"summary"' in bytes(data) and not failed:
+            failed.append(bytes(data))
+            raise OSError(28, "No space left on device")
+        return write(fd, data)
+
+    log = BenchmarkLog(path, every=2)
+    log.start()
+    monkeypatch.setattr(os, "write", full_once_for_a_summary)
+    for i in range(6):
+        log.append(_row(i))
+    log.close()
+    kinds = [json.loads(line)["type"] for line in path.read_text().splitlines()]
+    assert kinds == ["request"] * 2 + ["request"] * 2 + ["summary"] + ["request"] * 2 + ["summary"]
+    assert (log.dropped, len(failed)) == (1, 1)
