@@ -119,11 +119,6 @@ class Pipeline:
             return None
         return self._fallback.name
 
-    @property
-    def switching(self) -> bool:
-        """True while a model switch is in progress."""
-        return self._model.switching
-
     async def generate(
         self,
         prompt: str | None = None,

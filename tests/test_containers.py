@@ -173,15 +173,19 @@ def _profile_key(profile: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def _answer_when_healthy(file: Path, profile: str) -> httpx.Response:
+    """Bring the profile up, wait for its health check, ask it once, and take it down."""
+    try:
+        _compose(file, "--profile", profile, "up", "-d", "--no-build")
+        until_healthy(_compose(file, "ps", "-q", f"bankllm-{profile}").strip())
+        return httpx.post(f"{URL}/generate", json=ASK, headers=_profile_key(profile), timeout=60)
+    finally:
+        _compose(file, "--profile", profile, "down", "-v")
+
+
 def test_the_custom_profile_comes_up_healthy_and_answers(image: str, tmp_path: Path) -> None:
     file = _on_host_network(tmp_path, "bankllm-custom")
-    try:
-        _compose(file, "--profile", "custom", "up", "-d", "--no-build")
-        container = _compose(file, "ps", "-q", "bankllm-custom").strip()
-        until_healthy(container)
-        answer = httpx.post(f"{URL}/generate", json=ASK, headers=_profile_key("custom"), timeout=60)
-    finally:
-        _compose(file, "--profile", "custom", "down", "-v")
+    answer = _answer_when_healthy(file, "custom")
     assert answer.status_code == 200
     assert answer.json()["intent"] in IntentSet.load().labels
 
@@ -199,13 +203,7 @@ def test_the_gemini_profile_takes_its_key_from_a_secret_file_never_the_image(
         environment={"GEMINI_BASE_URL": upstream},
         secrets={"gemini_api_key": {"file": str(secret)}},
     )
-    try:
-        _compose(file, "--profile", "gemini", "up", "-d", "--no-build")
-        container = _compose(file, "ps", "-q", "bankllm-gemini").strip()
-        until_healthy(container)
-        answer = httpx.post(f"{URL}/generate", json=ASK, headers=_profile_key("gemini"), timeout=60)
-    finally:
-        _compose(file, "--profile", "gemini", "down", "-v")
+    answer = _answer_when_healthy(file, "gemini")
     layers = docker("history", "--no-trunc", TAG)
     config = docker("inspect", "--format", "{{json .Config.Env}}", TAG)
     assert (answer.status_code, answer.json()["text"]) == (200, REPLY_TEXT)

@@ -34,48 +34,47 @@ def release() -> Iterator[threading.Event]:
     event.set()
 
 
+Held = tuple[ServiceProcess, "Future[httpx.Response]", "Future[list[Any]]"]
+
+
 @contextmanager
-def _service(
-    tmp_path: Path, upstream: tuple[FakeGemini, str], grace_s: float
-) -> Iterator[ServiceProcess]:
+def _holding(
+    tmp_path: Path, upstream: tuple[FakeGemini, str], hold: threading.Event, grace_s: float
+) -> Iterator[Held]:
+    """A `bankllm serve` process on the fake Gemini, with a plain and a streamed request in
+    flight, each held by the fake until `hold` is set (the stream after its reply's first two
+    words: past its first event, so its status is 200)."""
+    fake, url = upstream
     env = {
         "ACTIVE_MODEL": "gemini",
         "GEMINI_API_KEY": GEMINI_KEY,
-        "GEMINI_BASE_URL": upstream[1],
+        "GEMINI_BASE_URL": url,
         "API_KEYS": USER_KEY,
         "ADMIN_API_KEY": ADMIN_KEY,
         "BENCHMARK_LOG": str(tmp_path / "bench.jsonl"),
         "SHUTDOWN_GRACE_S": str(grace_s),
     }
-    upstream[0].reset()
-    with service_process(env, tmp_path) as process:
-        yield process
+    fake.reset()
+    with ThreadPoolExecutor(2) as pool, service_process(env, tmp_path) as process:
+        arrived = len(fake.received)
+        fake.faults.extend([Fault(hold=hold), Fault(hold=hold, hold_after=3)])
 
+        def plain() -> httpx.Response:
+            return httpx.post(f"{process.url}/generate", json=ASK, headers=HEADERS, timeout=60)
 
-def _in_flight(
-    process: ServiceProcess, fake: FakeGemini, pool: ThreadPoolExecutor, hold: threading.Event
-) -> tuple[Future[httpx.Response], Future[list[Any]]]:
-    """A plain and a streamed request, each held by the fake (the stream after its reply's first
-    two words: past its first event, so its status is 200)."""
-    arrived = len(fake.received)
-    fake.faults.extend([Fault(hold=hold), Fault(hold=hold, hold_after=3)])
+        def streamed() -> list[Any]:
+            body = ASK | {"stream": True}
+            with httpx.stream(
+                "POST", f"{process.url}/generate", json=body, headers=HEADERS, timeout=60
+            ) as response:
+                assert response.status_code == 200
+                return parse_sse(response.read().decode())
 
-    def plain() -> httpx.Response:
-        return httpx.post(f"{process.url}/generate", json=ASK, headers=HEADERS, timeout=60)
-
-    def streamed() -> list[Any]:
-        body = ASK | {"stream": True}
-        with httpx.stream(
-            "POST", f"{process.url}/generate", json=body, headers=HEADERS, timeout=60
-        ) as response:
-            assert response.status_code == 200
-            return parse_sse(response.read().decode())
-
-    answered = pool.submit(plain)
-    assert fake.wait_received(arrived + 1, timeout_s=30)
-    streaming = pool.submit(streamed)
-    assert fake.wait_received(arrived + 2, timeout_s=30)
-    return answered, streaming
+        answered = pool.submit(plain)
+        assert fake.wait_received(arrived + 1, timeout_s=30)
+        streaming = pool.submit(streamed)
+        assert fake.wait_received(arrived + 2, timeout_s=30)
+        yield process, answered, streaming
 
 
 def _rows(tmp_path: Path) -> list[dict[str, Any]]:
@@ -88,12 +87,8 @@ def _rows(tmp_path: Path) -> list[dict[str, Any]]:
 def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(
     tmp_path: Path, gemini_upstream: tuple[FakeGemini, str], release: threading.Event
 ) -> None:
-    fake = gemini_upstream[0]
-    with (
-        ThreadPoolExecutor(2) as pool,
-        _service(tmp_path, gemini_upstream, grace_s=30) as process,
-    ):
-        answered, streaming = _in_flight(process, fake, pool, release)
+    with _holding(tmp_path, gemini_upstream, release, grace_s=30) as held:
+        process, answered, streaming = held
         signalled = time.monotonic()
         process.popen.send_signal(signal.SIGTERM)
         process.wait_line("draining: 2 request", timeout_s=10)
@@ -134,12 +129,8 @@ def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(
 def test_requests_past_the_grace_period_end_with_an_error_and_a_cancelled_row(
     tmp_path: Path, gemini_upstream: tuple[FakeGemini, str], release: threading.Event
 ) -> None:
-    fake = gemini_upstream[0]
-    with (
-        ThreadPoolExecutor(2) as pool,
-        _service(tmp_path, gemini_upstream, grace_s=0.5) as process,
-    ):
-        answered, streaming = _in_flight(process, fake, pool, release)  # never released
+    with _holding(tmp_path, gemini_upstream, release, grace_s=0.5) as held:  # never released
+        process, answered, streaming = held
         process.popen.send_signal(signal.SIGTERM)
         plain, events = answered.result(timeout=30), streaming.result(timeout=30)
         assert process.popen.wait(timeout=30) == 0
@@ -161,12 +152,8 @@ def test_requests_past_the_grace_period_end_with_an_error_and_a_cancelled_row(
 def test_a_second_signal_cuts_at_once(
     tmp_path: Path, gemini_upstream: tuple[FakeGemini, str], release: threading.Event
 ) -> None:
-    fake = gemini_upstream[0]
-    with (
-        ThreadPoolExecutor(2) as pool,
-        _service(tmp_path, gemini_upstream, grace_s=600) as process,
-    ):
-        answered, streaming = _in_flight(process, fake, pool, release)
+    with _holding(tmp_path, gemini_upstream, release, grace_s=600) as held:
+        process, answered, streaming = held
         process.popen.send_signal(signal.SIGTERM)
         process.wait_line("draining: 2 request", timeout_s=10)
         process.popen.send_signal(signal.SIGINT)
