@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,3 +145,38 @@ def build_cpu_image(tag: str, base: str, index: str) -> None:
         str(ROOT),
         timeout_s=1800,
     )
+
+
+def until_healthy(container: str, timeout_s: float = 120) -> float:
+    """Seconds until Docker's own health check says healthy (its events, not a poll)."""
+    started = time.monotonic()
+    events = subprocess.Popen(
+        [
+            "docker",
+            "events",
+            "--filter",
+            f"container={container}",
+            "--filter",
+            "event=health_status",
+            "--format",
+            "{{.Status}}",
+            "--since",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert events.stdout is not None
+        deadline = started + timeout_s
+        for line in events.stdout:
+            if "healthy" in line and "unhealthy" not in line:
+                return time.monotonic() - started
+            if time.monotonic() > deadline:
+                break
+        raise AssertionError(f"{container} not healthy within {timeout_s} s")
+    finally:
+        events.kill()
+        events.wait()
+        assert events.stdout is not None
+        events.stdout.close()

@@ -24,6 +24,7 @@ from tests.containers import (
     engine_problem,
     torch_index,
     torch_wheel,
+    until_healthy,
 )
 from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import ASK, REPLY_TEXT, FakeGemini
@@ -43,41 +44,6 @@ def image() -> str:
     with torch_index(wheel) as index:
         build_cpu_image(TAG, base_image(), index)
     return TAG
-
-
-def until_healthy(container: str, timeout_s: float = 120) -> float:
-    """Seconds until Docker's own health check says healthy (its events, not a poll)."""
-    started = time.monotonic()
-    events = subprocess.Popen(
-        [
-            "docker",
-            "events",
-            "--filter",
-            f"container={container}",
-            "--filter",
-            "event=health_status",
-            "--format",
-            "{{.Status}}",
-            "--since",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert events.stdout is not None
-        deadline = started + timeout_s
-        for line in events.stdout:
-            if "healthy" in line and "unhealthy" not in line:
-                return time.monotonic() - started
-            if time.monotonic() > deadline:
-                break
-        raise AssertionError(f"{container} not healthy within {timeout_s} s")
-    finally:
-        events.kill()
-        events.wait()
-        assert events.stdout is not None
-        events.stdout.close()
 
 
 @pytest.fixture
