@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from app.errors import Forbidden, Unauthorized
 from app.pipeline import Pipeline
 from app.settings import Settings
+from app.telemetry.audit import OPEN, key_id
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
 # thread, a hop that cost this service a large share of its throughput under load.
@@ -77,17 +78,18 @@ async def require_api_key(request: Request, settings: SettingsDep, _: Declared) 
         raise Unauthorized("invalid API key")
 
 
-async def require_admin_key(request: Request, settings: SettingsDep, _: Declared) -> None:
-    """The admin key. With no key of any kind configured (local development) anyone may."""
+async def require_admin_key(request: Request, settings: SettingsDep, _: Declared) -> str:
+    """The admin key; its id (a short hash) names the admin in the audit trail. With no key of
+    any kind configured (local development) anyone may, as `open`."""
     user_keys = [k.get_secret_value() for k in settings.api_keys]
     admin_keys = _admin_keys(settings)
     if not admin_keys and not user_keys:
-        return
+        return OPEN
     key = _presented_key(request)
     if key is None:
         raise Unauthorized("missing admin key: send `Authorization: Bearer <admin key>`")
     if _matches(key, admin_keys):
-        return
+        return key_id(key)
     if _matches(key, user_keys):
         raise Forbidden("this route needs the admin key; a user API key cannot switch models")
     raise Unauthorized("invalid admin key")
@@ -95,3 +97,4 @@ async def require_admin_key(request: Request, settings: SettingsDep, _: Declared
 
 ApiKey = Depends(require_api_key)
 AdminKey = Depends(require_admin_key)
+AdminId = Annotated[str, Depends(require_admin_key)]  # the admin key's id, for the audit

@@ -75,6 +75,22 @@ class SwitchInProgress(ServiceError):
     status_code, type, outcome = 409, "switch_in_progress", "rejected"
 
 
+class SwitchRefused(ServiceError):
+    """A gated switch whose candidate failed a condition: nothing was loaded into the live slot.
+    Its details list every condition with its figure and verdict."""
+
+    status_code, type, outcome = 412, "switch_refused", "rejected"
+
+    def __init__(self, model: str, conditions: list[dict[str, Any]]):
+        failed = ", ".join(c["condition"] for c in conditions if not c["passed"])
+        message = f"{model!r} does not meet the switch's conditions: {failed} failed"
+        super().__init__(message, {"model": model, "conditions": conditions})
+
+
+class ShadowIsActive(ServiceError):
+    status_code, type, outcome = 409, "shadow_is_active", "bad_request"
+
+
 Problem = tuple[list[str | int], str, Any]  # (where in the body, what is wrong, the value)
 
 

@@ -1,23 +1,19 @@
-"""`bankllm eval`'s engine: ask a model (in-process or over HTTP) about labelled examples."""
+"""`bankllm eval`'s engine: ask a model about labelled examples and score its answers (the ways
+to ask are in `app.askers`, and a gated switch asks a loaded candidate)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from tqdm import tqdm
 
 from app.banking.corpus import Example
 from app.banking.intents import IntentSet
-from app.errors import ServiceError
-from app.pipeline import Pipeline
 from app.scoring import accuracy, confusions, macro_f1
-from app.settings import Settings
 from app.telemetry.benchlog import utc_now
 from app.telemetry.summary import percentile
 
@@ -34,7 +30,7 @@ class Answer:
     error: str | None = None  # the error type when the request failed
 
 
-Ask = Callable[[str], Awaitable[Answer]]
+Ask = Callable[[str, str], Awaitable[Answer]]  # (text, its known intent) -> the answer
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ async def evaluate(
 
     async def one(example: Example) -> Answer:
         async with slots:
-            answer = await ask(example.text)
+            answer = await ask(example.text, example.category)
         bar.update(1)
         return answer
 
@@ -112,72 +108,3 @@ async def evaluate(
         seconds=seconds,
         confused=confusions(pairs),
     )
-
-
-@asynccontextmanager
-async def in_process(
-    settings: Settings, intents: IntentSet, model: str, max_tokens: int
-) -> AsyncIterator[Ask]:
-    """Ask `model` through a pipeline of our own (its requests go to the benchmark log)."""
-    pipeline = Pipeline(settings.model_copy(update={"active_model": model}), intents)
-    await pipeline.start()
-    try:
-        if pipeline.active is None:
-            raise RuntimeError(f"model {model!r} could not be loaded (see the log above)")
-
-        async def ask(text: str) -> Answer:
-            try:
-                r = await pipeline.generate(text, max_tokens=max_tokens, temperature=0.0)
-            except ServiceError as exc:
-                info = pipeline.active
-                return Answer(
-                    None,
-                    "",
-                    0.0,
-                    0,
-                    model,
-                    info.backend if info else "?",
-                    info.version if info else "?",
-                    exc.type,
-                )
-            return Answer(
-                r.intent, r.text, r.latency_ms, r.completion_tokens, r.model, r.backend, r.version
-            )
-
-        yield ask
-    finally:
-        await pipeline.close()
-
-
-@asynccontextmanager
-async def over_http(
-    url: str, model: str | None, max_tokens: int, api_key: str | None, admin_key: str | None
-) -> AsyncIterator[Ask]:
-    """Ask a running service; with `model`, switch it to that model first (admin key)."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
-        active = (await client.get("/models")).raise_for_status().json()["active"]
-        if model and model != active:
-            admin = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
-            response = await client.post("/switch", json={"model": model}, headers=admin)
-            if response.status_code != 200:
-                raise RuntimeError(f"could not switch {url} to {model!r}: {response.text}")
-
-        async def ask(text: str) -> Answer:
-            body = {"prompt": text, "max_tokens": max_tokens, "temperature": 0}
-            response = await client.post("/generate", json=body)
-            if response.status_code != 200:
-                error = response.json().get("error", {}).get("type", str(response.status_code))
-                return Answer(None, "", 0.0, 0, model or active, "?", "?", error)
-            r = response.json()
-            return Answer(
-                r["intent"],
-                r["text"],
-                r["latency_ms"],
-                r["completion_tokens"],
-                r["model"],
-                r["backend"],
-                r["version"],
-            )
-
-        yield ask

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app.banking.intents import IntentSet
 from app.middleware import BodyLimits
 from app.pipeline import Pipeline
-from app.routes import benchmarks, generate, health, metrics, models, openai
+from app.routes import benchmarks, generate, health, metrics, models, openai, shadow
 from app.routes.errors import add_error_handlers
 from app.settings import Settings
 
@@ -48,6 +48,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
         health.router,
         metrics.router,
         benchmarks.router,
+        shadow.router,
     ):
         app.include_router(router)
     # Requests to these routes are recorded (a metric sample and a log row) even when they are

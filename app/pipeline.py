@@ -12,8 +12,10 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from app.adapters.protocol import Adapter, FinishReason, Message, ModelInfo, Piece, SamplingParams
+from app.adapters.protocol import Adapter, FinishReason, Message, ModelInfo
+from app.admin import Admin
 from app.admission import Admission
+from app.answering import open_answer
 from app.banking.intents import IntentSet, IntentSplitter
 from app.deadline import Deadline
 from app.drain import Drain
@@ -23,19 +25,20 @@ from app.errors import (
     ModelNotActive,
     ModelNotFound,
     ServiceError,
-    UpstreamError,
 )
+from app.gate import Requirements
 from app.limits import Limits
 from app.loaded import Loaded, LoadedAdapters
-from app.outbound import outbound
 from app.registry import build_registry, model_statuses
 from app.results import GenerateResult, ModelStatus, Origin, StreamEvent
 from app.settings import Settings
+from app.shadow import Mirror, Shadow, ShadowOptions
 from app.startup import Startup
 from app.switching import ActiveModel, SwitchResult
+from app.telemetry.audit import OPEN
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
-from app.telemetry.record import Ledger, RequestRecord
+from app.telemetry.record import Ledger
 
 __all__ = ["GenerateResult", "ModelStatus", "Origin", "Pipeline", "StreamEvent"]
 logger = logging.getLogger(__name__)
@@ -63,6 +66,21 @@ class Pipeline:
             self.metrics, self.log, lambda: self._model.info, self._admission.observe_latency
         )
         self._fallback: Loaded | None = None
+        self._policy = settings.cloud_pii_policy
+        self.shadow = Shadow(
+            self._loaded,
+            intents,
+            self.metrics,
+            self.log,
+            ShadowOptions(
+                settings.cloud_pii_policy,
+                settings.request_timeout_s,
+                settings.shadow_queue,
+                settings.shadow_max_cost_usd,
+                settings.shadow_seed,
+            ),
+        )
+        self.admin = Admin(self.registry, self._model, self._loaded, self.shadow, self.log, intents)
         self.startup = Startup(  # ACTIVE_MODEL at start, retried in the background if it fails
             self._model, self.metrics, settings.start_retry_initial_s, settings.start_retry_max_s
         )
@@ -72,22 +90,31 @@ class Pipeline:
     async def start(self) -> None:
         """Open the log and load ACTIVE_MODEL (and FALLBACK_MODEL). A model that fails to load
         is logged, and the service runs without it (readiness 503) until an admin switches."""
-        if self.settings.active_model not in self.registry:
-            raise ValueError(
-                f"ACTIVE_MODEL={self.settings.active_model!r} is not a registered "
-                f"model; one of {', '.join(sorted(self.registry))}"
-            )
+        for setting in ("active_model", "shadow_model"):
+            if (name := getattr(self.settings, setting)) not in (*self.registry, None):
+                raise ValueError(
+                    f"{setting.upper()}={name!r} is not a registered model; one of "
+                    f"{', '.join(sorted(self.registry))}"
+                )
         self.started_at = int(time.time())
         self.log.start()
         await self.startup.start(self.settings.active_model)
+        started = "done" if self._model.info else "failed"  # then retried in the background
+        self.admin.audit.write("start", "service", started, None, self.settings.active_model)
         if (fallback := self.settings.fallback_model) is not None:
             try:
                 self._fallback = await self._loaded.acquire(self.registry[fallback])
             except ServiceError as exc:
                 logger.error("FALLBACK_MODEL %s is off: %s", fallback, exc.message)
+        if (shadow := self.settings.shadow_model) is not None:
+            try:
+                await self.shadow.set(self.registry[shadow], self.settings.shadow_sample)
+            except ServiceError as exc:
+                logger.error("SHADOW_MODEL %s is off: %s", shadow, exc.message)
 
     async def close(self) -> None:
         await self.startup.close()
+        await self.shadow.close()
         await self._model.close()
         await self._loaded.close()
         await asyncio.to_thread(self.log.close)
@@ -157,10 +184,14 @@ class Pipeline:
         record.fail(error)
         record.commit()
 
-    async def switch(self, name: str) -> SwitchResult:
+    async def switch(
+        self, name: str, require: Requirements | None = None, by: str = OPEN
+    ) -> SwitchResult:
+        """Hot-switch the active model; with `require`, only a candidate that meets it. `by`
+        is the admin key's id, for the audit trail."""
         if self.drain.draining:
             raise Draining()
-        return await self._model.switch(name)
+        return await self.admin.switch(name, require, by)
 
     async def until_switching(self) -> None:
         await self._model.until_switching()
@@ -190,6 +221,8 @@ class Pipeline:
     ) -> AsyncGenerator[StreamEvent, None]:
         record = self._ledger.open(streamed, origin.api)
         record.by_user(origin.user)
+        record.label = origin.label
+        mirror: Mirror | None = None
         try:
             self.drain.admit(deadline)
             if origin.model is not None and origin.model not in self.registry:
@@ -207,9 +240,13 @@ class Pipeline:
                         "active model; name it, or none, or switch with POST /switch (admin)",
                         {"active": active.info.name},
                     )
-                pieces, piece = await self._open(
-                    stack, active, conversation, params, deadline, record
+                answering: list[Adapter | Loaded] = [active]
+                if self._fallback is not None and self._fallback.name != active.info.name:
+                    answering.append(self._fallback)
+                pieces, piece = await open_answer(
+                    stack, answering, conversation, params, self._policy, deadline, record
                 )
+                mirror = self.shadow.offer(record, conversation, params)
                 stack.push_async_callback(pieces.aclose)
                 splitter = IntentSplitter(self.intents)
                 reply: list[str] = []
@@ -256,42 +293,5 @@ class Pipeline:
         finally:
             record.commit()
             self.drain.leave(deadline)
-
-    async def _open(
-        self,
-        stack: AsyncExitStack,
-        active: Adapter,
-        conversation: tuple[Message, ...],
-        params: SamplingParams,
-        deadline: Deadline,
-        record: RequestRecord,
-    ) -> tuple[AsyncGenerator[Piece, None], Piece | None]:
-        """Start a stream and await its first piece: the active model's, or, when a remote
-        model fails before it, the next one's that may answer (FALLBACK_MODEL, leased)."""
-        answering: list[Adapter | Loaded] = [active]
-        if self._fallback is not None and self._fallback.name != active.info.name:
-            answering.append(self._fallback)
-        failure: UpstreamError | None = None
-        for candidate in answering:
-            if isinstance(candidate, Loaded):
-                adapter = await stack.enter_async_context(candidate.lease())
-            else:
-                adapter = candidate
-            if failure is None:
-                record.serve_with(adapter.info)
-            else:
-                name = adapter.info.name
-                logger.warning("%s failed (%s); %s answers", active.info.name, failure.type, name)
-                record.fell_back(active.info, failure, adapter.info)
-            policy = self.settings.cloud_pii_policy
-            pieces = adapter.stream(outbound(conversation, adapter.info, policy, record), params)
-            try:
-                return pieces, await deadline.bound(anext(pieces, None))
-            except UpstreamError as exc:
-                await pieces.aclose()
-                failure = exc
-            except BaseException:
-                await pieces.aclose()
-                raise
-        assert failure is not None
-        raise failure
+            if mirror is not None:
+                mirror.live_done()

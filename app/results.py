@@ -11,11 +11,13 @@ from app.telemetry.record import NO_MODEL, RequestRecord
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a request comes from: the API it used, the model it named (None: whichever is
-    active), and its caller's `user` id (kept in the row as a hash, never as given)."""
+    active), its caller's `user` id (kept in the row as a hash, never as given), and the
+    intent it is known to have (an evaluation's label, recorded for scoring)."""
 
     api: str = "generate"
     model: str | None = None
     user: str | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ def _json_integer(value: Any) -> Any:
 
 
 # JSON Schema's integer in a strict model: 5 and 5.0, never true or "5".
-JsonInt = Annotated[int, Field(strict=False), BeforeValidator(_json_integer)]
+_JSON_INT = BeforeValidator(_json_integer)
+JsonInt = Annotated[int, Field(strict=False), _JSON_INT]
 
 
 def _bounds(**schema: object) -> Any:
@@ -50,6 +51,12 @@ class GenerateRequest(BaseModel):
     # 64 bits; the document says a little less: its bounds are JSON numbers (doubles)
     seed: JsonInt | None = Field(
         None, json_schema_extra=_bounds(minimum=-(2**63) + 1024, maximum=2**63 - 1024)
+    )
+    label: str | None = Field(
+        None,
+        max_length=100,
+        description="The intent this prompt is known to have (an evaluation's): recorded in "
+        "its benchmark-log rows, for accuracy; never used to answer.",
     )
 
 
@@ -89,10 +96,40 @@ class ModelsPublic(BaseModel):
     models: list[ModelPublic]
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class SwitchRequirements(BaseModel):
+    """Conditions the candidate must meet before anything is loaded into the live slot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_shadow_samples: Annotated[int, Field(ge=0, strict=False), _JSON_INT] | None = Field(
+        None, description="Pairs both models answered."
+    )
+    min_agreement: Share | None = Field(None, description="Intent agreement with live.")
+    max_error_rate: Share | None = Field(None, description="The shadow's failures.")
+    min_eval_accuracy: Share | None = Field(None, description="On eval_data, in-process.")
+    eval_data: str | None = Field(
+        None, min_length=1, description="A text,category CSV on the server's disk."
+    )
+    eval_limit: Annotated[int, Field(ge=1, strict=False), _JSON_INT] | None = Field(
+        None, description="Only its first N rows."
+    )
+
+
 class SwitchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1)
+    require: SwitchRequirements | None = None
+
+
+class ShadowRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    sample: Share = Field(0.1, description="The share of live requests mirrored to it.")
 
 
 class SwitchPublic(BaseModel):

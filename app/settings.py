@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     gemini: GeminiOptions = GeminiOptions()
     cloud_pii_policy: Literal["redact", "block", "allow"] = "redact"
     fallback_model: str | None = None  # answers when a cloud model fails before its first token
+    # a candidate loaded beside the active model: SHADOW_SAMPLE of live requests are asked of it
+    # too, its intents compared with the live ones and recorded; it answers no one
+    shadow_model: str | None = None
+    shadow_sample: float = Field(0.1, ge=0, le=1)
+    shadow_queue: int = Field(32, ge=1)  # mirrored requests waiting; more are dropped, counted
+    shadow_max_cost_usd: float | None = Field(None, ge=0)  # a UTC day's spend on a paid shadow
+    shadow_seed: int | None = None  # a fixed sampling sequence (tests, replays)
     models_file: Path | None = None  # JSON list of extra models: name, backend, options
     enable_echo_model: bool = False  # a model-free `echo` backend to measure our own overhead
 
@@ -119,7 +126,7 @@ class Settings(BaseSettings):
                 data[backend] = {k: v for k, v in values.items() if k in options.model_fields}
         return data
 
-    @field_validator("fallback_model", mode="before")
+    @field_validator("fallback_model", "shadow_model", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -137,11 +137,15 @@ def sample(pipeline: Pipeline, name: str, **labels: str) -> float:
     return pipeline.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def read_log(settings: Settings, pipeline: Pipeline | None = None) -> list[dict[str, Any]]:
-    """The benchmark log's rows, after the pipeline's writer caught up."""
+def read_log(
+    settings: Settings, pipeline: Pipeline | None = None, *, audit: bool = False
+) -> list[dict[str, Any]]:
+    """The benchmark log's rows, after the pipeline's writer caught up; the audit trail's
+    `admin` rows (a start row in every log) only with `audit`."""
     if pipeline is not None:
         pipeline.log.flush()  # waits for pending rows
-    return [json.loads(line) for line in settings.benchmark_log.read_text().splitlines()]
+    rows = [json.loads(line) for line in settings.benchmark_log.read_text().splitlines()]
+    return [r for r in rows if audit or r["type"] != "admin"]
 
 
 def parse_sse(text: str) -> list[Any]:

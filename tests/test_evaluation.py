@@ -124,7 +124,7 @@ async def test_evaluate_scores_intents_replies_failures_and_speed() -> None:
         "c": Answer(None, "", 0.0, 0, "m", "b", "v", error="timeout"),
     }
 
-    async def ask(text: str) -> Answer:
+    async def ask(text: str, label: str) -> Answer:
         return answers[text]
 
     examples = [

@@ -39,6 +39,7 @@ def _row(**fields: object) -> dict[str, object]:
         "completion_tokens": 0,
         "tokens_per_s": ANY,
         "intent": None,
+        "label": None,
         "cost_usd": None,
         "fallback_from": None,
         "api": "generate",

@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from app.askers import in_process, over_http
 from app.banking.corpus import read_csv
 from app.banking.intents import IntentSet
-from app.evaluation import EvalReport, evaluate, in_process, over_http
+from app.evaluation import EvalReport, evaluate
 from app.settings import get_settings
 from app.telemetry.benchlog import BenchmarkLog
 

@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from app.errors import (
     BadRequest,
@@ -55,7 +56,10 @@ def service_error(request: Request, exc: Exception) -> ServiceError:
         if isinstance(exc.__cause__, ServiceError):  # raised while FastAPI read the body
             return exc.__cause__
         kind = _BY_STATUS.get(exc.status_code) or _http_error(exc.status_code)
-        return kind(str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed(request)
+        return kind(str(exc.detail), headers=headers)
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return InternalError()
 
@@ -71,6 +75,16 @@ def _not_json(request: Request, exc: RequestValidationError) -> ServiceError | N
         f"the body must be JSON, sent with Content-Type: application/json (not {media})",
         {"content_type": media},
     )
+
+
+def _allowed(request: Request) -> str:
+    """Every method of the path: Starlette's 405 names only those of the first route that
+    matched it, and a path (/shadow) may have a route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 @functools.cache

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 
 from app.deps import ApiKey, PipelineDep
 from app.errors import InternalError, ServiceError
-from app.pipeline import StreamEvent
+from app.pipeline import Origin, StreamEvent
 from app.routes._utils import EventStreamResponse, cancel_on_disconnect, sse
 from app.schemas import EVENT_STREAM, GeneratePublic, GenerateRequest, error_responses
 
@@ -30,11 +30,13 @@ async def generate(
     body: GenerateRequest, request: Request, pipeline: PipelineDep
 ) -> GeneratePublic | EventStreamResponse:
     """One completion from the active model; with `stream: true`, SSE deltas then the result."""
-    options = body.model_dump(exclude={"prompt", "stream"})
+    options = body.model_dump(exclude={"prompt", "stream", "label"})
+    origin = Origin(label=body.label)
     if not body.stream:
-        result = await cancel_on_disconnect(request, pipeline.generate(body.prompt, **options))
+        answer = pipeline.generate(body.prompt, origin=origin, **options)
+        result = await cancel_on_disconnect(request, answer)
         return GeneratePublic(**asdict(result))
-    events = pipeline.stream(body.prompt, **options)
+    events = pipeline.stream(body.prompt, origin=origin, **options)
     try:
         # Errors before the first event (queue full, timeout, no model) keep their HTTP status.
         first = await cancel_on_disconnect(request, anext(events))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 from fastapi import APIRouter
 
-from app.deps import AdminKey, ApiKey, PipelineDep
+from app.deps import AdminId, ApiKey, PipelineDep
+from app.gate import Requirements
 from app.schemas import (
     ErrorPublic,
     ModelPublic,
@@ -31,10 +33,14 @@ async def list_models(pipeline: PipelineDep) -> ModelsPublic:
 
 @router.post(
     "/switch",
-    dependencies=[AdminKey],
-    responses=error_responses(400, 401, 403, 404, 408, 409, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 408, 409, 412, 413, 415, 422, 503),
 )
-async def switch(body: SwitchRequest, pipeline: PipelineDep) -> SwitchPublic:
-    """Hot-switch the active model (admin key)."""
-    result = await pipeline.switch(body.model)
+async def switch(body: SwitchRequest, pipeline: PipelineDep, by: AdminId) -> SwitchPublic:
+    """Hot-switch the active model (admin key). With `require`, the candidate's conditions
+    are checked first, and a switch that fails one is refused (412, each condition's figure)."""
+    require = None
+    if (r := body.require) is not None:
+        data = Path(r.eval_data) if r.eval_data is not None else None
+        require = Requirements(**{**r.model_dump(), "eval_data": data})
+    result = await pipeline.switch(body.model, require, by)
     return SwitchPublic(**asdict(result))

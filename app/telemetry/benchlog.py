@@ -8,6 +8,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ class BenchmarkLog:
         self._inode: int | None = None
         self._queue: queue.Queue[object] = queue.Queue()
         self._samples = SampleWindow(WINDOW)
+        self._shadows: deque[dict[str, Any]] = deque(maxlen=WINDOW)  # the newest shadow rows
         self._lock = threading.Lock()
         self._written = threading.Condition()
         self.requests_written = 0  # request rows written by this process
@@ -80,6 +82,8 @@ class BenchmarkLog:
         for row in read_rows(self.path):
             if row.get("type") == "request":
                 self._samples.append(Sample.from_row(row))
+            elif row.get("type") == "shadow":
+                self._shadows.append(row)
         self._thread = threading.Thread(target=self._run, name="benchmark-log", daemon=True)
         self._thread.start()
 
@@ -99,6 +103,13 @@ class BenchmarkLog:
         """Per-model figures over the log's newest rows (this process's included)."""
         self.flush()
         return self._summarize()
+
+    def shadow_rows(self) -> list[dict[str, Any]]:
+        """The log's newest shadow rows (this process's included): what GET /shadow and a
+        gated switch judge a shadow by."""
+        self.flush()
+        with self._lock:
+            return list(self._shadows)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -161,6 +172,9 @@ class BenchmarkLog:
         if self.problem is not None:
             logger.warning("writing %s again, after %d dropped rows", self.path, self.dropped)
             self.problem = None
+        if row.get("type") == "shadow":
+            with self._lock:
+                self._shadows.append(row)
         if row.get("type") != "request":
             return
         sample = Sample.from_row(row)

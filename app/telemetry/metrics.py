@@ -102,6 +102,31 @@ class Metrics:
             "Benchmark-log rows dropped because the file could not be written (disk full...).",
             registry=r,
         )
+        self.shadow_requests = Counter(
+            "bankllm_shadow_requests_total",
+            "Mirrored requests the shadow model answered, by its outcome.",
+            ("shadow", "status"),
+            registry=r,
+        )
+        self.shadow_agreement = Counter(
+            "bankllm_shadow_agreement_total",
+            "Mirrored requests both models answered, by whether their intents agree.",
+            ("shadow", "agree"),
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "bankllm_shadow_dropped_total",
+            "Sampled requests not mirrored (reason: queue_full|cost_cap|replaced|stopped).",
+            ("shadow", "reason"),
+            registry=r,
+        )
+        self.shadow_latency = Histogram(
+            "bankllm_shadow_latency_seconds",
+            "Time the shadow model took to answer a mirrored request.",
+            ("shadow",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge(
             "bankllm_requests_in_flight", "Requests generating now.", _MODEL, registry=r
         )

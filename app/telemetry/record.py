@@ -50,6 +50,7 @@ class RequestRecord:
         "finished_at",
         "first_token_at",
         "intent",
+        "label",
         "model",
         "request_id",
         "started",
@@ -73,6 +74,7 @@ class RequestRecord:
         self.error_type: str | None = None
         self.usage = _NO_USAGE
         self.intent: str | None = None
+        self.label: str | None = None  # the intent an evaluation knows the prompt has
         self.fallback_from: str | None = None  # the remote model that failed before `model`
         self._in_flight: Any = None  # the gauge child counting this request, while it runs
         self._committed = False
@@ -168,6 +170,7 @@ class RequestRecord:
             "completion_tokens": self.usage.completion_tokens,
             "tokens_per_s": round(self.tokens_per_s, 2),
             "intent": self.intent,
+            "label": self.label,
             "cost_usd": self.usage.cost_usd,
             "fallback_from": self.fallback_from,
             "api": self.api,

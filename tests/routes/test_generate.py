@@ -216,5 +216,6 @@ async def test_generate_request_schema_is_documented(app: FastAPI) -> None:
         "stop",
         "stream",
         "seed",
+        "label",
     ]
     assert json.dumps(schema).count("exclusiveMinimum") == 1  # top_p > 0

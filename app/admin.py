@@ -1,0 +1,125 @@
+"""Every admin action, written to the audit trail: the switch (gated when it names conditions)
+and the shadow's changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict
+from typing import Any
+
+from app.adapters.protocol import ModelSpec
+from app.banking.intents import IntentSet
+from app.errors import ModelNotFound, ServiceError, ShadowIsActive, SwitchRefused
+from app.gate import (
+    Requirements,
+    Verdict,
+    eval_examples,
+    eval_verdict,
+    evaluate_adapter,
+    shadow_verdicts,
+)
+from app.loaded import LoadedAdapters
+from app.shadow import Shadow
+from app.switching import ActiveModel, SwitchResult
+from app.telemetry.audit import Audit
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.shadow_stats import shadow_summary
+
+
+class Admin:
+    def __init__(
+        self,
+        registry: dict[str, ModelSpec],
+        model: ActiveModel,
+        loaded: LoadedAdapters,
+        shadow: Shadow,
+        log: BenchmarkLog,
+        intents: IntentSet,
+    ):
+        self._registry = registry
+        self._model = model
+        self._loaded = loaded
+        self._shadow = shadow
+        self._log = log
+        self._intents = intents
+        self.audit = Audit(log)
+
+    async def switch(self, name: str, require: Requirements | None, by: str) -> SwitchResult:
+        """Switch to `name`; with `require`, only once the candidate meets every condition."""
+        previous = self._model.name
+        given = require.given() if require else None
+        self.audit.write("switch", by, "asked", previous, name, require=given)
+        try:
+            if require is None or name == previous:
+                result = await self._model.switch(name)
+            else:
+                result = await self._gated(self._spec(name), require)
+        except SwitchRefused as exc:
+            conditions = exc.details["conditions"]
+            self.audit.write("switch", by, "refused", previous, name, conditions=conditions)
+            raise
+        except ServiceError as exc:
+            self.audit.write("switch", by, "failed", previous, name, error_type=exc.type)
+            raise
+        self.audit.write("switch", by, "done", previous, name, load_ms=result.load_ms)
+        return result
+
+    async def set_shadow(self, name: str, sample: float, by: str) -> None:
+        spec = self._spec(name)
+        if name == self._model.name:
+            raise ShadowIsActive(
+                f"{name!r} is the active model; a shadow is a candidate beside it",
+                {"active": name},
+            )
+        previous, started = self._shadow.model, time.perf_counter()
+        try:
+            await self._shadow.set(spec, sample)
+        except ServiceError as exc:
+            self.audit.write("shadow_set", by, "failed", previous, name, error_type=exc.type)
+            raise
+        load_ms = round((time.perf_counter() - started) * 1000, 1)
+        self.audit.write("shadow_set", by, "done", previous, name, sample=sample, load_ms=load_ms)
+
+    async def clear_shadow(self, by: str) -> None:
+        previous = self._shadow.model
+        await self._shadow.clear()
+        self.audit.write("shadow_clear", by, "done", previous, None)
+
+    async def shadow_report(self) -> dict[str, Any]:
+        """The shadow now, and every shadow's figures over the log's newest rows."""
+        rows = await asyncio.to_thread(self._log.shadow_rows)
+        return {"shadow": self._shadow.state(), "shadows": shadow_summary(rows)}
+
+    def _spec(self, name: str) -> ModelSpec:
+        spec = self._registry.get(name)
+        if spec is None:
+            raise ModelNotFound(f"no model named {name!r}", {"models": sorted(self._registry)})
+        return spec
+
+    async def _gated(self, spec: ModelSpec, require: Requirements) -> SwitchResult:
+        """Check each condition (the evaluation last, and only if the others pass), then
+        switch; the candidate an evaluation loaded stays loaded into the switch."""
+        rows = await asyncio.to_thread(self._log.shadow_rows)
+        verdicts = shadow_verdicts(require, shadow_summary(rows).get(spec.name))
+        examples = eval_examples(require)  # a bad CSV is a 422 before anything loads
+        if require.min_eval_accuracy is None:
+            return await self._decide(spec, verdicts)
+        if not all(v.passed for v in verdicts):
+            return await self._decide(
+                spec, [*verdicts, eval_verdict(require.min_eval_accuracy, None)]
+            )
+        candidate = await self._loaded.acquire(spec)
+        try:
+            data = str(require.eval_data)
+            report = await evaluate_adapter(candidate.adapter, self._intents, examples, data)
+            self._log.append(report.row())
+            verdicts.append(eval_verdict(require.min_eval_accuracy, report))
+            return await self._decide(spec, verdicts)
+        finally:
+            await self._loaded.release(candidate)
+
+    async def _decide(self, spec: ModelSpec, verdicts: list[Verdict]) -> SwitchResult:
+        if not all(v.passed for v in verdicts):
+            raise SwitchRefused(spec.name, [asdict(v) for v in verdicts])
+        return await self._model.switch(spec.name)

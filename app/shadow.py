@@ -1,0 +1,269 @@
+"""Shadow traffic: a sampled share of live requests is asked again of a candidate model loaded
+beside the active one. Its answer reaches no one; its intent is compared with the live one's,
+and one `shadow` row per mirrored request records both sides (figures, never text)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.adapters.backends import is_remote
+from app.adapters.protocol import Message, ModelSpec, SamplingParams
+from app.banking.intents import IntentSet, IntentSplitter
+from app.banking.pii import Policy
+from app.errors import InternalError, ServiceError
+from app.loaded import Loaded, LoadedAdapters
+from app.outbound import outbound
+from app.telemetry.benchlog import BenchmarkLog, utc_now
+from app.telemetry.metrics import Metrics
+from app.telemetry.record import RequestRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShadowOptions:
+    policy: Policy  # CLOUD_PII_POLICY: a cloud shadow gets what a live cloud request would
+    timeout_s: float  # REQUEST_TIMEOUT_S, for the shadow's answer too
+    queue: int  # SHADOW_QUEUE: mirrored requests waiting; beyond it samples are dropped
+    max_cost_usd: float | None  # SHADOW_MAX_COST_USD: a UTC day's spend on a paid shadow
+    seed: int | None  # SHADOW_SEED: a fixed sampling sequence (tests, replays)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What the shadow did with one mirrored request."""
+
+    status: str
+    error_type: str | None
+    intent: str | None
+    latency_ms: float
+    completion_tokens: int
+    cost_usd: float | None
+
+
+class Mirror:
+    """One mirrored request. Its row is written once both sides are done, whichever is last:
+    the live request (its record committed) and the shadow (its answer, or its failure)."""
+
+    __slots__ = ("_answered", "_live_done", "_shadow", "conversation", "loaded", "params", "record")
+
+    def __init__(
+        self,
+        shadow: Shadow,
+        loaded: Loaded,
+        record: RequestRecord,
+        conversation: tuple[Message, ...],
+        params: SamplingParams,
+    ):
+        self._shadow = shadow
+        self.loaded = loaded
+        self.record = record
+        self.conversation = conversation
+        self.params = params
+        self._answered: Answered | None = None
+        self._live_done = False
+
+    def live_done(self) -> None:
+        """The live request ended and its record is committed."""
+        self._live_done = True
+        self._settle()
+
+    def answered(self, answer: Answered) -> None:
+        self._answered = answer
+        self._settle()
+
+    def _settle(self) -> None:
+        if self._live_done and self._answered is not None:
+            self._shadow.compared(self, self._answered)
+
+
+class Shadow:
+    """The shadow model, its sampling, its queue and the one task that answers from it."""
+
+    def __init__(
+        self,
+        loaded: LoadedAdapters,
+        intents: IntentSet,
+        metrics: Metrics,
+        log: BenchmarkLog,
+        options: ShadowOptions,
+    ):
+        self._loaded = loaded
+        self._intents = intents
+        self._metrics = metrics
+        self._log = log
+        self._options = options
+        self._random = random.Random(options.seed)
+        self._held: Loaded | None = None
+        self.sample = 0.0
+        self._queue: asyncio.Queue[Mirror] = asyncio.Queue(options.queue)
+        self._worker: asyncio.Task[None] | None = None
+        self._spent: tuple[str, float] = ("", 0.0)  # (UTC day, dollars spent on it)
+        self.dropped: dict[str, int] = {}  # by reason, since this process started
+
+    @property
+    def model(self) -> str | None:
+        return self._held.name if self._held else None
+
+    @property
+    def spent_today_usd(self) -> float:
+        day, spent = self._spent
+        return spent if day == _today() else 0.0
+
+    def state(self) -> dict[str, Any]:
+        """What GET /shadow says of the shadow now (its figures come from the log's rows)."""
+        return {
+            "model": self.model,
+            "sample": self.sample if self._held else None,
+            "queued": self._queue.qsize(),
+            "dropped": dict(sorted(self.dropped.items())),
+            "spent_today_usd": round(self.spent_today_usd, 6),
+            "max_cost_usd": self._options.max_cost_usd,
+        }
+
+    async def set(self, spec: ModelSpec, sample: float) -> None:
+        """Mirror `sample` of live requests to `spec`'s model (loaded now unless it is)."""
+        if self._held is not None and self._held.name == spec.name:
+            self.sample = sample
+            return
+        new = await self._loaded.acquire(spec)  # ModelUnavailable leaves the old shadow be
+        await self._let_go("replaced")
+        self._held, self.sample = new, sample
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._answer_queued(), name="shadow")
+
+    async def clear(self) -> None:
+        await self._let_go("stopped")
+
+    async def settled(self) -> None:
+        """Resolves once every mirrored request offered so far has its shadow answer."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        await self._let_go("stopped")
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    def offer(
+        self,
+        record: RequestRecord,
+        conversation: tuple[Message, ...],
+        params: SamplingParams,
+    ) -> Mirror | None:
+        """Called once the live answer has its first piece: the request, mirrored if it is
+        sampled (and not dropped), else None. Never waits."""
+        held = self._held
+        if held is None or record.model is None or record.model.name == held.name:
+            return None
+        if self._random.random() >= self.sample:
+            return None
+        cap = self._options.max_cost_usd
+        if cap is not None and is_remote(held.adapter.info.backend) and self.spent_today_usd >= cap:
+            self._drop("cost_cap")
+            return None
+        mirror = Mirror(self, held, record, conversation, params)
+        try:
+            self._queue.put_nowait(mirror)
+        except asyncio.QueueFull:
+            self._drop("queue_full")
+            return None
+        return mirror
+
+    def compared(self, mirror: Mirror, answer: Answered) -> None:
+        """Both sides are done: count and write the pair."""
+        live = mirror.record
+        info = mirror.loaded.adapter.info
+        both = live.status == "ok" and answer.status == "ok"
+        agree = both and live.intent is not None and live.intent == answer.intent
+        metrics = self._metrics
+        metrics.shadow_requests.labels(info.name, answer.status).inc()
+        if both:
+            metrics.shadow_agreement.labels(info.name, str(agree).lower()).inc()
+        assert live.model is not None
+        self._log.append(
+            {
+                "ts": utc_now(),
+                "type": "shadow",
+                "request_id": live.request_id,
+                "model": live.model.name,
+                "version": live.model.version,
+                "shadow_model": info.name,
+                "shadow_version": info.version,
+                "status": live.status,
+                "shadow_status": answer.status,
+                "shadow_error_type": answer.error_type,
+                "intent": live.intent,
+                "shadow_intent": answer.intent,
+                "agree": agree if both else None,
+                "label": live.label,
+                "latency_ms": round(live.latency_s * 1000, 2),
+                "shadow_latency_ms": answer.latency_ms,
+                "completion_tokens": live.usage.completion_tokens,
+                "shadow_completion_tokens": answer.completion_tokens,
+                "shadow_cost_usd": answer.cost_usd,
+            }
+        )
+
+    async def _let_go(self, reason: str) -> None:
+        held, self._held = self._held, None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+            self._drop(reason, held.name if held else "none")
+        if held is not None:
+            await self._loaded.release(held)
+
+    def _drop(self, reason: str, shadow: str | None = None) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        self._metrics.shadow_dropped.labels(shadow or self.model or "none", reason).inc()
+
+    async def _answer_queued(self) -> None:
+        while True:
+            mirror = await self._queue.get()
+            try:
+                mirror.answered(await self._answer(mirror))
+            finally:
+                self._queue.task_done()
+
+    async def _answer(self, mirror: Mirror) -> Answered:
+        """The shadow's answer to a mirrored request, with the live request's parameters."""
+        started = time.perf_counter()
+        splitter = IntentSplitter(self._intents)
+        tokens, cost = 0, None
+        try:
+            async with mirror.loaded.lease() as adapter, asyncio.timeout(self._options.timeout_s):
+                turns = outbound(
+                    mirror.conversation, adapter.info, self._options.policy, mirror.record
+                )
+                async for piece in adapter.stream(turns, mirror.params):
+                    splitter.feed(piece.text)
+                    if piece.usage is not None:
+                        tokens, cost = piece.usage.completion_tokens, piece.usage.cost_usd
+            splitter.finish()
+            status, error_type = "ok", None
+        except ServiceError as exc:
+            status, error_type = exc.outcome, exc.type
+        except TimeoutError:
+            status, error_type = "timeout", "timeout"
+        except Exception:  # a bug in the shadow's path must not stop its task
+            logger.exception("the shadow %s failed", mirror.loaded.name)
+            status, error_type = "upstream_error", InternalError().type
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        self._metrics.shadow_latency.labels(mirror.loaded.name).observe(latency_ms / 1000)
+        if cost:
+            day, spent = self._spent
+            self._spent = (day, spent + cost) if day == _today() else (_today(), cost)
+        intent = splitter.intent if status == "ok" else None
+        return Answered(status, error_type, intent, latency_ms, tokens, cost)
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
