@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,83 @@ def test_report_prints_the_summary_and_draws_the_plots(
 def test_report_on_a_missing_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path / "none.jsonl")]) == 1
     assert capsys.readouterr().out == f"no log at {tmp_path / 'none.jsonl'}\n"
+
+
+def _shadow_row(agree: bool | None, shadow_intent: str | None, label: str | None) -> dict[str, Any]:
+    return {
+        "type": "shadow",
+        "model": "custom",
+        "shadow_model": "custom-v2",
+        "status": "ok",
+        "shadow_status": "ok" if agree is not None else "upstream_error",
+        "intent": "card_arrival",
+        "shadow_intent": shadow_intent,
+        "agree": agree,
+        "label": label,
+        "latency_ms": 100.0,
+        "shadow_latency_ms": 80.0,
+    }
+
+
+def test_report_shows_each_shadow_and_the_audit_trail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "bench.jsonl"
+    rows = [_shadow_row(True, "card_arrival", "card_arrival") for _ in range(3)]
+    rows += [_shadow_row(False, "card_linking", "card_arrival"), _shadow_row(None, None, None)]
+    rows += [
+        {
+            "ts": "t1",
+            "type": "admin",
+            "action": "start",
+            "by": "service",
+            "result": "done",
+            "from": None,
+            "to": "custom",
+        },
+        {
+            "ts": "t2",
+            "type": "admin",
+            "action": "switch",
+            "by": "3f2a",
+            "result": "refused",
+            "from": "custom",
+            "to": "custom-v2",
+            "conditions": [
+                {"condition": "min_agreement", "required": 0.9, "measured": 0.75, "passed": False}
+            ],
+        },
+        {
+            "ts": "t3",
+            "type": "admin",
+            "action": "shadow_set",
+            "by": "3f2a",
+            "result": "done",
+            "from": None,
+            "to": "custom-v2",
+            "sample": 0.1,
+            "load_ms": 812.5,
+        },
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["report", str(log)]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert main(["report", str(log), "--audit"]) == 0
+    audit = capsys.readouterr().out.splitlines()
+    assert report[2:5] == [
+        "shadow               mirrored samples   agree     95% interval  errors  p50 ms  live"
+        "  p95 ms  live  accuracy   live",
+        "custom-v2                   5       4   75.0%      30.1%-95.4%   20.0%      80   100"
+        "      80   100     75.0% 100.0%",
+        "  most disagreed (live -> shadow): card_arrival -> card_linking (1)",
+    ]
+    assert audit == [
+        "time                     action        result   by            from            to"
+        "              details",
+        "t1                       start         done     service       -               custom"
+        "          ",
+        "t2                       switch        refused  3f2a          custom          custom-v2"
+        "       min_agreement 0.75 vs 0.9",
+        "t3                       shadow_set    done     3f2a          -               custom-v2"
+        "       sample 0.1; load_ms 812.5",
+    ]

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from app.cli.report_tables import print_audit, print_shadows
 from app.reporting import plot_report
 from app.telemetry.benchlog import read_rows
+from app.telemetry.shadow_stats import shadow_summary
 from app.telemetry.summary import Sample, summarize
 
 
@@ -16,10 +18,12 @@ def add_parser(commands: Any) -> None:
         "report",
         help="summarize a benchmark log",
         description="Per-model latency, speed and errors from a JSONL benchmark log (the same "
-        "figures as GET /benchmarks/summary), the evaluations in it, and a recommendation.",
+        "figures as GET /benchmarks/summary), the evaluations and shadows in it (as GET "
+        "/shadow), and a recommendation; --audit prints the admin actions instead.",
     )
     p.add_argument("log", type=Path, help="a BENCHMARK_LOG file")
     p.add_argument("--plot", type=Path, help="write the plots to this PNG")
+    p.add_argument("--audit", action="store_true", help="print the audit trail as a table")
     p.set_defaults(run=run)
 
 
@@ -28,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"no log at {args.log}")
         return 1
     rows = list(read_rows(args.log))
+    if args.audit:
+        print_audit([r for r in rows if r.get("type") == "admin"])
+        return 0
     samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"]
     evals = [r for r in rows if r.get("type") == "eval"]
     summary = summarize(samples)
@@ -45,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
             f"eval {e['model']} on {e['data']}: accuracy {e['accuracy']:.1%}, macro-F1 "
             f"{e['macro_f1']:.1%}, p50 {e['p50_ms']:.0f} ms"
         )
+    if shadows := shadow_summary(r for r in rows if r.get("type") == "shadow"):
+        print_shadows(shadows)
     print(f"fastest: {summary['fastest_model'] or '-'}")
     print(summary["recommendation"])
     if args.plot:
