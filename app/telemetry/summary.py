@@ -7,20 +7,29 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from app.telemetry.recommend import recommend
+
 
 class Sample(NamedTuple):
     model: str
     status: str
     latency_ms: float
     tokens_per_s: float
+    backend: str = ""
+    cost_usd: float = 0.0
+    correct: int = -1  # a labelled request: 1 when its intent was the label, else 0; -1 unlabelled
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Sample:
+        label = row.get("label")
         return cls(
             str(row["model"]),
             str(row["status"]),
             float(row["latency_ms"]),
             float(row.get("tokens_per_s") or 0.0),
+            str(row.get("backend") or ""),
+            float(row.get("cost_usd") or 0.0),
+            -1 if label is None else int(row.get("intent") == label),
         )
 
 
@@ -34,15 +43,29 @@ class SampleWindow:
         self._statuses: deque[str] = deque(maxlen=size)
         self._latencies: deque[float] = deque(maxlen=size)
         self._rates: deque[float] = deque(maxlen=size)
+        self._backends: deque[str] = deque(maxlen=size)
+        self._costs: deque[float] = deque(maxlen=size)
+        self._correct: deque[int] = deque(maxlen=size)
 
     def append(self, sample: Sample) -> None:
         self._models.append(sample.model)
         self._statuses.append(sample.status)
         self._latencies.append(sample.latency_ms)
         self._rates.append(sample.tokens_per_s)
+        self._backends.append(sample.backend)
+        self._costs.append(sample.cost_usd)
+        self._correct.append(sample.correct)
 
     def samples(self) -> list[Sample]:
-        columns = (self._models, self._statuses, self._latencies, self._rates)
+        columns = (
+            self._models,
+            self._statuses,
+            self._latencies,
+            self._rates,
+            self._backends,
+            self._costs,
+            self._correct,
+        )
         return [Sample(*values) for values in zip(*columns, strict=True)]
 
 
@@ -60,6 +83,7 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
     ok = [s for s in samples if s.status == "ok"]
     latencies = [s.latency_ms for s in ok]
     errors = sum(s.status not in ("ok", "cancelled") for s in samples)
+    labelled = [s.correct for s in samples if s.correct >= 0]
     return {
         "count": len(samples),
         "p50_ms": _round(percentile(latencies, 50)),
@@ -67,6 +91,9 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
         "p99_ms": _round(percentile(latencies, 99)),
         "mean_tokens_per_s": _round(sum(s.tokens_per_s for s in ok) / len(ok)) if ok else None,
         "error_rate": round(errors / len(samples), 4),
+        "mean_cost_usd": round(sum(s.cost_usd for s in ok) / len(ok), 8) if ok else None,
+        "labelled": len(labelled),
+        "accuracy": round(sum(labelled) / len(labelled), 4) if labelled else None,
     }
 
 
@@ -75,29 +102,19 @@ def _round(value: float) -> float | None:
 
 
 def summarize(samples: Iterable[Sample]) -> dict[str, Any]:
-    """{"models": {name: figures}, "fastest_model", "recommendation"}."""
+    """{"models": {name: figures}, "fastest_model", "recommended_model", "recommendation"}."""
     by_model: dict[str, list[Sample]] = {}
     for s in samples:
         by_model.setdefault(s.model, []).append(s)
     models = {name: _figures(group) for name, group in sorted(by_model.items())}
-    fastest, sentence = _recommend(models)
-    return {"models": models, "fastest_model": fastest, "recommendation": sentence}
-
-
-def _recommend(models: dict[str, dict[str, Any]]) -> tuple[str | None, str]:
-    # Only a model that mostly works can be recommended for speed.
+    backends = {name: group[-1].backend for name, group in by_model.items()}
+    # Only a model that mostly works is the fastest, or can be recommended.
     usable = {n: f for n, f in models.items() if f["p50_ms"] is not None and f["error_rate"] < 0.5}
-    if not usable:
-        return None, "No model has served enough successful requests to recommend one yet."
-    name = min(usable, key=lambda n: usable[n]["p50_ms"])
-    f = usable[name]
-    if len(usable) > 1:
-        versus = f"the fastest of {len(usable)} models measured"
-    elif len(models) > 1:
-        versus = "the only model measured with under 50% errors"
-    else:
-        versus = "the only model measured"
-    return name, (
-        f"Use {name}: {versus}, with a median latency of {f['p50_ms']:.0f} ms "
-        f"(p95 {f['p95_ms']:.0f} ms) and {f['error_rate']:.1%} errors over {f['count']} requests."
-    )
+    fastest = min(usable, key=lambda n: usable[n]["p50_ms"]) if usable else None
+    recommended, sentence = recommend(usable, backends)
+    return {
+        "models": models,
+        "fastest_model": fastest,
+        "recommended_model": recommended,
+        "recommendation": sentence,
+    }

@@ -68,12 +68,18 @@ async def test_one_row_per_request_and_a_summary_every_n(
                 "p99_ms": ANY,
                 "mean_tokens_per_s": ANY,
                 "error_rate": 0.0,
+                "mean_cost_usd": 0.0,
+                "labelled": 0,
+                "accuracy": None,
             }
         },
         "fastest_model": "custom",
+        "recommended_model": "custom",
         "recommendation": ANY,
     }
-    assert summary["recommendation"].startswith("Use custom: the only model measured")
+    assert summary["recommendation"].startswith(
+        "Use custom, on speed alone (no labelled requests to judge accuracy by): the only model"
+    )
 
 
 async def test_summary_route_gives_the_per_model_figures(
@@ -94,6 +100,9 @@ async def test_summary_route_gives_the_per_model_figures(
                 "p99_ms": ANY,
                 "mean_tokens_per_s": ANY,
                 "error_rate": 0.0,
+                "mean_cost_usd": 0.0,
+                "labelled": 0,
+                "accuracy": None,
             },
             "echo": {
                 "count": 1,
@@ -102,9 +111,13 @@ async def test_summary_route_gives_the_per_model_figures(
                 "p99_ms": ANY,
                 "mean_tokens_per_s": ANY,
                 "error_rate": 0.0,
+                "mean_cost_usd": 0.0,
+                "labelled": 0,
+                "accuracy": None,
             },
         },
         "fastest_model": ANY,
+        "recommended_model": "custom",  # never echo, however fast
         "recommendation": ANY,
     }
     # which one is faster is for benchmarks to say; the summary must name the lower median

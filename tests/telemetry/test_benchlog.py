@@ -39,6 +39,9 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
             "p99_ms": 2.98,
             "mean_tokens_per_s": 10.0,
             "error_rate": 0.0,
+            "mean_cost_usd": 0.0,
+            "labelled": 0,
+            "accuracy": None,
         }
     }
     assert rows[3]["fastest_model"] == "custom"
@@ -50,6 +53,9 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
             "p99_ms": 5.98,
             "mean_tokens_per_s": 10.0,
             "error_rate": 0.0,
+            "mean_cost_usd": 0.0,
+            "labelled": 0,
+            "accuracy": None,
         }
     }  # rows 4-6 only
 

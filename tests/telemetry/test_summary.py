@@ -28,9 +28,13 @@ def test_percentile_of_nothing_is_nan() -> None:
 
 
 def test_summary_per_model_and_recommendation() -> None:
-    samples = [Sample("custom", "ok", ms, 50.0) for ms in (100.0, 200.0, 300.0)]
-    samples += [Sample("custom", "timeout", 60000.0, 0.0), Sample("custom", "cancelled", 5.0, 0)]
-    samples += [Sample("echo", "ok", 1.0, 1000.0), Sample("echo", "ok", 3.0, 3000.0)]
+    samples = [Sample("custom", "ok", ms, 50.0, "custom") for ms in (100.0, 200.0, 300.0)]
+    samples += [Sample("custom", "timeout", 60000.0, 0.0, "custom")]
+    samples += [Sample("custom", "cancelled", 5.0, 0, "custom")]
+    samples += [
+        Sample("echo", "ok", 1.0, 1000.0, "echo"),
+        Sample("echo", "ok", 3.0, 3000.0, "echo"),
+    ]
     assert summarize(samples) == {
         "models": {
             "custom": {
@@ -40,6 +44,9 @@ def test_summary_per_model_and_recommendation() -> None:
                 "p99_ms": 298.0,
                 "mean_tokens_per_s": 50.0,
                 "error_rate": 0.2,
+                "mean_cost_usd": 0.0,
+                "labelled": 0,
+                "accuracy": None,
             },
             "echo": {
                 "count": 2,
@@ -48,12 +55,42 @@ def test_summary_per_model_and_recommendation() -> None:
                 "p99_ms": 2.98,
                 "mean_tokens_per_s": 2000.0,
                 "error_rate": 0.0,
+                "mean_cost_usd": 0.0,
+                "labelled": 0,
+                "accuracy": None,
             },
         },
         "fastest_model": "echo",
-        "recommendation": "Use echo: the fastest of 2 models measured, with a median latency "
-        "of 2 ms (p95 3 ms) and 0.0% errors over 2 requests.",
+        "recommended_model": "custom",  # echo measures our overhead: never recommended
+        "recommendation": "Use custom, on speed alone (no labelled requests to judge accuracy "
+        "by): the only model measured, with 20.0% errors over 5 requests, a median latency of "
+        "200 ms (p95 290 ms) and no provider cost.",
     }
+
+
+def test_accuracy_on_labelled_requests_decides_before_speed_and_cost() -> None:
+    def labelled(model: str, backend: str, ms: float, right: int, cost: float) -> list[Sample]:
+        return [Sample(model, "ok", ms, 10.0, backend, cost, int(i < right)) for i in range(10)]
+
+    samples = labelled("custom", "custom", 50.0, 7, 0.0)
+    samples += labelled("gemini", "gemini", 400.0, 9, 0.0002)
+    samples += [Sample("echo", "ok", 1.0, 9000.0, "echo", 0.0, 1)] * 10
+    summary = summarize(samples)
+    assert summary["models"]["gemini"]["accuracy"] == 0.9
+    assert summary["models"]["gemini"]["mean_cost_usd"] == 0.0002
+    assert (summary["fastest_model"], summary["recommended_model"]) == ("echo", "gemini")
+    assert summary["recommendation"] == (
+        "Use gemini: the most accurate of 2 models with labelled requests (90.0% intent accuracy "
+        "on 10 labelled requests), with 0.0% errors over 10 requests, a median latency of 400 ms "
+        "(p95 400 ms) and $0.000200 per request."
+    )
+
+
+def test_a_sample_knows_whether_its_row_was_right() -> None:
+    row = {"model": "m", "status": "ok", "latency_ms": 1.0, "backend": "custom"}
+    assert Sample.from_row(row).correct == -1
+    assert Sample.from_row({**row, "intent": "a", "label": "a"}).correct == 1
+    assert Sample.from_row({**row, "intent": None, "label": "a"}).correct == 0
 
 
 def test_a_model_failing_most_requests_is_not_recommended() -> None:
