@@ -10,7 +10,13 @@ from typing import Any
 
 from app.adapters.protocol import ModelSpec
 from app.banking.intents import IntentSet
-from app.errors import ModelNotFound, ServiceError, ShadowIsActive, SwitchRefused
+from app.errors import (
+    ModelNotFound,
+    ServiceError,
+    ShadowIsActive,
+    SwitchInProgress,
+    SwitchRefused,
+)
 from app.gate import (
     Requirements,
     Verdict,
@@ -43,6 +49,8 @@ class Admin:
         self._shadow = shadow
         self._log = log
         self._intents = intents
+        # an evaluation's questions go under the same policy and timeout as a shadow's
+        self._policy, self._timeout_s = shadow.options.policy, shadow.options.timeout_s
         self.audit = Audit(log)
 
     async def switch(self, name: str, require: Requirements | None, by: str) -> SwitchResult:
@@ -62,7 +70,13 @@ class Admin:
         except ServiceError as exc:
             self.audit.write("switch", by, "failed", previous, name, error_type=exc.type)
             raise
+        except BaseException:  # a bug, or the admin's client left: the trail still closes
+            self.audit.write("switch", by, "failed", previous, name, error_type="interrupted")
+            raise
         self.audit.write("switch", by, "done", previous, name, load_ms=result.load_ms)
+        if self._shadow.model == name:  # promoted: the candidate serves now, it shadows no one
+            await self._shadow.clear("promoted")
+            self.audit.write("shadow_clear", by, "done", name, None, reason="promoted")
         return result
 
     async def set_shadow(self, name: str, sample: float, by: str) -> None:
@@ -102,7 +116,10 @@ class Admin:
         switch; the candidate an evaluation loaded stays loaded into the switch."""
         rows = await asyncio.to_thread(self._log.shadow_rows)
         verdicts = shadow_verdicts(require, shadow_summary(rows).get(spec.name))
-        examples = eval_examples(require)  # a bad CSV is a 422 before anything loads
+        if self._model.switching:  # before an evaluation that could take minutes
+            raise SwitchInProgress("another model switch is in progress; retry when it ends")
+        # a bad CSV is a 422 before anything loads; read off the event loop
+        examples = await asyncio.to_thread(eval_examples, require)
         if require.min_eval_accuracy is None:
             return await self._decide(spec, verdicts)
         if not all(v.passed for v in verdicts):
@@ -112,7 +129,9 @@ class Admin:
         candidate = await self._loaded.acquire(spec)
         try:
             data = str(require.eval_data)
-            report = await evaluate_adapter(candidate.adapter, self._intents, examples, data)
+            report = await evaluate_adapter(
+                candidate.adapter, self._intents, examples, data, self._policy, self._timeout_s
+            )
             self._log.append(report.row())
             verdicts.append(eval_verdict(require.min_eval_accuracy, report))
             return await self._decide(spec, verdicts)

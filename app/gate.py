@@ -4,6 +4,7 @@ in-process on it. Each condition gets its figure and its verdict."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -13,11 +14,14 @@ from typing import Any
 from app.adapters.protocol import Adapter, Message, SamplingParams, collect
 from app.banking.corpus import read_csv
 from app.banking.intents import IntentSet, IntentSplitter
+from app.banking.pii import Policy
 from app.errors import InvalidRequest, ServiceError
 from app.evaluation import Answer, EvalReport, evaluate
+from app.outbound import outbound
 
 EVAL_MAX_TOKENS = 64  # as `bankllm eval`'s default
 EVAL_CONCURRENCY = 4
+EVAL_MAX_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ def eval_examples(require: Requirements) -> list[Any]:
     where: list[str | int] = ["require", "eval_data"]
     if require.eval_data is None:
         raise InvalidRequest.fields((where, "min_eval_accuracy needs eval_data (a CSV)", None))
+    path = require.eval_data
+    if not path.is_file() or path.stat().st_size > EVAL_MAX_BYTES:  # no FIFO, no /dev/zero
+        problem = f"not a regular file of at most {EVAL_MAX_BYTES // 2**20} MiB"
+        raise InvalidRequest.fields((where, problem, str(path)))
     try:
         examples = read_csv(require.eval_data)[: require.eval_limit]
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -83,16 +91,26 @@ def eval_examples(require: Requirements) -> list[Any]:
 
 
 async def evaluate_adapter(
-    adapter: Adapter, intents: IntentSet, examples: list[Any], data: str
+    adapter: Adapter,
+    intents: IntentSet,
+    examples: list[Any],
+    data: str,
+    policy: Policy,
+    timeout_s: float,
 ) -> EvalReport:
-    """`bankllm eval`'s scoring, in-process, on a loaded adapter (greedy, as the command)."""
+    """`bankllm eval`'s scoring, in-process, on a loaded adapter (greedy, as the command);
+    a cloud candidate gets each question under CLOUD_PII_POLICY, within REQUEST_TIMEOUT_S."""
     info = adapter.info
     params = SamplingParams(max_tokens=EVAL_MAX_TOKENS, temperature=0.0)
 
     async def ask(text: str, label: str) -> Answer:
         started = time.perf_counter()
         try:
-            completion = await collect(adapter.stream((Message("user", text),), params))
+            turns = outbound((Message("user", text),), info, policy, None)
+            async with asyncio.timeout(timeout_s):
+                completion = await collect(adapter.stream(turns, params))
+        except TimeoutError:
+            return Answer(None, "", 0.0, 0, info.name, info.backend, info.version, "timeout")
         except ServiceError as exc:
             return Answer(None, "", 0.0, 0, info.name, info.backend, info.version, exc.type)
         splitter = IntentSplitter(intents)

@@ -12,14 +12,19 @@ from app.telemetry.record import RequestRecord
 
 
 def outbound(
-    conversation: tuple[Message, ...], info: ModelInfo, policy: Policy, record: RequestRecord
+    conversation: tuple[Message, ...],
+    info: ModelInfo,
+    policy: Policy,
+    record: RequestRecord | None,
 ) -> tuple[Message, ...]:
-    """The turns as they may be sent to `info`'s model; each find is counted on the record."""
+    """The turns as they may be sent to `info`'s model; each find is counted on the record
+    (an evaluation's questions have none)."""
     if policy == "allow" or not is_remote(info.backend):
         return conversation
     redactions = [redact(m.content) for m in conversation]
     found: Counter[PiiKind] = sum((r.found for r in redactions), Counter())
-    record.found_pii(found, "blocked" if policy == "block" else "redacted")
+    if record is not None:
+        record.found_pii(found, "blocked" if policy == "block" else "redacted")
     if policy == "block" and found:
         raise blocked(found)
     return tuple(Message(m.role, r.text) for m, r in zip(conversation, redactions, strict=True))

@@ -78,6 +78,7 @@ class Pipeline:
                 settings.shadow_queue,
                 settings.shadow_max_cost_usd,
                 settings.shadow_seed,
+                settings.shadow_concurrency,
             ),
         )
         self.admin = Admin(self.registry, self._model, self._loaded, self.shadow, self.log, intents)

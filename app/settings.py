@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     shadow_queue: int = Field(32, ge=1)  # mirrored requests waiting; more are dropped, counted
     shadow_max_cost_usd: float | None = Field(None, ge=0)  # a UTC day's spend on a paid shadow
     shadow_seed: int | None = None  # a fixed sampling sequence (tests, replays)
+    shadow_concurrency: int = Field(4, ge=1)  # mirrored requests answered at once
     models_file: Path | None = None  # JSON list of extra models: name, backend, options
     enable_echo_model: bool = False  # a model-free `echo` backend to measure our own overhead
 
@@ -151,6 +152,15 @@ class Settings(BaseSettings):
         if key is not None:
             _long_enough("ADMIN_API_KEY", key)
         return key
+
+    @model_validator(mode="after")
+    def _shadow_is_not_active(self) -> Settings:
+        if self.shadow_model is not None and self.shadow_model == self.active_model:
+            raise ValueError(
+                f"SHADOW_MODEL={self.shadow_model!r} is ACTIVE_MODEL; a shadow is a candidate "
+                "beside the active model"
+            )
+        return self
 
     @property
     def max_body_bytes(self) -> int:

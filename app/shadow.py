@@ -33,6 +33,7 @@ class ShadowOptions:
     queue: int  # SHADOW_QUEUE: mirrored requests waiting; beyond it samples are dropped
     max_cost_usd: float | None  # SHADOW_MAX_COST_USD: a UTC day's spend on a paid shadow
     seed: int | None  # SHADOW_SEED: a fixed sampling sequence (tests, replays)
+    concurrency: int = 1  # SHADOW_CONCURRENCY: mirrored requests answered at once
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,14 @@ class Shadow:
         self._intents = intents
         self._metrics = metrics
         self._log = log
-        self._options = options
+        self._options = self.options = options
         self._random = random.Random(options.seed)
         self._held: Loaded | None = None
         self.sample = 0.0
         self._queue: asyncio.Queue[Mirror] = asyncio.Queue(options.queue)
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._changing = asyncio.Lock()  # one set, clear or close at a time
+        self._closed = False
         self._spent: tuple[str, float] = ("", 0.0)  # (UTC day, dollars spent on it)
         self.dropped: dict[str, int] = {}  # by reason, since this process started
 
@@ -129,28 +132,41 @@ class Shadow:
 
     async def set(self, spec: ModelSpec, sample: float) -> None:
         """Mirror `sample` of live requests to `spec`'s model (loaded now unless it is)."""
-        if self._held is not None and self._held.name == spec.name:
-            self.sample = sample
-            return
-        new = await self._loaded.acquire(spec)  # ModelUnavailable leaves the old shadow be
-        await self._let_go("replaced")
-        self._held, self.sample = new, sample
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._answer_queued(), name="shadow")
+        async with self._changing:
+            if self._closed:
+                return
+            if self._held is not None and self._held.name == spec.name:
+                self.sample = sample
+                return
+            new = await self._loaded.acquire(spec)  # ModelUnavailable leaves the old one be
+            await self._let_go("replaced")
+            self._held, self.sample = new, sample
+            self._start_workers()
 
-    async def clear(self) -> None:
-        await self._let_go("stopped")
+    def _start_workers(self) -> None:
+        self._workers = [w for w in self._workers if not w.done()]
+        if not self._workers:  # answers `concurrency` at a time: a custom shadow batches them
+            self._workers = [
+                asyncio.create_task(self._answer_queued(), name=f"shadow-{i}")
+                for i in range(self._options.concurrency)
+            ]
+
+    async def clear(self, reason: str = "stopped") -> None:
+        async with self._changing:
+            await self._let_go(reason)
 
     async def settled(self) -> None:
         """Resolves once every mirrored request offered so far has its shadow answer."""
         await self._queue.join()
 
     async def close(self) -> None:
-        await self._let_go("stopped")
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
+        async with self._changing:
+            self._closed = True
+            await self._let_go("stopped")
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
 
     def offer(
         self,
@@ -165,8 +181,7 @@ class Shadow:
             return None
         if self._random.random() >= self.sample:
             return None
-        cap = self._options.max_cost_usd
-        if cap is not None and is_remote(held.adapter.info.backend) and self.spent_today_usd >= cap:
+        if self._capped(held):
             self._drop("cost_cap")
             return None
         mirror = Mirror(self, held, record, conversation, params)
@@ -229,9 +244,22 @@ class Shadow:
         while True:
             mirror = await self._queue.get()
             try:
-                mirror.answered(await self._answer(mirror))
+                if self._capped(mirror.loaded):  # the cap was reached while it waited
+                    self._drop("cost_cap", mirror.loaded.name)
+                else:
+                    mirror.answered(await self._answer(mirror))
+            except Exception:  # a fault in one comparison must not stop the mirroring
+                logger.exception("comparing a mirrored request failed")
             finally:
                 self._queue.task_done()
+
+    def _capped(self, loaded: Loaded) -> bool:
+        cap = self._options.max_cost_usd
+        return (
+            cap is not None
+            and is_remote(loaded.adapter.info.backend)
+            and (self.spent_today_usd >= cap)
+        )
 
     async def _answer(self, mirror: Mirror) -> Answered:
         """The shadow's answer to a mirrored request, with the live request's parameters."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 
 import pytest
 
+from app.banking.corpus import Example, write_csv
 from app.errors import UpstreamError
+from app.gate import Requirements
 from app.pipeline import Pipeline
 from tests.conftest import PipelineFactory, SettingsFactory
 from tests.fake_gemini import FakeGemini
@@ -112,7 +115,8 @@ async def test_the_sample_rate_is_honoured(start_pipeline: PipelineFactory) -> N
 async def test_a_full_queue_drops_the_sample_and_counts_it(
     start_pipeline: PipelineFactory, memory: Memory
 ) -> None:
-    async with start_pipeline(shadow_model="mem-b", shadow_sample=1.0, shadow_queue=1) as pipeline:
+    one = {"shadow_sample": 1.0, "shadow_queue": 1, "shadow_concurrency": 1}
+    async with start_pipeline(shadow_model="mem-b", **one) as pipeline:
         hold = memory.hold["mem-b"] = asyncio.Event()  # after its warm-up
         memory.started["mem-b"] = asyncio.Event()
         first = await pipeline.generate(ASK, temperature=0)
@@ -136,15 +140,30 @@ async def test_a_full_queue_drops_the_sample_and_counts_it(
     assert dropped == 3.0
 
 
-async def test_a_request_answered_by_the_shadow_model_itself_is_not_mirrored(
-    start_pipeline: PipelineFactory,
-) -> None:
+async def test_a_promoted_shadow_stops_shadowing(start_pipeline: PipelineFactory) -> None:
     async with start_pipeline(shadow_model="mem-b", shadow_sample=1.0) as pipeline:
+        before = await pipeline.generate(ASK, temperature=0)
+        await pipeline.shadow.settled()
         await pipeline.switch("mem-b")
         await pipeline.generate(ASK, temperature=0)
         await pipeline.shadow.settled()
-        rows = _shadow_rows(pipeline)
-    assert rows == []
+        rows, state = _shadow_rows(pipeline), pipeline.shadow.state()
+    assert [r["request_id"] for r in rows] == [before.id]
+    assert (state["model"], state["sample"]) == (None, None)
+
+
+async def test_an_evaluation_asks_a_cloud_candidate_under_the_pii_policy(
+    start_pipeline: PipelineFactory, memory: Memory, tmp_path: Path
+) -> None:
+    data = tmp_path / "eval.csv"
+    write_csv(data, [Example(f"my card {CARD} is lost", "lost_or_stolen_card")])
+    require = Requirements(min_eval_accuracy=0.0, eval_data=data)
+    async with start_pipeline() as pipeline:
+        result = await pipeline.switch("remote", require)
+    asked = [m.content for conversation in memory.latest("remote").received for m in conversation]
+    assert result.active == "remote"
+    assert asked[-1] == "my card [CARD] is lost"
+    assert not any(CARD in text for text in asked)
 
 
 async def test_a_cloud_shadow_gets_the_prompt_as_a_live_cloud_request_would(

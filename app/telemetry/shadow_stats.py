@@ -42,7 +42,8 @@ def shadow_figures(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     them; `error_rate` is the shadow's failures over every request mirrored to it."""
     compared = [r for r in rows if r.get("agree") is not None]
     agreed = sum(bool(r["agree"]) for r in compared)
-    failed = [r for r in rows if r.get("shadow_status") not in ("ok", "cancelled")]
+    # the shadow's own failures: not a prompt the policy blocked or a bound it refused
+    failed = [r for r in rows if r.get("shadow_status") in ("upstream_error", "timeout")]
     disagreements = Counter(
         (str(r.get("intent")), str(r.get("shadow_intent"))) for r in compared if not r["agree"]
     )

@@ -160,8 +160,10 @@ async def test_a_gated_switch_is_refused_then_accepted_once_the_shadow_earned_it
         ("shadow_set", "done", None, "custom-twin", by),
         ("switch", "asked", "custom", "custom-twin", by),
         ("switch", "done", "custom", "custom-twin", by),
-        ("shadow_clear", "done", "custom-twin", None, by),
+        ("shadow_clear", "done", "custom-twin", None, by),  # promoted: it shadows no one now
+        ("shadow_clear", "done", None, None, by),  # the DELETE, with nothing left to stop
     ]
+    assert rows[6]["reason"] == "promoted"
     assert rows[1]["require"] == require
     assert rows[2]["conditions"] == refused.json()["error"]["details"]["conditions"]
     assert rows[3]["sample"] == 1.0
