@@ -79,6 +79,7 @@ class Pipeline:
                 settings.shadow_max_cost_usd,
                 settings.shadow_seed,
                 settings.shadow_concurrency,
+                settings.shadow_batch_window_s,
             ),
         )
         self.admin = Admin(self.registry, self._model, self._loaded, self.shadow, self.log, intents)

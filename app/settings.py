@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     shadow_queue: int = Field(32, ge=1)  # mirrored requests waiting; more are dropped, counted
     shadow_max_cost_usd: float | None = Field(None, ge=0)  # a UTC day's spend on a paid shadow
     shadow_seed: int | None = None  # a fixed sampling sequence (tests, replays)
-    shadow_concurrency: int = Field(4, ge=1)  # mirrored requests answered at once
+    shadow_concurrency: int = Field(8, ge=1)  # mirrored requests answered as one batch
+    shadow_batch_window_s: float = Field(1.0, ge=0)  # how long a batch waits to fill
     models_file: Path | None = None  # JSON list of extra models: name, backend, options
     enable_echo_model: bool = False  # a model-free `echo` backend to measure our own overhead
 

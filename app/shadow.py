@@ -34,6 +34,7 @@ class ShadowOptions:
     max_cost_usd: float | None  # SHADOW_MAX_COST_USD: a UTC day's spend on a paid shadow
     seed: int | None  # SHADOW_SEED: a fixed sampling sequence (tests, replays)
     concurrency: int = 1  # SHADOW_CONCURRENCY: mirrored requests answered at once
+    window_s: float = 0.0  # SHADOW_BATCH_WINDOW_S: how long a batch waits to fill
 
 
 @dataclass(frozen=True)
@@ -145,11 +146,8 @@ class Shadow:
 
     def _start_workers(self) -> None:
         self._workers = [w for w in self._workers if not w.done()]
-        if not self._workers:  # answers `concurrency` at a time: a custom shadow batches them
-            self._workers = [
-                asyncio.create_task(self._answer_queued(), name=f"shadow-{i}")
-                for i in range(self._options.concurrency)
-            ]
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._answer_queued(), name="shadow")]
 
     async def clear(self, reason: str = "stopped") -> None:
         async with self._changing:
@@ -241,17 +239,30 @@ class Shadow:
         self._metrics.shadow_dropped.labels(shadow or self.model or "none", reason).inc()
 
     async def _answer_queued(self) -> None:
+        """Answer the queue in batches: up to SHADOW_CONCURRENCY samples, gathered for at most
+        SHADOW_BATCH_WINDOW_S after the first, answered together. A custom shadow decodes them
+        as one batch, so it costs the live path a step per batch, not per sample."""
+        loop = asyncio.get_running_loop()
         while True:
-            mirror = await self._queue.get()
-            try:
-                if self._capped(mirror.loaded):  # the cap was reached while it waited
-                    self._drop("cost_cap", mirror.loaded.name)
-                else:
-                    mirror.answered(await self._answer(mirror))
-            except Exception:  # a fault in one comparison must not stop the mirroring
-                logger.exception("comparing a mirrored request failed")
-            finally:
-                self._queue.task_done()
+            batch = [await self._queue.get()]
+            until = loop.time() + self._options.window_s
+            while len(batch) < self._options.concurrency and (left := until - loop.time()) > 0:
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), left))
+                except TimeoutError:
+                    break
+            await asyncio.gather(*(self._answer_one(m) for m in batch))
+
+    async def _answer_one(self, mirror: Mirror) -> None:
+        try:
+            if self._capped(mirror.loaded):  # the cap was reached while it waited
+                self._drop("cost_cap", mirror.loaded.name)
+            else:
+                mirror.answered(await self._answer(mirror))
+        except Exception:  # a fault in one comparison must not stop the mirroring
+            logger.exception("comparing a mirrored request failed")
+        finally:
+            self._queue.task_done()
 
     def _capped(self, loaded: Loaded) -> bool:
         cap = self._options.max_cost_usd

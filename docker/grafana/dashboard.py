@@ -93,6 +93,42 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], tuple[int, int, int, int]]] 
         ],
         (8, 24, 16, 8),
     ),
+    (
+        "Shadow: intent agreement with live (1h)",
+        "percentunit",
+        [
+            (
+                'sum by (shadow) (increase(bankllm_shadow_agreement_total{agree="true"}[1h])) / '
+                "sum by (shadow) (increase(bankllm_shadow_agreement_total[1h]))",
+                "{{shadow}}",
+            )
+        ],
+        (0, 32, 8, 8),
+    ),
+    (
+        "Shadow: answers and drops",
+        "reqps",
+        [
+            (
+                f"sum by (shadow, status) (rate(bankllm_shadow_requests_total[{RATE}]))",
+                "{{shadow}} {{status}}",
+            ),
+            (
+                f"sum by (reason) (rate(bankllm_shadow_dropped_total[{RATE}]))",
+                "dropped: {{reason}}",
+            ),
+        ],
+        (8, 32, 8, 8),
+    ),
+    (
+        "Shadow latency p50 beside live",
+        "s",
+        [
+            *_quantiles("bankllm_shadow_latency_seconds", by="shadow")[:1],
+            *_quantiles("bankllm_request_latency_seconds")[:1],
+        ],
+        (16, 32, 8, 8),
+    ),
 ]
 
 
@@ -137,7 +173,8 @@ def draw_layout(path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    fig, ax = plt.subplots(figsize=(14, 9))
+    bottom = max(y + h for *_, (_, y, _, h) in PANELS)
+    fig, ax = plt.subplots(figsize=(14, 9 * bottom / 32))
     for title, unit, queries, (x, y, w, h) in PANELS:
         ax.add_patch(Rectangle((x, y), w, h, fill=True, facecolor="#f3f6fb", edgecolor="#335"))
         ax.text(x + 0.3, y + 0.8, title, fontsize=10, weight="bold", va="top")
@@ -146,7 +183,7 @@ def draw_layout(path: Path) -> None:
             ax.text(x + 0.3, y + 2.2 + 1.3 * k, short, fontsize=6.5, family="monospace", va="top")
         ax.text(x + w - 0.3, y + h - 0.4, f"unit: {unit}", fontsize=7, ha="right", color="#666")
     ax.set_xlim(0, 24)
-    ax.set_ylim(32, 0)
+    ax.set_ylim(bottom, 0)
     ax.axis("off")
     ax.set_title("bankllm Grafana dashboard: panel layout and queries")
     fig.tight_layout()
