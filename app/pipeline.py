@@ -29,10 +29,11 @@ from app.errors import (
 from app.gate import Requirements
 from app.limits import Limits
 from app.loaded import Loaded, LoadedAdapters
+from app.mirror import Mirror
 from app.registry import build_registry, model_statuses
 from app.results import GenerateResult, ModelStatus, Origin, StreamEvent
 from app.settings import Settings
-from app.shadow import Mirror, Shadow, ShadowOptions
+from app.shadow import Shadow, ShadowOptions
 from app.startup import Startup
 from app.switching import ActiveModel, SwitchResult
 from app.telemetry.audit import OPEN
@@ -67,21 +68,8 @@ class Pipeline:
         )
         self._fallback: Loaded | None = None
         self._policy = settings.cloud_pii_policy
-        self.shadow = Shadow(
-            self._loaded,
-            intents,
-            self.metrics,
-            self.log,
-            ShadowOptions(
-                settings.cloud_pii_policy,
-                settings.request_timeout_s,
-                settings.shadow_queue,
-                settings.shadow_max_cost_usd,
-                settings.shadow_seed,
-                settings.shadow_concurrency,
-                settings.shadow_batch_window_s,
-            ),
-        )
+        options = ShadowOptions.of(settings)
+        self.shadow = Shadow(self._loaded, intents, self.metrics, self.log, options)
         self.admin = Admin(self.registry, self._model, self._loaded, self.shadow, self.log, intents)
         self.startup = Startup(  # ACTIVE_MODEL at start, retried in the background if it fails
             self._model, self.metrics, settings.start_retry_initial_s, settings.start_retry_max_s

@@ -18,7 +18,9 @@ from app.banking.intents import IntentSet, IntentSplitter
 from app.banking.pii import Policy
 from app.errors import InternalError, ServiceError
 from app.loaded import Loaded, LoadedAdapters
+from app.mirror import Answered, Mirror
 from app.outbound import outbound
+from app.settings import Settings
 from app.telemetry.benchlog import BenchmarkLog, utc_now
 from app.telemetry.metrics import Metrics
 from app.telemetry.record import RequestRecord
@@ -36,53 +38,17 @@ class ShadowOptions:
     concurrency: int = 1  # SHADOW_CONCURRENCY: mirrored requests answered at once
     window_s: float = 0.0  # SHADOW_BATCH_WINDOW_S: how long a batch waits to fill
 
-
-@dataclass(frozen=True)
-class Answered:
-    """What the shadow did with one mirrored request."""
-
-    status: str
-    error_type: str | None
-    intent: str | None
-    latency_ms: float
-    completion_tokens: int
-    cost_usd: float | None
-
-
-class Mirror:
-    """One mirrored request. Its row is written once both sides are done, whichever is last:
-    the live request (its record committed) and the shadow (its answer, or its failure)."""
-
-    __slots__ = ("_answered", "_live_done", "_shadow", "conversation", "loaded", "params", "record")
-
-    def __init__(
-        self,
-        shadow: Shadow,
-        loaded: Loaded,
-        record: RequestRecord,
-        conversation: tuple[Message, ...],
-        params: SamplingParams,
-    ):
-        self._shadow = shadow
-        self.loaded = loaded
-        self.record = record
-        self.conversation = conversation
-        self.params = params
-        self._answered: Answered | None = None
-        self._live_done = False
-
-    def live_done(self) -> None:
-        """The live request ended and its record is committed."""
-        self._live_done = True
-        self._settle()
-
-    def answered(self, answer: Answered) -> None:
-        self._answered = answer
-        self._settle()
-
-    def _settle(self) -> None:
-        if self._live_done and self._answered is not None:
-            self._shadow.compared(self, self._answered)
+    @classmethod
+    def of(cls, settings: Settings) -> ShadowOptions:
+        return cls(
+            settings.cloud_pii_policy,
+            settings.request_timeout_s,
+            settings.shadow_queue,
+            settings.shadow_max_cost_usd,
+            settings.shadow_seed,
+            settings.shadow_concurrency,
+            settings.shadow_batch_window_s,
+        )
 
 
 class Shadow:
@@ -182,7 +148,7 @@ class Shadow:
         if self._capped(held):
             self._drop("cost_cap")
             return None
-        mirror = Mirror(self, held, record, conversation, params)
+        mirror = Mirror(self.compared, held, record, conversation, params)
         try:
             self._queue.put_nowait(mirror)
         except asyncio.QueueFull:

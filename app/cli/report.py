@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"]
     evals = [r for r in rows if r.get("type") == "eval"]
-    summary = summarize(samples)
+    shadows = shadow_summary(r for r in rows if r.get("type") == "shadow")
+    summary = summarize(samples, shadows)
     print(f"{len(samples)} requests, {len(evals)} evaluations in {args.log}")
     print(
         f"{'model':<20}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             f"eval {e['model']} on {e['data']}: accuracy {e['accuracy']:.1%}, macro-F1 "
             f"{e['macro_f1']:.1%}, p50 {e['p50_ms']:.0f} ms"
         )
-    if shadows := shadow_summary(r for r in rows if r.get("type") == "shadow"):
+    if shadows:
         print_shadows(shadows)
     print(f"fastest: {summary['fastest_model'] or '-'}")
     print(summary["recommendation"])

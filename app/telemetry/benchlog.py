@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.telemetry.shadow_stats import shadow_summary
 from app.telemetry.summary import Sample, SampleWindow, summarize
 
 logger = logging.getLogger(__name__)
@@ -194,8 +195,8 @@ class BenchmarkLog:
 
     def _summarize(self) -> dict[str, Any]:
         with self._lock:
-            samples = self._samples.samples()
-        return summarize(samples)
+            samples, shadows = self._samples.samples(), list(self._shadows)
+        return summarize(samples, shadow_summary(shadows))
 
     def _write_line(self, data: bytes) -> None:
         assert self._fd is not None

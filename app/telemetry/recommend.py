@@ -22,12 +22,33 @@ def _tail(f: Mapping[str, Any]) -> str:
     )
 
 
+def _as_shadow(f: Mapping[str, Any]) -> dict[str, Any]:
+    """A shadow's figures in a served model's terms (its labelled mirrored requests)."""
+    return {
+        "count": f["mirrored"],
+        "p50_ms": f["p50_ms"],
+        "p95_ms": f["p95_ms"],
+        "error_rate": f["error_rate"],
+        "mean_cost_usd": None,  # shadow rows carry the cost of the cloud ones only
+        "labelled": f["labelled"],
+        "accuracy": f["shadow_accuracy"],
+        "shadow": True,
+    }
+
+
 def recommend(
-    usable: Mapping[str, Mapping[str, Any]], backends: Mapping[str, str]
+    usable: Mapping[str, Mapping[str, Any]],
+    backends: Mapping[str, str],
+    shadows: Mapping[str, Mapping[str, Any]],
 ) -> tuple[str | None, str]:
     """(the model, a sentence naming the figures that decided it) among `usable` models
-    (answered, under 50% errors)."""
+    (answered, under 50% errors) and shadows with labelled figures."""
     candidates = {n: f for n, f in usable.items() if backends.get(n) != "echo"}
+    for name, f in shadows.items():
+        usable_shadow = f["p50_ms"] is not None and (f["error_rate"] or 0.0) < 0.5
+        judged_live = name in candidates and candidates[name]["accuracy"] is not None
+        if usable_shadow and f["shadow_accuracy"] is not None and not judged_live:
+            candidates[name] = _as_shadow(f)
     if not candidates:
         return None, NOTHING
     judged = {n: f for n, f in candidates.items() if f["accuracy"] is not None}
@@ -48,6 +69,11 @@ def recommend(
             else "the only model with labelled requests"
         )
         accuracy = f"{f['accuracy']:.1%} intent accuracy on {f['labelled']} labelled requests"
+        if f.get("shadow"):
+            return name, (
+                f"Use {name}: {versus} ({accuracy}, answered as a shadow), with {_tail(f)}; "
+                "promote it with a gated POST /switch."
+            )
         return name, f"Use {name}: {versus} ({accuracy}), with {_tail(f)}."
     name = min(candidates, key=lambda n: candidates[n]["p50_ms"])
     f = candidates[name]

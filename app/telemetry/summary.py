@@ -101,8 +101,11 @@ def _round(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 2)
 
 
-def summarize(samples: Iterable[Sample]) -> dict[str, Any]:
-    """{"models": {name: figures}, "fastest_model", "recommended_model", "recommendation"}."""
+def summarize(
+    samples: Iterable[Sample], shadows: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """{"models": {name: figures}, "fastest_model", "recommended_model", "recommendation"};
+    with `shadows` (app.telemetry.shadow_stats), a shadow's labelled figures count too."""
     by_model: dict[str, list[Sample]] = {}
     for s in samples:
         by_model.setdefault(s.model, []).append(s)
@@ -111,7 +114,7 @@ def summarize(samples: Iterable[Sample]) -> dict[str, Any]:
     # Only a model that mostly works is the fastest, or can be recommended.
     usable = {n: f for n, f in models.items() if f["p50_ms"] is not None and f["error_rate"] < 0.5}
     fastest = min(usable, key=lambda n: usable[n]["p50_ms"]) if usable else None
-    recommended, sentence = recommend(usable, backends)
+    recommended, sentence = recommend(usable, backends, shadows or {})
     return {
         "models": models,
         "fastest_model": fastest,

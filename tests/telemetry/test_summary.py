@@ -105,3 +105,24 @@ def test_nothing_to_recommend_without_successes() -> None:
     assert summarize([Sample("x", "timeout", 1.0, 0)])["recommendation"] == (
         "No model has served enough successful requests to recommend one yet."
     )
+
+
+def test_a_shadow_more_accurate_on_labelled_requests_is_recommended_for_promotion() -> None:
+    served = [Sample("custom", "ok", 100.0, 10.0, "custom", 0.0, int(i < 3)) for i in range(10)]
+    shadow = {
+        "mirrored": 10,
+        "p50_ms": 150.0,
+        "p95_ms": 180.0,
+        "error_rate": 0.0,
+        "labelled": 10,
+        "shadow_accuracy": 0.9,
+    }
+    summary = summarize(served, {"custom-v2": shadow})
+    assert summary["recommended_model"] == "custom-v2"
+    assert summary["recommendation"] == (
+        "Use custom-v2: the most accurate of 2 models with labelled requests (90.0% intent "
+        "accuracy on 10 labelled requests, answered as a shadow), with 0.0% errors over 10 "
+        "requests, a median latency of 150 ms (p95 180 ms) and no provider cost; promote it "
+        "with a gated POST /switch."
+    )
+    assert summarize(served)["recommended_model"] == "custom"
