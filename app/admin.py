@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from app.adapters.backends import spec_version
 from app.adapters.protocol import ModelSpec
 from app.banking.intents import IntentSet
 from app.errors import (
@@ -115,6 +116,8 @@ class Admin:
         """Check each condition (the evaluation last, and only if the others pass), then
         switch; the candidate an evaluation loaded stays loaded into the switch."""
         rows = await asyncio.to_thread(self._log.shadow_rows)
+        version = spec_version(spec)  # a retrained checkpoint earns its own record
+        rows = [r for r in rows if r.get("shadow_version") == version]
         verdicts = shadow_verdicts(require, shadow_summary(rows).get(spec.name))
         if self._model.switching:  # before an evaluation that could take minutes
             raise SwitchInProgress("another model switch is in progress; retry when it ends")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from unittest.mock import ANY
 import pytest
 
 from app.banking.corpus import Example, write_csv
-from app.errors import UpstreamError
+from app.errors import SwitchRefused, UpstreamError
 from app.gate import Requirements
 from app.pipeline import Pipeline
 from tests.conftest import PipelineFactory, SettingsFactory
@@ -208,3 +209,27 @@ async def test_the_daily_cost_cap_stops_mirroring_to_a_paid_shadow(
     assert state["dropped"] == {"cost_cap": 1}
     assert state["spent_today_usd"] == round(rows[0]["shadow_cost_usd"], 6)
     assert capped == 1.0
+
+
+async def test_a_gated_switch_counts_only_the_candidate_s_current_version(
+    start_pipeline: PipelineFactory, memory_settings: SettingsFactory
+) -> None:
+    log = memory_settings().benchmark_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    earned = {"agree": True, "shadow_intent": "card_arrival", "shadow_version": "mem-0"}
+    figures = {"ts": "t", "request_id": "r", "latency_ms": 1.0, "shadow_latency_ms": 1.0}
+    log.write_text((json.dumps(_row(**earned, **figures)) + "\n") * 5)
+    require = Requirements(min_shadow_samples=5, min_agreement=0.9)
+    async with start_pipeline() as pipeline:
+        with pytest.raises(SwitchRefused) as refused:
+            await pipeline.switch("mem-b", require)  # mem-b is mem-1 now: mem-0 earned those
+        log.write_text(log.read_text().replace('"mem-0"', '"mem-1"'))
+    async with start_pipeline() as pipeline:
+        promoted = await pipeline.switch("mem-b", require)
+    assert refused.value.details["conditions"][0] == {
+        "condition": "min_shadow_samples",
+        "required": 5,
+        "measured": 0,
+        "passed": False,
+    }
+    assert promoted.active == "mem-b"
