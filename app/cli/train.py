@@ -29,32 +29,43 @@ def add_parser(commands: Any) -> None:
         help="the checkpoint folder to write (default: checkpoints/custom)",
     )
     d = TrainConfig()
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="at most (default: %(default)s)")
     p.add_argument(
         "--minutes",
         type=float,
-        help="time budget: the schedule follows it and training stops when it is spent",
+        help="time budget: the schedule follows it, training stops when it is spent, and the "
+        "progress bar counts its seconds (default: none, the epochs decide)",
     )
-    p.add_argument("--layers", type=int, default=d.n_layer)
-    p.add_argument("--heads", type=int, default=d.n_head)
-    p.add_argument("--width", type=int, default=d.n_embd)
-    p.add_argument("--vocab", type=int, default=d.vocab_size, help="BPE vocabulary size")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--layers", type=int, default=d.n_layer, help="(default: %(default)s)")
+    p.add_argument("--heads", type=int, default=d.n_head, help="(default: %(default)s)")
+    p.add_argument("--width", type=int, default=d.n_embd, help="(default: %(default)s)")
+    p.add_argument(
+        "--vocab", type=int, default=d.vocab_size, help="BPE vocabulary size (default: %(default)s)"
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
+    p.add_argument(
+        "--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)"
+    )
     p.add_argument(
         "--label-weight",
         type=float,
         default=d.label_weight,
-        help="loss weight of the intent label token",
+        help="loss weight of the intent label token (default: %(default)s)",
     )
     p.add_argument(
         "--reply-fraction",
         type=float,
         default=d.reply_fraction,
-        help="share of examples trained with the whole reply (the rest end at the label)",
+        help="share of examples trained with the whole reply, the rest ending at the label "
+        "(default: %(default)s)",
     )
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="stratified held-out share, scored each epoch (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.set_defaults(run=run)
 
 

@@ -57,6 +57,17 @@ class TrainConfig:
     seed: int = 0
 
 
+def progress_bar(steps: int, budget_s: float, progress: bool) -> tqdm[None]:
+    """Steps; with a time budget, its seconds: the run ends when the budget is spent, so the
+    total and the ETA are the budget's, not those of epochs that will never run."""
+    if math.isfinite(budget_s):
+        shape = "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+        return tqdm(
+            total=round(budget_s), desc="train", unit="s", bar_format=shape, disable=not progress
+        )
+    return tqdm(total=steps, desc="train", unit="step", disable=not progress)
+
+
 @dataclass(frozen=True)
 class Epoch:
     epoch: int
@@ -152,7 +163,7 @@ def train(
     label_ids = torch.tensor([tokenizer.token_to_id(label) for label in intents.labels])
     total = math.ceil(len(seqs) / cfg.batch_size) * cfg.epochs
     budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-    bar = tqdm(total=total, desc="train", unit="step", disable=not progress)
+    bar = progress_bar(total, budget, progress)
     history: list[Epoch] = []
     best: tuple[tuple[float, float], dict[str, Tensor]] | None = None
     step = 0
@@ -175,7 +186,10 @@ def train(
             optimizer.step()
             losses.append(loss.item())
             step += 1
-            bar.update(1)
+            if math.isfinite(budget):  # the bar counts the budget's seconds
+                bar.update(min(time.perf_counter() - started, budget) - bar.n)
+            else:
+                bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         scores = answer_scores(model, tokenizer, intents, val_set) if val_set else None
         record = Epoch(

@@ -122,3 +122,15 @@ def test_a_long_text_is_cut_but_never_its_answer() -> None:
     ids = encode_example(tokenizer, Example("card " * 200, "card_arrival"), intents, 256)
     assert len(ids) == 256
     assert tokenizer.decode(ids).endswith(intents.intents["card_arrival"].reply)
+
+
+def test_with_a_time_budget_the_progress_bar_counts_its_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train(_examples(), IntentSet.load(), tmp_path, replace(SMALL, max_minutes=1.0))
+    budgeted = capsys.readouterr().err
+    train(_examples(), IntentSet.load(), tmp_path / "steps", SMALL)
+    stepped = capsys.readouterr().err
+    assert "/60 s [" in budgeted  # the total is the budget, not the epochs' steps
+    assert "step" not in budgeted
+    assert "step" in stepped
