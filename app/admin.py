@@ -13,6 +13,7 @@ from app.adapters.protocol import ModelSpec
 from app.banking.intents import IntentSet
 from app.errors import (
     ModelNotFound,
+    OneModelOnly,
     ServiceError,
     ShadowIsActive,
     SwitchInProgress,
@@ -82,6 +83,8 @@ class Admin:
 
     async def set_shadow(self, name: str, sample: float, by: str) -> None:
         spec = self._spec(name)
+        if self._model.mode == "drain_first":
+            raise OneModelOnly("a shadow")
         if name == self._model.name:
             raise ShadowIsActive(
                 f"{name!r} is the active model; a shadow is a candidate beside it",
@@ -119,6 +122,8 @@ class Admin:
         version = spec_version(spec)  # a retrained checkpoint earns its own record
         rows = [r for r in rows if r.get("shadow_version") == version]
         verdicts = shadow_verdicts(require, shadow_summary(rows).get(spec.name))
+        if require.min_eval_accuracy is not None and self._model.mode == "drain_first":
+            raise OneModelOnly("an evaluation of the candidate")
         if self._model.switching:  # before an evaluation that could take minutes
             raise SwitchInProgress("another model switch is in progress; retry when it ends")
         # a bad CSV is a 422 before anything loads; read off the event loop

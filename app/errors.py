@@ -91,6 +91,17 @@ class ShadowIsActive(ServiceError):
     status_code, type, outcome = 409, "shadow_is_active", "bad_request"
 
 
+class OneModelOnly(ServiceError):
+    """A shadow or an evaluation would load a second model where SWITCH_MODE=drain_first says
+    the device holds one."""
+
+    status_code, type, outcome = 409, "one_model_only", "bad_request"
+
+    def __init__(self, what: str):
+        message = f"{what} loads a second model, and SWITCH_MODE=drain_first holds one at a time"
+        super().__init__(message, {"switch_mode": "drain_first"})
+
+
 Problem = tuple[list[str | int], str, Any]  # (where in the body, what is wrong, the value)
 
 

@@ -161,6 +161,10 @@ class Settings(BaseSettings):
                 f"SHADOW_MODEL={self.shadow_model!r} is ACTIVE_MODEL; a shadow is a candidate "
                 "beside the active model"
             )
+        if self.shadow_model is not None and self.switch_mode == "drain_first":
+            raise ValueError(
+                "SHADOW_MODEL loads a second model, and SWITCH_MODE=drain_first holds one at a time"
+            )
         return self
 
     @property

@@ -47,6 +47,10 @@ class ActiveModel:
         self._switching = asyncio.Event()  # set while a switch runs
 
     @property
+    def mode(self) -> Literal["overlap", "drain_first"]:
+        return self._mode
+
+    @property
     def current(self) -> Loaded | None:
         return self._held
 

@@ -10,9 +10,10 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
+from pydantic import ValidationError
 
 from app.banking.corpus import Example, write_csv
-from app.errors import SwitchRefused, UpstreamError
+from app.errors import OneModelOnly, SwitchRefused, UpstreamError
 from app.gate import Requirements
 from app.pipeline import Pipeline
 from tests.conftest import PipelineFactory, SettingsFactory
@@ -233,3 +234,24 @@ async def test_a_gated_switch_counts_only_the_candidate_s_current_version(
         "passed": False,
     }
     assert promoted.active == "mem-b"
+
+
+async def test_under_drain_first_nothing_loads_a_second_model(
+    start_pipeline: PipelineFactory, memory_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    data = tmp_path / "eval.csv"
+    write_csv(data, [Example(ASK, "card_arrival")])
+    async with start_pipeline(switch_mode="drain_first") as pipeline:
+        with pytest.raises(OneModelOnly) as shadow:
+            await pipeline.admin.set_shadow("mem-b", 0.1, "open")
+        with pytest.raises(OneModelOnly) as evaluation:
+            await pipeline.switch("mem-b", Requirements(min_eval_accuracy=0.5, eval_data=data))
+        loaded = [m.name for m in pipeline.models() if m.loaded]
+    with pytest.raises(ValidationError, match="SWITCH_MODE=drain_first holds one at a time"):
+        memory_settings(switch_mode="drain_first", shadow_model="mem-b")
+    assert (shadow.value.status_code, evaluation.value.status_code) == (409, 409)
+    assert evaluation.value.message == (
+        "an evaluation of the candidate loads a second model, and SWITCH_MODE=drain_first "
+        "holds one at a time"
+    )
+    assert loaded == ["mem"]
