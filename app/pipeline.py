@@ -180,7 +180,11 @@ class Pipeline:
         """Hot-switch the active model; with `require`, only a candidate that meets it. `by`
         is the admin key's id, for the audit trail."""
         if self.drain.draining:
-            raise Draining()
+            error = Draining()
+            self.admin.audit.write(
+                "switch", by, "failed", self._model.name, name, error_type=error.type
+            )
+            raise error
         return await self.admin.switch(name, require, by)
 
     async def until_switching(self) -> None:

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import ServiceFactory
 from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import ASK, REPLY_TEXT, FakeGemini, Fault
-from tests.helpers import ADMIN_KEY, USER_KEY, error_body, parse_sse
+from tests.helpers import ADMIN_KEY, USER_KEY, error_body, parse_sse, read_log
 from tests.process import ServiceProcess, service_process
 
 HEADERS = {"Authorization": f"Bearer {USER_KEY}"}
@@ -173,7 +173,14 @@ async def test_a_draining_service_refuses_switches_and_is_not_ready(
         switched = await client.post("/switch", json={"model": "custom-b"}, headers=ADMIN)
         health = await client.get("/health")
         live = await client.get("/health/live")
+        audit = [
+            r for r in read_log(pipeline.settings, pipeline, audit=True) if r["type"] == "admin"
+        ]
     stopping = "the service is stopping; send the request to another replica"
+    assert [(r["action"], r["result"], r["to"], r.get("error_type")) for r in audit] == [
+        ("start", "done", "custom", None),
+        ("switch", "failed", "custom-b", "draining"),
+    ]
     assert (switched.status_code, switched.json()) == (
         503,
         error_body("draining", stopping, {"retry_after_s": 1}),
