@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.adapters.protocol import Adapter, Message, SamplingParams, collect
-from app.banking.corpus import read_csv
+from app.banking.corpus import Example, read_csv
 from app.banking.intents import IntentSet, IntentSplitter
 from app.banking.pii import Policy
 from app.errors import InvalidRequest, ServiceError
@@ -70,7 +70,7 @@ def shadow_verdicts(require: Requirements, figures: Mapping[str, Any] | None) ->
     return verdicts
 
 
-def eval_examples(require: Requirements) -> list[Any]:
+def eval_examples(require: Requirements) -> list[Example]:
     """The evaluation's examples, read before anything loads: a bad path is the admin's 422."""
     if require.min_eval_accuracy is None:
         return []
@@ -93,7 +93,7 @@ def eval_examples(require: Requirements) -> list[Any]:
 async def evaluate_adapter(
     adapter: Adapter,
     intents: IntentSet,
-    examples: list[Any],
+    examples: list[Example],
     data: str,
     policy: Policy,
     timeout_s: float,

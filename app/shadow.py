@@ -71,7 +71,7 @@ class Shadow:
         self._held: Loaded | None = None
         self.sample = 0.0
         self._queue: asyncio.Queue[Mirror] = asyncio.Queue(options.queue)
-        self._workers: list[asyncio.Task[None]] = []
+        self._worker: asyncio.Task[None] | None = None  # answers the queue, batch by batch
         self._changing = asyncio.Lock()  # one set, clear or close at a time
         self._closed = False
         self._spent: tuple[str, float] = ("", 0.0)  # (UTC day, dollars spent on it)
@@ -108,12 +108,8 @@ class Shadow:
             new = await self._loaded.acquire(spec)  # ModelUnavailable leaves the old one be
             await self._let_go("replaced")
             self._held, self.sample = new, sample
-            self._start_workers()
-
-    def _start_workers(self) -> None:
-        self._workers = [w for w in self._workers if not w.done()]
-        if not self._workers:
-            self._workers = [asyncio.create_task(self._answer_queued(), name="shadow")]
+            if self._worker is None:
+                self._worker = asyncio.create_task(self._answer_queued(), name="shadow")
 
     async def clear(self, reason: str = "stopped") -> None:
         async with self._changing:
@@ -127,10 +123,10 @@ class Shadow:
         async with self._changing:
             self._closed = True
             await self._let_go("stopped")
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
 
     def offer(
         self,
