@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -34,6 +35,10 @@ from app.telemetry.audit import Audit
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.shadow_stats import shadow_summary
 
+# How a switch that passed its checks is made: (model, admin id) -> result. In one process,
+# here; on Ray Serve, published to the fleet and made by every replica (`Admin.follow`).
+SwitchTo = Callable[[str, str], Awaitable[SwitchResult]]
+
 
 class Admin:
     def __init__(
@@ -54,6 +59,7 @@ class Admin:
         # an evaluation's questions go under the same policy and timeout as a shadow's
         self._policy, self._timeout_s = shadow.options.policy, shadow.options.timeout_s
         self.audit = Audit(log)
+        self.switch_to: SwitchTo = self._switch_here
 
     async def switch(self, name: str, require: Requirements | None, by: str) -> SwitchResult:
         """Switch to `name`; with `require`, only once the candidate meets every condition."""
@@ -62,9 +68,9 @@ class Admin:
         self.audit.write("switch", by, "asked", previous, name, require=given)
         try:
             if require is None or name == previous:
-                result = await self._model.switch(name)
+                result = await self.switch_to(self._spec(name).name, by)
             else:
-                result = await self._gated(self._spec(name), require)
+                result = await self._gated(self._spec(name), require, by)
         except SwitchRefused as exc:
             conditions = exc.details["conditions"]
             self.audit.write("switch", by, "refused", previous, name, conditions=conditions)
@@ -76,10 +82,29 @@ class Admin:
             self.audit.write("switch", by, "failed", previous, name, error_type="interrupted")
             raise
         self.audit.write("switch", by, "done", previous, name, load_ms=result.load_ms)
+        await self._promoted(name, by)
+        return result
+
+    async def follow(self, name: str, by: str) -> SwitchResult:
+        """Make here a switch asked of the whole fleet (checked by the replica that took it)."""
+        previous = self._model.name
+        try:
+            result = await self._model.switch(name)
+        except ServiceError as exc:
+            self.audit.write("follow", by, "failed", previous, name, error_type=exc.type)
+            raise
+        if previous != name:
+            self.audit.write("follow", by, "done", previous, name, load_ms=result.load_ms)
+        await self._promoted(name, by)
+        return result
+
+    async def _switch_here(self, name: str, by: str) -> SwitchResult:
+        return await self._model.switch(name)
+
+    async def _promoted(self, name: str, by: str) -> None:
         if self._shadow.model == name:  # promoted: the candidate serves now, it shadows no one
             await self._shadow.clear("promoted")
             self.audit.write("shadow_clear", by, "done", name, None, reason="promoted")
-        return result
 
     async def set_shadow(self, name: str, sample: float, by: str) -> None:
         spec = self._spec(name)
@@ -115,7 +140,7 @@ class Admin:
             raise ModelNotFound(f"no model named {name!r}", {"models": sorted(self._registry)})
         return spec
 
-    async def _gated(self, spec: ModelSpec, require: Requirements) -> SwitchResult:
+    async def _gated(self, spec: ModelSpec, require: Requirements, by: str) -> SwitchResult:
         """Check each condition (the evaluation last, and only if the others pass), then
         switch; the candidate an evaluation loaded stays loaded into the switch."""
         rows = await asyncio.to_thread(self._log.shadow_rows)
@@ -129,10 +154,10 @@ class Admin:
         # a bad CSV is a 422 before anything loads; read off the event loop
         examples = await asyncio.to_thread(eval_examples, require)
         if require.min_eval_accuracy is None:
-            return await self._decide(spec, verdicts)
+            return await self._decide(spec, verdicts, by)
         if not all(v.passed for v in verdicts):
             return await self._decide(
-                spec, [*verdicts, eval_verdict(require.min_eval_accuracy, None)]
+                spec, [*verdicts, eval_verdict(require.min_eval_accuracy, None)], by
             )
         candidate = await self._loaded.acquire(spec)
         try:
@@ -142,11 +167,11 @@ class Admin:
             )
             self._log.append(report.row())
             verdicts.append(eval_verdict(require.min_eval_accuracy, report))
-            return await self._decide(spec, verdicts)
+            return await self._decide(spec, verdicts, by)
         finally:
             await self._loaded.release(candidate)
 
-    async def _decide(self, spec: ModelSpec, verdicts: list[Verdict]) -> SwitchResult:
+    async def _decide(self, spec: ModelSpec, verdicts: list[Verdict], by: str) -> SwitchResult:
         if not all(v.passed for v in verdicts):
             raise SwitchRefused(spec.name, [asdict(v) for v in verdicts])
-        return await self._model.switch(spec.name)
+        return await self.switch_to(spec.name, by)

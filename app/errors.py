@@ -75,6 +75,13 @@ class SwitchInProgress(ServiceError):
     status_code, type, outcome = 409, "switch_in_progress", "rejected"
 
 
+class SwitchIncomplete(ServiceError):
+    """A switch of the whole fleet that some replicas could not make: those keep their model.
+    Its details name each replica's state and the model the fleet is set to."""
+
+    status_code, type, outcome = 503, "switch_incomplete", "upstream_error"
+
+
 class SwitchRefused(ServiceError):
     """A gated switch whose candidate failed a condition: nothing was loaded into the live slot.
     Its details list every condition with its figure and verdict."""

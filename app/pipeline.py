@@ -48,7 +48,11 @@ GENERATE = Origin()
 
 class Pipeline:
     def __init__(
-        self, settings: Settings, intents: IntentSet, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        intents: IntentSet,
+        metrics: Metrics | None = None,
+        log: BenchmarkLog | None = None,  # a replica's own file (Ray Serve); BENCHMARK_LOG's
     ) -> None:
         self.settings = settings
         self.intents = intents
@@ -60,7 +64,7 @@ class Pipeline:
         self._admission = Admission(
             settings.max_concurrency, settings.max_queue, self.metrics.queue_depth
         )
-        self.log = BenchmarkLog(
+        self.log = log or BenchmarkLog(
             settings.benchmark_log, settings.benchmark_every, self.metrics.log_write_errors.inc
         )
         self._ledger = Ledger(

@@ -132,10 +132,20 @@ class ShadowRequest(BaseModel):
     sample: Share = Field(0.1, description="The share of live requests mirrored to it.")
 
 
+class ReplicaSwitchPublic(BaseModel):
+    replica: str
+    model: str | None = Field(description="the model this replica serves now")
+    load_ms: float | None = Field(description="its own load and swap; null if it kept its model")
+    error: str | None = None
+
+
 class SwitchPublic(BaseModel):
     previous: str | None
     active: str
     load_ms: float
+    replicas: list[ReplicaSwitchPublic] | None = Field(
+        None, description="on Ray Serve: every live replica, each serving `active` now"
+    )
 
 
 class HealthPublic(BaseModel):

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(60.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)  # a request's body must arrive within it (408)
     switch_mode: Literal["overlap", "drain_first"] = "overlap"
+    # On Ray Serve: how long a /switch waits for every replica to load and swap (then 503)
+    fleet_switch_timeout_s: float = Field(600.0, gt=0)
+    # On Ray Serve: where each replica serves its own /metrics (port chosen per replica);
+    # 0.0.0.0 across nodes, and Prometheus finds them through GET /metrics/replicas
+    replica_metrics_host: str = "127.0.0.1"
     shutdown_grace_s: float = Field(30.0, ge=0)  # SIGTERM: in-flight requests finish within
     # ACTIVE_MODEL that fails to load at start is retried in the background, the wait doubling
     start_retry_initial_s: float = Field(1.0, gt=0)

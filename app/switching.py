@@ -17,10 +17,21 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ReplicaSwitch:
+    """One replica's part in a switch of the whole fleet (Ray Serve)."""
+
+    replica: str
+    model: str | None  # what it serves now
+    load_ms: float | None  # its own load and swap; None when it did not switch
+    error: str | None = None  # why it kept its model
+
+
+@dataclass(frozen=True)
 class SwitchResult:
     previous: str | None
     active: str
     load_ms: float
+    replicas: tuple[ReplicaSwitch, ...] | None = None  # every replica's part, on Ray Serve
 
 
 def _set_event() -> asyncio.Event:

@@ -8,7 +8,7 @@ from typing import Any
 
 from app.cli.report_tables import print_audit, print_shadows
 from app.reporting import plot_report
-from app.telemetry.benchlog import read_rows
+from app.telemetry.benchlog import log_files, read_log
 from app.telemetry.shadow_stats import shadow_summary
 from app.telemetry.summary import Sample, summarize
 
@@ -21,17 +21,23 @@ def add_parser(commands: Any) -> None:
         "figures as GET /benchmarks/summary), the evaluations and shadows in it (as GET "
         "/shadow), and a recommendation; --audit prints the admin actions instead.",
     )
-    p.add_argument("log", type=Path, help="a BENCHMARK_LOG file")
+    p.add_argument(
+        "log",
+        type=Path,
+        help="a BENCHMARK_LOG file; its replicas' files beside it (<stem>.<replica>.jsonl, "
+        "from Ray Serve) are read with it",
+    )
     p.add_argument("--plot", type=Path, help="write the plots to this PNG")
     p.add_argument("--audit", action="store_true", help="print the audit trail as a table")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.log.is_file():
+    files = log_files(args.log)
+    if not files:
         print(f"no log at {args.log}")
         return 1
-    rows = list(read_rows(args.log))
+    rows = read_log(args.log)
     if args.audit:
         print_audit([r for r in rows if r.get("type") == "admin"])
         return 0
@@ -39,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     evals = [r for r in rows if r.get("type") == "eval"]
     shadows = shadow_summary(r for r in rows if r.get("type") == "shadow")
     summary = summarize(samples, shadows)
-    print(f"{len(samples)} requests, {len(evals)} evaluations in {args.log}")
+    where = f"{args.log}" if len(files) == 1 else f"{len(files)} files of {args.log}"
+    print(f"{len(samples)} requests, {len(evals)} evaluations in {where}")
     print(
         f"{'model':<20}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
         f"{'tokens/s':>10}{'errors':>9}"

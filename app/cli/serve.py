@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from app.drain import AFTER_CUT_S
 from app.main import create_app
 from app.pipeline import Pipeline
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,21 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--env-file", help="a .env file, e.g. .env.custom (the environment wins)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    ray = p.add_argument_group(
+        "Ray Serve", "replicas of the same app on Ray Serve (needs the `ray` extra: .[ray])"
+    )
+    ray.add_argument("--ray", action="store_true", help="serve on Ray Serve")
+    size = ray.add_mutually_exclusive_group()
+    size.add_argument("--replicas", type=int, help="this many replicas (default: 1)")
+    size.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX")
+    ray.add_argument(
+        "--replica-cpus", type=float, default=1.0, help="CPUs reserved per replica (default: 1)"
+    )
+    ray.add_argument(
+        "--address",
+        help="join the Ray cluster there (e.g. ray://head:10001, or auto); default: start a "
+        "local one that stops with this command",
+    )
     p.set_defaults(run=run)
 
 
@@ -103,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("app").setLevel(settings.log_level.upper())
     for chatty in ("httpx", "httpx2"):  # one INFO line per upstream request: metrics say it
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    if args.ray:
+        return _serve_on_ray(args, settings)
+    if args.replicas is not None or args.autoscale is not None or args.address is not None:
+        print("bankllm serve: --replicas, --autoscale and --address need --ray", file=sys.stderr)
+        return 2
     app = create_app(settings)
     freeze_after_start(app)
     config = uvicorn.Config(
@@ -114,3 +134,24 @@ def run(args: argparse.Namespace) -> int:
     )
     GracefulServer(config, app).run()
     return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from app.ray.app import Scale
+        from app.ray.run import serve_on_ray
+    except ImportError as exc:
+        print(
+            f"bankllm serve --ray: {exc}; install the extra: pip install '.[ray]'",
+            file=sys.stderr,
+        )
+        return 2
+    if args.replicas is not None and args.replicas < 1:
+        print("bankllm serve: --replicas must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        scale = Scale.parse(args.replicas, args.autoscale, args.replica_cpus)
+    except ValueError as exc:
+        print(f"bankllm serve: {exc}", file=sys.stderr)
+        return 2
+    return serve_on_ray(settings, args.host, args.port, scale, args.address)

@@ -34,6 +34,7 @@ async def list_models(pipeline: PipelineDep) -> ModelsPublic:
 @router.post(
     "/switch",
     responses=error_responses(400, 401, 403, 404, 408, 409, 412, 413, 415, 422, 503),
+    response_model_exclude_unset=True,  # `replicas` only on Ray Serve
 )
 async def switch(body: SwitchRequest, pipeline: PipelineDep, by: AdminId) -> SwitchPublic:
     """Hot-switch the active model (admin key). With `require`, the candidate's conditions
@@ -42,5 +43,7 @@ async def switch(body: SwitchRequest, pipeline: PipelineDep, by: AdminId) -> Swi
     if (r := body.require) is not None:
         data = Path(r.eval_data) if r.eval_data is not None else None
         require = Requirements(**{**r.model_dump(), "eval_data": data})
-    result = await pipeline.switch(body.model, require, by)
-    return SwitchPublic(**asdict(result))
+    result = asdict(await pipeline.switch(body.model, require, by))
+    if result["replicas"] is None:
+        del result["replicas"]
+    return SwitchPublic(**result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -25,6 +26,22 @@ _STOP = object()
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def log_files(path: Path) -> list[Path]:
+    """A log and its replicas' files beside it (`<stem>.<replica>.jsonl`, on Ray Serve)."""
+    siblings = sorted(path.parent.glob(f"{glob.escape(path.stem)}.*{glob.escape(path.suffix)}"))
+    return [p for p in (path, *siblings) if p.is_file()]
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Every row of a log and of its replicas' files, in time order."""
+    files = log_files(path)
+    if len(files) == 1:
+        return list(read_rows(files[0]))
+    rows = [row for f in files for row in read_rows(f)]
+    rows.sort(key=lambda row: str(row.get("ts", "")))  # ISO times: text order is time order
+    return rows
 
 
 def read_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -53,12 +70,25 @@ class BenchmarkLog:
     (`on_drop`), never waited for; `problem` says so, a warning is logged once a minute, and
     the next row tries the file again, reopened, so writing resumes by itself once there is
     room. A file moved or deleted (log rotation) is reopened at its path.
+
+    One replica of several (Ray Serve) writes its own file, `<stem>.<replica>.jsonl` beside
+    `family`, and stamps its id on each row (`stamp`); its summaries read the whole family.
     """
 
-    def __init__(self, path: Path, every: int, on_drop: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        path: Path,
+        every: int,
+        on_drop: Callable[[], None] = lambda: None,
+        *,
+        family: Path | None = None,
+        stamp: dict[str, Any] | None = None,
+    ):
         self.path = path
         self._every = every
         self._on_drop = on_drop
+        self._family = family
+        self._stamp = stamp or {}
         self.problem: str | None = None  # why rows are being dropped now, or None
         self.dropped = 0  # rows dropped by this process
         self._warned_at = -WARN_EVERY_S
@@ -89,6 +119,8 @@ class BenchmarkLog:
         self._thread.start()
 
     def append(self, row: dict[str, Any]) -> None:
+        if self._stamp:
+            row.update(self._stamp)
         self._queue.put_nowait(row)
 
     def flush(self) -> None:
@@ -101,8 +133,11 @@ class BenchmarkLog:
             return self._written.wait_for(lambda: self.requests_written >= requests, timeout_s)
 
     def summary(self) -> dict[str, Any]:
-        """Per-model figures over the log's newest rows (this process's included)."""
+        """Per-model figures over the log's newest rows (this process's included; every
+        replica's, in a family)."""
         self.flush()
+        if self._family is not None:
+            return _summarize_rows(read_log(self._family)[-WINDOW:])
         return self._summarize()
 
     def shadow_rows(self) -> list[dict[str, Any]]:
@@ -203,6 +238,11 @@ class BenchmarkLog:
         view = memoryview(data)
         while view:  # a regular file takes it in one write; the loop is for the odd short write
             view = view[os.write(self._fd, view) :]
+
+
+def _summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"]
+    return summarize(samples, shadow_summary(r for r in rows if r.get("type") == "shadow"))
 
 
 def _reason(error: OSError | None) -> str:

@@ -1,0 +1,79 @@
+"""The service as a Ray Serve application: `application(settings, ...)` for `bankllm serve --ray`
+and the tests, `build` for `serve run app.ray.app:build` and `serve.yaml`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+from ray.serve import Application, Deployment
+
+from app.ray.replica import Replica
+from app.settings import Settings, get_settings
+
+APP = "bankllm"  # the Serve application's name, and its desired-model actor's
+# Ray may send a replica this many requests beyond MAX_CONCURRENCY + MAX_QUEUE: probes and
+# scrapes get through a full replica, and a generation past the queue meets our own 429 (with
+# Retry-After) rather than waiting unseen in Ray's router.
+HEADROOM = 8
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How many replicas: a fixed number, or autoscaled between min and max."""
+
+    replicas: int = 1
+    autoscale: tuple[int, int] | None = None
+    replica_cpus: float = 1.0
+    # Ray's autoscaling policy, beyond min and max (its defaults wait 30 s before scaling out)
+    autoscaling: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, replicas: int | None, autoscale: str | None, cpus: float = 1.0) -> Scale:
+        if autoscale is None:
+            return cls(replicas or 1, None, cpus)
+        low, sep, high = autoscale.partition(":")
+        if not sep or not low.isdigit() or not high.isdigit() or not 0 < int(low) <= int(high):
+            raise ValueError(f"--autoscale takes MIN:MAX with 0 < MIN <= MAX, not {autoscale!r}")
+        return cls(int(low), (int(low), int(high)), cpus)
+
+
+def deployment_options(settings: Settings, scale: Scale) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "name": "Replica",
+        "max_ongoing_requests": settings.max_concurrency + settings.max_queue + HEADROOM,
+        "ray_actor_options": {"num_cpus": scale.replica_cpus},
+        "graceful_shutdown_timeout_s": settings.shutdown_grace_s,
+    }
+    if scale.autoscale is None:
+        options["num_replicas"] = scale.replicas
+    else:
+        low, high = scale.autoscale
+        options["autoscaling_config"] = {
+            "min_replicas": low,
+            "max_replicas": high,
+            # a replica running MAX_CONCURRENCY generations is full: the next one goes to a new one
+            "target_ongoing_requests": settings.max_concurrency,
+            **(scale.autoscaling or {}),
+        }
+    return options
+
+
+def application(settings: Settings, scale: Scale | None = None, name: str = APP) -> Application:
+    """The Serve application for these settings: `serve.run(application(...), name=name)`."""
+    options = deployment_options(settings, scale or Scale())
+    deployment: Deployment = serve.deployment(**options)(Replica)
+    return deployment.bind(settings, name)
+
+
+def build(args: dict[str, str]) -> Application:
+    """`serve run app.ray.app:build replicas=2 env_file=.env.custom` (or `autoscale=1:4`,
+    `replica_cpus=1`), and `serve.yaml`'s import path."""
+    known = {"env_file", "replicas", "autoscale", "replica_cpus"}
+    if unknown := set(args) - known:
+        raise ValueError(f"unknown arguments {sorted(unknown)}; known: {sorted(known)}")
+    settings = get_settings(args.get("env_file"))
+    replicas = int(args["replicas"]) if "replicas" in args else None
+    scale = Scale.parse(replicas, args.get("autoscale"), float(args.get("replica_cpus", 1)))
+    return application(settings, scale)

@@ -1,0 +1,178 @@
+"""The fleet's desired model: one named, detached Ray actor per application. What it is set to is
+persisted in Ray's KV store (in the GCS), so it outlives a restart of the actor itself, of the
+Serve controller or of any replica; a replica that starts (a restart, an autoscaled one) comes up
+on it. Every replica long-polls it, which is also how it knows which replicas are alive, and a
+/switch taken by any replica publishes here and waits here until every live replica answered.
+
+The actor is plain Python on asyncio (one event loop, no locks); it imports nothing of the
+service, so it starts in a bare worker at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import ray
+from ray.experimental import internal_kv
+
+NAMESPACE = "bankllm"  # Ray namespace of the actor, and the KV store's namespace of its state
+POLL_S = 2.0  # a replica's long poll returns at least this often: its heartbeat
+GONE_S = 3.0  # a replica not heard from for this long after a poll is gone (killed, scaled in)
+
+
+def actor_name(app: str) -> str:
+    return f"desired-model:{app}"
+
+
+def _key(app: str) -> bytes:
+    return f"desired:{app}".encode()
+
+
+def forget(app: str) -> None:
+    """End the application's desired model (a deliberate stop, not a restart): its actor and
+    its saved state, so that the next deployment starts on ACTIVE_MODEL."""
+    with contextlib.suppress(ValueError):  # ValueError: it never started
+        ray.kill(ray.get_actor(actor_name(app), namespace=NAMESPACE), no_restart=True)
+    internal_kv._internal_kv_del(_key(app), namespace=NAMESPACE)
+
+
+@dataclass
+class ReplicaState:
+    """What a replica reports on each poll, and when it was last heard from."""
+
+    replica: str
+    model: str | None = None  # what it serves now (None while nothing loaded)
+    generation: int = 0  # the newest publication it has acted on (or started with)
+    load_ms: float | None = None  # its load and swap for that publication
+    error: str | None = None  # why that publication did not take, if it did not
+    metrics: str | None = None  # host:port of its own /metrics
+    polls: int = 0  # its long polls open now
+    seen: float = field(default_factory=time.monotonic)
+
+    def alive(self, now: float) -> bool:
+        return self.polls > 0 or now - self.seen < GONE_S
+
+    def public(self) -> dict[str, Any]:
+        state = asdict(self)
+        del state["polls"], state["seen"]
+        return state
+
+
+class Desired:
+    """Decorated with `ray.remote` where it is started (app.ray.fleet), so this module stays a
+    plain class for the type checker and for reading."""
+
+    def __init__(self, app: str) -> None:
+        self._key = _key(app)
+        raw = internal_kv._internal_kv_get(self._key, namespace=NAMESPACE)
+        saved = json.loads(raw) if raw else {}
+        self._generation: int = saved.get("generation", 0)
+        self._model: str | None = saved.get("model")
+        self._by: str | None = saved.get("by")
+        self._replicas: dict[str, ReplicaState] = {}
+        self._changed = asyncio.Condition()  # a publication, a report or a poll's end
+        self._pending: int | None = None  # the publication a /switch waits on
+
+    async def state(self) -> dict[str, Any]:
+        """The desired model, and every live replica's report."""
+        return {
+            "generation": self._generation,
+            "model": self._model,
+            "by": self._by,
+            "switching": self._pending is not None,
+            "replicas": [r.public() for r in self._alive()],
+        }
+
+    async def publish(self, model: str, by: str) -> int | None:
+        """Set the fleet to `model`; the publication's number, or None while another switch
+        is still being made."""
+        if self._pending is not None:
+            return None
+        self._generation += 1
+        self._model, self._by = model, by
+        saved = {"generation": self._generation, "model": model, "by": by}
+        internal_kv._internal_kv_put(
+            self._key, json.dumps(saved).encode(), overwrite=True, namespace=NAMESPACE
+        )
+        self._pending = self._generation
+        await self._notify()
+        return self._generation
+
+    async def report(self, replica: str, state: dict[str, Any]) -> None:
+        self._update(replica, state)
+        await self._notify()
+
+    async def follow(
+        self, replica: str, state: dict[str, Any], known: int, timeout_s: float = POLL_S
+    ) -> dict[str, Any]:
+        """A replica's long poll: its report in, the desired model out, once it differs from
+        the publication `known` or after `timeout_s` (the replica polls again at once)."""
+        entry = self._update(replica, state)
+        entry.polls += 1
+        try:
+            async with self._changed:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._generation != known), timeout_s
+                )
+        except TimeoutError:
+            pass
+        finally:
+            entry.polls -= 1
+            entry.seen = time.monotonic()
+        return {"generation": self._generation, "model": self._model, "by": self._by}
+
+    async def leave(self, replica: str) -> None:
+        """A replica that stops says so, and no switch waits for it."""
+        self._replicas.pop(replica, None)
+        await self._notify()
+
+    async def confirmed(self, generation: int, timeout_s: float) -> dict[str, Any]:
+        """Wait until every live replica has acted on publication `generation` (each serving
+        its model now, or saying why not), or `timeout_s`; ends the switch either way."""
+
+        def settled() -> bool:
+            return all(r.generation >= generation for r in self._alive())
+
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._until(settled), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            if self._pending == generation:
+                self._pending = None
+        replicas = self._alive()
+        return {
+            "model": self._model,
+            "replicas": [r.public() for r in replicas],
+            "waiting": [r.replica for r in replicas if r.generation < generation],
+        }
+
+    async def _until(self, settled: Any) -> None:
+        # re-checked after every report and every poll's end, and at least each GONE_S: a
+        # replica that died stops being alive without anything happening
+        while not settled():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), GONE_S)
+
+    def _alive(self) -> list[ReplicaState]:
+        now = time.monotonic()
+        for gone in [r for r in self._replicas.values() if not r.alive(now)]:
+            del self._replicas[gone.replica]
+        return sorted(self._replicas.values(), key=lambda r: r.replica)
+
+    def _update(self, replica: str, state: dict[str, Any]) -> ReplicaState:
+        entry = self._replicas.get(replica) or ReplicaState(replica)
+        self._replicas[replica] = entry
+        for name in ("model", "generation", "load_ms", "error", "metrics"):
+            setattr(entry, name, state.get(name))
+        entry.seen = time.monotonic()
+        return entry
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()

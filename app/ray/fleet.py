@@ -1,0 +1,177 @@
+"""A replica's part in the fleet: it follows the desired model (switching here by the same
+overlap or drain-first rules as one process), reports what it serves, and makes a /switch taken
+here a switch of every replica."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, cast
+
+import ray
+from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
+
+from app.errors import ServiceError, SwitchIncomplete, SwitchInProgress
+from app.pipeline import Pipeline
+from app.ray.desired import NAMESPACE, POLL_S, Desired, actor_name
+from app.switching import ReplicaSwitch, SwitchResult
+
+logger = logging.getLogger(__name__)
+RECONNECT_S = 1.0  # after the desired-model actor failed a poll (it is restarted by Ray)
+
+
+def desired_actor(app: str) -> ActorHandle[Desired]:
+    """The application's desired-model actor, started on first use; Ray restarts it whenever
+    it dies, and it reads its state back from the KV store."""
+    remote = ray.remote(Desired)
+    handle = remote.options(
+        name=actor_name(app),
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=-1,
+        num_cpus=0,
+    ).remote(app)
+    return cast("ActorHandle[Desired]", handle)
+
+
+class Fleet:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        app: str,
+        replica: str,
+        generation: int,
+        metrics_target: str | None,
+    ):
+        self._pipeline = pipeline
+        self._app = app
+        self.replica = replica
+        self._desired = desired_actor(app)
+        self._metrics_target = metrics_target
+        self._timeout_s = pipeline.settings.fleet_switch_timeout_s
+        # the newest publication acted on here: the one this replica started on, at first
+        self._acted = generation
+        self._result: tuple[float | None, str | None] = (None, None)  # its load_ms, error
+        self._wanted: dict[str, Any] | None = None  # a newer publication to act on
+        self._new = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._poll()), asyncio.create_task(self._act())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(RayActorError):
+            await self._desired.leave.remote(self.replica)
+
+    async def state(self) -> dict[str, Any]:
+        """The desired model and every live replica's report (GET /fleet)."""
+        state: dict[str, Any] = await self._desired.state.remote()
+        return state
+
+    async def switch(self, name: str, by: str) -> SwitchResult:
+        """Admin.switch_to on Ray Serve: publish, then wait until every live replica serves
+        `name` (or says why not). A replica that starts meanwhile comes up on it."""
+        previous = self._pipeline.active.name if self._pipeline.active else None
+        started = time.perf_counter()
+        try:
+            generation = await self._desired.publish.remote(name, by)
+            if generation is None:
+                raise SwitchInProgress("another model switch is in progress; retry when it ends")
+            self._want({"generation": generation, "model": name, "by": by})
+            outcome = await self._desired.confirmed.remote(generation, self._timeout_s)
+        except RayActorError as exc:
+            raise SwitchIncomplete(
+                "the desired-model actor restarted during the switch; GET /fleet says what "
+                "the fleet is set to and what each replica serves"
+            ) from exc
+        seconds = time.perf_counter() - started
+        replicas = tuple(_replica(r, outcome["waiting"]) for r in outcome["replicas"])
+        kept = [r for r in replicas if r.model != name]
+        details = {"desired": outcome["model"], "replicas": [_public(r) for r in replicas]}
+        if kept or not replicas:
+            names = ", ".join(f"{r.replica} ({r.error or 'kept ' + str(r.model)})" for r in kept)
+            raise SwitchIncomplete(
+                f"{len(kept)} of {len(replicas)} replicas did not switch to {name!r}: {names}; "
+                f"the fleet stays set to {name!r} (a replica that starts loads it); POST "
+                "/switch again to retry them",
+                details,
+            )
+        # the switch's own time: from the publication until the last replica serves
+        return SwitchResult(previous, name, round(seconds * 1000, 1), replicas)
+
+    def _want(self, publication: dict[str, Any]) -> None:
+        if publication["generation"] > self._acted and publication["model"] is not None:
+            self._wanted = publication
+            self._new.set()
+
+    def _report(self) -> dict[str, Any]:
+        active = self._pipeline.active
+        load_ms, error = self._result
+        return {
+            "model": active.name if active else None,
+            "generation": self._acted,
+            "load_ms": load_ms,
+            "error": error,
+            "metrics": self._metrics_target,
+        }
+
+    async def _poll(self) -> None:
+        """The long poll: a heartbeat with this replica's report, and news of a switch."""
+        while True:
+            try:
+                answer = await self._desired.follow.remote(
+                    self.replica, self._report(), self._acted, POLL_S
+                )
+            except RayActorError:
+                logger.warning("the desired-model actor is restarting; polling again")
+                await asyncio.sleep(RECONNECT_S)  # a backoff; Ray restarts the actor
+                self._desired = desired_actor(self._app)
+                continue
+            self._want(answer)
+
+    async def _act(self) -> None:
+        """Make each newer publication here, one at a time, and report at once."""
+        while True:
+            await self._new.wait()
+            self._new.clear()
+            wanted = self._wanted
+            if wanted is None or wanted["generation"] <= self._acted:
+                continue
+            try:
+                result = await self._pipeline.admin.follow(wanted["model"], wanted["by"])
+                self._result = (result.load_ms, None)
+            except ServiceError as exc:  # it keeps its model, and says why
+                logger.error("could not switch to %s: %s", wanted["model"], exc.message)
+                self._result = (None, exc.message)
+            except Exception:  # a bug: logged, reported, and the next publication still acts
+                logger.exception("switching to %s failed", wanted["model"])
+                self._result = (None, "internal error")
+            self._acted = wanted["generation"]
+            with contextlib.suppress(RayActorError):
+                await self._desired.report.remote(self.replica, self._report())
+
+
+def _replica(state: dict[str, Any], waiting: list[str]) -> ReplicaSwitch:
+    error = state["error"]
+    if state["replica"] in waiting:
+        error = "still switching when the switch timed out (FLEET_SWITCH_TIMEOUT_S)"
+    return ReplicaSwitch(state["replica"], state["model"], state["load_ms"], error)
+
+
+def _public(replica: ReplicaSwitch) -> dict[str, Any]:
+    return {
+        "replica": replica.replica,
+        "model": replica.model,
+        "load_ms": replica.load_ms,
+        "error": replica.error,
+    }

@@ -1,0 +1,88 @@
+"""One replica of the service on Ray Serve: the same app and settings as one process, with its
+own benchmark log file, its own /metrics port, and its part in the fleet's switch."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import ray
+from fastapi import FastAPI
+from prometheus_client import start_http_server
+from ray import serve
+
+from app.banking.intents import IntentSet
+from app.main import create_app
+from app.pipeline import Pipeline
+from app.ray import routes
+from app.ray.fleet import Fleet, desired_actor
+from app.settings import Settings
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.metrics import Metrics
+
+
+def replica_log(path: Path, replica: str) -> Path:
+    """`logs/benchmarks.jsonl` -> `logs/benchmarks.<replica>.jsonl`."""
+    return path.with_name(f"{path.stem}.{replica}{path.suffix}")
+
+
+@serve.ingress()  # the app is built per replica, in __serve_build_asgi_app__
+class Replica:
+    replica: str
+    _settings: Settings
+    _pipeline: Pipeline
+    _fleet: Fleet
+    _exporter: WSGIServer
+
+    # Ray Serve awaits an async constructor of an ingress class (mypy wants __init__ sync)
+    async def __init__(self, settings: Settings, app: str) -> None:  # type: ignore[misc]
+        self.replica = serve.get_replica_context().replica_id.unique_id
+        desired = await desired_actor(app).state.remote()
+        if desired["model"] is not None:  # the fleet was switched: start on that model
+            settings = settings.model_copy(update={"active_model": desired["model"]})
+        self._settings = settings
+        metrics = Metrics()
+        log = BenchmarkLog(
+            replica_log(settings.benchmark_log, self.replica),
+            settings.benchmark_every,
+            metrics.log_write_errors.inc,
+            family=settings.benchmark_log,
+            stamp={"replica": self.replica},
+        )
+        self._pipeline = Pipeline(settings, IntentSet.load(), metrics, log)
+        # each replica's own metrics, on a port of its own: one Prometheus target per replica
+        self._exporter, _ = start_http_server(
+            0, addr=settings.replica_metrics_host, registry=metrics.registry
+        )
+        host = settings.replica_metrics_host
+        if host in ("0.0.0.0", "::", ""):
+            host = ray.util.get_node_ip_address()
+        target = f"{host}:{self._exporter.server_port}"
+        self._fleet = Fleet(self._pipeline, app, self.replica, desired["generation"], target)
+        self._pipeline.admin.switch_to = self._fleet.switch
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        app = create_app(self._settings, self._pipeline)
+        app.state.fleet = self._fleet
+        app.include_router(routes.router)
+        started = app.router.lifespan_context
+        fleet, exporter = self._fleet, self._exporter
+
+        @asynccontextmanager
+        async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
+            async with started(application) as state:  # the pipeline loads its model
+                await fleet.start()
+                gc.collect()  # as `bankllm serve` does: the collector's full passes stall
+                gc.freeze()  # requests ~100 ms with torch and the model alive
+                try:
+                    yield state
+                finally:
+                    await fleet.close()
+                    exporter.shutdown()
+
+        app.router.lifespan_context = lifespan
+        return app
