@@ -97,17 +97,40 @@ class Fleet:
         seconds = time.perf_counter() - started
         replicas = tuple(_replica(r, outcome["waiting"]) for r in outcome["replicas"])
         kept = [r for r in replicas if r.model != name]
-        details = {"desired": outcome["model"], "replicas": [_public(r) for r in replicas]}
-        if kept or not replicas:
-            names = ", ".join(f"{r.replica} ({r.error or 'kept ' + str(r.model)})" for r in kept)
-            raise SwitchIncomplete(
-                f"{len(kept)} of {len(replicas)} replicas did not switch to {name!r}: {names}; "
-                f"the fleet stays set to {name!r} (a replica that starts loads it); POST "
-                "/switch again to retry them",
-                details,
-            )
+        if kept:
+            raise await self._incomplete(name, previous, by, replicas, kept)
         # the switch's own time: from the publication until the last replica serves
         return SwitchResult(previous, name, round(seconds * 1000, 1), replicas)
+
+    async def _incomplete(
+        self,
+        name: str,
+        previous: str | None,
+        by: str,
+        replicas: tuple[ReplicaSwitch, ...],
+        kept: list[ReplicaSwitch],
+    ) -> SwitchIncomplete:
+        """Some replicas kept their model. If some switched, the fleet stays set to `name`
+        (a replica that starts loads it; a second /switch retries the others); if none did,
+        it is set back to the model they all still serve."""
+        desired = name
+        if len(kept) == len(replicas) and previous is not None:
+            generation = await self._desired.publish.remote(previous, by)
+            if generation is not None:
+                self._want({"generation": generation, "model": previous, "by": by})
+                await self._desired.confirmed.remote(generation, self._timeout_s)
+                desired = previous
+        why = ", ".join(f"{r.replica} ({r.error or 'kept ' + str(r.model)})" for r in kept)
+        then = (
+            f"the fleet stays set to {name!r}: a replica that starts loads it, and POST /switch "
+            "again retries the others"
+            if desired == name
+            else f"the fleet stays on {desired!r}"
+        )
+        return SwitchIncomplete(
+            f"{len(kept)} of {len(replicas)} replicas did not switch to {name!r}: {why}; {then}",
+            {"desired": desired, "replicas": [_public(r) for r in replicas]},
+        )
 
     def _want(self, publication: dict[str, Any]) -> None:
         if publication["generation"] > self._acted and publication["model"] is not None:
