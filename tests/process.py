@@ -19,10 +19,10 @@ _RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 class ServiceProcess:
     """The process, its log lines as they come (stderr), and its URL once it listens."""
 
-    def __init__(self, env: dict[str, str], cwd: Path):
+    def __init__(self, env: dict[str, str], cwd: Path, args: tuple[str, ...] = ("--port", "0")):
         self.lines: list[str] = []
         self._new: queue.Queue[str | None] = queue.Queue()
-        command = [sys.executable, "-m", "app.cli", "serve", "--port", "0"]
+        command = [sys.executable, "-m", "app.cli", "serve", *args]
         self.popen = subprocess.Popen(
             command,
             cwd=cwd,
@@ -73,11 +73,18 @@ class ServiceProcess:
 
 
 @contextmanager
-def service_process(env: dict[str, str], cwd: Path) -> Iterator[ServiceProcess]:
-    """A started service; killed at the end if the test left it running."""
-    process = ServiceProcess(env, cwd)
+def service_process(
+    env: dict[str, str],
+    cwd: Path,
+    args: tuple[str, ...] = ("--port", "0"),
+    running: re.Pattern[str] = _RUNNING,
+    timeout_s: float = 60,
+) -> Iterator[ServiceProcess]:
+    """A started service (`running` names its URL); killed at the end if the test left it
+    running."""
+    process = ServiceProcess(env, cwd, args)
     try:
-        process.url = process.wait_line(_RUNNING, timeout_s=60).group(1)
+        process.url = process.wait_line(running, timeout_s=timeout_s).group(1)
         yield process
     finally:
         if process.popen.poll() is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OPTIONAL = ("transformers", "peft", "bitsandbytes", "accelerate", "vllm", "google.genai")
+OPTIONAL = ("transformers", "peft", "bitsandbytes", "accelerate", "vllm", "google.genai", "ray")
 
 
 def test_the_service_and_the_cli_import_without_the_qlora_packages() -> None:

@@ -60,15 +60,20 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], tuple[int, int, int, int]]] 
         "Queue depth and requests in flight",
         "none",
         [
-            ("bankllm_queue_depth", "waiting"),
+            ("sum(bankllm_queue_depth)", "waiting"),  # summed over replicas (Ray Serve)
             ("sum by (model) (bankllm_requests_in_flight)", "generating {{model}}"),
         ],
         (8, 16, 8, 8),
     ),
     (
-        "Active model",
+        "Active model (replicas serving it)",
         "none",
-        [("bankllm_active_model_info == 1", "{{model}} ({{backend}}, {{version}})")],
+        [
+            (
+                "count by (model, backend, version) (bankllm_active_model_info == 1)",
+                "{{model}} ({{backend}}, {{version}})",
+            )
+        ],
         (16, 16, 8, 8),
     ),
     (
