@@ -49,9 +49,12 @@ def _vllm_release() -> str:
 
 
 def _install_extras() -> str:
-    match = re.search(r'pip install "\.(\[[^"\]]*\])"', DOCKERFILE.read_text())
-    assert match, 'Dockerfile.gpu no longer installs the project as pip install ".[...]"'
-    return match.group(1)
+    """The extras the image installs by default: `pip install ".[${EXTRAS}]"`, EXTRAS an ARG."""
+    text = DOCKERFILE.read_text()
+    assert 'pip install ".[${EXTRAS}]"' in text, "Dockerfile.gpu no longer installs .[${EXTRAS}]"
+    match = re.search(r"^ARG EXTRAS=(\S+)$", text, re.MULTILINE)
+    assert match, "Dockerfile.gpu no longer gives EXTRAS a default"
+    return f"[{match.group(1)}]"
 
 
 Installs = list[dict[str, Any]]  # the "install" items of a pip report

@@ -60,20 +60,23 @@ def deployment_options(settings: Settings, scale: Scale) -> dict[str, Any]:
     return options
 
 
-def application(settings: Settings, scale: Scale | None = None, name: str = APP) -> Application:
-    """The Serve application for these settings: `serve.run(application(...), name=name)`."""
+def application(settings: Settings, scale: Scale | None = None) -> Application:
+    """The Serve application for these settings: `serve.run(application(...), name=APP)`; each
+    application (by its name) has its own desired model."""
     options = deployment_options(settings, scale or Scale())
     deployment: Deployment = serve.deployment(**options)(Replica)
-    return deployment.bind(settings, name)
+    return deployment.bind(settings)
 
 
-def build(args: dict[str, str]) -> Application:
+def build(args: dict[str, Any]) -> Application:
     """`serve run app.ray.app:build replicas=2 env_file=.env.custom` (or `autoscale=1:4`,
-    `replica_cpus=1`), and `serve.yaml`'s import path."""
-    known = {"env_file", "replicas", "autoscale", "replica_cpus"}
+    `replica_cpus=1`); in a Serve config (serve.yaml, a KubeRay RayService) `args` may also
+    hold `settings`, a mapping of settings that win over the environment and the env file."""
+    known = {"env_file", "replicas", "autoscale", "replica_cpus", "settings"}
     if unknown := set(args) - known:
         raise ValueError(f"unknown arguments {sorted(unknown)}; known: {sorted(known)}")
-    settings = get_settings(args.get("env_file"))
+    overrides = {str(k).lower(): v for k, v in dict(args.get("settings") or {}).items()}
+    settings = get_settings(args.get("env_file"), **overrides)
     replicas = int(args["replicas"]) if "replicas" in args else None
     scale = Scale.parse(replicas, args.get("autoscale"), float(args.get("replica_cpus", 1)))
     return application(settings, scale)

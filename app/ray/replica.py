@@ -11,6 +11,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import ray
+import torch
 from fastapi import FastAPI
 from prometheus_client import start_http_server
 from ray import serve
@@ -39,12 +40,19 @@ class Replica:
     _exporter: WSGIServer
 
     # Ray Serve awaits an async constructor of an ingress class (mypy wants __init__ sync)
-    async def __init__(self, settings: Settings, app: str) -> None:  # type: ignore[misc]
-        self.replica = serve.get_replica_context().replica_id.unique_id
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
+        replica_id = serve.get_replica_context().replica_id
+        self.replica = replica_id.unique_id
+        app = replica_id.deployment_id.app_name  # each Serve application has its own fleet
         desired = await desired_actor(app).state.remote()
         if desired["model"] is not None:  # the fleet was switched: start on that model
             settings = settings.model_copy(update={"active_model": desired["model"]})
         self._settings = settings
+        # torch's threads as Ray reserved cores for this replica: two replicas on two cores
+        # with two threads each would spin against each other (Ray leaves OMP_NUM_THREADS unset)
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+        if cpus:
+            torch.set_num_threads(max(1, int(cpus)))
         metrics = Metrics()
         log = BenchmarkLog(
             replica_log(settings.benchmark_log, self.replica),

@@ -1,0 +1,69 @@
+"""serve.yaml and the KubeRay RayServices: their Serve configs pass Ray's own schema, and every
+application in them builds through app.ray.app:build into the deployment they mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from app.ray.app import HEADROOM, build
+
+ROOT = Path(__file__).resolve().parents[2]
+RAYSERVICE = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(RAYSERVICE.read_text())}
+
+
+def _serve_configs() -> dict[str, dict[str, Any]]:
+    configs = {"serve.yaml": yaml.safe_load((ROOT / "serve.yaml").read_text())}
+    for name, service in _services().items():
+        configs[name] = yaml.safe_load(service["spec"]["serveConfigV2"])
+    return configs
+
+
+@pytest.mark.parametrize("name", sorted(_serve_configs()))
+def test_each_serve_config_passes_rays_schema_and_builds(name: str) -> None:
+    config = ServeDeploySchema.model_validate(_serve_configs()[name])
+    [application] = config.applications
+    assert application.import_path == "app.ray.app:build"
+    built = build(application.args)
+    deployment = built._bound_deployment  # what `serve run` deploys for these args
+    settings = built._bound_deployment.init_args[0]
+    assert deployment.max_ongoing_requests == (
+        settings.max_concurrency + settings.max_queue + HEADROOM
+    )
+
+
+def test_the_rayservices_are_one_cpu_and_one_gpu_fleet() -> None:
+    services = _services()
+    assert sorted(services) == ["bankllm-custom", "bankllm-qlora"]
+    for service in services.values():
+        assert (service["apiVersion"], service["kind"]) == ("ray.io/v1", "RayService")
+    custom = yaml.safe_load(services["bankllm-custom"]["spec"]["serveConfigV2"])
+    [app] = custom["applications"]
+    assert build(app["args"])._bound_deployment.init_args[0].active_model == "custom"
+    qlora = yaml.safe_load(services["bankllm-qlora"]["spec"]["serveConfigV2"])
+    [app] = qlora["applications"]
+    settings = build(app["args"])._bound_deployment.init_args[0]
+    assert (settings.active_model, settings.qlora.base_model) == (
+        "qlora",
+        "/models/llama-3.1-8b-instruct",
+    )
+    [replica] = app["deployments"]
+    assert (replica["name"], replica["ray_actor_options"]["num_gpus"]) == ("Replica", 1)
+    # one GPU per replica: each GPU worker pod has exactly one, and there is a pod per replica
+    [gpu] = services["bankllm-qlora"]["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    [container] = gpu["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu["maxReplicas"] == app["args"]["replicas"]
+
+
+def test_build_refuses_unknown_arguments() -> None:
+    with pytest.raises(ValueError, match=r"unknown arguments \['replica'\]"):
+        build({"replica": 2})
