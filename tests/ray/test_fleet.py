@@ -5,14 +5,17 @@ switch no replica can make leaves the fleet where it was."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
 import ray
 
-from app.ray.app import Scale
+from app.ray.app import APP, Scale
+from app.ray.desired import NAMESPACE, actor_name
 from app.telemetry.audit import key_id
 from app.telemetry.benchlog import log_files, read_log
 from tests.conftest import SettingsFactory
@@ -207,3 +210,36 @@ async def test_a_switch_no_replica_can_make_leaves_the_fleet_on_its_model(
     assert (after["model"], after["generation"]) == ("custom", 2)  # set back to what serves
     assert {r["model"] for r in after["replicas"]} == {"custom"}
     assert (answer.status_code, answer.json()["model"]) == (200, "custom")
+
+
+async def test_the_desired_model_survives_its_actor_and_the_controller_restarting(
+    ray_url: str, make_settings: SettingsFactory
+) -> None:
+    with deployed(make_settings(), Scale(replicas=2)):
+        async with client_at(ray_url) as client:
+            switch = await client.post("/switch", json={"model": "custom-b"}, headers=ADMIN)
+            assert switch.status_code == 200, switch.text
+            desired = ray.get_actor(actor_name(APP), namespace=NAMESPACE)
+            before = await _pid(desired)
+            # a crash of each: Ray restarts both (no_restart=False)
+            ray.kill(desired, no_restart=False)
+            ray.kill(ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve"), no_restart=False)
+
+            async def back() -> bool:
+                if await _pid(desired) == before:
+                    return False  # not restarted yet
+                state = await fleet(client)  # answered by the restarted actor
+                return len(state["replicas"]) == 2  # both replicas polling it again
+
+            await until(back, timeout_s=60)
+            after = await fleet(client)
+            again = await client.post("/switch", json={"model": "custom"}, headers=ADMIN)
+    assert (after["model"], after["generation"]) == ("custom-b", 1)  # read back from the KV
+    assert {r["model"] for r in after["replicas"]} == {"custom-b"}
+    assert again.status_code == 200, again.text
+    assert [r["model"] for r in again.json()["replicas"]] == ["custom", "custom"]
+
+
+async def _pid(actor: Any) -> int:
+    pid: int = await actor.__ray_call__.remote(lambda self: os.getpid())
+    return pid
