@@ -78,5 +78,8 @@ def build(args: dict[str, Any]) -> Application:
     overrides = {str(k).lower(): v for k, v in dict(args.get("settings") or {}).items()}
     settings = get_settings(args.get("env_file"), **overrides)
     replicas = int(args["replicas"]) if "replicas" in args else None
-    scale = Scale.parse(replicas, args.get("autoscale"), float(args.get("replica_cpus", 1)))
+    autoscale = args.get("autoscale")
+    if autoscale is not None and not isinstance(autoscale, str):  # YAML reads 1:4 as 64
+        raise ValueError(f'autoscale takes "MIN:MAX" as a quoted string, not {autoscale!r}')
+    scale = Scale.parse(replicas, autoscale, float(args.get("replica_cpus", 1)))
     return application(settings, scale)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,6 +77,7 @@ class Desired:
         self._replicas: dict[str, ReplicaState] = {}
         self._changed = asyncio.Condition()  # a publication, a report or a poll's end
         self._pending: int | None = None  # the publication a /switch waits on
+        self._started = time.monotonic()
 
     async def state(self) -> dict[str, Any]:
         """The desired model, and every live replica's report."""
@@ -87,20 +89,31 @@ class Desired:
             "replicas": [r.public() for r in self._alive()],
         }
 
-    async def publish(self, model: str, by: str) -> int | None:
-        """Set the fleet to `model`; the publication's number, or None while another switch
-        is still being made."""
+    async def switch(
+        self, model: str, by: str, caller: str, timeout_s: float
+    ) -> dict[str, Any] | None:
+        """A /switch, made here from start to end so that it ends the same whether or not its
+        caller stays: publish `model`, wait until every live replica has acted on it (or
+        `timeout_s`), and if every replica reported that it could not, set the fleet back to
+        the model it was set to. None while another switch runs. The outcome: the model the
+        fleet is set to now, every live replica's report, those still switching at the end,
+        and whether this actor's own restart cut the switch short (`caller` not heard of)."""
         if self._pending is not None:
             return None
-        self._generation += 1
-        self._model, self._by = model, by
-        saved = {"generation": self._generation, "model": model, "by": by}
-        internal_kv._internal_kv_put(
-            self._key, json.dumps(saved).encode(), overwrite=True, namespace=NAMESPACE
-        )
-        self._pending = self._generation
-        await self._notify()
-        return self._generation
+        previous = self._model or self._serving()
+        generation = await self._publish(model, by)
+        self._pending = generation
+        try:
+            outcome = await self._confirmed(generation, caller, timeout_s)
+            failed = [r for r in outcome["replicas"] if r["model"] != model]
+            everyone = outcome["replicas"] and len(failed) == len(outcome["replicas"])
+            if everyone and not outcome["waiting"] and previous not in (None, model):
+                back = await self._publish(previous, by)  # nothing switched: back where it was
+                await self._confirmed(back, caller, timeout_s)
+                outcome["model"] = previous
+            return outcome
+        finally:
+            self._pending = None
 
     async def report(self, replica: str, state: dict[str, Any]) -> None:
         self._update(replica, state)
@@ -130,21 +143,20 @@ class Desired:
         self._replicas.pop(replica, None)
         await self._notify()
 
-    async def confirmed(self, generation: int, timeout_s: float) -> dict[str, Any]:
+    async def _confirmed(self, generation: int, caller: str, timeout_s: float) -> dict[str, Any]:
         """Wait until every live replica has acted on publication `generation` (each serving
-        its model now, or saying why not), or `timeout_s`; ends the switch either way."""
+        its model now, or saying why not), or `timeout_s`. A restarted actor knows no replica
+        until each polls again: it waits until the caller and one whole round of polls have
+        been heard, so that it never counts an empty fleet as switched."""
 
         def settled() -> bool:
+            if time.monotonic() - self._started < POLL_S + GONE_S or caller not in self._replicas:
+                return False
             return all(r.generation >= generation for r in self._alive())
 
-        try:
+        with contextlib.suppress(TimeoutError):
             async with self._changed:
                 await asyncio.wait_for(self._until(settled), timeout_s)
-        except TimeoutError:
-            pass
-        finally:
-            if self._pending == generation:
-                self._pending = None
         replicas = self._alive()
         return {
             "model": self._model,
@@ -152,12 +164,12 @@ class Desired:
             "waiting": [r.replica for r in replicas if r.generation < generation],
         }
 
-    async def _until(self, settled: Any) -> None:
-        # re-checked after every report and every poll's end, and at least each GONE_S: a
-        # replica that died stops being alive without anything happening
+    async def _until(self, settled: Callable[[], bool]) -> None:
+        # re-checked after every report, and twice a second: a replica that died stops being
+        # alive without anything happening
         while not settled():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), GONE_S)
+                await asyncio.wait_for(self._changed.wait(), 0.5)
 
     def _alive(self) -> list[ReplicaState]:
         now = time.monotonic()
@@ -172,6 +184,23 @@ class Desired:
             setattr(entry, name, state.get(name))
         entry.seen = time.monotonic()
         return entry
+
+    async def _publish(self, model: str, by: str) -> int:
+        """The next publication, saved before anyone hears of it."""
+        generation = self._generation + 1
+        saved = {"generation": generation, "model": model, "by": by}
+        internal_kv._internal_kv_put(
+            self._key, json.dumps(saved).encode(), overwrite=True, namespace=NAMESPACE
+        )
+        self._generation, self._model, self._by = generation, model, by
+        await self._notify()
+        return generation
+
+    def _serving(self) -> str | None:
+        """The one model every live replica serves, if they agree (the fleet before its first
+        switch is on ACTIVE_MODEL, which only the replicas know)."""
+        models = {r.model for r in self._alive()}
+        return models.pop() if len(models) == 1 else None
 
     async def _notify(self) -> None:
         async with self._changed:

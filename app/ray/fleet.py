@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import ray
 from ray.actor import ActorHandle
-from ray.exceptions import RayActorError
+from ray.exceptions import RayError
 
 from app.errors import ServiceError, SwitchIncomplete, SwitchInProgress
 from app.pipeline import Pipeline
@@ -56,10 +56,18 @@ class Fleet:
         self._timeout_s = pipeline.settings.fleet_switch_timeout_s
         # the newest publication acted on here: the one this replica started on, at first
         self._acted = generation
+        self._heard = generation  # the newest publication the actor told of
         self._result: tuple[float | None, str | None] = (None, None)  # its load_ms, error
         self._wanted: dict[str, Any] | None = None  # a newer publication to act on
         self._new = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def catch_up(self) -> None:
+        """Before this replica takes traffic: make a switch published while it loaded."""
+        state = await self._desired.state.remote()
+        self._want(state)
+        if self._wanted is not None:
+            await self._make(self._wanted)
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._poll()), asyncio.create_task(self._act())]
@@ -67,10 +75,8 @@ class Fleet:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        with contextlib.suppress(RayActorError):
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RayError):
             await self._desired.leave.remote(self.replica)
 
     async def state(self) -> dict[str, Any]:
@@ -79,60 +85,41 @@ class Fleet:
         return state
 
     async def switch(self, name: str, by: str) -> SwitchResult:
-        """Admin.switch_to on Ray Serve: publish, then wait until every live replica serves
-        `name` (or says why not). A replica that starts meanwhile comes up on it."""
+        """Admin.switch_to on Ray Serve: the actor publishes `name` and waits until every live
+        replica serves it (or says why not); a replica that starts meanwhile comes up on it.
+        The actor makes the whole switch, so it ends the same if this request is cut."""
         previous = self._pipeline.active.name if self._pipeline.active else None
         started = time.perf_counter()
         try:
-            generation = await self._desired.publish.remote(name, by)
-            if generation is None:
-                raise SwitchInProgress("another model switch is in progress; retry when it ends")
-            self._want({"generation": generation, "model": name, "by": by})
-            outcome = await self._desired.confirmed.remote(generation, self._timeout_s)
-        except RayActorError as exc:
+            outcome = await self._desired.switch.remote(name, by, self.replica, self._timeout_s)
+        except RayError as exc:
             raise SwitchIncomplete(
-                "the desired-model actor restarted during the switch; GET /fleet says what "
-                "the fleet is set to and what each replica serves"
+                "the desired-model actor failed during the switch; GET /fleet says what the "
+                "fleet is set to and what each replica serves"
             ) from exc
+        if outcome is None:
+            raise SwitchInProgress("another model switch is in progress; retry when it ends")
         seconds = time.perf_counter() - started
         replicas = tuple(_replica(r, outcome["waiting"]) for r in outcome["replicas"])
         kept = [r for r in replicas if r.model != name]
-        if kept:
-            raise await self._incomplete(name, previous, by, replicas, kept)
+        if kept or self.replica not in {r.replica for r in replicas}:
+            why = ", ".join(f"{r.replica} ({r.error or 'kept ' + str(r.model)})" for r in kept)
+            then = (
+                f"the fleet stays set to {name!r}: a replica that starts loads it, and POST "
+                "/switch again retries the others"
+                if outcome["model"] == name
+                else f"the fleet stays on {outcome['model']!r}"
+            )
+            raise SwitchIncomplete(
+                f"{len(kept)} of {len(replicas)} replicas did not switch to {name!r}: "
+                f"{why or 'this replica was not heard from'}; {then}",
+                {"desired": outcome["model"], "replicas": [_public(r) for r in replicas]},
+            )
         # the switch's own time: from the publication until the last replica serves
         return SwitchResult(previous, name, round(seconds * 1000, 1), replicas)
 
-    async def _incomplete(
-        self,
-        name: str,
-        previous: str | None,
-        by: str,
-        replicas: tuple[ReplicaSwitch, ...],
-        kept: list[ReplicaSwitch],
-    ) -> SwitchIncomplete:
-        """Some replicas kept their model. If some switched, the fleet stays set to `name`
-        (a replica that starts loads it; a second /switch retries the others); if none did,
-        it is set back to the model they all still serve."""
-        desired = name
-        if len(kept) == len(replicas) and previous is not None:
-            generation = await self._desired.publish.remote(previous, by)
-            if generation is not None:
-                self._want({"generation": generation, "model": previous, "by": by})
-                await self._desired.confirmed.remote(generation, self._timeout_s)
-                desired = previous
-        why = ", ".join(f"{r.replica} ({r.error or 'kept ' + str(r.model)})" for r in kept)
-        then = (
-            f"the fleet stays set to {name!r}: a replica that starts loads it, and POST /switch "
-            "again retries the others"
-            if desired == name
-            else f"the fleet stays on {desired!r}"
-        )
-        return SwitchIncomplete(
-            f"{len(kept)} of {len(replicas)} replicas did not switch to {name!r}: {why}; {then}",
-            {"desired": desired, "replicas": [_public(r) for r in replicas]},
-        )
-
     def _want(self, publication: dict[str, Any]) -> None:
+        self._heard = publication["generation"]
         if publication["generation"] > self._acted and publication["model"] is not None:
             self._wanted = publication
             self._new.set()
@@ -149,14 +136,16 @@ class Fleet:
         }
 
     async def _poll(self) -> None:
-        """The long poll: a heartbeat with this replica's report, and news of a switch."""
+        """The long poll: a heartbeat with this replica's report, and news of a switch. It
+        waits for a publication newer than the last it heard of, not than the last made here:
+        while a load runs, it keeps its pace."""
         while True:
             try:
                 answer = await self._desired.follow.remote(
-                    self.replica, self._report(), self._acted, POLL_S
+                    self.replica, self._report(), self._heard, POLL_S
                 )
-            except RayActorError:
-                logger.warning("the desired-model actor is restarting; polling again")
+            except Exception:  # the actor restarting, the GCS unreachable: poll again
+                logger.warning("the desired-model actor did not answer; polling again")
                 await asyncio.sleep(RECONNECT_S)  # a backoff; Ray restarts the actor
                 self._desired = desired_actor(self._app)
                 continue
@@ -167,21 +156,24 @@ class Fleet:
         while True:
             await self._new.wait()
             self._new.clear()
-            wanted = self._wanted
-            if wanted is None or wanted["generation"] <= self._acted:
-                continue
-            try:
-                result = await self._pipeline.admin.follow(wanted["model"], wanted["by"])
-                self._result = (result.load_ms, None)
-            except ServiceError as exc:  # it keeps its model, and says why
-                logger.error("could not switch to %s: %s", wanted["model"], exc.message)
-                self._result = (None, exc.message)
-            except Exception:  # a bug: logged, reported, and the next publication still acts
-                logger.exception("switching to %s failed", wanted["model"])
-                self._result = (None, "internal error")
-            self._acted = wanted["generation"]
-            with contextlib.suppress(RayActorError):
-                await self._desired.report.remote(self.replica, self._report())
+            if self._wanted is not None:
+                await self._make(self._wanted)
+                with contextlib.suppress(Exception):  # the next poll reports it anyway
+                    await self._desired.report.remote(self.replica, self._report())
+
+    async def _make(self, wanted: dict[str, Any]) -> None:
+        if wanted["generation"] <= self._acted:
+            return
+        try:
+            result = await self._pipeline.admin.follow(wanted["model"], wanted["by"])
+            self._result = (result.load_ms, None)
+        except ServiceError as exc:  # it keeps its model, and says why
+            logger.error("could not switch to %s: %s", wanted["model"], exc.message)
+            self._result = (None, exc.message)
+        except Exception:  # a bug: logged, reported, and the next publication still acts
+            logger.exception("switching to %s failed", wanted["model"])
+            self._result = (None, "internal error")
+        self._acted = wanted["generation"]
 
 
 def _replica(state: dict[str, Any], waiting: list[str]) -> ReplicaSwitch:

@@ -4,6 +4,7 @@ own benchmark log file, its own /metrics port, and its part in the fleet's switc
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,9 +22,12 @@ from app.main import create_app
 from app.pipeline import Pipeline
 from app.ray import routes
 from app.ray.fleet import Fleet, desired_actor
+from app.registry import build_registry
 from app.settings import Settings
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
+
+logger = logging.getLogger(__name__)
 
 
 def replica_log(path: Path, replica: str) -> Path:
@@ -45,9 +49,7 @@ class Replica:
         self.replica = replica_id.unique_id
         app = replica_id.deployment_id.app_name  # each Serve application has its own fleet
         desired = await desired_actor(app).state.remote()
-        if desired["model"] is not None:  # the fleet was switched: start on that model
-            settings = settings.model_copy(update={"active_model": desired["model"]})
-        self._settings = settings
+        self._settings = settings = _starting(settings, desired["model"])
         # torch's threads as Ray reserved cores for this replica: two replicas on two cores
         # with two threads each would spin against each other (Ray leaves OMP_NUM_THREADS unset)
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
@@ -83,6 +85,7 @@ class Replica:
         @asynccontextmanager
         async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
             async with started(application) as state:  # the pipeline loads its model
+                await fleet.catch_up()  # a switch published while it loaded
                 await fleet.start()
                 gc.collect()  # as `bankllm serve` does: the collector's full passes stall
                 gc.freeze()  # requests ~100 ms with torch and the model alive
@@ -94,3 +97,20 @@ class Replica:
 
         app.router.lifespan_context = lifespan
         return app
+
+
+def _starting(settings: Settings, desired: str | None) -> Settings:
+    """The settings a replica starts with: ACTIVE_MODEL is the model the fleet was switched
+    to, if any, and if these settings still register it (a redeploy may have dropped it); a
+    shadow that was promoted to it is no shadow."""
+    if desired is None or desired == settings.active_model:
+        return settings
+    if desired not in build_registry(settings):
+        logger.warning(
+            "the fleet was set to %r, which these settings do not register; starting on %r",
+            desired,
+            settings.active_model,
+        )
+        return settings
+    shadow = None if settings.shadow_model == desired else settings.shadow_model
+    return settings.model_copy(update={"active_model": desired, "shadow_model": shadow})

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -29,8 +30,12 @@ def utc_now() -> str:
 
 
 def log_files(path: Path) -> list[Path]:
-    """A log and its replicas' files beside it (`<stem>.<replica>.jsonl`, on Ray Serve)."""
-    siblings = sorted(path.parent.glob(f"{glob.escape(path.stem)}.*{glob.escape(path.suffix)}"))
+    """A log and its replicas' files beside it (`<stem>.<replica>.jsonl`, on Ray Serve: a
+    replica's id is 8 lowercase letters and digits), and no other file of the folder."""
+    replica = re.compile(rf"{re.escape(path.stem)}\.[a-z0-9]{{8}}{re.escape(path.suffix)}")
+    siblings = sorted(
+        p for p in path.parent.glob(f"{glob.escape(path.stem)}.*") if replica.fullmatch(p.name)
+    )
     return [p for p in (path, *siblings) if p.is_file()]
 
 
@@ -137,7 +142,7 @@ class BenchmarkLog:
         replica's, in a family)."""
         self.flush()
         if self._family is not None:
-            return _summarize_rows(read_log(self._family)[-WINDOW:])
+            return _summarize_rows(read_log(self._family))
         return self._summarize()
 
     def shadow_rows(self) -> list[dict[str, Any]]:
@@ -241,8 +246,10 @@ class BenchmarkLog:
 
 
 def _summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"]
-    return summarize(samples, shadow_summary(r for r in rows if r.get("type") == "shadow"))
+    """The same figures as a process's own window: its newest WINDOW requests and shadows."""
+    samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"][-WINDOW:]
+    shadows = [r for r in rows if r.get("type") == "shadow"][-WINDOW:]
+    return summarize(samples, shadow_summary(shadows))
 
 
 def _reason(error: OSError | None) -> str:

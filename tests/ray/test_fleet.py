@@ -5,6 +5,7 @@ switch no replica can make leaves the fleet where it was."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +14,13 @@ from typing import Any
 import httpx
 import pytest
 import ray
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.ray.app import APP, Scale
 from app.ray.desired import NAMESPACE, actor_name
+from app.ray.replica import replica_log
 from app.telemetry.audit import key_id
-from app.telemetry.benchlog import log_files, read_log
+from app.telemetry.benchlog import log_files, read_log, read_rows
 from tests.conftest import SettingsFactory
 from tests.helpers import ADMIN_KEY, USER_KEY
 from tests.ray.conftest import deployed, fleet, until
@@ -94,6 +97,20 @@ async def test_a_switch_under_200_requests_reaches_every_replica_and_loses_none(
     }
 
 
+async def in_flight(client: httpx.AsyncClient) -> dict[str, float]:
+    """Each live replica's generations running now, from its own /metrics."""
+    running = {}
+    for replica in (await fleet(client))["replicas"]:
+        text = (await client.get(f"http://{replica['metrics']}/metrics")).text
+        running[replica["replica"]] = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "bankllm_requests_in_flight"
+            for sample in family.samples
+        )
+    return running
+
+
 def kill_replica(replica: str) -> None:
     """Kill a replica's actor the way a crash would; Serve's controller starts another."""
     [name] = [
@@ -107,51 +124,60 @@ def kill_replica(replica: str) -> None:
 async def test_a_killed_replica_comes_back_on_the_switched_model_and_its_requests_end(
     ray_url: str, make_settings: SettingsFactory
 ) -> None:
-    with deployed(make_settings(), Scale(replicas=2)):
+    settings = make_settings()
+    with deployed(settings, Scale(replicas=2)):
         async with client_at(ray_url) as client:
             switch = await client.post("/switch", json={"model": "custom-random"}, headers=ADMIN)
             assert switch.status_code == 200, switch.text
-            victim = switch.json()["replicas"][0]["replica"]
-            streams, first = [], asyncio.Event()
+            first = asyncio.Event()
             started = 0
 
-            async def ask(i: int) -> str:
-                """Stream a long answer; how it ended: `done`, or the error it met."""
+            async def ask(i: int) -> tuple[str, str]:
+                """Stream a long answer: its id, and how it ended (`done`, or its error)."""
                 nonlocal started
                 body = {"prompt": f"question {i}", "max_tokens": 512, "stream": True}
-                try:
-                    async with client.stream("POST", "/generate", json=body) as response:
-                        chunks = response.aiter_text()
-                        text = await anext(chunks)
-                        started += 1
-                        if started == 8:
-                            first.set()
+                async with client.stream("POST", "/generate", json=body) as response:
+                    chunks = response.aiter_text()
+                    text = await anext(chunks)
+                    started += 1
+                    if started == 8:
+                        first.set()
+                    request_id = json.loads(text.split("\n\n")[0].removeprefix("data: "))["id"]
+                    try:
                         async for chunk in chunks:
                             text += chunk
-                except httpx.HTTPError as exc:
-                    return type(exc).__name__
-                return "done" if '"finish_reason"' in text else "cut"
+                    except httpx.HTTPError as exc:
+                        return request_id, type(exc).__name__
+                return request_id, "done" if '"finish_reason"' in text else "cut"
 
             streams = [asyncio.create_task(ask(i)) for i in range(8)]
-            await first.wait()  # all eight generating, on both replicas
+            await asyncio.wait_for(first.wait(), timeout=60)  # all eight generating
+            # the replica with the most of them, by its own gauge (Ray's router spreads them)
+            running = await in_flight(client)
+            victim = max(running, key=lambda r: running[r])
+            [survivor] = set(running) - {victim}
             kill_replica(victim)
-            ended = await asyncio.wait_for(asyncio.gather(*streams), timeout=120)
+            ended = dict(await asyncio.wait_for(asyncio.gather(*streams), timeout=120))
 
             async def replaced() -> bool:
-                ids = {r["replica"]: r["model"] for r in (await fleet(client))["replicas"]}
+                ids = {r["replica"] for r in (await fleet(client))["replicas"]}
                 return len(ids) == 2 and victim not in ids
 
             await until(replaced, timeout_s=90)
             after = await fleet(client)
+            hello = {"prompt": "hi", "max_tokens": 4}
             answers = await asyncio.gather(
-                *(
-                    client.post("/generate", json={"prompt": "hi", "max_tokens": 4})
-                    for _ in range(6)
-                )
+                *(client.post("/generate", json=hello) for _ in range(6))
             )
-    # every stream ended: those on the killed replica with an error, not a hang
-    assert "done" in ended
-    assert set(ended) - {"done"}, ended
+    # every stream ended, none hangs: the survivor's with their answer, some of the killed
+    # replica's with an error (it had running[victim] when it was killed)
+    rows = read_rows(replica_log(settings.benchmark_log, survivor))
+    served = {r["request_id"] for r in rows if r["type"] == "request"}
+    assert running[victim] >= 1
+    assert all(ended[i] == "done" for i in served & set(ended)), ended
+    cut = {i for i, how in ended.items() if how != "done"}
+    assert cut, ended
+    assert not cut & served
     assert {r["model"] for r in after["replicas"]} == {"custom-random"}
     assert after["model"] == "custom-random"
     assert {a.status_code for a in answers} == {200}
@@ -243,3 +269,45 @@ async def test_the_desired_model_survives_its_actor_and_the_controller_restartin
 async def _pid(actor: Any) -> int:
     pid: int = await actor.__ray_call__.remote(lambda self: os.getpid())
     return pid
+
+
+async def test_a_switch_that_times_out_names_the_replicas_still_switching(
+    ray_url: str, make_settings: SettingsFactory
+) -> None:
+    settings = make_settings(fleet_switch_timeout_s=0.001)  # over before any replica loads
+    with deployed(settings, Scale(replicas=2)):
+        async with client_at(ray_url) as client:
+            switch = await client.post("/switch", json={"model": "custom-b"}, headers=ADMIN)
+
+            async def switched() -> bool:
+                state = await fleet(client)
+                return {r["model"] for r in state["replicas"]} == {"custom-b"}
+
+            await until(switched, timeout_s=60)  # they finish, and stay on it
+            after = await fleet(client)
+    assert switch.status_code == 503
+    error = switch.json()["error"]
+    assert error["type"] == "switch_incomplete"
+    assert error["details"]["desired"] == "custom-b"  # a timeout is not a failure: no way back
+    assert {r["error"] for r in error["details"]["replicas"]} == {
+        "still switching when the switch timed out (FLEET_SWITCH_TIMEOUT_S)"
+    }
+    assert (after["model"], after["generation"]) == ("custom-b", 1)
+
+
+async def test_a_second_switch_while_one_runs_is_409(
+    ray_url: str, make_settings: SettingsFactory
+) -> None:
+    with deployed(make_settings(), Scale(replicas=2)):
+        async with client_at(ray_url) as client:
+            both = await asyncio.gather(
+                client.post("/switch", json={"model": "custom-b"}, headers=ADMIN),
+                client.post("/switch", json={"model": "custom-random"}, headers=ADMIN),
+            )
+            after = await fleet(client)
+    assert sorted(r.status_code for r in both) == [200, 409]
+    [done] = [r.json() for r in both if r.status_code == 200]
+    [refused] = [r.json() for r in both if r.status_code == 409]
+    assert refused["error"]["type"] == "switch_in_progress"
+    assert (after["model"], after["generation"]) == (done["active"], 1)
+    assert {r["model"] for r in after["replicas"]} == {done["active"]}

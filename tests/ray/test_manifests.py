@@ -67,3 +67,10 @@ def test_the_rayservices_are_one_cpu_and_one_gpu_fleet() -> None:
 def test_build_refuses_unknown_arguments() -> None:
     with pytest.raises(ValueError, match=r"unknown arguments \['replica'\]"):
         build({"replica": 2})
+
+
+def test_build_refuses_an_autoscale_yaml_read_as_a_number() -> None:
+    # unquoted, YAML 1.1 reads 1:4 as 64 (base 60)
+    args = yaml.safe_load("autoscale: 1:4")
+    with pytest.raises(ValueError, match=r'autoscale takes "MIN:MAX" as a quoted string, not 64'):
+        build(args)

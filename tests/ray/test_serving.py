@@ -43,7 +43,7 @@ async def test_full_replicas_answer_429_with_retry_after(ray_url: str, two_repli
         answers = await asyncio.gather(*(client.post("/generate", json=LONG) for _ in range(8)))
     codes = sorted(a.status_code for a in answers)
     assert set(codes) == {200, 429}, codes
-    assert codes.count(200) >= 2  # one running on each replica
+    assert codes.count(429) >= 4  # at most one running on each replica, none waiting
     refused = [a for a in answers if a.status_code == 429]
     assert all(int(a.headers["retry-after"]) >= 1 for a in refused)
     assert {a.json()["error"]["type"] for a in refused} == {"queue_full"}

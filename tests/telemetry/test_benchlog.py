@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.telemetry.benchlog import BenchmarkLog, read_rows
+from app.telemetry.benchlog import BenchmarkLog, log_files, read_log, read_rows
 
 
 def _row(i: int, model: str = "custom", status: str = "ok") -> dict[str, Any]:
@@ -81,3 +81,32 @@ def test_summary_waits_for_pending_rows(tmp_path: Path) -> None:
     figures = log.summary()["models"]["custom"]
     log.close()
     assert (figures["count"], figures["error_rate"]) == (50, 0.1)
+
+
+def test_a_replicas_log_is_its_own_file_and_its_summary_reads_the_family(tmp_path: Path) -> None:
+    base = tmp_path / "bench.jsonl"
+    other = BenchmarkLog(tmp_path / "bench.k2c9x0aa.jsonl", every=100)  # another replica's file
+    other.start()
+    other.append({**_row(0, model="custom-b"), "ts": "2026-01-01T00:00:01.000Z"})
+    other.close()
+    (tmp_path / "bench.old.jsonl").write_text(json.dumps(_row(9, model="stale")) + "\n")
+    (tmp_path / "benchmarks.a1b2c3d4.jsonl").write_text(json.dumps(_row(8, model="x")) + "\n")
+    log = BenchmarkLog(
+        tmp_path / "bench.q7w8e9r0.jsonl",
+        every=100,
+        family=base,
+        stamp={"replica": "q7w8e9r0"},
+    )
+    log.start()
+    log.append(_row(1))
+    summary = log.summary()
+    log.close()
+    assert [p.name for p in log_files(base)] == ["bench.k2c9x0aa.jsonl", "bench.q7w8e9r0.jsonl"]
+    assert [(r["request_id"], r.get("replica")) for r in read_log(base)] == [
+        ("r1", "q7w8e9r0"),  # in time order across the files
+        ("r0", None),
+    ]
+    assert {name: f["count"] for name, f in summary["models"].items()} == {
+        "custom": 1,
+        "custom-b": 1,
+    }
