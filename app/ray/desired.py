@@ -96,14 +96,14 @@ class Desired:
         caller stays: publish `model`, wait until every live replica has acted on it (or
         `timeout_s`), and if every replica reported that it could not, set the fleet back to
         the model it was set to. None while another switch runs. The outcome: the model the
-        fleet is set to now, every live replica's report, those still switching at the end,
-        and whether this actor's own restart cut the switch short (`caller` not heard of)."""
+        fleet is set to now, every live replica's report, and those still switching at the
+        end (a caller missing from the reports was cut short by this actor's restart)."""
         if self._pending is not None:
             return None
+        self._pending = self._generation + 1  # taken before the first await
         previous = self._model or self._serving()
-        generation = await self._publish(model, by)
-        self._pending = generation
         try:
+            generation = await self._publish(model, by)
             outcome = await self._confirmed(generation, caller, timeout_s)
             failed = [r for r in outcome["replicas"] if r["model"] != model]
             everyone = outcome["replicas"] and len(failed) == len(outcome["replicas"])
