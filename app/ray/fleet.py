@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import asdict
 from typing import Any, cast
 
 import ray
@@ -113,7 +114,7 @@ class Fleet:
             raise SwitchIncomplete(
                 f"{len(kept)} of {len(replicas)} replicas did not switch to {name!r}: "
                 f"{why or 'this replica was not heard from'}; {then}",
-                {"desired": outcome["model"], "replicas": [_public(r) for r in replicas]},
+                {"desired": outcome["model"], "replicas": [asdict(r) for r in replicas]},
             )
         # the switch's own time: from the publication until the last replica serves
         return SwitchResult(previous, name, round(seconds * 1000, 1), replicas)
@@ -181,12 +182,3 @@ def _replica(state: dict[str, Any], waiting: list[str]) -> ReplicaSwitch:
     if state["replica"] in waiting:
         error = "still switching when the switch timed out (FLEET_SWITCH_TIMEOUT_S)"
     return ReplicaSwitch(state["replica"], state["model"], state["load_ms"], error)
-
-
-def _public(replica: ReplicaSwitch) -> dict[str, Any]:
-    return {
-        "replica": replica.replica,
-        "model": replica.model,
-        "load_ms": replica.load_ms,
-        "error": replica.error,
-    }
