@@ -7,7 +7,6 @@ import importlib.util
 import json
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Served
 from tests.helpers import USER_KEY
+from tests.prometheus import prometheus_at
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
@@ -140,45 +140,21 @@ def _promtool() -> str:
     return path
 
 
-def test_promtool_accepts_the_prometheus_config() -> None:
-    command = [_promtool(), "check", "config", str(PROMETHEUS_CONFIG)]
+@pytest.mark.parametrize("config", ["prometheus.yml", "ray.yml"])
+def test_promtool_accepts_the_prometheus_configs(config: str) -> None:
+    command = [_promtool(), "check", "config", str(PROMETHEUS_CONFIG.parent / config)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def prometheus(server: Served, tmp_path: Path) -> Iterator[str]:
     """A real Prometheus on 127.0.0.1 scraping the test app every second."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("no prometheus (Debian: apt-get install prometheus)")
     target = urllib.parse.urlparse(server[0]).netloc
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["scrape_configs"][0]["static_configs"] = [{"targets": [target]}]
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with prometheus_at(config, tmp_path) as url:
+        yield url
 
 
 def _until_scraped(condition: Callable[[], bool], timeout_s: float) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,8 @@ from app.ray.app import Scale
 from app.telemetry.benchlog import read_log
 from tests.conftest import SettingsFactory
 from tests.helpers import USER_KEY, openai_client, parse_sse
-from tests.ray.conftest import deployed, fleet, free_port, until
+from tests.prometheus import prometheus_at
+from tests.ray.conftest import deployed, fleet, until
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,30 +129,11 @@ async def test_each_replica_serves_its_own_metrics(ray_url: str, two_replicas: A
 def prometheus(ray_url: str, tmp_path: Path) -> Iterator[str]:
     """A real Prometheus on 127.0.0.1, finding its targets through GET /metrics/replicas (the
     shipped docker/prometheus/ray.yml, every second)."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("no prometheus (Debian: apt-get install prometheus)")
     config = yaml.safe_load((ROOT / "docker" / "prometheus" / "ray.yml").read_text())
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     [sd] = config["scrape_configs"][0]["http_sd_configs"]
     sd.update(url=f"{ray_url}/metrics/replicas", refresh_interval="1s")
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with prometheus_at(config, tmp_path) as url:
+        yield url
 
 
 async def test_prometheus_finds_and_scrapes_every_replica(
