@@ -180,8 +180,11 @@ class Desired:
     def _update(self, replica: str, state: dict[str, Any]) -> ReplicaState:
         entry = self._replicas.get(replica) or ReplicaState(replica)
         self._replicas[replica] = entry
-        for name in ("model", "generation", "load_ms", "error", "metrics"):
-            setattr(entry, name, state.get(name))
+        # A replica's poll and its report after a switch may arrive in either order (an async
+        # actor does not keep them in order): a report older than the one held is a heartbeat.
+        if state["generation"] >= entry.generation:
+            for name in ("model", "generation", "load_ms", "error", "metrics"):
+                setattr(entry, name, state.get(name))
         entry.seen = time.monotonic()
         return entry
 
