@@ -30,18 +30,12 @@ from typing import Any
 
 import httpx
 
-from app.loadtest import figures, run_load
 from app.settings import DEFAULT_CHECKPOINT
+from benchmarks.closed_loop import closed_loop, median
 from benchmarks.overhead import KEY, _free_port, _wait_ready
 from benchmarks.ray_reconfigure import user_config_switch_ms
 
 ADMIN = "bench-admin-key-0123"
-PROMPTS = [
-    "I still have not received my new card",
-    "how do I top up my account",
-    "my card payment was declined",
-    "I want to close my account",
-]
 TARGETS = {"uvicorn": [], "ray 1 replica": ["--ray", "--replicas", "1"]}
 TARGETS["ray 2 replicas"] = ["--ray", "--replicas", "2"]
 
@@ -69,22 +63,6 @@ def _serving(flags: list[str], env: dict[str, str], port: int) -> Iterator[str]:
         finally:
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-
-
-async def _load(url: str, requests: int, args: argparse.Namespace) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    limits = httpx.Limits(max_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as c:
-        outcomes, seconds = await run_load(
-            c,
-            PROMPTS,
-            concurrency=args.concurrency,
-            requests=requests,
-            stream=False,
-            max_tokens=args.max_tokens,
-            progress=False,
-        )
-    return figures(outcomes, seconds)
 
 
 async def _switches(url: str, count: int) -> dict[str, list[float]]:
@@ -137,8 +115,12 @@ def main() -> int:
         for round_ in range(args.rounds):
             for name, flags in TARGETS.items():
                 with _serving(flags, env, _free_port()) as url:
-                    asyncio.run(_load(url, 32, args))  # warm-up
-                    runs[name].append(asyncio.run(_load(url, args.requests, args)))
+                    asyncio.run(closed_loop(url, 32, args.concurrency, args.max_tokens))  # warm-up
+                    runs[name].append(
+                        asyncio.run(
+                            closed_loop(url, args.requests, args.concurrency, args.max_tokens)
+                        )
+                    )
                     if round_ == args.rounds - 1 and name == "ray 2 replicas":
                         switches = asyncio.run(_switches(url, args.switches))
                 print(f"round {round_ + 1}: {name} done", file=sys.stderr)
@@ -147,10 +129,6 @@ def main() -> int:
     print(f"(user_config measured in {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     _print(runs, switches, reconfigure, args)
     return 0
-
-
-def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(float(r[key]) for r in runs)
 
 
 def _print(
@@ -165,11 +143,11 @@ def _print(
         f"{os.cpu_count()} cores"
     )
     print(f"{'target':<16}{'tokens/s':>10}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
-    tokens = {name: _median(found, "output_throughput") for name, found in runs.items()}
+    tokens = {name: median(found, "output_throughput") for name, found in runs.items()}
     for name, found in runs.items():
         print(
-            f"{name:<16}{tokens[name]:>10.0f}{_median(found, 'request_throughput'):>8.1f}"
-            f"{_median(found, 'median_e2el_ms'):>9.1f}{_median(found, 'p99_e2el_ms'):>9.1f}"
+            f"{name:<16}{tokens[name]:>10.0f}{median(found, 'request_throughput'):>8.1f}"
+            f"{median(found, 'median_e2el_ms'):>9.1f}{median(found, 'p99_e2el_ms'):>9.1f}"
             f"{sum(r['failed'] for r in found):>8}"
         )
     one, two = tokens["ray 1 replica"], tokens["ray 2 replicas"]

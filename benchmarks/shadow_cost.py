@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -23,17 +22,11 @@ from typing import Any
 
 import httpx
 
-from app.loadtest import figures, run_load
 from app.settings import DEFAULT_CHECKPOINT
+from benchmarks.closed_loop import closed_loop, median
 from benchmarks.overhead import KEY, Target, _free_port, _serving
 
 ADMIN = "bench-admin-key-0123"
-PROMPTS = [
-    "I still have not received my new card",
-    "how do I top up my account",
-    "my card payment was declined",
-    "I want to close my account",
-]
 CONFIGS: list[tuple[str, float | None]] = [
     ("no shadow", None),
     ("sample 0.1", 0.1),
@@ -49,19 +42,7 @@ async def _run(url: str, sample: float | None, args: argparse.Namespace) -> dict
         else:
             body = {"model": "shadow", "sample": sample}
             (await control.post("/shadow", json=body, headers=admin)).raise_for_status()
-    headers = {"Authorization": f"Bearer {KEY}"}
-    limits = httpx.Limits(max_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as c:
-        outcomes, seconds = await run_load(
-            c,
-            PROMPTS,
-            concurrency=args.concurrency,
-            requests=args.requests,
-            stream=False,
-            max_tokens=args.max_tokens,
-            progress=False,
-        )
-    return figures(outcomes, seconds)
+    return await closed_loop(url, args.requests, args.concurrency, args.max_tokens)
 
 
 async def _shadow_report(url: str) -> dict[str, Any]:
@@ -108,10 +89,6 @@ def main() -> int:
     return 0
 
 
-def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(float(r[key]) for r in runs)
-
-
 def _print(runs: dict[str, list[dict[str, Any]]], report: dict[str, Any], args: Any) -> None:
     print(
         f"\ncustom at c={args.concurrency}, {args.requests} requests x {args.rounds} rounds "
@@ -122,14 +99,14 @@ def _print(runs: dict[str, list[dict[str, Any]]], report: dict[str, Any], args: 
         f"{'req/s x':>9}{'p50 x':>7}"
     )
     base_rps, base_p50 = (
-        _median(runs["no shadow"], "request_throughput"),
-        _median(runs["no shadow"], "median_e2el_ms"),
+        median(runs["no shadow"], "request_throughput"),
+        median(runs["no shadow"], "median_e2el_ms"),
     )
     for name, found in runs.items():
-        rps, p50 = _median(found, "request_throughput"), _median(found, "median_e2el_ms")
+        rps, p50 = median(found, "request_throughput"), median(found, "median_e2el_ms")
         print(
-            f"{name:<12}{rps:>8.1f}{_median(found, 'output_throughput'):>10.0f}{p50:>9.1f}"
-            f"{_median(found, 'p99_e2el_ms'):>9.1f}{sum(r['failed'] for r in found):>8}"
+            f"{name:<12}{rps:>8.1f}{median(found, 'output_throughput'):>10.0f}{p50:>9.1f}"
+            f"{median(found, 'p99_e2el_ms'):>9.1f}{sum(r['failed'] for r in found):>8}"
             f"{rps / base_rps:>9.3f}{p50 / base_p50:>7.3f}"
         )
     f = report["shadows"].get("shadow", {})
