@@ -77,10 +77,7 @@ class Desired:
         self._replicas: dict[str, ReplicaState] = {}
         self._changed = asyncio.Condition()  # a publication, a report or a poll's end
         self._pending: int | None = None  # the publication a /switch waits on
-        # A restarted actor knows no replica until each polls again; a first start has none to
-        # forget (each registers as it comes up), so only a restart waits a round of polls.
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        self._heard_all_at = time.monotonic() + (POLL_S + GONE_S if restarted else 0.0)
+        self._started = time.monotonic()
 
     async def state(self) -> dict[str, Any]:
         """The desired model, and every live replica's report."""
@@ -153,7 +150,7 @@ class Desired:
         been heard, so that it never counts an empty fleet as switched."""
 
         def settled() -> bool:
-            if time.monotonic() < self._heard_all_at or caller not in self._replicas:
+            if time.monotonic() - self._started < POLL_S + GONE_S or caller not in self._replicas:
                 return False
             return all(r.generation >= generation for r in self._alive())
 
