@@ -1,31 +1,40 @@
 """Decoding speed of our from-scratch GPT.
 
-    python benchmarks/custom_decode.py [--tokens 200] [--runs 3] [--requests 32]
+    python benchmarks/custom_decode.py [--tokens 200] [--runs 3] [--requests 48]
 
 Prints, in one run:
-1. single-stream tokens/s of our decoding loop against Hugging Face
+1. single-stream tokens/s of our batch decoder with its compiled step against Hugging Face
    `GPT2LMHeadModel.generate` with the same layers, width, heads and vocabulary (random weights,
-   greedy, the same prompt and length), and the ratio;
-2. throughput through `CustomAdapter` (dynamic batching) at concurrency 1, 4 and 16 on the
-   default checkpoint, and the ratio of c=16 to c=1.
+   greedy, the same prompt and length), and the ratio; the eager reference loop beside them;
+2. throughput through `CustomAdapter` (dynamic batching, compiled step) at concurrency 1, 4
+   and 16 on the default checkpoint, and the ratio of c=16 to c=1;
+3. start-up: seconds from starting `bankllm serve` to its first answer, and to the compiled
+   step taking over (it compiles in the background; the eager step answers until then).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import queue
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from app.adapters.backends import load_adapter
+from app.adapters.custom import CustomAdapter
 from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
 from app.adapters.protocol import Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet
+from app.gpt.batching import BatchDecoder, Row
 from app.gpt.checkpoint import load_checkpoint
 from app.gpt.generate import Sampling, generate
 from app.gpt.model import GPT, GPTConfig
@@ -44,11 +53,20 @@ PROMPTS = [
 ]
 
 
-def ours(config: GPTConfig, prompt: list[int], tokens: int) -> float:
-    torch.manual_seed(0)
-    model = GPT(config).eval()
+def reference(model: GPT, prompt: list[int], tokens: int) -> float:
     started = time.perf_counter()
     produced = sum(1 for _ in generate(model, prompt, Sampling(), max_new_tokens=tokens))
+    assert produced == tokens
+    return produced / (time.perf_counter() - started)
+
+
+def compiled(decoder: BatchDecoder, prompt: list[int], tokens: int) -> float:
+    received: queue.SimpleQueue[int | BaseException | None] = queue.SimpleQueue()
+    started = time.perf_counter()
+    decoder.submit(Row(prompt, Sampling(), tokens, received.put))
+    produced = 0
+    while isinstance(received.get(), int):
+        produced += 1
     assert produced == tokens
     return produced / (time.perf_counter() - started)
 
@@ -60,6 +78,8 @@ def hugging_face(config: GPTConfig, prompt: list[int], tokens: int) -> float:
         n_embd=config.n_embd,
         n_layer=config.n_layer,
         n_head=config.n_head,
+        bos_token_id=None,  # no end of sequence: every run makes `tokens` tokens
+        eos_token_id=None,
     )
     torch.manual_seed(0)
     gpt2: Any = GPT2LMHeadModel  # typed differently across transformers releases
@@ -72,7 +92,6 @@ def hugging_face(config: GPTConfig, prompt: list[int], tokens: int) -> float:
             ids,
             attention_mask=torch.ones_like(ids),
             max_new_tokens=tokens,
-            min_new_tokens=tokens,
             do_sample=False,
             pad_token_id=0,
         )
@@ -82,10 +101,8 @@ def hugging_face(config: GPTConfig, prompt: list[int], tokens: int) -> float:
     return produced / elapsed
 
 
-async def adapter_throughput(folder: Path, concurrency: int, requests: int) -> float:
+async def adapter_throughput(adapter: CustomAdapter, concurrency: int, requests: int) -> float:
     """Completion tokens per second with `concurrency` requests in flight at all times."""
-    spec = ModelSpec("custom", "custom", CustomOptions(checkpoint=folder, max_batch=16))
-    adapter = await load_adapter(spec, IntentSet.load())
     queue = list(range(requests))
     tokens = 0
 
@@ -100,9 +117,54 @@ async def adapter_throughput(folder: Path, concurrency: int, requests: int) -> f
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    return tokens / (time.perf_counter() - started)
+
+
+async def through_adapter(folder: Path, requests: int) -> tuple[dict[int, float], float]:
+    spec = ModelSpec("custom", "custom", CustomOptions(checkpoint=folder, max_batch=16))
+    adapter = await load_adapter(spec, IntentSet.load())
+    assert isinstance(adapter, CustomAdapter)
+    assert adapter.decoder is not None
+    stepper = adapter.decoder.stepper
+    await asyncio.to_thread(stepper.compiled.wait, 300)
+    levels = {c: await adapter_throughput(adapter, c, requests) for c in (1, 4, 16)}
     await adapter.close()
-    return tokens / elapsed
+    return levels, stepper.compile_seconds or float("nan")
+
+
+def start_up(timeout_s: float = 180.0) -> tuple[float, float | None]:
+    """Seconds from `bankllm serve` starting to its first answer, and to its compiled step."""
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", "0"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    assert proc.stderr is not None
+    stream = proc.stderr
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    url = answered = compiled_at = None
+    try:
+        while compiled_at is None and time.perf_counter() - started < timeout_s:
+            try:
+                line = lines.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if url is None and "Uvicorn running on " in line:
+                url = line.split("Uvicorn running on ")[1].split()[0]
+                reply = httpx.post(f"{url}/generate", json={"prompt": PROMPT}, timeout=60)
+                reply.raise_for_status()
+                answered = time.perf_counter() - started
+            if "decoding step compiled" in line:
+                compiled_at = time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert answered is not None, "the service never answered"
+    return answered, compiled_at
 
 
 def main() -> None:
@@ -118,34 +180,41 @@ def main() -> None:
     print(
         f"model: {config.n_layer} layers x {config.n_embd} wide, {config.n_head} heads, "
         f"vocabulary {config.vocab_size}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads (the batch decoder: 1)"
     )
+    torch.manual_seed(0)
+    model = GPT(config).eval()  # random weights: no end of sequence cuts a run short
+    decoder = BatchDecoder(model, max_batch=16, compile=True)
+    assert decoder.stepper.compiled.wait(300), "the step did not compile"
     print(
         f"\n1. one stream, greedy, {len(prompt)}-token prompt, {args.tokens} new tokens "
-        f"(median of {args.runs})"
+        f"(median of {args.runs}; the step compiled in {decoder.stepper.compile_seconds:.1f} s)"
     )
-    rates: dict[str, list[float]] = {
-        "ours (app.gpt.generate)": [],
-        "HF GPT2LMHeadModel.generate": [],
-    }
-    for _ in range(args.runs):  # alternate, so drift on a noisy machine hits both alike
-        rates["ours (app.gpt.generate)"].append(ours(config, prompt, args.tokens))
-        rates["HF GPT2LMHeadModel.generate"].append(hugging_face(config, prompt, args.tokens))
+    names = ("ours: batch decoder, compiled step", "HF GPT2LMHeadModel.generate", "ours: eager")
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.runs):  # alternate, so drift on a noisy machine hits all alike
+        rates[names[0]].append(compiled(decoder, prompt, args.tokens))
+        rates[names[1]].append(hugging_face(config, prompt, args.tokens))
+        rates[names[2]].append(reference(model, prompt, args.tokens))
+    decoder.close()
     medians = {name: statistics.median(r) for name, r in rates.items()}
     for name, rate in medians.items():
-        print(f"   {name:<32}{rate:>8.0f} tokens/s")
-    a, b = medians.values()
-    print(f"   ratio ours / HF: {a / b:.2f}x")
+        print(f"   {name:<38}{rate:>8.0f} tokens/s")
+    print(f"   ratio compiled / HF: {medians[names[0]] / medians[names[1]]:.2f}x")
     print(
-        f"\n2. through CustomAdapter (dynamic batching), default checkpoint, {args.requests} "
-        "requests of up to 64 tokens per level"
+        f"\n2. through CustomAdapter (dynamic batching, compiled step), default checkpoint, "
+        f"{args.requests} requests of up to 64 tokens per level"
     )
-    levels = {
-        c: asyncio.run(adapter_throughput(args.checkpoint, c, args.requests)) for c in (1, 4, 16)
-    }
+    levels, _ = asyncio.run(through_adapter(args.checkpoint, args.requests))
     for c, rate in levels.items():
         print(f"   concurrency {c:>2}: {rate:>8.0f} tokens/s  ({rate / levels[1]:.2f}x c=1)")
     print(f"   ratio c=16 / c=1: {levels[16] / levels[1]:.2f}x")
+    answered, compiled_at = start_up()
+    shown = "never" if compiled_at is None else f"{compiled_at:.1f} s"
+    print(
+        f"\n3. start-up of `bankllm serve`: first answer after {answered:.1f} s; "
+        f"compiled step in use after {shown}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def bare_loop(folder: Path, tokens: int) -> tuple[int, float]:
     eos = special_id(ckpt.tokenizer, EOS)
     started = time.perf_counter()
     count = 0
-    for token in generate(ckpt.model, ids, Sampling(), max_new_tokens=tokens):
+    for token in generate(
+        ckpt.model, ids, Sampling(), max_new_tokens=tokens, restart=ckpt.restart_tokens
+    ):
         count += 1
         if token == eos:
             break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
@@ -37,6 +38,11 @@ from tests.helpers import (
     started,
 )
 from tests.memory import Memory
+
+# The suite's custom models decode eagerly, in this process and in the servers it starts: a
+# compile per loaded model would cost each test seconds of CPU. tests/gpt/test_step.py
+# compiles, and holds the compiled step equal to the eager one.
+os.environ.setdefault("CUSTOM_COMPILE", "false")
 
 
 @pytest.fixture

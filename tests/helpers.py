@@ -38,6 +38,7 @@ TINY = TrainConfig(
     epochs=1,
     batch_size=32,
     warmup_steps=5,
+    reply_steps=5,
     val_fraction=0.0,
 )
 

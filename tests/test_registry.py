@@ -19,11 +19,15 @@ from app.settings import get_settings
 def test_defaults_come_from_the_settings(tmp_path: Path) -> None:
     registry = build_registry(
         get_settings(
-            custom_checkpoint=tmp_path, qlora_engine="transformers", gemini_model="gemini-2.5-pro"
+            custom_checkpoint=tmp_path,
+            custom_compile=True,
+            qlora_engine="transformers",
+            gemini_model="gemini-2.5-pro",
         )
     )
+    custom = CustomOptions(checkpoint=tmp_path, max_batch=16, compile=True)
     assert registry == {
-        "custom": ModelSpec("custom", "custom", CustomOptions(checkpoint=tmp_path, max_batch=16)),
+        "custom": ModelSpec("custom", "custom", custom),
         "qlora": ModelSpec("qlora", "qlora", QLoRAOptions(engine="transformers")),
         "gemini": ModelSpec("gemini", "gemini", GeminiOptions(model="gemini-2.5-pro")),
     }
@@ -85,9 +89,8 @@ def test_models_file_adds_and_replaces(tmp_path: Path) -> None:
     )
     registry = build_registry(get_settings(models_file=path, enable_echo_model=True))
     assert list(registry) == ["custom", "qlora", "gemini", "echo", "custom-v2"]
-    assert registry["custom-v2"] == ModelSpec(
-        "custom-v2", "custom", CustomOptions(checkpoint=Path("/ckpt/v2"), max_batch=16)
-    )
+    v2 = CustomOptions(checkpoint=Path("/ckpt/v2"), max_batch=16, compile=False)  # the suite's
+    assert registry["custom-v2"] == ModelSpec("custom-v2", "custom", v2)  # CUSTOM_COMPILE
     assert registry["gemini"].options == GeminiOptions(model="gemini-2.5-flash-lite")
 
 

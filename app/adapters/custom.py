@@ -49,6 +49,7 @@ class CustomAdapter:
         options = spec.options_as(CustomOptions)
         self._path = options.checkpoint
         self._max_batch = options.max_batch or DEFAULT_MAX_BATCH
+        self._compile = options.compile
         self._info = ModelInfo(spec.name, spec.backend, checkpoint_version(spec))
         self._ckpt: Checkpoint | None = None
         self._decoder: BatchDecoder | None = None
@@ -61,9 +62,20 @@ class CustomAdapter:
     def problem(self) -> str | None:
         return None
 
+    @property
+    def decoder(self) -> BatchDecoder | None:
+        """The running decoder, once loaded (its `stepper.compiled` tells the fast path)."""
+        return self._decoder
+
     async def load(self) -> None:
         self._ckpt = await asyncio.to_thread(load_checkpoint, self._path)
-        self._decoder = BatchDecoder(self._ckpt.model, self._max_batch, self._info.name)
+        self._decoder = BatchDecoder(
+            self._ckpt.model,
+            self._max_batch,
+            self._info.name,
+            restart=self._ckpt.restart_tokens,
+            compile=self._compile,
+        )
         self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version)
 
     async def stream(

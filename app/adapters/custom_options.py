@@ -15,3 +15,6 @@ class CustomOptions(BaseModel):
 
     checkpoint: Path = DEFAULT_CHECKPOINT  # a folder `bankllm train` wrote
     max_batch: int | None = Field(None, ge=1)  # requests decoded together; None: MAX_CONCURRENCY
+    # Compile the decoding step (torch.compile) in the background once loaded; requests are
+    # served by the eager step, with the same tokens, until it is ready.
+    compile: bool = True

@@ -53,6 +53,28 @@ def write_csv(path: Path, examples: list[Example]) -> None:
         writer.writerows([e.text, e.category] for e in examples)
 
 
+def _slip(text: str, rng: random.Random) -> str:
+    """One slip of a customer's fingers: a letter swapped, dropped or doubled in one word, or
+    a word left out."""
+    words = text.split()
+    if len(words) < 3:
+        return text
+    i = rng.randrange(len(words))
+    word, kind = words[i], rng.random()
+    if kind < 0.8 and len(word) > 3:
+        j = rng.randrange(len(word) - 1)
+        if kind < 0.35:
+            word = word[:j] + word[j + 1] + word[j] + word[j + 2 :]
+        elif kind < 0.6:
+            word = word[:j] + word[j + 1 :]
+        else:
+            word = word[: j + 1] + word[j:]
+        words[i] = word
+    elif kind >= 0.8 and len(words) > 5:  # a short one would lose what it asks
+        del words[i]
+    return " ".join(words)
+
+
 def _vary(phrasing: str, rng: random.Random) -> str:
     text = rng.choice(_OPENINGS) + phrasing + rng.choice(_CLOSINGS)
     style = rng.random()
@@ -60,7 +82,7 @@ def _vary(phrasing: str, rng: random.Random) -> str:
         text = text[0].upper() + text[1:]
     elif style < 0.5:
         text = text.lower()
-    return text
+    return _slip(text, rng) if rng.random() < 0.5 else text
 
 
 def build_corpus(path: Path = DEFAULT_PHRASINGS, variants: int = 6, seed: int = 0) -> list[Example]:

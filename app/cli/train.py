@@ -33,8 +33,9 @@ def add_parser(commands: Any) -> None:
     p.add_argument(
         "--minutes",
         type=float,
+        default=d.max_minutes,
         help="time budget: the schedule follows it, training stops when it is spent, and the "
-        "progress bar counts its seconds (default: none, the epochs decide)",
+        "progress bar counts its seconds; 0 for none, the epochs decide (default: %(default)s)",
     )
     p.add_argument("--layers", type=int, default=d.n_layer, help="(default: %(default)s)")
     p.add_argument("--heads", type=int, default=d.n_head, help="(default: %(default)s)")
@@ -53,12 +54,19 @@ def add_parser(commands: Any) -> None:
         help="loss weight of the intent label token (default: %(default)s)",
     )
     p.add_argument(
-        "--reply-fraction",
-        type=float,
-        default=d.reply_fraction,
-        help="share of examples trained with the whole reply, the rest ending at the label "
+        "--reply-steps",
+        type=int,
+        default=d.reply_steps,
+        help="steps on a batch of every reply that training opens with (default: %(default)s)",
+    )
+    p.add_argument(
+        "--reply-repeats",
+        type=int,
+        default=d.reply_repeats,
+        help="times each intent's reply is trained an epoch, from its label alone "
         "(default: %(default)s)",
     )
+    p.add_argument("--dropout", type=float, default=d.dropout, help="(default: %(default)s)")
     p.add_argument(
         "--val-fraction",
         type=float,
@@ -79,11 +87,13 @@ def run(args: argparse.Namespace) -> int:
         n_embd=args.width,
         vocab_size=args.vocab,
         epochs=args.epochs,
-        max_minutes=args.minutes,
+        max_minutes=args.minutes or None,
         batch_size=args.batch_size,
         lr=args.lr,
         label_weight=args.label_weight,
-        reply_fraction=args.reply_fraction,
+        reply_steps=args.reply_steps,
+        reply_repeats=args.reply_repeats,
+        dropout=args.dropout,
         val_fraction=args.val_fraction,
         seed=args.seed,
     )

@@ -1,8 +1,9 @@
 """Dynamic batching: concurrent sequences share one forward pass per decoding step.
 
-A sequence joins the running batch at the next step (after its own prefill), keeps its own
-sampling parameters and random generator, and leaves the batch as soon as it ends or is
-cancelled; the last row then moves into its place so the batch stays one dense block of rows.
+Sequences that arrive together are prefilled together, in one forward pass, and join the
+running batch at the next step. Each keeps its own sampling parameters and random generator,
+and leaves the batch as soon as it ends or is cancelled; the last row then moves into its
+place so the batch stays one dense block of rows. The passes themselves are `Stepper`'s.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.gpt.generate import Sampling, prefill, sample
+from app.gpt.generate import Sampling, sample
 from app.gpt.model import GPT
+from app.gpt.step import Stepper
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Row:
     last: int = field(init=False, default=-1)  # the token to feed at the next step
     pos: int = field(init=False, default=0)  # tokens in the cache
     budget: int = field(init=False, default=0)  # tokens it may still produce
+    context: int = field(init=False, default=0)  # the model's block size
 
     def __post_init__(self) -> None:
         if self.sampling.seed is not None:
@@ -46,7 +49,12 @@ class Row:
 
     @property
     def finished(self) -> bool:
-        return self.cancelled or self.budget <= 0 or self.last == self.end_token
+        return (
+            self.cancelled
+            or self.budget <= 0
+            or self.last == self.end_token
+            or self.pos + 1 >= self.context  # as `generate`: a full block takes no more
+        )
 
 
 _STOP = object()
@@ -57,13 +65,23 @@ class BatchDecoder:
 
     A step that raises ends the sequences of its batch with the error (their requests fail,
     nobody hangs); the thread is then replaced by a new one with fresh caches, which goes on
-    with the sequences still waiting. A prefill that raises ends only its own sequence."""
+    with the sequences still waiting. A prefill that raises ends only the sequences it held."""
 
-    def __init__(self, model: GPT, max_batch: int, name: str = "gpt", threads: int = 1):
+    def __init__(
+        self,
+        model: GPT,
+        max_batch: int,
+        name: str = "gpt",
+        threads: int = 1,
+        *,
+        restart: frozenset[int] = frozenset(),
+        compile: bool = False,
+    ):
         self.model = model
         self.max_batch = max_batch
         self._threads = threads
-        self._caches = model.new_cache(max_batch)
+        self._restart = restart  # tokens after which a sequence goes on from that token alone
+        self.stepper = Stepper(model, max_batch, compile=compile, threads=threads)
         self._pending: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._active: list[Row] = []
         self.steps = 0  # batched decoding steps run
@@ -92,6 +110,7 @@ class BatchDecoder:
 
     def close(self) -> None:
         """Stop the thread; sequences still running or waiting receive None."""
+        self.stepper.close()
         self._pending.put(_STOP)
         joined = None
         while self._thread is not joined:  # a replacement started meanwhile gets the stop
@@ -114,7 +133,7 @@ class BatchDecoder:
                 seq.emit(exc)
             self._active.clear()
             try:
-                self._caches = self.model.new_cache(self.max_batch)
+                self.stepper.reset()
                 self.replaced += 1
                 self._thread = self._spawn()
             except BaseException as fatal:  # no new thread: nothing may wait for one
@@ -137,55 +156,70 @@ class BatchDecoder:
         self._drain(error)
 
     def _admit(self) -> bool:
-        """Move waiting sequences into free rows (blocking while idle); False once closed."""
-        while len(self._active) < self.max_batch:
+        """Move waiting sequences into free rows (blocking while idle) and prefill them
+        together; False once closed."""
+        joining: list[Row] = []
+        running = True
+        while len(self._active) + len(joining) < self.max_batch:
             try:
-                item = self._pending.get(block=not self._active)
+                item = self._pending.get(block=not (self._active or joining))
             except queue.Empty:
-                return True
+                break
             if item is _STOP:
-                return False
+                running = False
+                break
             assert isinstance(item, Row)
-            self._start(item)
-        return True
+            item.budget = item.max_new_tokens
+            item.context = self.model.config.block_size
+            if item.cancelled or item.budget <= 0 or len(item.prompt) >= item.context:
+                item.emit(None)
+            else:
+                joining.append(item)
+        if joining:
+            self._start(joining)
+        return running
 
-    def _start(self, seq: Row) -> None:
-        seq.budget = min(seq.max_new_tokens, self.model.config.block_size - len(seq.prompt))
-        if seq.cancelled or seq.budget <= 0:
-            seq.emit(None)
-            return
+    def _start(self, joining: list[Row]) -> None:
+        rows = list(range(len(self._active), len(self._active) + len(joining)))
         try:
-            single = self.model.new_cache(1)
-            logits = prefill(self.model, torch.tensor(seq.prompt), single)
-        except Exception as exc:  # this sequence's alone: the batch has not seen it
+            logits = self.stepper.prefill([seq.prompt for seq in joining], rows)
+        except Exception as exc:  # theirs alone: the running batch has not seen them
+            if len(joining) > 1:  # one at a time, so only the sequence at fault fails
+                for seq in joining:
+                    self._start([seq])
+                return
             logger.exception("a prefill failed")
-            seq.emit(exc)
+            joining[0].emit(exc)
             return
-        row = len(self._active)
-        for batch_cache, own in zip(self._caches, single, strict=True):
-            batch_cache.copy_row(row, own, 0, len(seq.prompt))
-        seq.pos = len(seq.prompt)
-        self._active.append(seq)
-        self._produce(seq, sample(logits, seq.sampling, seq.generator))
+        for seq in joining:  # all in the batch first: should a first token fail, the
+            seq.pos = len(seq.prompt)  # error reaches every one of them
+            self._active.append(seq)
+        for seq, row_logits in zip(joining, logits, strict=True):
+            self._produce(seq, sample(row_logits, seq.sampling, seq.generator))
 
     def _step(self) -> None:
         """One forward pass for every running sequence, each at its own position."""
         self._retire()
         if not self._active:
             return
-        idx = torch.tensor([[s.last] for s in self._active])  # (B, 1)
-        input_pos = torch.tensor([[s.pos] for s in self._active])  # (B, 1)
-        logits = self.model(idx, input_pos, self._caches)[:, -1]  # (B, vocab)
+        idx = torch.tensor([s.last for s in self._active])
+        pos = torch.tensor([s.pos for s in self._active])
+        logits = self.stepper.step(idx, pos)  # (B, vocab)
         self.steps += 1
         self.rows += len(self._active)
+        greedy = logits.argmax(dim=-1).tolist()  # one pass for every greedy row
         for row, seq in enumerate(self._active):
             seq.pos += 1
-            self._produce(seq, sample(logits[row], seq.sampling, seq.generator))
+            if seq.sampling.temperature > 0.0:
+                self._produce(seq, sample(logits[row], seq.sampling, seq.generator))
+            else:
+                self._produce(seq, greedy[row])
 
-    @staticmethod
-    def _produce(seq: Row, token: int) -> None:
+    def _produce(self, seq: Row, token: int) -> None:
         seq.last = token
         seq.budget -= 1
+        if token in self._restart:  # the answer goes on from this token alone, at position 0
+            seq.pos = 0
         seq.emit(token)
 
     def _retire(self) -> None:
@@ -198,8 +232,7 @@ class BatchDecoder:
                 continue
             last = self._active.pop()
             if last is not seq:
-                for cache in self._caches:
-                    cache.copy_row(row, cache, len(self._active), last.pos)
+                self.stepper.move_row(row, len(self._active), last.pos)
                 self._active[row] = last
             seq.emit(None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ class Checkpoint:
     tokenizer: Tokenizer
     version: str  # first 12 hex digits of the weights' sha256
     meta: dict[str, Any] = field(default_factory=dict)  # how it was trained
+    # Tokens that restart the context: the answer goes on from that token alone, at position
+    # 0 (the intent label, so the reply is decoded from the label, not from the question).
+    restart_tokens: frozenset[int] = frozenset()
 
 
 def _digest(path: Path) -> str:
@@ -32,14 +36,23 @@ def _digest(path: Path) -> str:
 
 
 def save_checkpoint(
-    folder: Path, model: GPT, tokenizer: Tokenizer, meta: dict[str, Any] | None = None
+    folder: Path,
+    model: GPT,
+    tokenizer: Tokenizer,
+    meta: dict[str, Any] | None = None,
+    restart_tokens: Collection[int] = (),
 ) -> str:
     """Write the three files into folder; returns the checkpoint's version."""
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, str(folder / WEIGHTS))
     tokenizer.save(str(folder / TOKENIZER))
     version = _digest(folder / WEIGHTS)
-    config = {"model": model.config.to_dict(), "version": version, "meta": meta or {}}
+    config = {
+        "model": model.config.to_dict(),
+        "version": version,
+        "restart_tokens": sorted(restart_tokens),
+        "meta": meta or {},
+    }
     (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     return version
 
@@ -60,4 +73,10 @@ def load_checkpoint(folder: Path) -> Checkpoint:
     load_model(model, str(folder / WEIGHTS))
     model.eval()
     tokenizer = plain_specials(Tokenizer.from_file(str(folder / TOKENIZER)))
-    return Checkpoint(model, tokenizer, str(config["version"]), dict(config.get("meta", {})))
+    return Checkpoint(
+        model,
+        tokenizer,
+        str(config["version"]),
+        dict(config.get("meta", {})),
+        frozenset(int(t) for t in config.get("restart_tokens", ())),
+    )

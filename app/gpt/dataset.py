@@ -37,22 +37,32 @@ def split_stratified(
     return train, val
 
 
-def encode_example(
-    tokenizer: Tokenizer, e: Example, intents: IntentSet, block: int, with_reply: bool = True
-) -> list[int]:
-    """<bos> text <sep> intent: <label> \\n reply <eos>; without the reply the sequence ends at
-    the label (no <eos>), which teaches the intent at a fraction of the cost."""
+def encode_example(tokenizer: Tokenizer, e: Example, block: int) -> list[int]:
+    """<bos> text <sep> intent: <label>: the question and the answer up to its label. The
+    reply is trained apart, from the label alone (`encode_reply`), so it is learnt once per
+    intent instead of once per example, and decoded the same whatever the question."""
     prompt = encode_prompt(tokenizer, e.text)
-    if with_reply:
-        answer = tokenizer.encode(intents.answer(e.category), add_special_tokens=False).ids
-        answer.append(special_id(tokenizer, EOS))
-    else:
-        answer = tokenizer.encode(ANSWER_PREFIX + e.category, add_special_tokens=False).ids
-    ids = [*prompt, *answer]
-    if len(ids) > block:  # cut the customer's text, keeping <sep> and the answer
-        keep = max(1, block - len(answer) - 1)
-        ids = [*prompt[:keep], prompt[-1], *answer]
-    return ids[:block]
+    answer = [*tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False).ids]
+    answer.append(label_id(tokenizer, e.category))
+    if len(prompt) + len(answer) > block:  # cut the customer's text, keeping <sep>
+        prompt = [*prompt[: max(1, block - len(answer) - 1)], prompt[-1]]
+    return [*prompt, *answer]
+
+
+def encode_reply(tokenizer: Tokenizer, intents: IntentSet, label: str, block: int) -> list[int]:
+    """<label> \n reply <eos>: the answer from its label on, the sequence a checkpoint with
+    restart tokens decodes at positions 0, 1, ... once it has named the intent (cut to the
+    block size, which must then be raised for the reply to be learnt whole)."""
+    answer = tokenizer.encode(intents.answer(label), add_special_tokens=False).ids
+    start = answer.index(label_id(tokenizer, label))
+    return [*answer[start:], special_id(tokenizer, EOS)][:block]
+
+
+def label_id(tokenizer: Tokenizer, label: str) -> int:
+    token_id = tokenizer.token_to_id(label)
+    if token_id is None:
+        raise ValueError(f"tokenizer has no token for the label {label!r}")
+    return int(token_id)
 
 
 def batches(seqs: list[list[int]], size: int, rng: random.Random) -> list[list[list[int]]]:
@@ -63,11 +73,15 @@ def batches(seqs: list[list[int]], size: int, rng: random.Random) -> list[list[l
     return batches
 
 
-def pad_batch(batch: list[list[int]], pad: int) -> tuple[Tensor, Tensor]:
+def pad_batch(batch: list[list[int]], pad: int, sep: int | None = None) -> tuple[Tensor, Tensor]:
+    """Inputs and next-token targets, padded. With `sep`, a sequence holding it is trained on
+    its answer only: the customer's own tokens are context, not targets."""
     width = max(map(len, batch))
     x = torch.full((len(batch), width - 1), pad)
     y = torch.full((len(batch), width - 1), -100)  # -100: ignored by cross_entropy
     for row, seq in enumerate(batch):
         x[row, : len(seq) - 1] = torch.tensor(seq[:-1])
         y[row, : len(seq) - 1] = torch.tensor(seq[1:])
+        if sep is not None and sep in seq:
+            y[row, : seq.index(sep)] = -100
     return x, y

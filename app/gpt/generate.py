@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -75,23 +75,27 @@ def generate(
     *,
     max_new_tokens: int,
     use_cache: bool = True,
+    restart: Collection[int] = frozenset(),
 ) -> Iterator[int]:
     """Yield new token ids one at a time, up to max_new_tokens or the end of the context.
 
+    A token in `restart` starts the context again: the sequence goes on from that token alone,
+    at position 0 (a checkpoint trained to decode its reply from the intent label alone).
     The caller stops early (end of sequence, stop string, cancellation) by not asking for more.
     Each step may run on any thread, one step at a time, which lets an async server interleave
-    requests token by token.
+    requests token by token. This loop is the reference the batch decoder is held equal to.
     """
     if not prompt:
         raise ValueError("prompt must hold at least one token")
-    budget = min(max_new_tokens, model.config.block_size - len(prompt))
     generator = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
     caches = model.new_cache() if use_cache else None
     tokens = list(prompt)
     fresh = len(tokens)
-    for _ in range(budget):
+    for _ in range(max_new_tokens):
+        if len(tokens) >= model.config.block_size:
+            return
         logits = _next_logits(model, tokens, caches, fresh)
         token = sample(logits, sampling, generator)
-        tokens.append(token)
+        tokens = [token] if token in restart else [*tokens, token]
         fresh = 1
         yield token

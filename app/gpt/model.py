@@ -20,6 +20,7 @@ class GPTConfig:
     n_embd: int = 256  # residual stream width; must divide by n_head
     dropout: float = 0.0  # used in training only
     bias: bool = True  # biases in Linear and LayerNorm layers
+    tie_embeddings: bool = True  # the output layer shares the token embedding's weights
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,7 +132,8 @@ class GPT(nn.Module):
         self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight  # weight tying (GPT-2, nanoGPT)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # scaled init of residual projections (GPT-2)
             if name.endswith("c_proj.weight"):
@@ -170,6 +172,16 @@ class GPT(nn.Module):
         Without caches the whole sequence is attended causally from position 0 (training and
         uncached decoding); with caches each call appends its keys and values at input_pos.
         """
+        return self.lm_head(self.features(idx, input_pos, caches))  # type: ignore[no-any-return]
+
+    def features(
+        self,
+        idx: Tensor,
+        input_pos: Tensor | None = None,
+        caches: list[KVCache] | None = None,
+    ) -> Tensor:
+        """The final hidden states (B, T, C) that `lm_head` turns into logits: training takes
+        the logits of the positions it scores only."""
         _, T = idx.size()
         if input_pos is None:
             input_pos = torch.arange(T)
@@ -177,4 +189,4 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(input_pos))  # (B, T, C)
         for i, block in enumerate(self.h):
             x = block(x, input_pos if caches else None, caches[i] if caches else None)
-        return self.lm_head(self.ln_f(x))  # type: ignore[no-any-return]
+        return self.ln_f(x)  # type: ignore[no-any-return]

@@ -22,9 +22,9 @@ from app.banking.corpus import Example, write_csv
 from app.banking.intents import IntentSet
 from app.gpt.checkpoint import save_checkpoint
 from app.gpt.curve import save_curve
-from app.gpt.dataset import batches, encode_example, pad_batch, split_stratified
+from app.gpt.dataset import batches, encode_example, encode_reply, pad_batch, split_stratified
 from app.gpt.model import GPT, GPTConfig
-from app.gpt.tokenizer import PAD, special_id, train_tokenizer
+from app.gpt.tokenizer import PAD, SEP, special_id, train_tokenizer
 from app.gpt.validation import answer_scores
 
 logger = logging.getLogger(__name__)
@@ -34,21 +34,31 @@ CURVE = "training_curve.png"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    n_layer: int = 4
+    n_layer: int = 3
     n_head: int = 4
-    n_embd: int = 256
+    n_embd: int = 192
     block_size: int = 256
     vocab_size: int = 2048  # BPE merges, before the label tokens are added
-    dropout: float = 0.1
-    # Loss weight of the intent label token against the others. The reply is the same for
-    # every example of an intent and easy to memorize; weighting the label makes the model
-    # generalize to unseen phrasings (held-out accuracy on our corpus: 20% at 1, 43% at 10).
+    dropout: float = 0.0
+    # Untied: a label is both the answer the question leads to (an output) and the start of
+    # its reply (an input); tied, classification keeps moving the input the reply is learnt
+    # from, and the replies never hold.
+    tie_embeddings: bool = False
+    # Loss weight of the intent label token against the customer's own tokens: weighting the
+    # label makes the model generalize to unseen phrasings (held-out accuracy on our corpus:
+    # 20% at 1, 43% at 10).
     label_weight: float = 10.0
-    # Share of examples trained with the whole reply; the rest end at the label. Replies are
-    # a fixed text per intent, so a few examples teach them and the rest train much faster.
-    reply_fraction: float = 1.0
-    epochs: int = 12
-    max_minutes: float | None = None  # time budget: the schedule follows time, then stops
+    # Replies are decoded from the label alone. Training opens with this many steps on a batch
+    # of every reply, at the schedule's high learning rate: memorizing 77 replies takes about
+    # 100 such steps, which, spread thinly over the epochs, never add up before the rate falls.
+    reply_steps: int = 100
+    reply_repeats: int = 8  # then each reply is trained again this many times an epoch
+    # Train on the customer's own tokens too, not only on the answer. Off: those targets pull
+    # the model's next-token predictions away from the replies it memorized (word for word in
+    # 3 minutes on Banking77: 1.5% with them, 90.1% without).
+    question_loss: bool = False
+    epochs: int = 30
+    max_minutes: float | None = 10.0  # time budget: the schedule follows time, then stops
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -90,13 +100,21 @@ class TrainResult:
 
 
 def _loss(logits: Tensor, targets: Tensor, label_ids: Tensor, label_weight: float) -> Tensor:
-    """Cross-entropy over every answer and prompt token, the label token weighted."""
-    flat = targets.flatten()
-    losses = F.cross_entropy(logits.flatten(0, 1), flat, ignore_index=-100, reduction="none")
-    weights = (flat != -100).float()
+    """Cross-entropy over the scored tokens (logits (N, vocab), targets (N,)), the label
+    token weighted."""
+    losses = F.cross_entropy(logits, targets, ignore_index=-100, reduction="none")
+    weights = (targets != -100).float()
     if label_weight != 1.0:
-        weights = weights * torch.where(torch.isin(flat, label_ids), label_weight, 1.0)
+        weights = weights * torch.where(torch.isin(targets, label_ids), label_weight, 1.0)
     return (losses * weights).sum() / weights.sum()
+
+
+def _batch_loss(model: GPT, x: Tensor, y: Tensor, label_ids: Tensor, cfg: TrainConfig) -> Tensor:
+    """The loss of a batch, with logits computed for the scored positions only: the output
+    layer is a quarter of this model's cost per position, and an answer is 4 of about 20."""
+    scored = y != -100
+    logits = model.lm_head(model.features(x)[scored])  # (N, vocab)
+    return _loss(logits, y[scored], label_ids, cfg.label_weight)
 
 
 def _lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -115,6 +133,7 @@ def _build_model(tokenizer: Tokenizer, cfg: TrainConfig) -> GPT:
             n_head=cfg.n_head,
             n_embd=cfg.n_embd,
             dropout=cfg.dropout,
+            tie_embeddings=cfg.tie_embeddings,
         )
     )
 
@@ -152,16 +171,14 @@ def train(
     corpus = [e.text for e in train_set] + [intents.answer(label) for label in intents.labels]
     tokenizer = train_tokenizer(corpus, cfg.vocab_size, label_tokens=intents.labels)
     model = _build_model(tokenizer, cfg)
-    replied: set[str] = set()  # every intent gets its reply taught at least once
-    seqs = []
-    for e in train_set:
-        with_reply = e.category not in replied or rng.random() < cfg.reply_fraction
-        replied.add(e.category)
-        seqs.append(encode_example(tokenizer, e, intents, cfg.block_size, with_reply))
+    seqs = [encode_example(tokenizer, e, cfg.block_size) for e in train_set]
+    taught = sorted({e.category for e in train_set})  # the intents this data has
+    replies = [encode_reply(tokenizer, intents, label, cfg.block_size) for label in taught]
+    seqs += replies * cfg.reply_repeats
     optimizer = _optimizer(model, cfg)
-    pad = special_id(tokenizer, PAD)
+    pad, sep = special_id(tokenizer, PAD), special_id(tokenizer, SEP)
     label_ids = torch.tensor([tokenizer.token_to_id(label) for label in intents.labels])
-    total = math.ceil(len(seqs) / cfg.batch_size) * cfg.epochs
+    total = math.ceil(len(seqs) / cfg.batch_size) * cfg.epochs + cfg.reply_steps
     budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     bar = progress_bar(total, budget, progress)
     history: list[Epoch] = []
@@ -171,13 +188,14 @@ def train(
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         losses = []
-        for batch in batches(seqs, cfg.batch_size, rng):
+        opening = [replies] * cfg.reply_steps if epoch == 1 else []
+        for batch in opening + batches(seqs, cfg.batch_size, rng):
             elapsed = time.perf_counter() - started
             if elapsed > budget:
                 out_of_time = True
                 break
-            x, y = pad_batch(batch, pad)
-            loss = _loss(model(x), y, label_ids, cfg.label_weight)
+            x, y = pad_batch(batch, pad, None if cfg.question_loss else sep)
+            loss = _batch_loss(model, x, y, label_ids, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, max(step / total, elapsed / budget), cfg)
             optimizer.zero_grad(set_to_none=True)
@@ -225,7 +243,7 @@ def train(
         "val_examples": len(val_set),
         "history": [asdict(h) for h in history],
     }
-    version = save_checkpoint(out, model, tokenizer, info)
+    version = save_checkpoint(out, model, tokenizer, info, restart_tokens=label_ids.tolist())
     if val_set:
         write_csv(out / HELD_OUT, list(val_set))
     save_curve(history, out / CURVE)

@@ -21,7 +21,7 @@ def test_corpus_covers_every_intent_with_several_phrasings() -> None:
     per_label = {
         label: {e.group for e in corpus if e.category == label} for label in IntentSet.load().labels
     }
-    assert min(len(groups) for groups in per_label.values()) >= 6
+    assert min(len(groups) for groups in per_label.values()) >= 40
     assert len(corpus) == len(set(corpus))
 
 

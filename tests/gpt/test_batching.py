@@ -155,9 +155,19 @@ def test_a_prefill_that_raises_ends_only_its_own_sequence() -> None:
     model = _model()
     _faulty(model, lambda idx: bool((idx == 60).any()))
     decoder = BatchDecoder(model, max_batch=4)
-    bad, good = Collected(), Collected()
+    bad, good, held = Collected(), Collected(), Collected()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(item: int | BaseException | None) -> None:  # runs on the decoding thread
+        holding.set()
+        release.wait(30)
+        held(item)
+
+    decoder.submit(Row([3], Sampling(), 1, hold))
+    assert holding.wait(30)  # the thread waits: the next two arrive together
     decoder.submit(Row([1, 2], Sampling(), 30, good))
     decoder.submit(Row([60, 60], Sampling(), 30, bad))
+    release.set()
     assert (bad.wait(), repr(bad.error)) == ([], repr(RuntimeError("injected fault")))
     assert (good.wait(), good.error) == (_alone(model, [1, 2], Sampling(), 30), None)
     decoder.close()

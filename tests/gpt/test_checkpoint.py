@@ -23,8 +23,11 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
             vocab_size=tokenizer.get_vocab_size(), block_size=32, n_layer=1, n_head=2, n_embd=16
         )
     ).eval()
-    version = save_checkpoint(tmp_path, model, tokenizer, {"data": "two sentences"})
+    version = save_checkpoint(
+        tmp_path, model, tokenizer, {"data": "two sentences"}, restart_tokens=[5, 3]
+    )
     loaded = load_checkpoint(tmp_path)
+    assert loaded.restart_tokens == frozenset({3, 5})
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "config.json",
         "model.safetensors",
@@ -52,8 +55,34 @@ def test_default_checkpoint_answers_a_customer() -> None:
     prompt = encode_prompt(ckpt.tokenizer, "I still have not received my new card")
     eos = special_id(ckpt.tokenizer, EOS)
     out = []
-    for token in generate(ckpt.model, prompt, Sampling(), max_new_tokens=128):
+    assert ckpt.restart_tokens == {
+        ckpt.tokenizer.token_to_id(label) for label in IntentSet.load().labels
+    }
+    for token in generate(
+        ckpt.model, prompt, Sampling(), max_new_tokens=128, restart=ckpt.restart_tokens
+    ):
         if token == eos:
             break
         out.append(token)
     assert ckpt.tokenizer.decode(out) == IntentSet.load().answer("card_arrival")
+
+
+def test_untied_embeddings_round_trip(tmp_path: Path) -> None:
+    tokenizer = train_tokenizer(["hello world", "hello there"], vocab_size=270)
+    torch.manual_seed(0)
+    config = GPTConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        block_size=32,
+        n_layer=1,
+        n_head=2,
+        n_embd=16,
+        tie_embeddings=False,
+    )
+    model = GPT(config).eval()
+    assert model.lm_head.weight.data_ptr() != model.wte.weight.data_ptr()
+    save_checkpoint(tmp_path, model, tokenizer)
+    loaded = load_checkpoint(tmp_path)
+    assert loaded.model.config == config
+    assert loaded.restart_tokens == frozenset()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name

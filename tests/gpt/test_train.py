@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from app.banking.corpus import Example, read_csv
 from app.banking.intents import IntentSet
 from app.gpt.checkpoint import load_checkpoint
-from app.gpt.dataset import encode_example, split_stratified
+from app.gpt.dataset import encode_example, encode_reply, pad_batch, split_stratified
 from app.gpt.tokenizer import train_tokenizer
 from app.gpt.train import Epoch, _loss, train
 from app.gpt.validation import AnswerScores, answer_scores
@@ -101,27 +101,33 @@ def test_label_weight_scales_the_label_tokens_share_of_the_loss() -> None:
     targets = torch.tensor([[1, 2, -100]])
     labels = torch.tensor([1])
     good, bad = F.cross_entropy(logits[0, :2], targets[0, :2], reduction="none").tolist()
-    assert _loss(logits, targets, labels, 1.0).item() == pytest.approx((good + bad) / 2)
-    assert _loss(logits, targets, labels, 3.0).item() == pytest.approx((3 * good + bad) / 4)
+    flat, flat_targets = logits.flatten(0, 1), targets.flatten()
+    assert _loss(flat, flat_targets, labels, 1.0).item() == pytest.approx((good + bad) / 2)
+    assert _loss(flat, flat_targets, labels, 3.0).item() == pytest.approx((3 * good + bad) / 4)
 
 
-def test_an_example_without_reply_ends_at_its_label() -> None:
-    tokenizer = train_tokenizer(["my card has not come"] * 3, 280, IntentSet.load().labels)
+def test_an_example_ends_at_its_label_and_its_reply_goes_on_from_that_label() -> None:
     intents = IntentSet.load()
-    example = Example("my card has not come", "card_arrival")
-    short = encode_example(tokenizer, example, intents, 256, with_reply=False)
-    full = encode_example(tokenizer, example, intents, 256)
-    assert tokenizer.decode(short, skip_special_tokens=False).endswith("intent: card_arrival")
-    assert full[: len(short)] == short
-    assert tokenizer.decode(full).endswith(intents.intents["card_arrival"].reply)
+    tokenizer = train_tokenizer(["my card has not come"] * 3, 280, intents.labels)
+    question = encode_example(tokenizer, Example("my card has not come", "card_arrival"), 256)
+    reply = encode_reply(tokenizer, intents, "card_arrival", 256)
+    assert tokenizer.decode(question, skip_special_tokens=False) == (
+        "<|bos|>my card has not come<|sep|>intent: card_arrival"
+    )
+    assert reply[0] == question[-1]
+    assert tokenizer.decode(reply, skip_special_tokens=False) == (
+        f"card_arrival\n{intents.intents['card_arrival'].reply}<|eos|>"
+    )
 
 
 def test_a_long_text_is_cut_but_never_its_answer() -> None:
     intents = IntentSet.load()
     tokenizer = train_tokenizer(["card"] * 3, 280, intents.labels)
-    ids = encode_example(tokenizer, Example("card " * 200, "card_arrival"), intents, 256)
+    ids = encode_example(tokenizer, Example("card " * 300, "card_arrival"), 256)
+    text = tokenizer.decode(ids, skip_special_tokens=False)
     assert len(ids) == 256
-    assert tokenizer.decode(ids).endswith(intents.intents["card_arrival"].reply)
+    assert text.startswith("<|bos|>card card")
+    assert text.endswith("<|sep|>intent: card_arrival")
 
 
 def test_with_a_time_budget_the_progress_bar_counts_its_seconds(
@@ -129,8 +135,16 @@ def test_with_a_time_budget_the_progress_bar_counts_its_seconds(
 ) -> None:
     train(_examples(), IntentSet.load(), tmp_path, replace(SMALL, max_minutes=1.0))
     budgeted = capsys.readouterr().err
-    train(_examples(), IntentSet.load(), tmp_path / "steps", SMALL)
+    train(_examples(), IntentSet.load(), tmp_path / "steps", replace(SMALL, max_minutes=None))
     stepped = capsys.readouterr().err
     assert "/60 s [" in budgeted  # the total is the budget, not the epochs' steps
     assert "step" not in budgeted
     assert "step" in stepped
+
+
+def test_with_sep_a_question_is_trained_on_its_answer_and_a_reply_on_every_token() -> None:
+    question, reply = [1, 5, 6, 2, 7, 9], [9, 3, 4, 8]  # <bos> a b <sep> intent: <label>
+    x, y = pad_batch([question, reply], pad=0, sep=2)
+    assert x.tolist() == [[1, 5, 6, 2, 7], [9, 3, 4, 0, 0]]
+    assert y.tolist() == [[-100, -100, -100, 7, 9], [3, 4, 8, -100, -100]]
+    assert pad_batch([question], pad=0)[1].tolist() == [[5, 6, 2, 7, 9]]

@@ -26,7 +26,9 @@ def test_scores_agree_with_greedy_decoding(tmp_path: Path) -> None:
     for e in examples:
         out = []
         prompt = encode_prompt(ckpt.tokenizer, e.text)
-        for token in generate(ckpt.model, prompt, Sampling(), max_new_tokens=100):
+        for token in generate(
+            ckpt.model, prompt, Sampling(), max_new_tokens=100, restart=ckpt.restart_tokens
+        ):
             out.append(token)
             if token == eos:
                 break
