@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.adapters.backends import load_adapter, unavailable_reason
+from app.adapters.custom import _TokenQueue
 from app.adapters.custom_options import CustomOptions
 from app.adapters.protocol import Adapter, Completion, ModelSpec, Piece, SamplingParams, Usage
 from app.banking.intents import IntentSet
@@ -96,3 +99,33 @@ async def test_concurrent_requests_get_what_they_would_get_alone(adapter: Adapte
         *(answer(adapter, p, s) for p, s in zip(prompts, params, strict=True))
     )
     assert list(together) == alone
+
+
+async def test_a_burst_of_tokens_from_the_decoding_thread_wakes_the_loop_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    wakes: list[object] = []
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        wakes.append(callback)
+        return call_soon_threadsafe(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    queues = [_TokenQueue() for _ in range(3)]
+    emitters = [q.emitter() for q in queues]
+
+    def one_step() -> None:  # a decoding step: a token for each row, then one row ends
+        for token, emit in enumerate(emitters):
+            emit(token)
+        emitters[0](None)
+
+    for _ in range(2):
+        thread = threading.Thread(target=one_step)
+        thread.start()
+        thread.join()  # the loop is held meanwhile: the whole step waits for it
+        await asyncio.sleep(0)
+    got = [[q._queue.get_nowait() for _ in range(q._queue.qsize())] for q in queues]
+    assert got == [[0, None, 0, None], [1, 1], [2, 2]]  # each queue's own order
+    assert len(wakes) == 2  # one wake-up a step, not one a token
