@@ -43,7 +43,7 @@ def encode_example(tokenizer: Tokenizer, e: Example, block: int) -> list[int]:
     intent instead of once per example, and decoded the same whatever the question."""
     prompt = encode_prompt(tokenizer, e.text)
     answer = [*tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False).ids]
-    answer.append(label_id(tokenizer, e.category))
+    answer.append(special_id(tokenizer, e.category))  # each label is one added token
     if len(prompt) + len(answer) > block:  # cut the customer's text, keeping <sep>
         prompt = [*prompt[: max(1, block - len(answer) - 1)], prompt[-1]]
     return [*prompt, *answer]
@@ -54,15 +54,8 @@ def encode_reply(tokenizer: Tokenizer, intents: IntentSet, label: str, block: in
     restart tokens decodes at positions 0, 1, ... once it has named the intent (cut to the
     block size, which must then be raised for the reply to be learnt whole)."""
     answer = tokenizer.encode(intents.answer(label), add_special_tokens=False).ids
-    start = answer.index(label_id(tokenizer, label))
+    start = answer.index(special_id(tokenizer, label))
     return [*answer[start:], special_id(tokenizer, EOS)][:block]
-
-
-def label_id(tokenizer: Tokenizer, label: str) -> int:
-    token_id = tokenizer.token_to_id(label)
-    if token_id is None:
-        raise ValueError(f"tokenizer has no token for the label {label!r}")
-    return int(token_id)
 
 
 def batches(seqs: list[list[int]], size: int, rng: random.Random) -> list[list[list[int]]]:
