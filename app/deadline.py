@@ -27,10 +27,15 @@ class Deadline:
         self._wait: asyncio.Timeout | None = None  # the stream's wait in progress
         self._cut: ServiceError | None = None
 
-    async def bound(self, awaitable: Awaitable[T]) -> T:
-        """Await within the deadline; TimeoutError when it passes."""
+    def bound(self, awaitable: Awaitable[T]) -> Awaitable[T]:
+        """`awaitable` within the deadline: TimeoutError when it passes. Inside `async with
+        deadline:` it is `awaitable` itself (the whole answer's timer bounds it), so a whole
+        answer's pieces cost no frame each."""
         if self._whole is not None:
-            return await awaitable
+            return awaitable
+        return self._bounded(awaitable)
+
+    async def _bounded(self, awaitable: Awaitable[T]) -> T:
         async with asyncio.timeout_at(self.at) as self._wait:
             try:
                 return await awaitable

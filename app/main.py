@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
 from app.banking.intents import IntentSet
 from app.middleware import BodyLimits
+from app.openapi import document
 from app.pipeline import Pipeline
 from app.routes import benchmarks, generate, health, metrics, models, openai, shadow
 from app.routes.errors import add_error_handlers
@@ -57,35 +57,5 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimits, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
-    _document_limits(app, settings)
+    document(app, settings)
     return app
-
-
-def _document_limits(app: FastAPI, settings: Settings) -> None:
-    """Put this install's MAX_PROMPT_CHARS and MAX_TOKENS_LIMIT in the OpenAPI document."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schemas = build()["components"]["schemas"]
-            for model, field, key, value in (
-                ("GenerateRequest", "prompt", "maxLength", settings.max_prompt_chars),
-                ("GenerateRequest", "max_tokens", "maximum", settings.max_tokens_limit),
-                ("CompletionRequest", "prompt", "maxLength", settings.max_prompt_chars),
-                ("CompletionRequest", "max_tokens", "maximum", settings.max_tokens_limit),
-                (
-                    "ChatCompletionRequest",
-                    "max_completion_tokens",
-                    "maximum",
-                    settings.max_tokens_limit,
-                ),
-                ("ChatCompletionRequest", "max_tokens", "maximum", settings.max_tokens_limit),
-            ):
-                schemas[model]["properties"][field][key] = value
-            schemas["CompletionRequest"]["properties"]["prompt"]["items"]["maxLength"] = (
-                settings.max_prompt_chars
-            )
-        assert app.openapi_schema is not None
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

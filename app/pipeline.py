@@ -254,13 +254,15 @@ class Pipeline:
                         record.mark_token()
                         if delta := splitter.feed(piece.text):
                             reply.append(delta)
-                            yield StreamEvent(record.request_id, delta, model=record.model)
+                            if streamed:  # a whole answer is read for its result alone
+                                yield StreamEvent(record.request_id, delta, model=record.model)
                     if piece.usage is not None and piece.finish_reason is not None:
                         record.usage, finish = piece.usage, piece.finish_reason
                     piece = await deadline.bound(anext(pieces, None))
                 if tail := splitter.finish():
                     reply.append(tail)
-                    yield StreamEvent(record.request_id, tail, model=record.model)
+                    if streamed:
+                        yield StreamEvent(record.request_id, tail, model=record.model)
                 record.intent = splitter.intent
                 record.end()
                 if record.fallback_from is None:

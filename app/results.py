@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from app.adapters.protocol import FinishReason, ModelInfo
 from app.telemetry.record import NO_MODEL, RequestRecord
@@ -34,6 +35,11 @@ class GenerateResult:
     latency_ms: float
     ttft_ms: float | None
     fallback_from: str | None = None  # the remote model that failed before `model` answered
+
+    def fields(self) -> dict[str, Any]:
+        """Every field by name, in order: `GeneratePublic`'s JSON. (`dataclasses.asdict`
+        deep-copies each value, a cost every answer would pay.)"""
+        return dict(self.__dict__)
 
     @classmethod
     def of(cls, record: RequestRecord, text: str, finish: FinishReason) -> GenerateResult:

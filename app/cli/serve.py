@@ -130,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
+        # uvicorn's access lines are INFO; above that it would still build each one's
+        # fields (the path quoted again) on every response, for nothing printed
+        access_log=logging.getLevelName(settings.log_level.upper()) <= logging.INFO,
         timeout_graceful_shutdown=int(AFTER_CUT_S),  # for a send that never ends
     )
     GracefulServer(config, app).run()

@@ -22,6 +22,7 @@ from app.telemetry.summary import Sample, SampleWindow, summarize
 logger = logging.getLogger(__name__)
 WINDOW = 100_000  # newest request rows kept in memory for summaries
 WARN_EVERY_S = 60.0  # while rows are dropped, one warning a minute
+BATCH = 1024  # rows at most in one write
 _STOP = object()
 
 
@@ -67,9 +68,11 @@ class BenchmarkLog:
     """Appends rows from a background thread; `append` never blocks a request. Every
     `every` request rows it adds a summary row over those rows.
 
-    Each row is one `write` of one whole line to a file opened with O_APPEND, so rows from
-    several processes never interleave and a crash can only leave a torn last line, which
-    `read_rows` skips and the next start cuts off with a newline.
+    The rows waiting when the writer wakes go out in one `write` of whole lines to a file
+    opened with O_APPEND (one write a batch, not one a row: under load the writer shares the
+    interpreter with the requests), so rows from several processes never interleave and a
+    crash can only leave a torn last line, which `read_rows` skips and the next start cuts
+    off with a newline.
 
     A row that cannot be written (disk full, file gone read-only) is dropped and counted
     (`on_drop`), never waited for; `problem` says so, a warning is logged once a minute, and
@@ -163,19 +166,23 @@ class BenchmarkLog:
 
     def _run(self) -> None:
         while True:
-            row = self._queue.get()
+            batch = [self._queue.get()]
+            while len(batch) < BATCH:  # whatever else waits goes out in the same write
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [row for row in batch if row is not _STOP]
             try:
-                if row is _STOP:
-                    return
-                assert isinstance(row, dict)
-                self._write_row(row)
-            except OSError as exc:  # a full disk must not kill the writer or block requests
-                self._drop(exc)
+                if rows:
+                    self._write_rows(rows)  # type: ignore[arg-type]
             except Exception:
-                logger.exception("could not write a benchmark row to %s", self.path)
-                self._drop(None)
+                logger.exception("could not write benchmark rows to %s", self.path)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
+            if len(rows) < len(batch):
+                return
 
     def _drop(self, error: OSError | None) -> None:
         self.dropped += 1
@@ -206,32 +213,53 @@ class BenchmarkLog:
         except FileNotFoundError:
             return True
 
-    def _write_row(self, row: dict[str, Any]) -> None:
-        if self._fd is None or self._moved():
-            self._reopen()
-        self._write_line(_encode(row))
+    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Rows in one write of whole lines, each summary row after the request row that
+        completes its window; on a failed write every row of it is dropped, and counted."""
+        lines = bytearray()
+        written = 0
+        samples: list[Sample] = []
+        shadows: list[dict[str, Any]] = []
+        window = list(self._window)
+        for row in rows:
+            try:
+                lines += _encode(row)
+            except (TypeError, ValueError):  # not JSON (NaN, say): this row alone
+                logger.exception("could not encode a benchmark row for %s", self.path)
+                self._drop(None)
+                continue
+            written += 1
+            if row.get("type") == "shadow":
+                shadows.append(row)
+            if row.get("type") != "request":
+                continue
+            samples.append(sample := Sample.from_row(row))
+            window.append(sample)
+            if len(window) == self._every:
+                # the rows since the previous summary: cheap at any log size, and a time series
+                lines += _encode({"ts": utc_now(), "type": "summary", **summarize(window)})
+                window = []
+        if not lines:
+            return
+        try:
+            if self._fd is None or self._moved():
+                self._reopen()
+            self._write_line(bytes(lines))
+        except OSError as exc:  # a full disk must not kill the writer or block requests
+            for _ in range(written):
+                self._drop(exc)
+            return
         if self.problem is not None:
             logger.warning("writing %s again, after %d dropped rows", self.path, self.dropped)
             self.problem = None
-        if row.get("type") == "shadow":
-            with self._lock:
-                self._shadows.append(row)
-        if row.get("type") != "request":
-            return
-        sample = Sample.from_row(row)
+        self._window = window
         with self._lock:
-            self._samples.append(sample)
-        self._window.append(sample)
+            for sample in samples:
+                self._samples.append(sample)
+            self._shadows.extend(shadows)
         with self._written:
-            self.requests_written += 1
+            self.requests_written += len(samples)
             self._written.notify_all()
-        if len(self._window) == self._every:
-            # the rows since the previous summary: cheap at any log size, and a time series
-            summary = {"ts": utc_now(), "type": "summary", **summarize(self._window)}
-            try:
-                self._write_line(_encode(summary))
-            finally:  # written or dropped, the next summary covers the next requests
-                self._window.clear()
 
     def _summarize(self) -> dict[str, Any]:
         with self._lock:

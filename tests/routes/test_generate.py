@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.pipeline import Pipeline
+from app.schemas import GeneratePublic
 from tests.conftest import ServiceFactory, SettingsFactory
 from tests.helpers import error_body, parse_sse, read_log, sample
 
@@ -48,6 +49,16 @@ async def test_generate_whole_body_from_the_echo_model(
         "ttft_ms": ANY,
         "fallback_from": None,
     }
+
+
+async def test_a_whole_answer_is_its_documented_schema_field_for_field(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The route renders the pipeline's result as is: its fields must stay GeneratePublic's."""
+    body = (await client.post("/generate", json={"prompt": "I lost my card"})).json()
+    documented = app.openapi()["components"]["schemas"]["GeneratePublic"]["properties"]
+    assert list(body) == list(documented)
+    assert GeneratePublic.model_validate(body).model_dump() == body
 
 
 async def test_a_stream_reassembles_to_the_plain_answer(client: httpx.AsyncClient) -> None:

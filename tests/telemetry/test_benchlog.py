@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from app.telemetry.benchlog import BenchmarkLog, log_files, read_log, read_rows
 
@@ -58,6 +62,38 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
             "accuracy": None,
         }
     }  # rows 4-6 only
+
+
+def test_rows_that_wait_for_the_writer_go_out_in_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bench.jsonl"
+    write = os.write
+    writes: list[bytes] = []
+    writing, go_on = threading.Event(), threading.Event()
+
+    def held_first(fd: int, data: Any) -> int:
+        writes.append(bytes(data))
+        if len(writes) == 1:  # the writer is busy with row 0 while rows 1-5 arrive
+            writing.set()
+            go_on.wait(30)
+        return write(fd, data)
+
+    monkeypatch.setattr(os, "write", held_first)
+    log = BenchmarkLog(path, every=3)
+    log.start()
+    log.append(_row(0))
+    assert writing.wait(30)
+    for i in range(1, 6):
+        log.append(_row(i))
+    go_on.set()
+    log.close()
+    kinds = [[json.loads(line)["type"] for line in w.decode().splitlines()] for w in writes]
+    assert kinds == [
+        ["request"],
+        ["request", "request", "summary", "request", "request", "request", "summary"],
+    ]
+    assert path.read_bytes() == b"".join(writes)
 
 
 def test_a_torn_last_line_is_skipped_and_ended(tmp_path: Path) -> None:
