@@ -33,7 +33,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 # The key checks take the request alone, with no dependencies of their own: each one FastAPI
 # solves costs a request about as much as our whole pipeline on the echo model. The two ways of
-# presenting a key are put in the OpenAPI document by `document_security` instead.
+# presenting a key are put in the OpenAPI document by `app.openapi` instead.
 BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
 

@@ -55,11 +55,12 @@ def _security(document: dict[str, Any], app: FastAPI) -> None:
         scheme.scheme_name: scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
         for scheme in _SCHEMES
     }
-    either: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in _SCHEMES]
     for route in app.routes:
         if isinstance(route, APIRoute) and route.include_in_schema and _checks_key(route):
             for method in route.methods:
-                document["paths"][route.path_format][method.lower()]["security"] = either
+                document["paths"][route.path_format][method.lower()]["security"] = [
+                    {scheme.scheme_name: []} for scheme in _SCHEMES
+                ]
 
 
 def _checks_key(route: APIRoute) -> bool:

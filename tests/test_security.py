@@ -41,6 +41,25 @@ async def test_with_keys_set_no_route_but_health_metrics_and_docs_answers_withou
     assert answers["POST", "/generate"].json() == error_body("unauthorized", MISSING_KEY)
 
 
+async def test_the_document_says_every_route_but_the_open_ones_needs_a_key(app: FastAPI) -> None:
+    document = app.openapi()
+    either: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+    security = {
+        (method, path): operation.get("security")
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert security == {where: (None if where[1] in OPEN else either) for where in security}
+    assert document["components"]["securitySchemes"] == {
+        "HTTPBearer": {
+            "type": "http",
+            "description": "`Authorization: Bearer <key>`",
+            "scheme": "bearer",
+        },
+        "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+
+
 async def test_keys_never_appear_in_logs_rows_errors_or_metrics(
     service: ServiceFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -202,9 +202,9 @@ class BatchDecoder:
         self._retire()
         if not self._active:
             return
+        positions = [s.pos for s in self._active]
         idx = torch.tensor([s.last for s in self._active])
-        pos = torch.tensor([s.pos for s in self._active])
-        logits = self.stepper.step(idx, pos)  # (B, vocab)
+        logits = self.stepper.step(idx, torch.tensor(positions), max(positions))  # (B, vocab)
         self.steps += 1
         self.rows += len(self._active)
         greedy = logits.argmax(dim=-1).tolist()  # one pass for every greedy row

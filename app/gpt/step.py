@@ -80,9 +80,10 @@ class Stepper:
         if compile:
             threading.Thread(target=self._compile, name="compile-step", daemon=True).start()
 
-    def step(self, idx: Tensor, pos: Tensor) -> Tensor:
-        """One token for each of rows 0..B-1, at its own position; logits (B, vocab)."""
-        length = max(2, int(pos.max()) + 1)  # never 1: the compiler specializes sizes 0 and 1
+    def step(self, idx: Tensor, pos: Tensor, longest: int) -> Tensor:
+        """One token for each of rows 0..B-1, at its own position (`longest` the largest of
+        them, which the caller knows without reading the tensor); logits (B, vocab)."""
+        length = max(2, longest + 1)  # never 1: the compiler specializes sizes 0 and 1
         return self._fn(self.model, self.caches, idx, pos, length)
 
     def prefill(self, prompts: list[list[int]], rows: list[int]) -> Tensor:

@@ -215,51 +215,73 @@ class BenchmarkLog:
 
     def _write_rows(self, rows: list[dict[str, Any]]) -> None:
         """Rows in one write of whole lines, each summary row after the request row that
-        completes its window; on a failed write every row of it is dropped, and counted."""
+        completes its window. A row that cannot be encoded is dropped alone; when the write
+        fails part way (a disk that fills), the rows whose lines reached the file count as
+        written and the rest as dropped."""
         lines = bytearray()
-        written = 0
-        samples: list[Sample] = []
-        shadows: list[dict[str, Any]] = []
-        window = list(self._window)
+        ends: list[tuple[int, dict[str, Any] | None, Sample | None]] = []  # (end, row, sample)
+        window = len(self._window)
+        dropped = 0
         for row in rows:
             try:
-                lines += _encode(row)
-            except (TypeError, ValueError):  # not JSON (NaN, say): this row alone
+                line = _encode(row)
+                sample = Sample.from_row(row) if row.get("type") == "request" else None
+            except Exception:  # not JSON (NaN, say), or a request row without its figures
                 logger.exception("could not encode a benchmark row for %s", self.path)
                 self._drop(None)
+                dropped += 1
                 continue
-            written += 1
-            if row.get("type") == "shadow":
-                shadows.append(row)
-            if row.get("type") != "request":
+            lines += line
+            ends.append((len(lines), row, sample))
+            if sample is None or (window := window + 1) < self._every:
                 continue
-            samples.append(sample := Sample.from_row(row))
-            window.append(sample)
-            if len(window) == self._every:
-                # the rows since the previous summary: cheap at any log size, and a time series
-                lines += _encode({"ts": utc_now(), "type": "summary", **summarize(window)})
-                window = []
-        if not lines:
-            return
+            window = 0
+            try:  # the rows since the previous summary: cheap at any log size, a time series
+                samples = [*self._window, *(s for _, _, s in ends if s is not None)][-self._every :]
+                lines += _encode({"ts": utc_now(), "type": "summary", **summarize(samples)})
+                ends.append((len(lines), None, None))  # a summary: its window starts again
+            except Exception:
+                logger.exception("could not summarize benchmark rows for %s", self.path)
+                ends.append((len(lines), None, None))
+        reached, error = self._write_some(bytes(lines))
+        committed = 0
+        with self._lock:
+            for end, written, sample in ends:
+                if end > reached:
+                    break
+                committed += 1
+                if written is None:
+                    self._window = []
+                elif sample is not None:
+                    self._samples.append(sample)
+                    self._window.append(sample)
+                elif written.get("type") == "shadow":
+                    self._shadows.append(written)
+        requests = sum(1 for end, _, sample in ends[:committed] if sample is not None)
+        if error is not None:  # a full disk must not kill the writer or block requests
+            for _ in (lost for _, lost, _ in ends[committed:] if lost is not None):
+                self._drop(error)
+        elif self.problem is not None and not dropped:
+            logger.warning("writing %s again, after %d dropped rows", self.path, self.dropped)
+            self.problem = None
+        with self._written:
+            self.requests_written += requests
+            self._written.notify_all()
+
+    def _write_some(self, data: bytes) -> tuple[int, OSError | None]:
+        """Write data to the log: how many bytes reached it, and the error that stopped it."""
+        if not data:
+            return 0, None
+        done = 0
         try:
             if self._fd is None or self._moved():
                 self._reopen()
-            self._write_line(bytes(lines))
-        except OSError as exc:  # a full disk must not kill the writer or block requests
-            for _ in range(written):
-                self._drop(exc)
-            return
-        if self.problem is not None:
-            logger.warning("writing %s again, after %d dropped rows", self.path, self.dropped)
-            self.problem = None
-        self._window = window
-        with self._lock:
-            for sample in samples:
-                self._samples.append(sample)
-            self._shadows.extend(shadows)
-        with self._written:
-            self.requests_written += len(samples)
-            self._written.notify_all()
+            assert self._fd is not None
+            while done < len(data):  # a regular file takes it in one write; this is for the odd
+                done += os.write(self._fd, data[done:])  # short write of a disk that fills
+        except OSError as exc:
+            return done, exc
+        return done, None
 
     def _summarize(self) -> dict[str, Any]:
         with self._lock:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.benchlog import BenchmarkLog, read_rows
 from tests.conftest import ServiceFactory
 from tests.helpers import sample
 from tests.telemetry.test_benchlog import _row
@@ -127,3 +128,53 @@ def test_a_write_that_fails_with_its_summary_does_not_stop_the_next_summaries(
     ]
     assert [r["models"]["custom"]["count"] for r in rows if r["type"] == "summary"] == [2, 2]
     assert (log.dropped, len(failed)) == (1, 1)
+
+
+def test_a_write_cut_short_by_a_full_disk_keeps_the_rows_that_reached_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bench.jsonl"
+    write = os.write
+    calls: list[int] = []
+    writing, go_on = threading.Event(), threading.Event()
+
+    def filling(fd: int, data: Any) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:  # busy with r0 while r1-r3 arrive: they go out together
+            writing.set()
+            go_on.wait(30)
+        if len(calls) == 2:  # room for r1, r2 and the start of r3
+            lines = bytes(data).splitlines(keepends=True)
+            return write(fd, b"".join(lines[:2]) + lines[2][:5])
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return write(fd, data)
+
+    monkeypatch.setattr(os, "write", filling)
+    log = BenchmarkLog(path, every=100)
+    log.start()
+    log.append(_row(0))
+    assert writing.wait(30)
+    for i in range(1, 4):
+        log.append(_row(i))
+    go_on.set()
+    log.flush()
+    counted = (log.dropped, log.requests_written)
+    log.append(_row(4))  # the file has room again: the torn line is ended first
+    log.close()
+    assert counted == (1, 3)
+    assert [r["request_id"] for r in read_rows(path)] == ["r0", "r1", "r2", "r4"]
+    assert log.requests_written == 4
+
+
+def test_a_request_row_without_its_figures_is_dropped_alone(tmp_path: Path) -> None:
+    path = tmp_path / "bench.jsonl"
+    log = BenchmarkLog(path, every=100)
+    log.start()
+    broken = _row(1)
+    del broken["latency_ms"]
+    for row in (_row(0), broken, _row(2)):
+        log.append(row)
+    log.close()
+    assert [r["request_id"] for r in read_rows(path)] == ["r0", "r2"]
+    assert (log.dropped, log.requests_written) == (1, 2)
