@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.telemetry.logfiles import read_log, read_rows
 from app.telemetry.shadow_stats import shadow_summary
 from app.telemetry.summary import Sample, SampleWindow, summarize
 
@@ -28,40 +27,6 @@ _STOP = object()
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def log_files(path: Path) -> list[Path]:
-    """A log and its replicas' files beside it (`<stem>.<replica>.jsonl`, on Ray Serve: a
-    replica's id is 8 lowercase letters and digits), and no other file of the folder."""
-    replica = re.compile(rf"{re.escape(path.stem)}\.[a-z0-9]{{8}}{re.escape(path.suffix)}")
-    siblings = sorted(
-        p for p in path.parent.glob(f"{glob.escape(path.stem)}.*") if replica.fullmatch(p.name)
-    )
-    return [p for p in (path, *siblings) if p.is_file()]
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """Every row of a log and of its replicas' files, in time order."""
-    files = log_files(path)
-    if len(files) == 1:
-        return list(read_rows(files[0]))
-    rows = [row for f in files for row in read_rows(f)]
-    rows.sort(key=lambda row: str(row.get("ts", "")))  # ISO times: text order is time order
-    return rows
-
-
-def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """Every whole JSON row of a log; a torn or foreign line is skipped."""
-    if not path.is_file():
-        return
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                yield row
 
 
 class BenchmarkLog:
@@ -205,7 +170,7 @@ class BenchmarkLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._inode = os.fstat(self._fd).st_ino
         if not _ends_with_newline(self.path):
-            self._write_line(b"\n")
+            os.write(self._fd, b"\n")
 
     def _moved(self) -> bool:
         try:
@@ -287,12 +252,6 @@ class BenchmarkLog:
         with self._lock:
             samples, shadows = self._samples.samples(), list(self._shadows)
         return summarize(samples, shadow_summary(shadows))
-
-    def _write_line(self, data: bytes) -> None:
-        assert self._fd is not None
-        view = memoryview(data)
-        while view:  # a regular file takes it in one write; the loop is for the odd short write
-            view = view[os.write(self._fd, view) :]
 
 
 def _summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from app.telemetry.benchlog import log_files, read_log
+from app.telemetry.logfiles import log_files, read_log
 from tests.helpers import ADMIN_KEY, USER_KEY
 from tests.process import service_process
 from tests.ray.conftest import free_port

@@ -20,7 +20,7 @@ from app.ray.app import APP, Scale
 from app.ray.desired import NAMESPACE, actor_name
 from app.ray.replica import replica_log
 from app.telemetry.audit import key_id
-from app.telemetry.benchlog import log_files, read_log, read_rows
+from app.telemetry.logfiles import log_files, read_log, read_rows
 from tests.conftest import SettingsFactory
 from tests.helpers import ADMIN_KEY, USER_KEY
 from tests.ray.conftest import deployed, fleet, until

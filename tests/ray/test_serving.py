@@ -16,7 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.ray.app import Scale
-from app.telemetry.benchlog import read_log
+from app.telemetry.logfiles import read_log
 from tests.conftest import SettingsFactory
 from tests.helpers import USER_KEY, openai_client, parse_sse
 from tests.prometheus import prometheus_at

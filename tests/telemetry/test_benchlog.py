@@ -3,12 +3,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.telemetry.benchlog import BenchmarkLog, log_files, read_log, read_rows
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.logfiles import log_files, read_log, read_rows
 
 
 def _row(i: int, model: str = "custom", status: str = "ok") -> dict[str, Any]:
@@ -64,29 +66,42 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
     }  # rows 4-6 only
 
 
+def behind_a_held_write(
+    monkeypatch: pytest.MonkeyPatch,
+    log: BenchmarkLog,
+    rows: list[dict[str, Any]],
+    write: Callable[[int, bytes, int], int] | None = None,
+) -> list[bytes]:
+    """Append rows[0] and hold the writer in its write until rows[1:] wait behind it, so they
+    go out together. `write(fd, data, n)` answers the n-th `os.write` (by default, the real
+    one); every write's data is returned."""
+    real = os.write
+    writes: list[bytes] = []
+    writing, go_on = threading.Event(), threading.Event()
+
+    def held(fd: int, data: Any) -> int:
+        writes.append(bytes(data))
+        if len(writes) == 1:
+            writing.set()
+            go_on.wait(30)
+        return write(fd, bytes(data), len(writes)) if write else real(fd, data)
+
+    monkeypatch.setattr(os, "write", held)
+    log.append(rows[0])
+    assert writing.wait(30)
+    for row in rows[1:]:
+        log.append(row)
+    go_on.set()
+    return writes
+
+
 def test_rows_that_wait_for_the_writer_go_out_in_one_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "bench.jsonl"
-    write = os.write
-    writes: list[bytes] = []
-    writing, go_on = threading.Event(), threading.Event()
-
-    def held_first(fd: int, data: Any) -> int:
-        writes.append(bytes(data))
-        if len(writes) == 1:  # the writer is busy with row 0 while rows 1-5 arrive
-            writing.set()
-            go_on.wait(30)
-        return write(fd, data)
-
-    monkeypatch.setattr(os, "write", held_first)
     log = BenchmarkLog(path, every=3)
     log.start()
-    log.append(_row(0))
-    assert writing.wait(30)
-    for i in range(1, 6):
-        log.append(_row(i))
-    go_on.set()
+    writes = behind_a_held_write(monkeypatch, log, [_row(i) for i in range(6)])
     log.close()
     kinds = [[json.loads(line)["type"] for line in w.decode().splitlines()] for w in writes]
     assert kinds == [

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.telemetry.benchlog import BenchmarkLog, read_rows
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.logfiles import read_rows
 from tests.conftest import ServiceFactory
 from tests.helpers import sample
-from tests.telemetry.test_benchlog import _row
+from tests.telemetry.test_benchlog import _row, behind_a_held_write
 
 pytestmark = pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
 FULL = "rows are being dropped: {}: No space left on device"
@@ -135,29 +135,18 @@ def test_a_write_cut_short_by_a_full_disk_keeps_the_rows_that_reached_the_file(
 ) -> None:
     path = tmp_path / "bench.jsonl"
     write = os.write
-    calls: list[int] = []
-    writing, go_on = threading.Event(), threading.Event()
 
-    def filling(fd: int, data: Any) -> int:
-        calls.append(len(data))
-        if len(calls) == 1:  # busy with r0 while r1-r3 arrive: they go out together
-            writing.set()
-            go_on.wait(30)
-        if len(calls) == 2:  # room for r1, r2 and the start of r3
-            lines = bytes(data).splitlines(keepends=True)
+    def filling(fd: int, data: bytes, n: int) -> int:
+        if n == 2:  # r1-r3 together: room for r1, r2 and the start of r3
+            lines = data.splitlines(keepends=True)
             return write(fd, b"".join(lines[:2]) + lines[2][:5])
-        if len(calls) == 3:
+        if n == 3:
             raise OSError(28, "No space left on device")
         return write(fd, data)
 
-    monkeypatch.setattr(os, "write", filling)
     log = BenchmarkLog(path, every=100)
     log.start()
-    log.append(_row(0))
-    assert writing.wait(30)
-    for i in range(1, 4):
-        log.append(_row(i))
-    go_on.set()
+    behind_a_held_write(monkeypatch, log, [_row(i) for i in range(4)], filling)
     log.flush()
     counted = (log.dropped, log.requests_written)
     log.append(_row(4))  # the file has room again: the torn line is ended first

@@ -7,7 +7,8 @@ from unittest.mock import ANY
 
 from app.adapters.protocol import ModelInfo, Usage
 from app.errors import QueueFull, UpstreamTimeout
-from app.telemetry.benchlog import BenchmarkLog, read_rows
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.logfiles import read_rows
 from app.telemetry.metrics import Metrics
 from app.telemetry.record import Ledger
 
