@@ -209,7 +209,7 @@ class BenchmarkLog:
                 logger.exception("could not summarize benchmark rows for %s", self.path)
                 ends.append((len(lines), None, None))
         reached, error = self._write_some(bytes(lines))
-        committed = 0
+        committed = requests = 0
         with self._lock:
             for end, written, sample in ends:
                 if end > reached:
@@ -220,9 +220,9 @@ class BenchmarkLog:
                 elif sample is not None:
                     self._samples.append(sample)
                     self._window.append(sample)
+                    requests += 1
                 elif written.get("type") == "shadow":
                     self._shadows.append(written)
-        requests = sum(1 for end, _, sample in ends[:committed] if sample is not None)
         if error is not None:  # a full disk must not kill the writer or block requests
             for _ in (lost for _, lost, _ in ends[committed:] if lost is not None):
                 self._drop(error)
