@@ -2,7 +2,7 @@
 and the JSONL log all on) against a bare FastAPI app returning the same JSON, and against the
 LiteLLM proxy with a `mock_response` model, each driven by `hey` at c=1 and c=32.
 
-    python benchmarks/overhead.py [--seconds 10] [--litellm-venv .bench/litellm]
+    python benchmarks/overhead.py [--seconds 10] [--rounds 3] [--litellm-venv .bench/litellm]
 
 Needs `hey` (Debian: apt-get install hey) and, for LiteLLM, `make bench-litellm` (LiteLLM proxy
 1.108.7 in a virtual environment of its own: a benchmark tool, never a project dependency).
@@ -220,18 +220,29 @@ def _targets(litellm_venv: Path, workdir: Path) -> list[Target]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="per server and level")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per server, level and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
     parser.add_argument("--litellm-venv", type=Path, default=ROOT / ".bench" / "litellm")
     args = parser.parse_args()
     if shutil.which("hey") is None:
         raise SystemExit("needs hey: apt-get install hey")
     levels = (1, 32)
-    results: dict[str, dict[int, Result]] = {}
+    runs: dict[str, dict[int, list[Result]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for target in _targets(args.litellm_venv, Path(tmp)):
-            with _serving(target):
-                _hey(target, 8, 2)  # warm-up
-                results[target.name] = {c: _hey(target, c, args.seconds) for c in levels}
+        targets = _targets(args.litellm_venv, Path(tmp))
+        # Rounds in alternating order, so a machine that slows down for a while (these do,
+        # by 2x within minutes) slows every server alike, and the medians compare.
+        for round_ in range(args.rounds):
+            for target in targets if round_ % 2 == 0 else targets[::-1]:
+                with _serving(target):
+                    _hey(target, 8, 2)  # warm-up
+                    for c in levels:
+                        runs.setdefault(target.name, {}).setdefault(c, []).append(
+                            _hey(target, c, args.seconds)
+                        )
+    results = {
+        name: {c: _median(rs) for c, rs in by_level.items()} for name, by_level in runs.items()
+    }
     ours = results["bankllm (echo)"]
     print_table(results, levels, 24)
     for name, by_level in results.items():
@@ -240,6 +251,17 @@ def main() -> None:
                 f"c={c}: {ours[c].requests_per_s / by_level[c].requests_per_s:.2f}x" for c in levels
             )
             print(f"bankllm throughput / {name}: {ratios}")
+    for name, rounds in runs.items():
+        cells = "; ".join(
+            f"c={c}: {', '.join(f'{r.requests_per_s:.0f}' for r in rs)}"
+            for c, rs in rounds.items()
+        )
+        print(f"  {name} req/s by round: {cells}")
+
+
+def _median(results: list[Result]) -> Result:
+    """The round with the median requests/s (its own latencies and errors with it)."""
+    return sorted(results, key=lambda r: r.requests_per_s)[len(results) // 2]
 
 
 if __name__ == "__main__":

@@ -8,16 +8,16 @@ from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from app.deps import ApiKey, PipelineDep
 from app.errors import InternalError, ServiceError
 from app.pipeline import Origin, StreamEvent
-from app.routes._utils import EventStreamResponse, cancel_on_disconnect, sse
+from app.routes._direct import DirectRoute
+from app.routes._utils import EventStreamResponse, FastJSONResponse, cancel_on_disconnect, sse
 from app.schemas import EVENT_STREAM, GeneratePublic, GenerateRequest, error_responses
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["generate"], dependencies=[ApiKey])
+router = APIRouter(tags=["generate"], dependencies=[ApiKey], route_class=DirectRoute)
 PATH = "/generate"
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": EVENT_STREAM, "description": "The result; with `stream: true`, SSE."},
@@ -28,7 +28,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post(PATH, response_model=GeneratePublic, responses=_RESPONSES)
 async def generate(
     body: GenerateRequest, request: Request, pipeline: PipelineDep
-) -> JSONResponse | EventStreamResponse:
+) -> FastJSONResponse | EventStreamResponse:
     """One completion from the active model; with `stream: true`, SSE deltas then the result."""
     options = body.model_dump(exclude={"prompt", "stream", "label"})
     origin = Origin(label=body.label)
@@ -37,7 +37,7 @@ async def generate(
         result = await cancel_on_disconnect(request, answer)
         # The result's fields are GeneratePublic's (a test holds them equal), rendered as
         # they are rather than built into the model and validated again.
-        return JSONResponse(result.fields())
+        return FastJSONResponse(result.fields())
     events = pipeline.stream(body.prompt, origin=origin, **options)
     try:
         # Errors before the first event (queue full, timeout, no model) keep their HTTP status.

@@ -19,11 +19,14 @@ from app.openai_api.encode import Chunks, Kind, completion
 from app.openai_api.errors import openai_body
 from app.openai_api.protocol import ChatCompletionRequest, CompletionRequest
 from app.pipeline import Origin, Pipeline, StreamEvent
-from app.routes._utils import EventStreamResponse, cancel_on_disconnect, sse
+from app.routes._direct import DirectRoute
+from app.routes._utils import EventStreamResponse, FastJSONResponse, cancel_on_disconnect, sse
 from app.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKey])
+# The two that generate are served directly (app.routes._direct); /v1/models is not hot.
+_generating = APIRouter(dependencies=[ApiKey], route_class=DirectRoute)
 APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 # In OpenAI's envelope; 400 (not 422) for a bad body; "4XX" also keeps FastAPI from adding its 422.
 _ERRORS = error_responses(
@@ -34,7 +37,7 @@ _ANSWER: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/chat/completions", response_model=None, responses=_ANSWER | _ERRORS)
+@_generating.post("/chat/completions", response_model=None, responses=_ANSWER | _ERRORS)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, pipeline: PipelineDep
 ) -> JSONResponse | EventStreamResponse:
@@ -50,7 +53,7 @@ async def chat_completions(
     return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)
 
 
-@router.post("/completions", response_model=None, responses=_ANSWER | _ERRORS)
+@_generating.post("/completions", response_model=None, responses=_ANSWER | _ERRORS)
 async def completions(
     body: CompletionRequest, request: Request, pipeline: PipelineDep
 ) -> JSONResponse | EventStreamResponse:
@@ -60,6 +63,9 @@ async def completions(
     return await _answer(
         "completions", pipeline, request, arguments, body.stream, body.include_usage
     )
+
+
+router.include_router(_generating)
 
 
 @router.get("/models", responses=error_responses(401, model=OpenAIErrorPublic))
@@ -105,11 +111,11 @@ async def _answer(
     arguments: dict[str, Any],
     stream: bool | None,
     include_usage: bool,
-) -> JSONResponse | EventStreamResponse:
+) -> FastJSONResponse | EventStreamResponse:
     created = int(time.time())
     if not stream:
         result = await cancel_on_disconnect(request, pipeline.generate(**arguments))
-        return JSONResponse(completion(kind, result, created))
+        return FastJSONResponse(completion(kind, result, created))
     events = pipeline.stream(**arguments)
     try:
         # Errors before the first output keep their HTTP status; the first chunk waits for it.

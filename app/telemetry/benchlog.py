@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from collections import deque
@@ -14,6 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
+
+from app.telemetry.handoff import Handoff
 from app.telemetry.logfiles import read_log, read_rows
 from app.telemetry.shadow_stats import shadow_summary
 from app.telemetry.summary import Sample, SampleWindow, summarize
@@ -22,7 +24,8 @@ logger = logging.getLogger(__name__)
 WINDOW = 100_000  # newest request rows kept in memory for summaries
 WARN_EVERY_S = 60.0  # while rows are dropped, one warning a minute
 BATCH = 1024  # rows at most in one write
-_STOP = object()
+LINGER_S = 0.005  # how long the woken writer waits for more rows to join its write
+_STOP = threading.Event()  # put last by close; like a flush's mark, set once written
 
 
 def utc_now() -> str:
@@ -67,7 +70,7 @@ class BenchmarkLog:
         self._warned_at = -WARN_EVERY_S
         self._dropped_since_warning = 0
         self._inode: int | None = None
-        self._queue: queue.Queue[object] = queue.Queue()
+        self._rows: Handoff[dict[str, Any] | threading.Event] = Handoff(LINGER_S)
         self._samples = SampleWindow(WINDOW)
         self._shadows: deque[dict[str, Any]] = deque(maxlen=WINDOW)  # the newest shadow rows
         self._lock = threading.Lock()
@@ -94,11 +97,15 @@ class BenchmarkLog:
     def append(self, row: dict[str, Any]) -> None:
         if self._stamp:
             row.update(self._stamp)
-        self._queue.put_nowait(row)
+        self._rows.put(row)
 
     def flush(self) -> None:
         """Wait until every row appended so far is written."""
-        self._queue.join()
+        if self._thread is None:
+            return
+        mark = threading.Event()
+        self._rows.put(mark, urgent=True)
+        mark.wait()
 
     def wait_written(self, requests: int, timeout_s: float) -> bool:
         """From any thread: wait until this process has written `requests` request rows."""
@@ -122,7 +129,7 @@ class BenchmarkLog:
 
     def close(self) -> None:
         if self._thread is not None:
-            self._queue.put_nowait(_STOP)
+            self._rows.put(_STOP, urgent=True)
             self._thread.join()
             self._thread = None
         if self._fd is not None:
@@ -131,22 +138,18 @@ class BenchmarkLog:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < BATCH:  # whatever else waits goes out in the same write
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            rows = [row for row in batch if row is not _STOP]
+            batch = self._rows.take(BATCH)  # whatever else waits goes out in the same write
+            rows = [row for row in batch if not isinstance(row, threading.Event)]
             try:
                 if rows:
-                    self._write_rows(rows)  # type: ignore[arg-type]
+                    self._write_rows(rows)
             except Exception:
                 logger.exception("could not write benchmark rows to %s", self.path)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
-            if len(rows) < len(batch):
+                for mark in batch:
+                    if isinstance(mark, threading.Event):
+                        mark.set()
+            if _STOP in batch:
                 return
 
     def _drop(self, error: OSError | None) -> None:
@@ -276,4 +279,10 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def _encode(row: dict[str, Any]) -> bytes:
-    return (json.dumps(row, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    """One line of JSON. pydantic-core writes it 4x faster than `json`; a line where it may
+    have written NaN or Infinity (which JSON has not) is written by `json` instead, which
+    refuses such a number and keeps such a word within a string."""
+    line = pydantic_core.to_json(row, inf_nan_mode="constants")
+    if b"NaN" in line or b"Infinity" in line:
+        line = json.dumps(row, separators=(",", ":"), allow_nan=False).encode()
+    return line + b"\n"

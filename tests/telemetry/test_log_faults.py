@@ -167,3 +167,22 @@ def test_a_request_row_without_its_figures_is_dropped_alone(tmp_path: Path) -> N
     log.close()
     assert [r["request_id"] for r in read_rows(path)] == ["r0", "r2"]
     assert (log.dropped, log.requests_written) == (1, 2)
+
+
+def test_a_row_with_a_number_json_has_not_is_dropped_alone(tmp_path: Path) -> None:
+    """NaN and Infinity are not JSON: such a row is dropped; the words, in a string, are kept."""
+    path = tmp_path / "bench.jsonl"
+    log = BenchmarkLog(path, every=100)
+    log.start()
+    rows = [_row(0), {**_row(1), "latency_ms": float("nan")}, {**_row(2), "tpot_ms": float("inf")}]
+    rows.append({**_row(3), "label": "NaN Infinity é"})
+    for row in rows:
+        log.append(row)
+    log.close()
+    written = list(read_rows(path))
+    assert [(r["request_id"], r.get("label")) for r in written] == [
+        ("r0", None),
+        ("r3", "NaN Infinity é"),
+    ]
+    assert (log.dropped, log.requests_written) == (2, 2)
+    assert all(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())

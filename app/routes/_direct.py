@@ -1,0 +1,149 @@
+"""A route that FastAPI documents from its endpoint like any other, and that answers without
+FastAPI's per-request dependency solving: on the echo model that solving cost more than our
+whole pipeline (the query string, the cookies and the headers parsed for every dependency, the
+content type parsed by the `email` package).
+
+It takes endpoints of one shape only: a JSON body (one pydantic model), the `Request`, and
+dependencies that take the request alone (the key check, the pipeline). The body is read, parsed
+and validated as FastAPI does, and refused with the same errors (a test holds the two equal);
+any other shape is refused when the route is made, so a parameter is never silently lost."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.routing import request_response
+
+from app.errors import ServiceError
+
+Dependency = Callable[[Request], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    dependencies: list[tuple[str | None, Dependency]]  # (the endpoint's parameter, the call)
+    body_name: str
+    body_model: type[BaseModel]
+    request_name: str
+
+
+class DirectRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        super().__init__(path, endpoint, **options)
+        # Starlette's wrapper, not FastAPI's: its exit stacks are for dependencies with `yield`
+        self.app = request_response(self.get_route_handler())
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        plan = _plan(self.dependant, self.path)
+        endpoint = self.dependant.call
+        assert endpoint is not None
+
+        async def answer(request: Request) -> Response:
+            # In FastAPI's order: the body read and parsed (a malformed one is refused before
+            # a missing key), then the dependencies (the router's first), then the validation.
+            body = await _json_body(request)
+            arguments: dict[str, Any] = {}
+            for name, call in plan.dependencies:
+                value = await call(request)
+                if name is not None:
+                    arguments[name] = value
+            arguments[plan.body_name] = _validated(plan.body_model, body)
+            arguments[plan.request_name] = request
+            response = await endpoint(**arguments)
+            if not isinstance(response, Response):
+                raise TypeError(f"{self.path}: a direct route's endpoint returns a Response")
+            return response
+
+        return answer
+
+
+def _plan(dependant: Dependant, path: str) -> _Plan:
+    if (
+        len(dependant.body_params) != 1
+        or dependant.request_param_name is None
+        or _other_parameters(dependant)
+        or not inspect.iscoroutinefunction(dependant.call)
+    ):
+        raise TypeError(f"{path}: a direct route's endpoint is async and takes a body, the request")
+    field = dependant.body_params[0]
+    model = field.field_info.annotation
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"{path}: a direct route's body is one pydantic model")
+    dependencies: list[tuple[str | None, Dependency]] = []
+    for sub in dependant.dependencies:
+        if (
+            sub.call is None
+            or not inspect.iscoroutinefunction(sub.call)
+            or sub.request_param_name is None
+            or sub.dependencies
+            or sub.body_params
+            or _other_parameters(sub)
+        ):
+            raise TypeError(f"{path}: a direct route's dependencies are async, of the request")
+        dependencies.append((sub.name, sub.call))
+    return _Plan(dependencies, field.name, model, dependant.request_param_name)
+
+
+def _other_parameters(dependant: Dependant) -> bool:
+    return bool(
+        dependant.path_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or dependant.websocket_param_name
+        or dependant.http_connection_param_name
+        or dependant.response_param_name
+        or dependant.background_tasks_param_name
+        or dependant.security_scopes_param_name
+    )
+
+
+async def _json_body(request: Request) -> Any:
+    """The body as FastAPI reads it: JSON when it says it is (by its Content-Type), its bytes
+    when it says it is something else or says nothing, None when there is none."""
+    try:
+        data = await request.body()
+    except ServiceError:  # a body too large or too slow (BodyLimits): refused as such
+        raise
+    except Exception as exc:  # the client left part way, say
+        raise HTTPException(400, "There was an error parsing the body") from exc
+    if not data:
+        return None
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        return data
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", exc.pos),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": exc.msg},
+        }
+        raise RequestValidationError([error], body=exc.doc) from exc
+    except UnicodeDecodeError as exc:
+        raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+def _validated(model: type[BaseModel], body: Any) -> BaseModel:
+    if body is None:
+        missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise RequestValidationError([missing], body=body)
+    try:
+        return model.model_validate(body, from_attributes=True)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors, body=body) from None
