@@ -253,8 +253,7 @@ def main() -> None:
             print(f"bankllm throughput / {name}: {ratios}")
     for name, rounds in runs.items():
         cells = "; ".join(
-            f"c={c}: {', '.join(f'{r.requests_per_s:.0f}' for r in rs)}"
-            for c, rs in rounds.items()
+            f"c={c}: {', '.join(f'{r.requests_per_s:.0f}' for r in rs)}" for c, rs in rounds.items()
         )
         print(f"  {name} req/s by round: {cells}")
 
