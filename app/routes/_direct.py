@@ -31,7 +31,9 @@ Dependency = Callable[[Request], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class _Plan:
-    dependencies: list[tuple[str | None, Dependency]]  # (the endpoint's parameter, the call)
+    # each call once, with the endpoint's parameters it fills (FastAPI caches a dependency that
+    # appears twice, the key check of a router included in another with it, say)
+    dependencies: list[tuple[list[str], Dependency]]
     body_name: str
     body_model: type[BaseModel]
     request_name: str
@@ -53,9 +55,9 @@ class DirectRoute(APIRoute):
             # a missing key), then the dependencies (the router's first), then the validation.
             body = await _json_body(request)
             arguments: dict[str, Any] = {}
-            for name, call in plan.dependencies:
+            for names, call in plan.dependencies:
                 value = await call(request)
-                if name is not None:
+                for name in names:
                     arguments[name] = value
             arguments[plan.body_name] = _validated(plan.body_model, body)
             arguments[plan.request_name] = request
@@ -77,9 +79,12 @@ def _plan(dependant: Dependant, path: str) -> _Plan:
         raise TypeError(f"{path}: a direct route's endpoint is async and takes a body, the request")
     field = dependant.body_params[0]
     model = field.field_info.annotation
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise TypeError(f"{path}: a direct route's body is one pydantic model")
-    dependencies: list[tuple[str | None, Dependency]] = []
+    embedded = getattr(field.field_info, "embed", False)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or embedded:
+        raise TypeError(f"{path}: a direct route's body is one pydantic model, not embedded")
+    if not field.field_info.is_required():
+        raise TypeError(f"{path}: a direct route's body is required")
+    dependencies: dict[Dependency, list[str]] = {}  # in their first order
     for sub in dependant.dependencies:
         if (
             sub.call is None
@@ -90,8 +95,13 @@ def _plan(dependant: Dependant, path: str) -> _Plan:
             or _other_parameters(sub)
         ):
             raise TypeError(f"{path}: a direct route's dependencies are async, of the request")
-        dependencies.append((sub.name, sub.call))
-    return _Plan(dependencies, field.name, model, dependant.request_param_name)
+        if not sub.use_cache and sub.call in dependencies:
+            raise TypeError(f"{path}: a direct route calls each dependency once a request")
+        names = dependencies.setdefault(sub.call, [])
+        if sub.name is not None:
+            names.append(sub.name)
+    plan = [(names, call) for call, names in dependencies.items()]
+    return _Plan(plan, field.name, model, dependant.request_param_name)
 
 
 def _other_parameters(dependant: Dependant) -> bool:
@@ -113,17 +123,12 @@ async def _json_body(request: Request) -> Any:
     when it says it is something else or says nothing, None when there is none."""
     try:
         data = await request.body()
-    except ServiceError:  # a body too large or too slow (BodyLimits): refused as such
-        raise
-    except Exception as exc:  # the client left part way, say
-        raise HTTPException(400, "There was an error parsing the body") from exc
-    if not data:
-        return None
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    kind, _, subtype = media.partition("/")
-    if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
-        return data
-    try:
+        if not data:
+            return None
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        kind, _, subtype = media.partition("/")
+        if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
+            return data
         return json.loads(data)
     except json.JSONDecodeError as exc:
         error = {
@@ -134,7 +139,9 @@ async def _json_body(request: Request) -> Any:
             "ctx": {"error": exc.msg},
         }
         raise RequestValidationError([error], body=exc.doc) from exc
-    except UnicodeDecodeError as exc:
+    except (ServiceError, HTTPException):  # a body too large or too slow (BodyLimits)
+        raise
+    except Exception as exc:  # the client left part way, bytes not UTF-8, JSON nested too deep
         raise HTTPException(400, "There was an error parsing the body") from exc
 
 

@@ -26,7 +26,8 @@ from app.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKey])
 # The two that generate are served directly (app.routes._direct); /v1/models is not hot.
-_generating = APIRouter(dependencies=[ApiKey], route_class=DirectRoute)
+# Included in `router`, they take its key check.
+_generating = APIRouter(route_class=DirectRoute)
 APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 # In OpenAI's envelope; 400 (not 422) for a bad body; "4XX" also keeps FastAPI from adding its 422.
 _ERRORS = error_responses(

@@ -78,7 +78,8 @@ class BenchmarkLog:
         self.requests_written = 0  # request rows written by this process
         self._window: list[Sample] = []  # request rows since the last summary row
         self._fd: int | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the writer, while it takes rows
+        self._running = threading.Lock()  # held to start it, stop it, or flush behind it
 
     def start(self) -> None:
         try:
@@ -91,8 +92,10 @@ class BenchmarkLog:
                 self._samples.append(Sample.from_row(row))
             elif row.get("type") == "shadow":
                 self._shadows.append(row)
-        self._thread = threading.Thread(target=self._run, name="benchmark-log", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="benchmark-log", daemon=True)
+        thread.start()
+        with self._running:
+            self._thread = thread
 
     def append(self, row: dict[str, Any]) -> None:
         if self._stamp:
@@ -100,11 +103,13 @@ class BenchmarkLog:
         self._rows.put(row)
 
     def flush(self) -> None:
-        """Wait until every row appended so far is written."""
-        if self._thread is None:
-            return
+        """Wait until every row appended so far is written; at once when no writer runs
+        (before `start`, or once `close` has begun)."""
         mark = threading.Event()
-        self._rows.put(mark, urgent=True)
+        with self._running:  # a mark goes in only ahead of the stop, so it is always set
+            if self._thread is None:
+                return
+            self._rows.put(mark, urgent=True)
         mark.wait()
 
     def wait_written(self, requests: int, timeout_s: float) -> bool:
@@ -128,10 +133,12 @@ class BenchmarkLog:
             return list(self._shadows)
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._rows.put(_STOP, urgent=True)
-            self._thread.join()
-            self._thread = None
+        with self._running:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._rows.put(_STOP, urgent=True)
+        if thread is not None:
+            thread.join()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -80,6 +80,8 @@ BODIES: list[tuple[bytes, dict[str, str]]] = [
     (b'{"prompt": "a", "max_tokens": true}', JSON),
     (b'{"prompt": "a", "stop": ["x", 3], "nope": 1}', JSON),
     (b'{"prompt": "a", "temperature": "hot", "seed": 1.5}', JSON),
+    (b"[" * 3000, JSON),  # nested deeper than the parser goes
+    (b'{"prompt": "a", "seed": ' + b"9" * 5000 + b"}", JSON),  # more digits than int() takes
     (b'{"prompt": "my card"}', {"content-type": "application/json"}),  # no key
     (b"{", {"content-type": "application/json"}),  # no key, and a bad body
 ]
@@ -110,6 +112,27 @@ async def test_a_direct_route_answers_every_body_as_fastapi_does(
     assert direct == fastapi
 
 
+async def test_a_dependency_twice_on_a_route_is_called_once_as_by_fastapi() -> None:
+    """The key check of a router, included in another that has it too."""
+    calls: list[str] = []
+
+    async def check(request: Request) -> None:
+        calls.append(request.url.path)
+
+    for route_class in (APIRoute, DirectRoute):
+        inner = APIRouter(dependencies=[Depends(check)], route_class=route_class)
+        inner.post("/answer")(_answer)
+        outer = APIRouter(dependencies=[Depends(check)])
+        outer.include_router(inner)
+        app = FastAPI()
+        app.include_router(outer)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.post("/answer", json={"prompt": "my card"})
+        assert response.status_code == 200
+    assert calls == ["/answer", "/answer"]  # once by each
+
+
 def test_a_direct_route_is_documented_as_fastapi_documents_it() -> None:
     documents = [_app(route_class).openapi() for route_class in (APIRoute, DirectRoute)]
     assert documents[1] == documents[0]
@@ -133,7 +156,17 @@ async def _sync_dependency(
     return JSONResponse({})
 
 
-@pytest.mark.parametrize("endpoint", [_with_query, _without_request, _sync, _sync_dependency])
+async def _embedded(body: Annotated[GenerateRequest, Body(embed=True)], request: Request) -> Any:
+    return JSONResponse({})
+
+
+async def _optional(request: Request, body: GenerateRequest | None = None) -> Any:
+    return JSONResponse({})
+
+
+@pytest.mark.parametrize(
+    "endpoint", [_with_query, _without_request, _sync, _sync_dependency, _embedded, _optional]
+)
 def test_a_direct_route_refuses_an_endpoint_it_would_serve_differently(endpoint: Any) -> None:
     router = APIRouter(route_class=DirectRoute)
     with pytest.raises(TypeError, match="/answer: a direct route"):

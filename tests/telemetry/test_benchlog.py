@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.benchlog import _STOP, BenchmarkLog
 from app.telemetry.logfiles import log_files, read_log, read_rows
 
 
@@ -109,6 +109,58 @@ def test_rows_that_wait_for_the_writer_go_out_in_one_write(
         ["request", "request", "summary", "request", "request", "request", "summary"],
     ]
     assert path.read_bytes() == b"".join(writes)
+
+
+def test_a_flush_with_no_writer_running_returns(tmp_path: Path) -> None:
+    """Before start, and once close has begun (a summary asked for while the service stops):
+    a flush then has nothing to wait behind, and must not wait for good."""
+    path = tmp_path / "bench.jsonl"
+    log = BenchmarkLog(path, every=100)
+    log.flush()
+    log.start()
+    log.append(_row(0))
+    log.close()
+    log.flush()
+    assert log.summary()["models"]["custom"]["count"] == 1
+    assert [r["request_id"] for r in read_rows(path)] == ["r0"]
+
+
+def test_a_flush_while_the_log_closes_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush from another thread (GET /benchmarks in the thread pool) after close has asked
+    the writer to stop, while the writer still writes: nothing would ever answer a flush queued
+    behind the stop."""
+    log = BenchmarkLog(tmp_path / "bench.jsonl", every=100)
+    log.start()
+    real_write, real_put = os.write, log._rows.put
+    writing, go_on, stopping = threading.Event(), threading.Event(), threading.Event()
+
+    def held(fd: int, data: Any) -> int:
+        writing.set()
+        go_on.wait(60)
+        return real_write(fd, data)
+
+    def put(item: Any, *, urgent: bool = False) -> None:
+        real_put(item, urgent=urgent)
+        if item is _STOP:
+            stopping.set()
+
+    monkeypatch.setattr(os, "write", held)
+    monkeypatch.setattr(log._rows, "put", put)
+    log.append(_row(0))
+    assert writing.wait(30)
+    closer = threading.Thread(target=log.close)
+    closer.start()
+    assert stopping.wait(30)
+    flusher = threading.Thread(target=log.flush, daemon=True)
+    flusher.start()
+    flusher.join(10)  # it returns at once; a flush waiting on the writer would wait 60 s
+    flushed = not flusher.is_alive()
+    go_on.set()
+    closer.join(30)
+    assert (flushed, closer.is_alive()) == (True, False)
+    assert [r["request_id"] for r in read_rows(tmp_path / "bench.jsonl")] == ["r0"]
 
 
 def test_a_torn_last_line_is_skipped_and_ended(tmp_path: Path) -> None:
