@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.overhead import KEY, PROMPT, ROOT, Result, Target, _free_port, _hey, _serving
+from benchmarks.overhead import KEY, PROMPT, ROOT, Target, _free_port, alternating
 
 LEVELS = (1, 32)
 
@@ -67,15 +67,7 @@ def main() -> None:
                 _target(f"before ({args.commit})", before, Path(tmp)),
                 _target("this tree", ROOT, Path(tmp)),
             ]
-            runs: dict[str, dict[int, list[Result]]] = {
-                t.name: {c: [] for c in LEVELS} for t in targets
-            }
-            for round_ in range(args.rounds):
-                for target in targets if round_ % 2 == 0 else targets[::-1]:
-                    with _serving(target):
-                        _hey(target, 8, 2)  # warm-up
-                        for c in LEVELS:
-                            runs[target.name][c].append(_hey(target, c, args.seconds))
+            runs = alternating(targets, LEVELS, args.rounds, args.seconds)
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True

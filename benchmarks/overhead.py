@@ -218,6 +218,22 @@ def _targets(litellm_venv: Path, workdir: Path) -> list[Target]:
     return targets
 
 
+def alternating(
+    targets: list[Target], levels: tuple[int, ...], rounds: int, seconds: float
+) -> dict[str, dict[int, list[Result]]]:
+    """Each target served and driven at each level, `rounds` times, in alternating order, so a
+    machine that slows down for a while (these do, by 2x within minutes) slows every target
+    alike and the medians compare: name -> level -> one result a round."""
+    runs: dict[str, dict[int, list[Result]]] = {t.name: {c: [] for c in levels} for t in targets}
+    for round_ in range(rounds):
+        for target in targets if round_ % 2 == 0 else targets[::-1]:
+            with _serving(target):
+                _hey(target, 8, 2)  # warm-up
+                for c in levels:
+                    runs[target.name][c].append(_hey(target, c, seconds))
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per server, level and round")
@@ -227,19 +243,9 @@ def main() -> None:
     if shutil.which("hey") is None:
         raise SystemExit("needs hey: apt-get install hey")
     levels = (1, 32)
-    runs: dict[str, dict[int, list[Result]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         targets = _targets(args.litellm_venv, Path(tmp))
-        # Rounds in alternating order, so a machine that slows down for a while (these do,
-        # by 2x within minutes) slows every server alike, and the medians compare.
-        for round_ in range(args.rounds):
-            for target in targets if round_ % 2 == 0 else targets[::-1]:
-                with _serving(target):
-                    _hey(target, 8, 2)  # warm-up
-                    for c in levels:
-                        runs.setdefault(target.name, {}).setdefault(c, []).append(
-                            _hey(target, c, args.seconds)
-                        )
+        runs = alternating(targets, levels, args.rounds, args.seconds)
     results = {
         name: {c: _median(rs) for c, rs in by_level.items()} for name, by_level in runs.items()
     }
