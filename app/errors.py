@@ -114,14 +114,33 @@ Problem = tuple[list[str | int], str, Any]  # (where in the body, what is wrong,
 
 def json_safe(value: Any) -> Any:
     """A value echoed in an error, as JSON can carry it: Python's parser takes NaN and
-    Infinity, which JSON has no numbers for, so they come back as the strings "nan", "inf"."""
+    Infinity, which JSON has no numbers for, so they come back as the strings "nan", "inf";
+    and a lone surrogate (`"\\ud800"`), which UTF-8 cannot encode, comes back as U+FFFD."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value if value.isascii() else unicode_text(value)
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def unicode_text(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD (JSON's `\\ud800` escape makes one)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where `text` holds a lone surrogate, which no UTF-8 text can: None when it is text."""
+    if text.isascii():
+        return None
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 class InvalidRequest(ServiceError):

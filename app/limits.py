@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.adapters.protocol import Message, SamplingParams
-from app.errors import InvalidRequest, Problem
+from app.errors import InvalidRequest, Problem, lone_surrogate
 from app.settings import Settings
 
 MAX_STOPS = 4
@@ -26,6 +26,7 @@ class Limits:
             raise InvalidRequest.fields(([], "give either a prompt or messages", None))
         if prompt is not None:
             self._check_length(len(prompt), ["prompt"])
+            _check_text(prompt, ["prompt"])
             return (Message("user", prompt),)
         assert messages is not None
         if not any(m.role == "user" for m in messages):
@@ -36,6 +37,8 @@ class Limits:
                     (["messages", i, "role"], f"one of {', '.join(ROLES)}", message.role)
                 )
         self._check_length(sum(len(m.content) for m in messages), ["messages"])
+        for i, message in enumerate(messages):
+            _check_text(message.content, ["messages", i, "content"])
         return tuple(messages)
 
     def params(
@@ -59,6 +62,9 @@ class Limits:
             problems.append((["seed"], "must be a 64-bit signed integer", seed))
         if stop is not None and (len(stop) > MAX_STOPS or not all(stop)):
             problems.append((["stop"], f"at most {MAX_STOPS} non-empty strings", list(stop)))
+        for i, text in enumerate(stop or ()):
+            if (at := lone_surrogate(text)) is not None:
+                problems.append((["stop", i], _NOT_TEXT.format(at=at), text))
         if problems:
             raise InvalidRequest.fields(*problems)
         return SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed)
@@ -68,3 +74,12 @@ class Limits:
         if not 1 <= n <= limit:
             message = f"must be 1 to {limit} characters, got {n}"
             raise InvalidRequest.fields((loc, message, n), kind="string_length")
+
+
+_NOT_TEXT = "is not Unicode text: a lone surrogate at character {at}"
+
+
+def _check_text(text: str, loc: list[str | int]) -> None:
+    """Text a model can be given: a lone surrogate (JSON's `\\ud800`) is no character."""
+    if (at := lone_surrogate(text)) is not None:
+        raise InvalidRequest.fields((loc, _NOT_TEXT.format(at=at), text), kind="string_unicode")

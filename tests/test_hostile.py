@@ -80,6 +80,27 @@ def live(make_settings: SettingsFactory) -> Iterator[tuple[str, Pipeline]]:
             "invalid_request",
             "seed: must be a 64-bit signed integer",
         ),
+        (  # JSON's escape for half a character, which no model's tokenizer can take
+            b'{"prompt": "my card \\ud800 has not arrived"}',
+            JSON,
+            422,
+            "invalid_request",
+            "prompt: is not Unicode text: a lone surrogate at character 8",
+        ),
+        (
+            b'{"prompt": "hi", "stop": ["ok", "\\udfff"]}',
+            JSON,
+            422,
+            "invalid_request",
+            "stop.1: is not Unicode text: a lone surrogate at character 0",
+        ),
+        (  # echoed in the error, as U+FFFD
+            b'{"prompt": "hi", "note": "\\ud800"}',
+            JSON,
+            422,
+            "invalid_request",
+            "note: Extra inputs are not permitted",
+        ),
     ],
 )
 @pytest.mark.anyio
@@ -94,6 +115,37 @@ async def test_a_hostile_body_is_a_clear_4xx(
     response = await client.post("/generate", content=body, headers=headers)
     assert (response.status_code, response.json()["error"]["type"]) == (status, kind)
     assert response.json()["error"]["message"] == message
+
+
+@pytest.mark.anyio
+async def test_half_a_character_in_a_chat_is_a_400_naming_the_message(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": '
+    response = await client.post(
+        "/v1/chat/completions", content=body + b'"a\\ud800"}]}', headers=JSON
+    )
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "error": {
+                "message": "messages.1.content: is not Unicode text: a lone surrogate at "
+                "character 1",
+                "type": "invalid_request_error",
+                "param": "messages.1.content",
+                "code": "invalid_request",
+            }
+        },
+    )
+
+
+@pytest.mark.anyio
+async def test_a_user_id_with_half_a_character_is_kept_as_its_hash(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "user": "\\ud800"}'
+    response = await client.post("/v1/chat/completions", content=body, headers=JSON)
+    assert (response.status_code, response.json()["object"]) == (200, "chat.completion")
 
 
 def _raw(url: str, head: bytes, body: bytes = b"") -> socket.socket:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 DEFAULT_INTENTS = Path(__file__).resolve().parent.parent / "data" / "intents.json"
 _INTENT_LINE = re.compile(r"\s*intent\s*:\s*(\S*)\s*$", re.IGNORECASE)
-_PREFIX = "intent:"
+_WORD = "intent"  # then a colon, spaces allowed around it
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,15 @@ def parse_intent_line(line: str, intents: IntentSet) -> tuple[bool, str | None]:
     return True, label if label in intents.intents else None
 
 
+def _may_be_intent_line(head: str) -> bool:
+    """Whether a first line not yet whole can still become one `_INTENT_LINE` matches: the
+    same answer however the line is cut into deltas (`intent :` as well as `intent:`)."""
+    probe = head.lstrip().lower()
+    if len(probe) <= len(_WORD):
+        return _WORD.startswith(probe)
+    return probe.startswith(_WORD) and probe[len(_WORD) :].lstrip()[:1] in ("", ":")
+
+
 class IntentSplitter:
     """Splits a streamed raw output into the intent and the reply text, delta by delta.
 
@@ -80,8 +89,7 @@ class IntentSplitter:
         if "\n" in self._head:
             line, rest = self._head.split("\n", 1)
             return rest if self._take(line) else self._head
-        probe = self._head.lstrip().lower()
-        if probe.startswith(_PREFIX) or _PREFIX.startswith(probe):
+        if _may_be_intent_line(self._head):
             return ""  # may still become an intent line: hold it back
         self._decided = True
         return self._head

@@ -82,7 +82,8 @@ class RequestRecord:
     def by_user(self, user: str | None) -> None:
         """Keep who asked as a hash: rows can be grouped by caller without naming one."""
         if user is not None:
-            self.user = hashlib.sha256(user.encode()).hexdigest()[:16]
+            # surrogatepass: an id is hashed as sent, whatever its characters
+            self.user = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def serve_with(self, info: ModelInfo) -> None:
         """The request is now with this model (the active one, then perhaps the fallback)."""

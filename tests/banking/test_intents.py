@@ -69,3 +69,25 @@ def test_splitter_streams_the_reply_once_the_first_line_is_decided() -> None:
     assert splitter.feed("intent: card_arrival") == ""
     assert splitter.feed("\nYour") == "Your"
     assert splitter.feed(" card") == " card"
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "intent: card_arrival\nYour card is on its way.",
+        "intent : card_arrival\nYour card is on its way.",
+        "  Intent\t:card_arrival \nYour card",
+        "intent: unknown\nHello",
+        "intentional reply\nsecond line",
+        "intent",
+        "in the app",
+        "\nafter an empty first line",
+        "Hello there",
+    ],
+)
+def test_splitter_gives_the_same_split_however_the_output_is_cut(output: str) -> None:
+    # a whole answer is split in one piece, a stream delta by delta: both must agree
+    whole = _split([output])
+    for i in range(len(output) + 1):
+        assert _split([output[:i], output[i:]]) == whole, i
+    assert _split(list(output)) == whole
