@@ -7,6 +7,7 @@ import math
 
 from prometheus_client import Gauge
 
+from app.deadline import Deadline
 from app.errors import QueueFull
 
 
@@ -16,7 +17,8 @@ class Admission:
         self._max_concurrency = max_concurrency
         self._max_queue = max_queue
         self._waiting = 0
-        self._queue_depth = queue_depth
+        # read when scraped, rather than set twice by every request
+        queue_depth.set_function(lambda: self._waiting)
         self._mean_latency_s = 1.0  # moving average, for Retry-After
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
@@ -39,9 +41,10 @@ class Admission:
         rounds = (self._waiting + 1) / self._max_concurrency
         return max(1, math.ceil(rounds * self._mean_latency_s))
 
-    def slot(self) -> _Slot:
-        """Hold a generation slot; waits in the queue, or raises QueueFull when it is full."""
-        return _Slot(self)
+    def slot(self, deadline: Deadline | None = None) -> _Slot:
+        """Hold a generation slot; waits in the queue (within `deadline`, if given), or raises
+        QueueFull when it is full."""
+        return _Slot(self, deadline)
 
     async def acquire(self) -> None:
         if self._slots.locked() and self._waiting >= self._max_queue:
@@ -51,7 +54,6 @@ class Admission:
                 self.retry_after_s(),
             )
         self._waiting += 1
-        self._queue_depth.set(self._waiting)
         if self._waiters:
             for waiter in [w for w in self._waiters if w[0] <= self._waiting]:
                 self._waiters.remove(waiter)
@@ -60,7 +62,6 @@ class Admission:
             await self._slots.acquire()
         finally:
             self._waiting -= 1
-            self._queue_depth.set(self._waiting)
 
     def release(self) -> None:
         self._slots.release()
@@ -69,13 +70,17 @@ class Admission:
 class _Slot:
     """One request's slot (a class, not a generator-based context manager: hot path)."""
 
-    __slots__ = ("_admission",)
+    __slots__ = ("_admission", "_deadline")
 
-    def __init__(self, admission: Admission):
+    def __init__(self, admission: Admission, deadline: Deadline | None):
         self._admission = admission
+        self._deadline = deadline
 
     async def __aenter__(self) -> None:
-        await self._admission.acquire()
+        if self._deadline is None:
+            await self._admission.acquire()
+        else:
+            await self._deadline.bound(self._admission.acquire())
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._admission.release()

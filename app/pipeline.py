@@ -9,7 +9,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import AsyncExitStack
 from typing import Any
 
 from app.adapters.protocol import Adapter, FinishReason, Message, ModelInfo
@@ -229,9 +228,10 @@ class Pipeline:
                 )
             conversation = self.limits.conversation(prompt, messages)
             params = self.limits.params(**options)
-            async with AsyncExitStack() as stack:
-                await deadline.bound(stack.enter_async_context(self._admission.slot()))
-                active = await deadline.bound(stack.enter_async_context(self._model.lease()))
+            async with (
+                self._admission.slot(deadline),
+                self._model.lease(deadline) as active,
+            ):
                 if origin.model is not None and origin.model != active.info.name:
                     raise ModelNotActive(
                         f"model {origin.model!r} is registered but {active.info.name!r} is the "
@@ -241,33 +241,37 @@ class Pipeline:
                 answering: list[Adapter | Loaded] = [active]
                 if self._fallback is not None and self._fallback.name != active.info.name:
                     answering.append(self._fallback)
-                pieces, piece = await open_answer(
-                    stack, answering, conversation, params, self._policy, deadline, record
+                answer = await open_answer(
+                    answering, conversation, params, self._policy, deadline, record
                 )
-                mirror = self.shadow.offer(record, conversation, params)
-                stack.push_async_callback(pieces.aclose)
-                splitter = IntentSplitter(self.intents)
-                reply: list[str] = []
-                finish: FinishReason = "length"
-                while piece is not None:
-                    if piece.text:
-                        record.mark_token()
-                        if delta := splitter.feed(piece.text):
-                            reply.append(delta)
-                            if streamed:  # a whole answer is read for its result alone
-                                yield StreamEvent(record.request_id, delta, model=record.model)
-                    if piece.usage is not None and piece.finish_reason is not None:
-                        record.usage, finish = piece.usage, piece.finish_reason
-                    piece = await deadline.bound(anext(pieces, None))
-                if tail := splitter.finish():
-                    reply.append(tail)
-                    if streamed:
-                        yield StreamEvent(record.request_id, tail, model=record.model)
-                record.intent = splitter.intent
-                record.end()
+                async with answer:
+                    mirror = self.shadow.offer(record, conversation, params)
+                    splitter = IntentSplitter(self.intents)
+                    finish: FinishReason = "length"
+                    if not streamed:  # read whole, then split once: the same split (a test)
+                        raw, finish = await answer.whole(record)
+                        text = splitter.feed(raw) + splitter.finish()
+                    else:
+                        reply: list[str] = []
+                        piece = answer.first
+                        while piece is not None:
+                            if piece.text:
+                                record.mark_token()
+                                if delta := splitter.feed(piece.text):
+                                    reply.append(delta)
+                                    yield StreamEvent(record.request_id, delta, model=record.model)
+                            if piece.usage is not None and piece.finish_reason is not None:
+                                record.usage, finish = piece.usage, piece.finish_reason
+                            piece = await deadline.bound(anext(answer.pieces, None))
+                        if tail := splitter.finish():
+                            reply.append(tail)
+                            yield StreamEvent(record.request_id, tail, model=record.model)
+                        text = "".join(reply)
+                    record.intent = splitter.intent
+                    record.end()
                 if record.fallback_from is None:
                     self._model.answered(active)
-            result = GenerateResult.of(record, "".join(reply), finish)
+            result = GenerateResult.of(record, text, finish)
             yield StreamEvent(record.request_id, result=result, model=record.model)
         except TimeoutError as exc:
             if not deadline.passed:  # an adapter's own timeout, not the request's deadline

@@ -21,7 +21,7 @@ class Origin:
     label: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: one a request, and frozen's __init__ sets each field the slow way
 class GenerateResult:
     id: str
     model: str
@@ -62,7 +62,7 @@ class GenerateResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one a delta: not frozen, for GenerateResult's reason
 class StreamEvent:
     """A reply delta; the last event of a stream carries the whole result instead."""
 

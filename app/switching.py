@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.adapters.protocol import Adapter, ModelInfo, ModelSpec
+from app.deadline import Deadline
 from app.errors import ModelNotFound, ModelUnavailable, SwitchInProgress
 from app.loaded import Loaded, LoadedAdapters
 from app.telemetry.metrics import Metrics
@@ -114,9 +115,10 @@ class ActiveModel:
             self._install(loaded)
             return True
 
-    def lease(self) -> _ActiveLease:
-        """The adapter to serve one request with; it stays open until the lease ends."""
-        return _ActiveLease(self)
+    def lease(self, deadline: Deadline | None = None) -> _ActiveLease:
+        """The adapter to serve one request with; it stays open until the lease ends. Waits
+        (within `deadline`, if given) while a drain_first switch holds new requests."""
+        return _ActiveLease(self, deadline)
 
     async def hold(self) -> Loaded:
         """Count a request against the active model (what a lease does on entering)."""
@@ -211,14 +213,16 @@ class ActiveModel:
 class _ActiveLease:
     """A request's hold on whichever model is active when it starts (a class: hot path)."""
 
-    __slots__ = ("_held", "_model")
+    __slots__ = ("_deadline", "_held", "_model")
 
-    def __init__(self, model: ActiveModel):
+    def __init__(self, model: ActiveModel, deadline: Deadline | None):
         self._model = model
+        self._deadline = deadline
         self._held: Loaded | None = None
 
     async def __aenter__(self) -> Adapter:
-        self._held = await self._model.hold()
+        hold = self._model.hold()
+        self._held = await (hold if self._deadline is None else self._deadline.bound(hold))
         return self._held.adapter
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -13,13 +13,13 @@ from app.errors import QueueFull
 pytestmark = pytest.mark.anyio
 
 
-def _admission(concurrency: int, queue: int) -> tuple[Admission, Gauge]:
-    depth = Gauge("depth", "queue depth", registry=CollectorRegistry())
-    return Admission(concurrency, queue, depth), depth
+def _admission(concurrency: int, queue: int) -> tuple[Admission, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return Admission(concurrency, queue, Gauge("depth", "queue depth", registry=registry)), registry
 
 
 async def test_requests_beyond_the_slots_wait_and_beyond_the_queue_are_refused() -> None:
-    admission, depth = _admission(concurrency=1, queue=1)
+    admission, registry = _admission(concurrency=1, queue=1)
     order: list[str] = []
     async with admission.slot():
         order.append("first")
@@ -30,14 +30,14 @@ async def test_requests_beyond_the_slots_wait_and_beyond_the_queue_are_refused()
 
         waiting = asyncio.create_task(second())
         await admission.until_waiting(1)
-        assert (admission.waiting, depth._value.get()) == (1, 1)
+        assert (admission.waiting, registry.get_sample_value("depth")) == (1, 1)
         with pytest.raises(QueueFull) as refused:
             async with admission.slot():
                 order.append("never")
     await waiting
     assert order == ["first", "second"]
     assert refused.value.headers == {"Retry-After": "2"}  # two rounds of the 1 s default
-    assert (admission.waiting, depth._value.get()) == (0, 0)
+    assert (admission.waiting, registry.get_sample_value("depth")) == (0, 0)
 
 
 async def test_retry_after_follows_the_observed_latency() -> None:

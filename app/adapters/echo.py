@@ -32,6 +32,7 @@ class EchoAdapter:
     def __init__(self, spec: ModelSpec):
         self._info = ModelInfo(spec.name, spec.backend, VERSION)
         self._tokens = re.findall(r"\S+\s*", REPLY)  # words with their trailing space
+        self._pieces = [Piece(token) for token in self._tokens]  # made once, never changed
 
     @property
     def info(self) -> ModelInfo:
@@ -47,18 +48,26 @@ class EchoAdapter:
     async def stream(
         self, messages: Conversation, params: SamplingParams
     ) -> AsyncGenerator[Piece, None]:
-        scanner = StopScanner(params.stop)
+        # No await between tokens, and no work a token beyond the scanner's: echo measures
+        # the service, not a model.
         tokens = self._tokens[: params.max_tokens]
-        count = 0
-        for token in tokens:
-            count += 1  # no await between tokens: echo measures the service, not a model
-            if text := scanner.feed(token):
-                yield Piece(text)
-            if scanner.stopped:
-                break
-        if tail := scanner.flush():
-            yield Piece(tail)
-        cut = len(tokens) < len(self._tokens) and not scanner.stopped
+        stopped = False
+        if not params.stop:
+            for piece in self._pieces[: len(tokens)]:
+                yield piece
+            count = len(tokens)
+        else:
+            scanner = StopScanner(params.stop)
+            count = 0
+            for token in tokens:
+                count += 1
+                if text := scanner.feed(token):
+                    yield Piece(text)
+                if stopped := scanner.stopped:
+                    break
+            if tail := scanner.flush():
+                yield Piece(tail)
+        cut = len(tokens) < len(self._tokens) and not stopped
         finish: FinishReason = "length" if cut else "stop"
         words = sum(len(m.content.split()) for m in messages)
         yield Piece("", finish, Usage(words, count))

@@ -62,9 +62,11 @@ class Usage:
     cost_usd: float | None = None  # what the provider bills for this request, when known
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Piece:
-    """A part of the raw output; the last piece of a stream carries finish_reason and usage."""
+    """A part of the raw output; the last piece of a stream carries finish_reason and usage.
+    Not frozen: a stream makes one a token, and a frozen dataclass's `__init__` (a call of
+    `object.__setattr__` per field) costs three times a plain one's. Nothing changes a piece."""
 
     text: str
     finish_reason: FinishReason | None = None

@@ -7,7 +7,7 @@ class StopScanner:
     """Cuts the output before the first stop string, holding back text that may start one."""
 
     def __init__(self, stops: tuple[str, ...]):
-        self._stops = tuple(s for s in stops if s)
+        self._stops = tuple(filter(None, stops))  # one made per request: no generator
         self._held = ""
         self.stopped = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -9,7 +10,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,16 @@ _STOP = threading.Event()  # put last by close; like a flush's mark, set once wr
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now in UTC to the millisecond, ISO 8601: `2026-12-02T05:45:24.123Z`. Every row has one,
+    so the second's text is made once a second (datetime's whole text costs ~2 µs a call)."""
+    now = time.time()
+    second = int(now)
+    return f"{_second_text(second)}.{int((now - second) * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=2)
+def _second_text(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class BenchmarkLog:
