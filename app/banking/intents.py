@@ -9,7 +9,10 @@ from pathlib import Path
 
 DEFAULT_INTENTS = Path(__file__).resolve().parent.parent / "data" / "intents.json"
 _INTENT_LINE = re.compile(r"\s*intent\s*:\s*(\S*)\s*$", re.IGNORECASE)
-_WORD = "intent"  # then a colon, spaces allowed around it
+# a start of an intent line: "intent" cut anywhere, or whole and then a colon and anything
+_INTENT_START = re.compile(
+    r"\s*(?:i(?:n(?:t(?:e(?:n(?:t(?:\s*(?::.*)?)?)?)?)?)?)?)?", re.IGNORECASE | re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,9 @@ def parse_intent_line(line: str, intents: IntentSet) -> tuple[bool, str | None]:
 
 def _may_be_intent_line(head: str) -> bool:
     """Whether a first line not yet whole can still become one `_INTENT_LINE` matches: the
-    same answer however the line is cut into deltas (`intent :` as well as `intent:`)."""
-    probe = head.lstrip().lower()
-    if len(probe) <= len(_WORD):
-        return _WORD.startswith(probe)
-    return probe.startswith(_WORD) and probe[len(_WORD) :].lstrip()[:1] in ("", ":")
+    same answer however the line is cut into deltas (`intent :` as well as `intent:`, and
+    with the same case folding: a dotless i matches too)."""
+    return _INTENT_START.fullmatch(head) is not None
 
 
 class IntentSplitter:

@@ -77,6 +77,7 @@ def test_splitter_streams_the_reply_once_the_first_line_is_decided() -> None:
         "intent: card_arrival\nYour card is on its way.",
         "intent : card_arrival\nYour card is on its way.",
         "  Intent\t:card_arrival \nYour card",
+        "\u0131ntent: card_arrival\nYour card",  # a dotless i: the parser folds it to i
         "intent: unknown\nHello",
         "intentional reply\nsecond line",
         "intent",
