@@ -14,7 +14,7 @@ from tqdm import tqdm
 from app.banking.corpus import Example
 from app.banking.intents import IntentSet
 from app.scoring import accuracy, confusions, macro_f1
-from app.telemetry.benchlog import utc_now
+from app.telemetry.clock import utc_now
 from app.telemetry.summary import percentile
 
 

@@ -228,10 +228,7 @@ class Pipeline:
                 )
             conversation = self.limits.conversation(prompt, messages)
             params = self.limits.params(**options)
-            async with (
-                self._admission.slot(deadline),
-                self._model.lease(deadline) as active,
-            ):
+            async with self._admission.slot(deadline), self._model.lease(deadline) as active:
                 if origin.model is not None and origin.model != active.info.name:
                     raise ModelNotActive(
                         f"model {origin.model!r} is registered but {active.info.name!r} is the "

@@ -21,7 +21,8 @@ from app.loaded import Loaded, LoadedAdapters
 from app.mirror import Answered, Mirror
 from app.outbound import outbound
 from app.settings import Settings
-from app.telemetry.benchlog import BenchmarkLog, utc_now
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.clock import utc_now
 from app.telemetry.metrics import Metrics
 from app.telemetry.record import RequestRecord
 

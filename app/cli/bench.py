@@ -14,7 +14,8 @@ import httpx
 from app.banking.corpus import read_csv
 from app.loadtest import figures, run_load
 from app.settings import get_settings
-from app.telemetry.benchlog import BenchmarkLog, utc_now
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.clock import utc_now
 
 DEFAULT_PROMPTS = (
     "I still have not received my new card",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from app.telemetry.benchlog import BenchmarkLog, utc_now
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.clock import utc_now
 
 OPEN = "open"  # who acts when no admin key is configured (local development)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ from typing import Any
 
 import pydantic_core
 
+from app.telemetry.clock import utc_now
 from app.telemetry.handoff import Handoff
 from app.telemetry.logfiles import read_log, read_rows
 from app.telemetry.shadow_stats import shadow_summary
@@ -26,19 +26,6 @@ WARN_EVERY_S = 60.0  # while rows are dropped, one warning a minute
 BATCH = 1024  # rows at most in one write
 LINGER_S = 0.005  # how long the woken writer waits for more rows to join its write
 _STOP = threading.Event()  # put last by close; like a flush's mark, set once written
-
-
-def utc_now() -> str:
-    """Now in UTC to the millisecond, ISO 8601: `2026-12-02T05:45:24.123Z`. Every row has one,
-    so the second's text is made once a second (datetime's whole text costs ~2 µs a call)."""
-    now = time.time()
-    second = int(now)
-    return f"{_second_text(second)}.{int((now - second) * 1000):03d}Z"
-
-
-@functools.lru_cache(maxsize=2)
-def _second_text(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class BenchmarkLog:

@@ -13,7 +13,8 @@ from typing import Any
 from app.adapters.protocol import ModelInfo, Usage
 from app.banking.pii import PiiKind
 from app.errors import RequestStatus, ServiceError
-from app.telemetry.benchlog import BenchmarkLog, utc_now
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.clock import utc_now
 from app.telemetry.metrics import Metrics
 
 _NO_USAGE = Usage(0, 0)
