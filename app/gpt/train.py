@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from app.banking.corpus import Example, write_csv
@@ -39,7 +40,7 @@ class TrainConfig:
     n_embd: int = 192
     block_size: int = 256
     vocab_size: int = 2048  # BPE merges, before the label tokens are added
-    dropout: float = 0.0
+    dropout: float = 0.1  # about a point more held-out accuracy on Banking77 in 3 minutes
     # Untied: a label is both the answer the question leads to (an output) and the start of
     # its reply (an input); tied, classification keeps moving the input the reply is learnt
     # from, and the replies never hold.
@@ -52,7 +53,9 @@ class TrainConfig:
     # of every reply, at the schedule's high learning rate: memorizing 77 replies takes about
     # 100 such steps, which, spread thinly over the epochs, never add up before the rate falls.
     reply_steps: int = 100
-    reply_repeats: int = 8  # then each reply is trained again this many times an epoch
+    # Then each reply is trained again this many times an epoch: at 24, not 8, the replies
+    # come out word for word three epochs sooner, when the intent accuracy has peaked.
+    reply_repeats: int = 24
     # Train on the customer's own tokens too, not only on the answer. Off: those targets pull
     # the model's next-token predictions away from the replies it memorized (word for word in
     # 3 minutes on Banking77: 1.5% with them, 90.1% without).
@@ -63,6 +66,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_steps: int = 50
+    # The weights judged each epoch, kept and saved are an exponential moving average of the
+    # trained ones, this much of it kept a step (0: the trained weights themselves). Averaged,
+    # the held-out accuracy reaches its plateau epochs sooner and about a point higher.
+    ema_decay: float = 0.995
     val_fraction: float = 0.1  # stratified hold-out for the reported accuracy
     seed: int = 0
 
@@ -138,6 +145,16 @@ def _build_model(tokenizer: Tokenizer, cfg: TrainConfig) -> GPT:
     )
 
 
+def _averaged(model: GPT, decay: float) -> AveragedModel | None:
+    """The moving average of the model's weights (and buffers), or None when decay is 0."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema_decay is in [0, 1), not {decay}")
+    if decay == 0.0:
+        return None
+    average = get_ema_multi_avg_fn(decay)  # type: ignore[no-untyped-call]
+    return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
+
+
 def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -176,6 +193,8 @@ def train(
     replies = [encode_reply(tokenizer, intents, label, cfg.block_size) for label in taught]
     seqs += replies * cfg.reply_repeats
     optimizer = _optimizer(model, cfg)
+    averaged = _averaged(model, cfg.ema_decay)
+    judged = model if averaged is None else cast(GPT, averaged.module)  # scored, kept, saved
     pad, sep = special_id(tokenizer, PAD), special_id(tokenizer, SEP)
     label_ids = torch.tensor([tokenizer.token_to_id(label) for label in intents.labels])
     total = math.ceil(len(seqs) / cfg.batch_size) * cfg.epochs + cfg.reply_steps
@@ -202,6 +221,8 @@ def train(
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             losses.append(loss.item())
             step += 1
             if math.isfinite(budget):  # the bar counts the budget's seconds
@@ -209,7 +230,7 @@ def train(
             else:
                 bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
-        scores = answer_scores(model, tokenizer, intents, val_set) if val_set else None
+        scores = answer_scores(judged, tokenizer, intents, val_set) if val_set else None
         record = Epoch(
             epoch,
             round(time.perf_counter() - started, 1),
@@ -222,14 +243,14 @@ def train(
             on_epoch(record)
         # keep the epoch that answers most held-out examples word for word, then by intent
         if scores is not None and (best is None or (scores.exact, scores.intent) > best[0]):
-            best = ((scores.exact, scores.intent), copy.deepcopy(model.state_dict()))
+            best = ((scores.exact, scores.intent), copy.deepcopy(judged.state_dict()))
         if out_of_time:
             logger.info("time budget of %.1f min reached in epoch %d", cfg.max_minutes, epoch)
             break
     bar.close()
     if best is not None:
-        model.load_state_dict(best[1])
-    model.eval()
+        judged.load_state_dict(best[1])
+    judged.eval()
     seconds = time.perf_counter() - started
     exact, kept = best[0] if best is not None else (None, None)
     info = {
@@ -243,7 +264,7 @@ def train(
         "val_examples": len(val_set),
         "history": [asdict(h) for h in history],
     }
-    version = save_checkpoint(out, model, tokenizer, info, restart_tokens=label_ids.tolist())
+    version = save_checkpoint(out, judged, tokenizer, info, restart_tokens=label_ids.tolist())
     if val_set:
         write_csv(out / HELD_OUT, list(val_set))
     save_curve(history, out / CURVE)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -93,6 +94,32 @@ def test_train_writes_a_checkpoint_that_reports_its_accuracy(tmp_path: Path) -> 
 def test_train_rejects_categories_outside_the_intent_set(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not_a_label"):
         train([Example("hello", "not_a_label")], IntentSet.load(), tmp_path, SMALL, progress=False)
+
+
+def test_the_saved_weights_are_the_moving_average_of_the_trained_ones(tmp_path: Path) -> None:
+    # one batch an epoch, so an epoch is a step; in the warm-up, whose rates do not depend
+    # on the number of epochs, the runs of one and of two epochs take the same first step
+    one_step = replace(SMALL, val_fraction=0.0, reply_steps=0, batch_size=64, warmup_steps=4)
+    two_steps = replace(one_step, epochs=2)
+    weights = {}
+    for name, cfg in {
+        "first": replace(one_step, epochs=1),
+        "second": two_steps,
+        "averaged": replace(two_steps, ema_decay=0.25),
+    }.items():
+        train(_examples(), IntentSet.load(), tmp_path / name, cfg, progress=False)
+        weights[name] = load_checkpoint(tmp_path / name).model.state_dict()
+    assert weights["averaged"].keys() == weights["second"].keys()
+    assert all(
+        torch.allclose(averaged, 0.25 * weights["first"][key] + 0.75 * weights["second"][key])
+        for key, averaged in weights["averaged"].items()
+    )
+    assert not torch.equal(weights["first"]["lm_head.weight"], weights["second"]["lm_head.weight"])
+
+
+def test_an_ema_decay_outside_0_to_1_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape("ema_decay is in [0, 1), not 1.0")):
+        train(_examples(), IntentSet.load(), tmp_path, replace(SMALL, ema_decay=1.0))
 
 
 def test_label_weight_scales_the_label_tokens_share_of_the_loss() -> None:
