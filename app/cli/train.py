@@ -138,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _decay(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not a number") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text}: a decay is at least 0 and below 1")
     return value

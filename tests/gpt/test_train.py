@@ -117,6 +117,30 @@ def test_the_saved_weights_are_the_moving_average_of_the_trained_ones(tmp_path: 
     assert not torch.equal(weights["first"]["lm_head.weight"], weights["second"]["lm_head.weight"])
 
 
+def test_with_a_hold_out_the_averaged_weights_are_scored_and_the_best_epoch_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def scored_weights(ema_decay: float, out: Path) -> list[dict[str, torch.Tensor]]:
+        weights: list[dict[str, torch.Tensor]] = []
+
+        def score(model: torch.nn.Module, *_: object) -> AnswerScores:  # epoch 2 answers best
+            weights.append({k: v.clone() for k, v in model.state_dict().items()})
+            return AnswerScores(0.5, 1.0 if len(weights) == 2 else 0.0)
+
+        monkeypatch.setattr("app.gpt.train.answer_scores", score)
+        cfg = replace(SMALL, epochs=3, ema_decay=ema_decay)
+        train(_examples(), IntentSet.load(), out, cfg, progress=False)
+        return weights
+
+    averaged = scored_weights(0.5, tmp_path / "averaged")
+    trained = scored_weights(0.0, tmp_path / "trained")  # the same steps, unaveraged
+    saved = load_checkpoint(tmp_path / "averaged").model.state_dict()
+    assert (len(averaged), len(trained)) == (3, 3)
+    assert all(torch.equal(saved[key], value) for key, value in averaged[1].items())
+    assert not torch.equal(averaged[1]["lm_head.weight"], averaged[2]["lm_head.weight"])
+    assert not torch.equal(averaged[1]["lm_head.weight"], trained[1]["lm_head.weight"])
+
+
 def test_an_ema_decay_outside_0_to_1_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape("ema_decay is in [0, 1), not 1.0")):
         train(_examples(), IntentSet.load(), tmp_path, replace(SMALL, ema_decay=1.0))
