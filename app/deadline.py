@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import TypeVar
 
+from app import timeouts
 from app.errors import GenerationTimeout, ServiceError
 
 T = TypeVar("T")
@@ -23,8 +24,8 @@ class Deadline:
     def __init__(self, timeout_s: float):
         self.timeout_s = timeout_s
         self.at = asyncio.get_running_loop().time() + timeout_s
-        self._whole: asyncio.Timeout | None = None
-        self._wait: asyncio.Timeout | None = None  # the stream's wait in progress
+        self._whole: timeouts.Timeout | None = None
+        self._wait: timeouts.Timeout | None = None  # the stream's wait in progress
         self._cut: ServiceError | None = None
 
     def bound(self, awaitable: Awaitable[T]) -> Awaitable[T]:
@@ -36,7 +37,7 @@ class Deadline:
         return self._bounded(awaitable)
 
     async def _bounded(self, awaitable: Awaitable[T]) -> T:
-        async with asyncio.timeout_at(self.at) as self._wait:
+        async with timeouts.timeout_at(self.at) as self._wait:
             try:
                 return await awaitable
             finally:
@@ -68,7 +69,7 @@ class Deadline:
     async def __aenter__(self) -> Deadline:
         """One timer for everything awaited inside; GenerationTimeout when it fires. (A class,
         not a generator-based context manager: it runs once per request.)"""
-        self._whole = asyncio.timeout_at(self.at)
+        self._whole = timeouts.timeout_at(self.at)
         await self._whole.__aenter__()
         return self
 

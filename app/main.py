@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from app.banking.intents import IntentSet
 from app.middleware import BodyLimits
@@ -51,6 +52,9 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
         shadow.router,
     ):
         app.include_router(router)
+    # A request is matched against the routes in order, and FastAPI puts its documentation's
+    # first: the API's go ahead of them (a stable sort), so /generate is tried first, not fifth.
+    app.router.routes.sort(key=lambda route: not isinstance(route, APIRoute))
     # Requests to these routes are recorded (a metric sample and a log row) even when they are
     # refused before the pipeline: a missing key, a body too large or malformed.
     add_error_handlers(app, {generate.PATH: "generate", **openai.APIS})

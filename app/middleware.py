@@ -7,6 +7,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import timeouts
 from app.errors import BodyTimeout, PayloadTooLarge
 
 
@@ -38,7 +39,7 @@ class BodyLimits:
             if whole:
                 return await receive()
             try:
-                async with asyncio.timeout_at(by):
+                async with timeouts.timeout_at(by):
                     message = await receive()
             except TimeoutError:
                 raise BodyTimeout(self.timeout_s) from None
