@@ -26,8 +26,11 @@ class BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        too_large = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
+        too_large = False
+        for name, value in scope["headers"]:  # lower-case names, by the ASGI spec
+            if name == b"content-length":
+                too_large = value.isdigit() and int(value) > self.max_bytes
+                break
         received = 0
         whole = False
         by = asyncio.get_running_loop().time() + self.timeout_s

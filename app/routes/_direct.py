@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import request_response
 
 from app.errors import ServiceError
@@ -123,7 +124,7 @@ async def _json_body(request: Request) -> Any:
     """The body as FastAPI reads it: JSON when it says it is (by its Content-Type), its bytes
     when it says it is something else or says nothing, None when there is none."""
     try:
-        data = await request.body()
+        data = await _read(request)
         if not data:
             return None
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -148,6 +149,19 @@ async def _json_body(request: Request) -> Any:
         raise
     except Exception as exc:  # the client left part way, bytes not UTF-8, JSON nested too deep
         raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+async def _read(request: Request) -> bytes:
+    """The body as Starlette's `Request.body()` reads it, from the ASGI messages, without its
+    async generator (whose turns cost more than reading a body that came in one message)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _validated(model: type[BaseModel], body: Any) -> BaseModel:

@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.adapters.protocol import ModelInfo, Usage
 from app.banking.pii import PiiKind
@@ -128,10 +128,11 @@ class RequestRecord:
         self.end()
         self._leave()
         info = self.model or self._ledger.attributed() or NO_MODEL
-        self._observe(info)
-        self._ledger.log.append(self.row(info))
+        figures = _Figures(self.latency_s, self.ttft_s, self.tpot_s)
+        self._observe(info, figures)
+        self._ledger.log.append(self._row(info, figures))
         if self.status == "ok":
-            self._ledger.on_latency(self.latency_s)
+            self._ledger.on_latency(figures.latency_s)
 
     @property
     def latency_s(self) -> float:
@@ -149,12 +150,10 @@ class RequestRecord:
             return None
         return (self.finished_at - self.first_token_at) / (n - 1)
 
-    @property
-    def tokens_per_s(self) -> float:
-        return self.usage.completion_tokens / self.latency_s if self.latency_s > 0 else 0.0
-
-    def row(self, info: ModelInfo) -> dict[str, Any]:
+    def _row(self, info: ModelInfo, figures: _Figures) -> dict[str, Any]:
         """The benchmark-log row: figures only, never the prompt or the reply."""
+        latency_s, ttft_s, tpot_s = figures
+        usage = self.usage
         return {
             "ts": utc_now(),
             "type": "request",
@@ -165,15 +164,15 @@ class RequestRecord:
             "status": self.status,
             "error_type": self.error_type,
             "stream": self.stream,
-            "latency_ms": _ms(self.latency_s),
-            "ttft_ms": _ms(self.ttft_s),
-            "tpot_ms": _ms(self.tpot_s),
-            "prompt_tokens": self.usage.prompt_tokens,
-            "completion_tokens": self.usage.completion_tokens,
-            "tokens_per_s": round(self.tokens_per_s, 2),
+            "latency_ms": round(latency_s * 1000, 2),
+            "ttft_ms": None if ttft_s is None else round(ttft_s * 1000, 2),
+            "tpot_ms": None if tpot_s is None else round(tpot_s * 1000, 2),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "tokens_per_s": round(usage.completion_tokens / latency_s, 2) if latency_s > 0 else 0.0,
             "intent": self.intent,
             "label": self.label,
-            "cost_usd": self.usage.cost_usd,
+            "cost_usd": usage.cost_usd,
             "fallback_from": self.fallback_from,
             "api": self.api,
             "user": self.user,
@@ -184,20 +183,25 @@ class RequestRecord:
             self._in_flight.dec()
             self._in_flight = None
 
-    def _observe(self, info: ModelInfo) -> None:
+    def _observe(self, info: ModelInfo, figures: _Figures) -> None:
         metrics = self._ledger.metrics
         series = metrics.series(info.name, info.backend)
         metrics.requests_of(series, info.name, info.backend, self.status).inc()
-        series.request_latency.observe(self.latency_s)
-        if (ttft := self.ttft_s) is not None:
-            series.ttft.observe(ttft)
-        if (tpot := self.tpot_s) is not None:
-            series.tpot.observe(tpot)
-        series.prompt_tokens.inc(self.usage.prompt_tokens)
-        series.completion_tokens.inc(self.usage.completion_tokens)
-        if self.usage.cost_usd:
-            series.cost.inc(self.usage.cost_usd)
+        series.request_latency.observe(figures.latency_s)
+        if figures.ttft_s is not None:
+            series.ttft.observe(figures.ttft_s)
+        if figures.tpot_s is not None:
+            series.tpot.observe(figures.tpot_s)
+        usage = self.usage
+        series.prompt_tokens.inc(usage.prompt_tokens)
+        series.completion_tokens.inc(usage.completion_tokens)
+        if usage.cost_usd:
+            series.cost.inc(usage.cost_usd)
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 2)
+class _Figures(NamedTuple):
+    """A finished request's times, worked out once for its metrics and its row."""
+
+    latency_s: float
+    ttft_s: float | None
+    tpot_s: float | None
