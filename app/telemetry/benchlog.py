@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic_core
 
@@ -69,7 +69,7 @@ class BenchmarkLog:
         self._warned_at = -WARN_EVERY_S
         self._dropped_since_warning = 0
         self._inode: int | None = None
-        self._rows: Handoff[dict[str, Any] | threading.Event] = Handoff(LINGER_S)
+        self._rows: Handoff[_Line | threading.Event] = Handoff(LINGER_S)
         self._samples = SampleWindow(WINDOW)
         self._shadows: deque[dict[str, Any]] = deque(maxlen=WINDOW)  # the newest shadow rows
         self._lock = threading.Lock()
@@ -97,9 +97,23 @@ class BenchmarkLog:
             self._thread = thread
 
     def append(self, row: dict[str, Any]) -> None:
+        """Encoded here, in the caller's thread, so the writer holds the interpreter only to
+        join and write lines: under load each time it holds it the requests wait for it."""
         if self._stamp:
             row.update(self._stamp)
-        self._rows.put(row)
+        try:
+            kind = row.get("type")
+            line = _Line(
+                _encode(row),
+                Sample.from_row(row) if kind == "request" else None,
+                row if kind == "shadow" else None,
+            )
+        except Exception:  # not JSON (NaN, say), or a request row without its figures
+            logger.exception("could not encode a benchmark row for %s", self.path)
+            with self._lock:
+                self._drop(None)
+            return
+        self._rows.put(line)
 
     def flush(self) -> None:
         """Wait until every row appended so far is written; at once when no writer runs
@@ -145,10 +159,10 @@ class BenchmarkLog:
     def _run(self) -> None:
         while True:
             batch = self._rows.take(BATCH)  # whatever else waits goes out in the same write
-            rows = [row for row in batch if not isinstance(row, threading.Event)]
+            lines = [line for line in batch if not isinstance(line, threading.Event)]
             try:
-                if rows:
-                    self._write_rows(rows)
+                if lines:
+                    self._write_lines(lines)
             except Exception:
                 logger.exception("could not write benchmark rows to %s", self.path)
             finally:
@@ -159,6 +173,8 @@ class BenchmarkLog:
                 return
 
     def _drop(self, error: OSError | None) -> None:
+        """Count a row lost: one not written (`error`), or not encodable (None). Under _lock:
+        rows are encoded in the callers' threads."""
         self.dropped += 1
         self._dropped_since_warning += 1
         self._on_drop()
@@ -166,7 +182,8 @@ class BenchmarkLog:
         if (now := time.monotonic()) - self._warned_at >= WARN_EVERY_S:
             logger.warning("%s (%d dropped)", self.problem, self._dropped_since_warning)
             self._warned_at, self._dropped_since_warning = now, 0
-        if self._fd is not None:  # the next row reopens it: a remount, a new disk
+        # a failed write closes the file: the next one reopens it (a remount, a new disk)
+        if error is not None and self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
@@ -187,57 +204,47 @@ class BenchmarkLog:
         except FileNotFoundError:
             return True
 
-    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Rows in one write of whole lines, each summary row after the request row that
-        completes its window. A row that cannot be encoded is dropped alone; when the write
-        fails part way (a disk that fills), the rows whose lines reached the file count as
-        written and the rest as dropped."""
-        lines = bytearray()
-        ends: list[tuple[int, dict[str, Any] | None, Sample | None]] = []  # (end, row, sample)
+    def _write_lines(self, batch: list[_Line]) -> None:
+        """Lines in one write, each summary row after the request row that completes its
+        window. When the write fails part way (a disk that fills), the rows whose lines
+        reached the file count as written and the rest as dropped."""
+        data = bytearray()
+        ends: list[tuple[int, _Line | None]] = []  # (end, its row's line; None: a summary)
         window = len(self._window)
-        dropped = 0
-        for row in rows:
-            try:
-                line = _encode(row)
-                sample = Sample.from_row(row) if row.get("type") == "request" else None
-            except Exception:  # not JSON (NaN, say), or a request row without its figures
-                logger.exception("could not encode a benchmark row for %s", self.path)
-                self._drop(None)
-                dropped += 1
-                continue
-            lines += line
-            ends.append((len(lines), row, sample))
-            if sample is None or (window := window + 1) < self._every:
+        for line in batch:
+            data += line.text
+            ends.append((len(data), line))
+            if line.sample is None or (window := window + 1) < self._every:
                 continue
             window = 0
             try:  # the rows since the previous summary: cheap at any log size, a time series
-                samples = [*self._window, *(s for _, _, s in ends if s is not None)][-self._every :]
-                lines += _encode({"ts": utc_now(), "type": "summary", **summarize(samples)})
-                ends.append((len(lines), None, None))  # a summary: its window starts again
+                waiting = (e.sample for _, e in ends if e is not None and e.sample is not None)
+                samples = [*self._window, *waiting][-self._every :]
+                data += _encode({"ts": utc_now(), "type": "summary", **summarize(samples)})
             except Exception:
                 logger.exception("could not summarize benchmark rows for %s", self.path)
-                ends.append((len(lines), None, None))
-        reached, error = self._write_some(bytes(lines))
+            ends.append((len(data), None))  # its window starts again
+        reached, error = self._write_some(bytes(data))
         committed = requests = 0
         with self._lock:
-            for end, written, sample in ends:
+            for end, written in ends:
                 if end > reached:
                     break
                 committed += 1
                 if written is None:
                     self._window = []
-                elif sample is not None:
-                    self._samples.append(sample)
-                    self._window.append(sample)
+                elif written.sample is not None:
+                    self._samples.append(written.sample)
+                    self._window.append(written.sample)
                     requests += 1
-                elif written.get("type") == "shadow":
-                    self._shadows.append(written)
-        if error is not None:  # a full disk must not kill the writer or block requests
-            for _ in (lost for _, lost, _ in ends[committed:] if lost is not None):
-                self._drop(error)
-        elif self.problem is not None and not dropped:
-            logger.warning("writing %s again, after %d dropped rows", self.path, self.dropped)
-            self.problem = None
+                elif written.shadow is not None:
+                    self._shadows.append(written.shadow)
+            if error is not None:  # a full disk must not kill the writer or block requests
+                for _ in (lost for _, lost in ends[committed:] if lost is not None):
+                    self._drop(error)
+            elif self.problem is not None:
+                logger.warning("writing %s again, after %d dropped rows", self.path, self.dropped)
+                self.problem = None
         with self._written:
             self.requests_written += requests
             self._written.notify_all()
@@ -261,6 +268,14 @@ class BenchmarkLog:
         with self._lock:
             samples, shadows = self._samples.samples(), list(self._shadows)
         return summarize(samples, shadow_summary(shadows))
+
+
+class _Line(NamedTuple):
+    """A row as the writer takes it: its line, and what the log keeps of it once written."""
+
+    text: bytes
+    sample: Sample | None  # a request row's figures, for the summaries
+    shadow: dict[str, Any] | None  # a shadow row, for GET /shadow and gated switches
 
 
 def _summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
