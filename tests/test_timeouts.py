@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import math
+import weakref
 
 import pytest
 import uvloop
@@ -14,12 +17,14 @@ pytestmark = pytest.mark.anyio
 
 async def test_a_block_still_running_at_its_time_is_cut_with_timeout_error_never_early() -> None:
     loop = asyncio.get_running_loop()
-    when = loop.time() + 0.02
-    with pytest.raises(TimeoutError):
-        async with timeouts.timeout_at(when) as timeout:
-            await asyncio.Event().wait()
-    assert loop.time() >= when
-    assert timeout.expired()
+    for seconds in (0.001, 0.004, 0.009, 0.01, 0.011, 0.015, 0.02, 0.03):
+        when = loop.time() + seconds
+        with pytest.raises(TimeoutError):
+            async with timeouts.timeout_at(when) as timeout:
+                await asyncio.Event().wait()
+        assert loop.time() >= when
+        assert timeout.expired()
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     assert timeouts.pending() == 0
 
 
@@ -40,7 +45,21 @@ async def test_one_already_due_fires_on_the_next_turn_of_the_loop() -> None:
             await asyncio.sleep(0)  # one turn: asyncio's own timeout cuts it there too
     async with timeouts.timeout_at(loop.time() - 1) as timeout:
         pass  # nothing awaited: nothing to cut
+    await asyncio.sleep(0)  # the turn it was due on: the block is gone, so nothing fires
     assert not timeout.expired()
+    async with timeouts.timeout_at(loop.time() - 1) as taken_back:
+        taken_back.reschedule(None)  # asyncio's: no timeout after all
+        await asyncio.sleep(0)
+        taken_back.reschedule(loop.time() + 30)
+        await asyncio.sleep(0)
+    assert not taken_back.expired()
+
+
+async def test_a_time_at_infinity_is_never() -> None:
+    async with timeouts.timeout_at(math.inf) as never:
+        assert timeouts.pending() == 0
+        await asyncio.sleep(0)
+    assert not never.expired()
 
 
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
@@ -127,3 +146,19 @@ def test_each_event_loop_has_its_own_wheel_uvloop_s_too() -> None:
 
     assert asyncio.run(times_out())
     assert uvloop.run(times_out())  # a new loop (the server's kind): a wheel of its own
+
+
+def test_a_finished_loop_is_not_kept_alive_by_its_wheel() -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def times_out() -> None:
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
+        with pytest.raises(TimeoutError):
+            async with timeouts.timeout_at(loop.time() + 0.001):
+                await asyncio.Event().wait()
+
+    asyncio.run(times_out())  # ends with the wheel's next tick still scheduled
+    uvloop.run(times_out())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None]

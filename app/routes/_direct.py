@@ -161,7 +161,10 @@ async def _read(request: Request) -> bytes:
             raise ClientDisconnect()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            break
+    # kept where Starlette keeps it, so a later `request.body()` reads it rather than waits
+    request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return request._body
 
 
 def _validated(model: type[BaseModel], body: Any) -> BaseModel:

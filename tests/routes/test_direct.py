@@ -10,10 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
+from app.main import create_app
 from app.openai_api.protocol import ChatCompletionRequest
 from app.routes._direct import DirectRoute
 from app.schemas import GenerateRequest
+from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -175,3 +178,16 @@ def test_a_direct_route_refuses_an_endpoint_it_would_serve_differently(endpoint:
     router = APIRouter(route_class=DirectRoute)
     with pytest.raises(TypeError, match="/answer: a direct route"):
         router.post("/answer")(endpoint)
+
+
+def test_the_api_routes_are_matched_before_the_documentation_routes(
+    make_settings: SettingsFactory,
+) -> None:
+    """A request is matched against the routes in order: /generate first, not after FastAPI's
+    four documentation routes (each a regular expression tried on every request)."""
+    app = create_app(make_settings())
+    paths = [route.path for route in app.router.routes if isinstance(route, Route)]
+    api = [route.path for route in app.router.routes if isinstance(route, APIRoute)]
+    assert paths[: len(api)] == api
+    assert paths[0] == "/generate"
+    assert paths[len(api) :] == ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"]
