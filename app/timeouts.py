@@ -130,7 +130,7 @@ class Timeout:
 
 def timeout_at(when: float | None) -> Timeout:
     """Like `asyncio.timeout_at`: TimeoutError when the block is still running at `when` (the
-    loop's clock), at most RESOLUTION_S late."""
+    loop's clock), up to RESOLUTION_S late (plus the loop's own delay), never early."""
     return Timeout(when)
 
 
