@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -10,12 +9,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import pydantic_core
+from typing import Any
 
 from app.telemetry.clock import utc_now
 from app.telemetry.handoff import Handoff
+from app.telemetry.lines import Line, encode
 from app.telemetry.logfiles import read_log, read_rows
 from app.telemetry.shadow_stats import shadow_summary
 from app.telemetry.summary import Sample, SampleWindow, summarize
@@ -69,7 +67,7 @@ class BenchmarkLog:
         self._warned_at = -WARN_EVERY_S
         self._dropped_since_warning = 0
         self._inode: int | None = None
-        self._rows: Handoff[_Line | threading.Event] = Handoff(LINGER_S)
+        self._rows: Handoff[Line | threading.Event] = Handoff(LINGER_S)
         self._samples = SampleWindow(WINDOW)
         self._shadows: deque[dict[str, Any]] = deque(maxlen=WINDOW)  # the newest shadow rows
         self._lock = threading.Lock()
@@ -102,12 +100,7 @@ class BenchmarkLog:
         if self._stamp:
             row.update(self._stamp)
         try:
-            kind = row.get("type")
-            line = _Line(
-                _encode(row),
-                Sample.from_row(row) if kind == "request" else None,
-                row if kind == "shadow" else None,
-            )
+            line = Line.of(row)
         except Exception:  # not JSON (NaN, say), or a request row without its figures
             logger.exception("could not encode a benchmark row for %s", self.path)
             with self._lock:
@@ -204,12 +197,12 @@ class BenchmarkLog:
         except FileNotFoundError:
             return True
 
-    def _write_lines(self, batch: list[_Line]) -> None:
+    def _write_lines(self, batch: list[Line]) -> None:
         """Lines in one write, each summary row after the request row that completes its
         window. When the write fails part way (a disk that fills), the rows whose lines
         reached the file count as written and the rest as dropped."""
         data = bytearray()
-        ends: list[tuple[int, _Line | None]] = []  # (end, its row's line; None: a summary)
+        ends: list[tuple[int, Line | None]] = []  # (end, its row's line; None: a summary)
         window = len(self._window)
         for line in batch:
             data += line.text
@@ -220,7 +213,7 @@ class BenchmarkLog:
             try:  # the rows since the previous summary: cheap at any log size, a time series
                 waiting = (e.sample for _, e in ends if e is not None and e.sample is not None)
                 samples = [*self._window, *waiting][-self._every :]
-                data += _encode({"ts": utc_now(), "type": "summary", **summarize(samples)})
+                data += encode({"ts": utc_now(), "type": "summary", **summarize(samples)})
             except Exception:
                 logger.exception("could not summarize benchmark rows for %s", self.path)
             ends.append((len(data), None))  # its window starts again
@@ -270,14 +263,6 @@ class BenchmarkLog:
         return summarize(samples, shadow_summary(shadows))
 
 
-class _Line(NamedTuple):
-    """A row as the writer takes it: its line, and what the log keeps of it once written."""
-
-    text: bytes
-    sample: Sample | None  # a request row's figures, for the summaries
-    shadow: dict[str, Any] | None  # a shadow row, for GET /shadow and gated switches
-
-
 def _summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The same figures as a process's own window: its newest WINDOW requests and shadows."""
     samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"][-WINDOW:]
@@ -297,13 +282,3 @@ def _ends_with_newline(path: Path) -> bool:
             return True
         f.seek(-1, os.SEEK_END)
         return f.read(1) == b"\n"
-
-
-def _encode(row: dict[str, Any]) -> bytes:
-    """One line of JSON. pydantic-core writes it 4x faster than `json`; a line where it may
-    have written NaN or Infinity (which JSON has not) is written by `json` instead, which
-    refuses such a number and keeps such a word within a string."""
-    line = pydantic_core.to_json(row, inf_nan_mode="constants")
-    if b"NaN" in line or b"Infinity" in line:
-        line = json.dumps(row, separators=(",", ":"), allow_nan=False).encode()
-    return line + b"\n"
