@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -38,9 +39,29 @@ BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def _settings(request: Request) -> Settings:
+@dataclass(frozen=True)
+class _Keys:
+    """A settings' keys as the checks compare them, worked out once, not on every request."""
+
+    settings: Settings  # whose keys these are
+    user: tuple[bytes, ...]
+    admin: tuple[bytes, ...]
+
+
+_known: list[_Keys] = []  # the keys of the settings seen last (one app's, but for tests)
+
+
+def _keys(request: Request) -> _Keys:
     settings: Settings = request.app.state.pipeline.settings
-    return settings
+    if _known and _known[0].settings is settings:
+        return _known[0]
+    keys = _Keys(
+        settings,
+        tuple(k.get_secret_value().encode() for k in settings.api_keys),
+        (settings.admin_api_key.get_secret_value().encode(),) if settings.admin_api_key else (),
+    )
+    _known[:] = [keys]
+    return keys
 
 
 def _presented_key(request: Request) -> str | None:
@@ -52,45 +73,40 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def _matches(key: str, candidates: list[str]) -> bool:
+def _matches(key: str, *candidates: tuple[bytes, ...]) -> bool:
     # compare against every candidate, so timing does not tell which one (or whether) matched
+    presented = key.encode()
     found = False
-    for candidate in candidates:
-        found |= secrets.compare_digest(key.encode(), candidate.encode())
+    for keys in candidates:
+        for candidate in keys:
+            found |= secrets.compare_digest(presented, candidate)
     return found
-
-
-def _admin_keys(settings: Settings) -> list[str]:
-    return [settings.admin_api_key.get_secret_value()] if settings.admin_api_key else []
 
 
 async def require_api_key(request: Request) -> None:
     """A user or admin key, unless API_KEYS is empty (auth off)."""
-    settings = _settings(request)
-    user_keys = [k.get_secret_value() for k in settings.api_keys]
-    if not user_keys:
+    keys = _keys(request)
+    if not keys.user:
         return
     key = _presented_key(request)
     if key is None:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    if not _matches(key, user_keys + _admin_keys(settings)):
+    if not _matches(key, keys.user, keys.admin):
         raise Unauthorized("invalid API key")
 
 
 async def require_admin_key(request: Request) -> str:
     """The admin key; its id (a short hash) names the admin in the audit trail. With no key of
     any kind configured (local development) anyone may, as `open`."""
-    settings = _settings(request)
-    user_keys = [k.get_secret_value() for k in settings.api_keys]
-    admin_keys = _admin_keys(settings)
-    if not admin_keys and not user_keys:
+    keys = _keys(request)
+    if not keys.admin and not keys.user:
         return OPEN
     key = _presented_key(request)
     if key is None:
         raise Unauthorized("missing admin key: send `Authorization: Bearer <admin key>`")
-    if _matches(key, admin_keys):
+    if _matches(key, keys.admin):
         return key_id(key)
-    if _matches(key, user_keys):
+    if _matches(key, keys.user):
         raise Forbidden("this route needs the admin key; a user API key cannot switch models")
     raise Unauthorized("invalid admin key")
 

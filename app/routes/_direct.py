@@ -171,8 +171,11 @@ def _validated(model: type[BaseModel], body: Any) -> BaseModel:
     if body is None:
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
         raise RequestValidationError([missing], body=body)
-    try:
-        return model.model_validate(body, from_attributes=True)
+    try:  # the model's validator itself: `model_validate`'s wrapper is a third of its time
+        validated: BaseModel = model.__pydantic_validator__.validate_python(
+            body, from_attributes=True
+        )
+        return validated
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors, body=body) from None

@@ -30,7 +30,14 @@ async def generate(
     body: GenerateRequest, request: Request, pipeline: PipelineDep
 ) -> FastJSONResponse | EventStreamResponse:
     """One completion from the active model; with `stream: true`, SSE deltas then the result."""
-    options = body.model_dump(exclude={"prompt", "stream", "label"})
+    # the sampling options by name: `model_dump` with an exclude cost a microsecond a request
+    options: dict[str, Any] = {
+        "max_tokens": body.max_tokens,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "stop": body.stop,
+        "seed": body.seed,
+    }
     origin = Origin(label=body.label)
     if not body.stream:
         answer = pipeline.generate(body.prompt, origin=origin, **options)

@@ -2,76 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# 5 ms to 120 s: a CPU model and a cloud API on one scale.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-# 0.5 ms to 2 s per output token.
-TPOT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-_MODEL = ("model", "backend")
-
-
-@dataclass(frozen=True)
-class ModelSeries:
-    """One model's labelled children, looked up once: `labels()` on every request costs."""
-
-    request_latency: Any
-    ttft: Any
-    tpot: Any
-    prompt_tokens: Any
-    completion_tokens: Any
-    cost: Any
-    in_flight: Any
-    requests: dict[str, Any] = field(default_factory=dict)  # by status, filled as they occur
+from app.telemetry.tallies import LATENCY_BUCKETS, ModelTally, PerModel
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._series: dict[tuple[str, str], ModelSeries] = {}
+        self._tallies: dict[tuple[str, str], ModelTally] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.request_latency = Histogram(
-            "bankllm_request_latency_seconds",
-            "Time from arrival to the last byte of a request.",
-            _MODEL,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "bankllm_time_to_first_token_seconds",
-            "Time from arrival to the first output token.",
-            _MODEL,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.tpot = Histogram(
-            "bankllm_time_per_output_token_seconds",
-            "Mean time per output token after the first.",
-            _MODEL,
-            buckets=TPOT_BUCKETS,
-            registry=r,
-        )
+        r.register(PerModel(self._tallies))  # the series every request writes (tallies.py)
         self.switch_latency = Histogram(
             "bankllm_model_switch_seconds",
             "Time to load and warm up the model switched to.",
             ("from", "to"),
             buckets=LATENCY_BUCKETS,
             registry=r,
-        )
-        self.requests = Counter(
-            "bankllm_requests_total",
-            "Generate requests by outcome.",
-            (*_MODEL, "status"),
-            registry=r,
-        )
-        self.prompt_tokens = Counter(
-            "bankllm_prompt_tokens_total", "Prompt tokens read.", _MODEL, registry=r
-        )
-        self.completion_tokens = Counter(
-            "bankllm_completion_tokens_total", "Tokens generated.", _MODEL, registry=r
         )
         self.load_attempts = Counter(
             "bankllm_model_load_attempts_total",
@@ -93,9 +40,6 @@ class Metrics:
             "Customer numbers found in prompts to remote models (action: redacted|blocked).",
             ("kind", "action"),
             registry=r,
-        )
-        self.cost = Counter(
-            "bankllm_cost_usd_total", "Provider cost estimate, in US dollars.", _MODEL, registry=r
         )
         self.log_write_errors = Counter(
             "bankllm_log_write_errors_total",
@@ -127,9 +71,6 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.in_flight = Gauge(
-            "bankllm_requests_in_flight", "Requests generating now.", _MODEL, registry=r
-        )
         self.queue_depth = Gauge(
             "bankllm_queue_depth", "Requests waiting for a generation slot.", registry=r
         )
@@ -140,27 +81,12 @@ class Metrics:
             registry=r,
         )
 
-    def series(self, model: str, backend: str) -> ModelSeries:
-        """The model's children of the per-model metrics (created on first use)."""
-        found = self._series.get((model, backend))
+    def series(self, model: str, backend: str) -> ModelTally:
+        """The model's per-model series (made on first use)."""
+        found = self._tallies.get((model, backend))
         if found is None:
-            labels = (model, backend)
-            found = self._series[labels] = ModelSeries(
-                self.request_latency.labels(*labels),
-                self.ttft.labels(*labels),
-                self.tpot.labels(*labels),
-                self.prompt_tokens.labels(*labels),
-                self.completion_tokens.labels(*labels),
-                self.cost.labels(*labels),
-                self.in_flight.labels(*labels),
-            )
+            found = self._tallies[(model, backend)] = ModelTally()
         return found
-
-    def requests_of(self, series: ModelSeries, model: str, backend: str, status: str) -> Any:
-        child = series.requests.get(status)
-        if child is None:
-            child = series.requests[status] = self.requests.labels(model, backend, status)
-        return child
 
     def set_active(self, model: str, backend: str, version: str) -> None:
         for labels in list(self._active_labels()):

@@ -16,6 +16,7 @@ from app.errors import RequestStatus, ServiceError
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.clock import utc_now
 from app.telemetry.metrics import Metrics
+from app.telemetry.tallies import ModelTally
 
 _NO_USAGE = Usage(0, 0)
 NO_MODEL = ModelInfo("none", "none", "none")
@@ -77,7 +78,7 @@ class RequestRecord:
         self.intent: str | None = None
         self.label: str | None = None  # the intent an evaluation knows the prompt has
         self.fallback_from: str | None = None  # the remote model that failed before `model`
-        self._in_flight: Any = None  # the gauge child counting this request, while it runs
+        self._in_flight: ModelTally | None = None  # the series counting it in flight, meanwhile
         self._committed = False
 
     def by_user(self, user: str | None) -> None:
@@ -90,8 +91,8 @@ class RequestRecord:
         """The request is now with this model (the active one, then perhaps the fallback)."""
         self._leave()
         self.model = info
-        self._in_flight = self._ledger.metrics.series(info.name, info.backend).in_flight
-        self._in_flight.inc()
+        self._in_flight = self._ledger.metrics.series(info.name, info.backend)
+        self._in_flight.in_flight += 1
 
     def fell_back(self, failed: ModelInfo, error: ServiceError, to: ModelInfo) -> None:
         self._ledger.metrics.fallbacks.labels(failed.name, to.name, error.type).inc()
@@ -180,23 +181,12 @@ class RequestRecord:
 
     def _leave(self) -> None:
         if self._in_flight is not None:
-            self._in_flight.dec()
+            self._in_flight.in_flight -= 1
             self._in_flight = None
 
     def _observe(self, info: ModelInfo, figures: _Figures) -> None:
-        metrics = self._ledger.metrics
-        series = metrics.series(info.name, info.backend)
-        metrics.requests_of(series, info.name, info.backend, self.status).inc()
-        series.request_latency.observe(figures.latency_s)
-        if figures.ttft_s is not None:
-            series.ttft.observe(figures.ttft_s)
-        if figures.tpot_s is not None:
-            series.tpot.observe(figures.tpot_s)
-        usage = self.usage
-        series.prompt_tokens.inc(usage.prompt_tokens)
-        series.completion_tokens.inc(usage.completion_tokens)
-        if usage.cost_usd:
-            series.cost.inc(usage.cost_usd)
+        series = self._ledger.metrics.series(info.name, info.backend)
+        series.count(self.status, figures.latency_s, figures.ttft_s, figures.tpot_s, self.usage)
 
 
 class _Figures(NamedTuple):
