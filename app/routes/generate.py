@@ -13,7 +13,8 @@ from app.deps import ApiKey, PipelineDep
 from app.errors import InternalError, ServiceError
 from app.pipeline import Origin, StreamEvent
 from app.routes._direct import DirectRoute
-from app.routes._utils import EventStreamResponse, FastJSONResponse, cancel_on_disconnect, sse
+from app.routes._disconnect import cancel_on_disconnect
+from app.routes._utils import EventStreamResponse, FastJSONResponse, sse
 from app.schemas import EVENT_STREAM, GeneratePublic, GenerateRequest, error_responses
 
 logger = logging.getLogger(__name__)

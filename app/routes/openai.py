@@ -20,7 +20,8 @@ from app.openai_api.errors import openai_body
 from app.openai_api.protocol import ChatCompletionRequest, CompletionRequest
 from app.pipeline import Origin, Pipeline, StreamEvent
 from app.routes._direct import DirectRoute
-from app.routes._utils import EventStreamResponse, FastJSONResponse, cancel_on_disconnect, sse
+from app.routes._disconnect import cancel_on_disconnect
+from app.routes._utils import EventStreamResponse, FastJSONResponse, sse
 from app.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
 
 logger = logging.getLogger(__name__)
