@@ -57,7 +57,7 @@ def _security(document: dict[str, Any], app: FastAPI) -> None:
     }
     for route in app.routes:
         if isinstance(route, APIRoute) and route.include_in_schema and _checks_key(route):
-            for method in route.methods:
+            for method in route.methods or ():
                 document["paths"][route.path_format][method.lower()]["security"] = [
                     {scheme.scheme_name: []} for scheme in _SCHEMES
                 ]

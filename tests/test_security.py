@@ -27,7 +27,7 @@ async def test_with_keys_set_no_route_but_health_metrics_and_docs_answers_withou
         (method, re.sub(r"\{[^}]+\}", "custom", route.path))
         for route in app.routes
         if isinstance(route, APIRoute)
-        for method in sorted(route.methods)
+        for method in sorted(route.methods or ())
     ]
     async with client_of(app, key=None) as anonymous:
         answers = {(m, p): (await anonymous.request(m, p, json={})) for m, p in routes}
