@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -47,7 +48,7 @@ async def _disconnected(request: Request) -> None:
 class _Watch:
     """One request's watch for its client leaving, from the loop's next turn to its end."""
 
-    __slots__ = ("_request", "_task", "_watcher")
+    __slots__ = ("_request", "_task", "_told", "_watcher")
 
     def __init__(self, request: Request, task: asyncio.Task[Any]) -> None:
         # both None once the work has ended: a watch waiting for its turn then holds neither
@@ -55,6 +56,7 @@ class _Watch:
         self._request: Request | None = request
         self._task: asyncio.Task[Any] | None = task
         self._watcher: asyncio.Future[None] | None = None
+        self._told = False  # this watch cancelled the task: the client left
 
     def start(self) -> None:
         if self._request is not None:
@@ -62,9 +64,9 @@ class _Watch:
             self._watcher.add_done_callback(self._ended)
 
     def client_left(self) -> bool:
-        """Whether the watcher saw the client go (so a cancellation is ours)."""
-        watcher = self._watcher
-        return watcher is not None and watcher.done() and not watcher.cancelled()
+        """Whether this watch cancelled the task because the client went (so a cancellation
+        is ours; one from elsewhere, a shutdown's, stays what it is)."""
+        return self._told
 
     def stop(self) -> None:
         self._request = self._task = None
@@ -73,6 +75,7 @@ class _Watch:
 
     def _ended(self, watcher: asyncio.Future[None]) -> None:
         if self._task is not None and not watcher.cancelled() and watcher.exception() is None:
+            self._told = True
             self._task.cancel("client disconnected")
 
 
@@ -84,8 +87,9 @@ class _Starter:
         self._due: list[_Watch] = []
 
     def add(self, watch: _Watch) -> None:
-        if not self._due:
-            asyncio.get_running_loop().call_soon(self._start)
+        if not self._due:  # in a context of its own, not the first request's, which its
+            # watchers (and their tasks, which copy it) would otherwise keep alive
+            asyncio.get_running_loop().call_soon(self._start, context=contextvars.Context())
         self._due.append(watch)
 
     def _start(self) -> None:

@@ -20,6 +20,9 @@ from app.schemas import EVENT_STREAM, GeneratePublic, GenerateRequest, error_res
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["generate"], dependencies=[ApiKey], route_class=DirectRoute)
 PATH = "/generate"
+# GenerateRequest's fields that are sampling options, passed on as they are (a test holds them
+# to be every field but the prompt, `stream` and `label`, so a new one is not silently dropped)
+OPTIONS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": EVENT_STREAM, "description": "The result; with `stream: true`, SSE."},
     **error_responses(400, 401, 408, 413, 415, 422, 429, 502, 503, 504),
@@ -32,13 +35,7 @@ async def generate(
 ) -> FastJSONResponse | EventStreamResponse:
     """One completion from the active model; with `stream: true`, SSE deltas then the result."""
     # the sampling options by name: `model_dump` with an exclude cost a microsecond a request
-    options: dict[str, Any] = {
-        "max_tokens": body.max_tokens,
-        "temperature": body.temperature,
-        "top_p": body.top_p,
-        "stop": body.stop,
-        "seed": body.seed,
-    }
+    options: dict[str, Any] = {name: getattr(body, name) for name in OPTIONS}
     origin = Origin(label=body.label)
     if not body.stream:
         answer = pipeline.generate(body.prompt, origin=origin, **options)

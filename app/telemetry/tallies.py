@@ -5,7 +5,9 @@ status, its tokens, the in-flight gauge up and down), each one behind a lock of 
 of every request, a twentieth of the echo model's whole request. Requests are recorded on the
 event loop's one thread, so here a sample is an addition; the collector turns the numbers into
 the very families prometheus_client would (names, help, labels, buckets, `_created`) when
-/metrics is scraped, on that same thread."""
+/metrics is scraped: on that same thread, or on the exporter's own thread where a Ray replica
+serves its metrics (`start_http_server`). So the collector iterates copies of the dicts a
+request can add to (a C-level copy, atomic under the interpreter lock), never the dicts."""
 
 from __future__ import annotations
 
@@ -134,7 +136,7 @@ class PerModel(Collector):
         name, help_text = _REQUESTS
         requests = CounterMetricFamily(name, help_text, labels=(*MODEL_LABELS, "status"))
         for labels, tally in tallies.items():
-            for status, done in tally.requests.items():
+            for status, done in tuple(tally.requests.items()):
                 requests.add_metric((*labels, status), done, tally.requests_created[status])
         yield requests
         for name, help_text, pick in _COUNTERS:

@@ -79,3 +79,47 @@ async def test_a_watcher_ends_with_work_that_waited_and_finished() -> None:
     await releasing
     await asyncio.sleep(0)  # the cancelled watcher finishes
     assert (answer, asyncio.all_tasks() - before) == ("answer", set())
+
+
+async def test_of_two_requests_in_one_turn_only_the_one_whose_client_left_is_cancelled() -> None:
+    leaves, stays, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    waiting = 0
+
+    async def waits() -> str:
+        nonlocal waiting
+        waiting += 1
+        if waiting == 2:  # both watches were taken in the same turn: one callback starts both
+            leaves.set()
+        await release.wait()
+        return "answer"
+
+    async def one(client: asyncio.Event) -> str:
+        try:
+            return await cancel_on_disconnect(_request(client), waits())
+        except ClientDisconnected:
+            return "left"
+        finally:
+            release.set()  # the one that left lets the other finish
+
+    answers = await asyncio.gather(one(leaves), one(stays))
+    assert list(answers) == ["left", "answer"]
+
+
+async def test_a_watcher_that_failed_leaves_a_cancellation_from_elsewhere_as_it_is() -> None:
+    started = asyncio.Event()
+
+    async def receive() -> Message:
+        raise RuntimeError("the server's receive broke")
+
+    async def slow() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    work = asyncio.create_task(cancel_on_disconnect(Request(SCOPE, receive), slow()))
+    await started.wait()
+    await asyncio.sleep(0)  # the watcher starts, and fails
+    await asyncio.sleep(0)
+    work.cancel("shutting down")
+    with pytest.raises(asyncio.CancelledError):
+        await work

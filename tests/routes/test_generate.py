@@ -9,7 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from app.pipeline import Pipeline
-from app.schemas import GeneratePublic
+from app.routes.generate import OPTIONS
+from app.schemas import GeneratePublic, GenerateRequest
 from tests.conftest import ServiceFactory, SettingsFactory
 from tests.helpers import error_body, parse_sse, read_log, sample
 
@@ -27,6 +28,10 @@ async def test_generate_answers_from_the_active_model(
     assert response.json() == {**asdict(expected), "id": ANY, "latency_ms": ANY, "ttft_ms": ANY}
     assert response.json()["model"] == "custom"
     assert response.json()["id"].startswith("gen-")
+
+
+def test_every_field_of_a_request_but_its_prompt_stream_and_label_is_an_option() -> None:
+    assert set(GenerateRequest.model_fields) - {"prompt", "stream", "label"} == set(OPTIONS)
 
 
 async def test_generate_whole_body_from_the_echo_model(
