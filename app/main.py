@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from app.access import KeyCheck
 from app.banking.intents import IntentSet
 from app.middleware import BodyLimits
 from app.openapi import document
@@ -34,6 +35,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
             yield
         finally:
             await served.close()
+            logger.info("stopped: every model closed, the benchmark log written and closed")
 
     app = FastAPI(
         title="bankllm",
@@ -58,9 +60,11 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.router.routes.sort(key=lambda route: not isinstance(route, APIRoute))
     # Requests to these routes are recorded (a metric sample and a log row) even when they are
     # refused before the pipeline: a missing key, a body too large or malformed.
-    add_error_handlers(app, {generate.PATH: "generate", **openai.APIS})
+    handle_error = add_error_handlers(app, {generate.PATH: "generate", **openai.APIS})
     app.add_middleware(
         BodyLimits, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
+    # Added last, so it is the outermost: no route, no body limit, reads a request before it.
+    app.add_middleware(KeyCheck, settings=settings, refuse=handle_error)
     document(app, settings)
     return app

@@ -1,21 +1,21 @@
 """The OpenAPI document's parts that FastAPI cannot derive from the routes: this install's
-limits, and which routes need a key (the key checks declare no security dependencies, which
-FastAPI would solve on every request)."""
+limits, and which routes need a key (checked by `app.access.KeyCheck`, ahead of the routes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPBearer
 
-from app.deps import API_KEY, BEARER, require_admin_key, require_api_key
+from app.access import is_public
 from app.settings import Settings
 
-_KEY_CHECKS: tuple[Callable[..., Any], ...] = (require_api_key, require_admin_key)
-_SCHEMES = (BEARER, API_KEY)
+_SCHEMES = (
+    HTTPBearer(description="`Authorization: Bearer <key>`"),
+    APIKeyHeader(name="X-API-Key"),
+)
 
 
 def document(app: FastAPI, settings: Settings) -> None:
@@ -50,24 +50,14 @@ def _limits(schemas: dict[str, Any], settings: Settings) -> None:
 
 
 def _security(document: dict[str, Any], app: FastAPI) -> None:
-    """`components.securitySchemes`, and `security` on each operation whose route checks a key."""
+    """`components.securitySchemes`, and `security` on each operation of a path with a key."""
     document["components"]["securitySchemes"] = {
         scheme.scheme_name: scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
         for scheme in _SCHEMES
     }
     for route in app.routes:
-        if isinstance(route, APIRoute) and route.include_in_schema and _checks_key(route):
+        if isinstance(route, APIRoute) and route.include_in_schema and not is_public(route.path):
             for method in route.methods or ():
                 document["paths"][route.path_format][method.lower()]["security"] = [
                     {scheme.scheme_name: []} for scheme in _SCHEMES
                 ]
-
-
-def _checks_key(route: APIRoute) -> bool:
-    return any(d.call in _KEY_CHECKS for d in _walk(route.dependant))
-
-
-def _walk(dependant: Dependant) -> Iterator[Dependant]:
-    for dependency in dependant.dependencies:
-        yield dependency
-        yield from _walk(dependency)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # comma-separated; empty disables auth (with a warning at start)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     admin_api_key: SecretStr | None = None
+    # a development install: keys shorter than MIN_KEY_CHARS or published ones are let through
+    # with a warning; never in service
+    dev_mode: bool = False
     docs_enabled: bool = True  # false: no /docs, /redoc or /openapi.json
 
     max_prompt_chars: int = Field(4000, ge=1)
@@ -145,19 +148,19 @@ class Settings(BaseSettings):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
-    @field_validator("api_keys")
-    @classmethod
-    def _long_user_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
-        for number, key in enumerate(keys, 1):
-            _long_enough(f"API_KEYS key {number} of {len(keys)}", key)
-        return keys
-
-    @field_validator("admin_api_key")
-    @classmethod
-    def _long_admin_key(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None:
-            _long_enough("ADMIN_API_KEY", key)
-        return key
+    @model_validator(mode="after")
+    def _keys_fit_for_service(self) -> Settings:
+        named = [
+            (f"API_KEYS key {n} of {len(self.api_keys)}", k) for n, k in enumerate(self.api_keys, 1)
+        ]
+        named += [("ADMIN_API_KEY", self.admin_api_key)] if self.admin_api_key else []
+        for name, key in named:
+            if (fault := _key_fault(name, key)) is None:
+                continue
+            if not self.dev_mode:
+                raise ValueError(f"{fault} (make one with {MAKE_KEY}; DEV_MODE=true lets it pass)")
+            logger.warning("DEV_MODE: %s; never serve with it", fault)
+        return self
 
     @model_validator(mode="after")
     def _shadow_is_not_active(self) -> Settings:
@@ -179,15 +182,19 @@ class Settings(BaseSettings):
 
 
 MIN_KEY_CHARS = 16
+MAKE_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`"
+# Keys anyone can read: the placeholders this project's files and examples have shipped.
+PUBLISHED_KEYS = frozenset({"change-me-user-key", "change-me-admin-key"})
 
 
-def _long_enough(name: str, key: SecretStr) -> None:
-    """A key short enough to guess is refused at start-up; the message never holds the key."""
-    if (size := len(key.get_secret_value())) < MIN_KEY_CHARS:
-        raise ValueError(
-            f"{name} has {size} characters; keys need at least {MIN_KEY_CHARS} (make one with "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`)"
-        )
+def _key_fault(name: str, key: SecretStr) -> str | None:
+    """Why a key is unfit to guard a service (short, or published), or None; never the key."""
+    value = key.get_secret_value()
+    if len(value) < MIN_KEY_CHARS:
+        return f"{name} has {len(value)} characters; keys need at least {MIN_KEY_CHARS}"
+    if value in PUBLISHED_KEYS or "change-me" in value.lower():
+        return f"{name} is a published placeholder, not a secret"
+    return None
 
 
 SECRETS_DIR = Path("/run/secrets")  # where Docker and compose mount secrets

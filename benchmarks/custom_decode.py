@@ -40,6 +40,7 @@ from app.gpt.batching import BatchDecoder, Row
 from app.gpt.checkpoint import load_checkpoint
 from app.gpt.generate import Sampling, generate
 from app.gpt.model import GPT, GPTConfig
+from app.gpt.step import Stepper
 from app.gpt.tokenizer import encode_prompt
 
 PROMPT = "I still have not received my new card"
@@ -137,13 +138,21 @@ async def adapter_throughput(adapter: CustomAdapter, concurrency: int, requests:
     return tokens / (time.perf_counter() - started)
 
 
+def require_compiled(stepper: Stepper, timeout_s: float = 300.0) -> None:
+    """Wait for the compiled step; stop at once, with the compiler's reason, if it failed."""
+    if not stepper.settled.wait(timeout_s):
+        raise SystemExit(f"the decoding step did not compile within {timeout_s:.0f} s")
+    if not stepper.compiled.is_set():
+        raise SystemExit(f"compiling the decoding step failed: {stepper.compile_error}")
+
+
 async def through_adapter(folder: Path, requests: int) -> tuple[dict[int, float], float]:
     spec = ModelSpec("custom", "custom", CustomOptions(checkpoint=folder, max_batch=16))
     adapter = await load_adapter(spec, IntentSet.load())
     assert isinstance(adapter, CustomAdapter)
     assert adapter.decoder is not None
     stepper = adapter.decoder.stepper
-    await asyncio.to_thread(stepper.compiled.wait, 300)
+    await asyncio.to_thread(require_compiled, stepper)
     levels = {c: await adapter_throughput(adapter, c, requests) for c in (1, 4, 16)}
     await adapter.close()
     return levels, stepper.compile_seconds or float("nan")
@@ -177,6 +186,8 @@ def start_up(timeout_s: float = 180.0) -> tuple[float, float | None]:
                 answered = time.perf_counter() - started
             if "decoding step compiled" in line:
                 compiled_at = time.perf_counter() - started
+            if "compiling the decoding step failed" in line:
+                raise SystemExit(f"the service could not compile its decoding step: {line}")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -202,7 +213,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = GPT(config).eval()  # random weights: no end of sequence cuts a run short
     decoder = BatchDecoder(model, max_batch=16, compile=True)
-    assert decoder.stepper.compiled.wait(300), "the step did not compile"
+    require_compiled(decoder.stepper)
     hf = hugging_face_model(config)
     compiled(decoder, prompt, 8)  # both warm before the first timed run
     print(

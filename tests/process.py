@@ -19,10 +19,16 @@ _RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 class ServiceProcess:
     """The process, its log lines as they come (stderr), and its URL once it listens."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, args: tuple[str, ...] = ("--port", "0")):
+    def __init__(
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        args: tuple[str, ...] = ("--port", "0"),
+        program: tuple[str, ...] = (sys.executable, "-m", "app.cli"),
+    ):
         self.lines: list[str] = []
         self._new: queue.Queue[str | None] = queue.Queue()
-        command = [sys.executable, "-m", "app.cli", "serve", *args]
+        command = [*program, "serve", *args]
         self.popen = subprocess.Popen(
             command,
             cwd=cwd,
@@ -60,6 +66,12 @@ class ServiceProcess:
                 return match
         raise AssertionError(f"no {pattern.pattern!r} within {timeout_s} s:\n{self.log}")
 
+    def ended(self, timeout_s: float) -> int:
+        """Its exit code, once it has exited and every line it logged has been read."""
+        code = self.popen.wait(timeout=timeout_s)
+        self._reader.join(timeout=30)
+        return code
+
     @property
     def log(self) -> str:
         """Every line logged so far."""
@@ -79,10 +91,12 @@ def service_process(
     args: tuple[str, ...] = ("--port", "0"),
     running: re.Pattern[str] = _RUNNING,
     timeout_s: float = 60,
+    program: tuple[str, ...] = (sys.executable, "-m", "app.cli"),
 ) -> Iterator[ServiceProcess]:
     """A started service (`running` names its URL); killed at the end if the test left it
-    running."""
-    process = ServiceProcess(env, cwd, args)
+    running. `program` is what runs `serve`: this interpreter's package, or an installed
+    `bankllm`."""
+    process = ServiceProcess(env, cwd, args, program)
     try:
         process.url = process.wait_line(running, timeout_s=timeout_s).group(1)
         yield process

@@ -46,18 +46,38 @@ def _compose() -> list[str]:
     pytest.skip("no `docker compose` or `docker-compose` (Debian: apt-get install docker-compose)")
 
 
-def _config(profile: str) -> dict[str, Any]:
-    result = subprocess.run(
+KEYS = {"API_KEYS": "compose-user-key-0123456789", "ADMIN_API_KEY": "compose-admin-key-0123456"}
+
+
+def _run_config(profile: str, keys: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*_compose(), "--profile", profile, "config"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "GEMINI_API_KEY": ""},
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "GEMINI_API_KEY": "", **keys},
     )
+
+
+def _config(profile: str) -> dict[str, Any]:
+    result = _run_config(profile, KEYS)
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
+
+
+@pytest.mark.parametrize("profile", ["custom", "gemini", "qlora"])
+def test_each_profile_takes_the_keys_from_the_environment_and_refuses_to_start_without(
+    profile: str,
+) -> None:
+    assert (
+        _config(profile)["services"][SERVICES[profile]]["environment"] | KEYS
+        == (_config(profile)["services"][SERVICES[profile]]["environment"])
+    )
+    refused = _run_config(profile, {})
+    assert refused.returncode != 0
+    assert "set API_KEYS" in refused.stderr or "set ADMIN_API_KEY" in refused.stderr
 
 
 @pytest.mark.parametrize("profile", ["custom", "gemini", "qlora"])

@@ -27,6 +27,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.lockfiles import pins
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile.gpu"
 IMAGE_PYTHON = "python3.12"  # vllm/vllm-openai images run Python 3.12
@@ -49,9 +51,11 @@ def _vllm_release() -> str:
 
 
 def _install_extras() -> str:
-    """The extras the image installs by default: `pip install ".[${EXTRAS}]"`, EXTRAS an ARG."""
+    """The extras the image installs by default, held to the GPU lock: `pip install -c
+    requirements/gpu.txt ".[${EXTRAS}]"`, EXTRAS an ARG."""
     text = DOCKERFILE.read_text()
-    assert 'pip install ".[${EXTRAS}]"' in text, "Dockerfile.gpu no longer installs .[${EXTRAS}]"
+    step = 'pip install -c requirements/gpu.txt ".[${EXTRAS}]"'
+    assert step in text, f"Dockerfile.gpu no longer runs {step}"
     match = re.search(r"^ARG EXTRAS=(\S+)$", text, re.MULTILINE)
     assert match, "Dockerfile.gpu no longer gives EXTRAS a default"
     return f"[{match.group(1)}]"
@@ -154,9 +158,17 @@ def test_the_stand_in_is_the_release_the_dockerfile_names(image: Image) -> None:
     assert str(pins["torch"]).startswith("==")
 
 
-def test_the_gpu_install_step_replaces_nothing_the_image_ships(image: Image, project: Path) -> None:
-    added, replaced = _install(image, f"{project}{_install_extras()}")
-    assert replaced == {}
+def test_the_gpu_install_step_keeps_the_images_torch_and_vllm_and_holds_the_rest_to_the_lock(
+    image: Image, project: Path
+) -> None:
+    lock = ROOT / "requirements" / "gpu.txt"
+    added, replaced = _install(image, "-c", str(lock), f"{project}{_install_extras()}")
+    pinned = pins(lock)
+    # a package the image ships moves only to the lock's version (a CUDA binding, say), never
+    # torch or vLLM themselves
+    assert {n: v for n, v in replaced.items() if pinned.get(n) != v} == {}
+    assert {"torch", "vllm"}.isdisjoint(replaced)
+    assert {n: v for n, v in added.items() if n != "bankllm" and pinned.get(n) != v} == {}
     # What the step is there for: the qlora engine's libraries and the Gemini SDK, beside vLLM's.
     assert {"bankllm", "peft", "bitsandbytes", "accelerate", "google-genai"} <= added.keys()
 

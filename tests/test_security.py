@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from app.settings import get_settings
+from app.settings import PUBLISHED_KEYS, get_settings
 from tests.conftest import ServiceFactory, SettingsFactory
 from tests.helpers import ADMIN_KEY, USER_KEY, client_of, error_body, read_log
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[1]
 OPEN = {"/health", "/health/live", "/metrics", "/openapi.json", "/docs", "/redoc"}
 MISSING_KEY = "missing API key: send `Authorization: Bearer <key>`"
 
@@ -124,6 +126,40 @@ def test_a_key_shorter_than_16_characters_is_refused_at_start_up(
         get_settings(None, None, **{setting: value})
     assert f"{named}; keys need at least 16" in str(refused.value)
     assert value.split(",")[-1] not in str(refused.value)
+
+
+SHIPPED = [ROOT / name for name in (".env.custom", ".env.gemini", ".env.qlora", "README.md")]
+
+
+def test_no_file_we_ship_sets_a_key_and_published_ones_are_refused_at_start_up() -> None:
+    assigned = [
+        (path.name, line)
+        for path in SHIPPED
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*(API_KEYS|ADMIN_API_KEY)=\S", line)
+    ]
+    assert [a for a in assigned if a[0].startswith(".env")] == []
+    for key in sorted(PUBLISHED_KEYS | {"Change-Me-0123456789abcdef"}):
+        with pytest.raises(ValidationError) as refused:
+            get_settings(None, None, api_keys=key)
+        assert "API_KEYS key 1 of 1 is a published placeholder, not a secret" in str(refused.value)
+        assert "DEV_MODE=true lets it pass" in str(refused.value)
+        assert key not in str(refused.value)
+
+
+def test_dev_mode_lets_short_and_published_keys_through_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = get_settings(
+        None, None, api_keys="short", admin_api_key="change-me-admin-key", dev_mode=True
+    )
+    assert [k.get_secret_value() for k in settings.api_keys] == ["short"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "DEV_MODE: API_KEYS key 1 of 1 has 5 characters; keys need at least 16; "
+        "never serve with it",
+        "DEV_MODE: ADMIN_API_KEY is a published placeholder, not a secret; never serve with it",
+    ]
 
 
 async def test_docs_can_be_turned_off(service: ServiceFactory) -> None:

@@ -23,8 +23,10 @@ def logits_to_probs(logits: Tensor, temperature: float, top_p: float) -> Tensor:
     probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
     if top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
-        # drop a token when the mass before it already reaches top_p (keeps at least one)
+        # drop a token when the mass before it already reaches top_p; the most likely one
+        # always stays (a top_p too small for float32, 5e-324, compares as 0 and would drop it)
         drop = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p
+        drop[..., 0] = False
         sorted_probs[drop] = 0.0
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
         probs = probs / probs.sum()

@@ -16,12 +16,20 @@ from collections.abc import Callable
 from typing import cast
 
 import torch
+import torch._dynamo.config as dynamo_config
 import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
+from app.gpt import kernels
 from app.gpt.model import GPT, Block, KVCache
 
 logger = logging.getLogger(__name__)
+# `static_step` is one function for every model a process loads, and the compiler keeps two
+# graphs of it for each model shape (a lone row, the rest) up to its limit of recompiles (8):
+# the budget is raised to that many shapes, past which a model decodes eagerly.
+SHAPES_COMPILED = 32
+GRAPHS_PER_SHAPE = 2
+CLOSE_WAIT_S = 300.0  # how long closing waits for a compile under way (it cannot be cut short)
 
 StepFn = Callable[[GPT, list[KVCache], Tensor, Tensor, int], Tensor]
 
@@ -76,9 +84,15 @@ class Stepper:
         self._scratch = self._new_caches(rows)  # prefill writes here, then rows are copied
         self._fn: StepFn = eager_step
         self.compiled = threading.Event()  # set once steps run compiled
+        self.settled = threading.Event()  # set once compiling ended, compiled or not
         self.compile_seconds: float | None = None
+        self.compile_error: str | None = None  # why steps stay eager, when compiling failed
+        self._compiler: threading.Thread | None = None
         if compile:
-            threading.Thread(target=self._compile, name="compile-step", daemon=True).start()
+            self._compiler = threading.Thread(target=self._compile, name="compile-step")
+            self._compiler.start()
+        else:
+            self.settled.set()
 
     def step(self, idx: Tensor, pos: Tensor, longest: int) -> Tensor:
         """One token for each of rows 0..B-1, at its own position (`longest` the largest of
@@ -114,8 +128,13 @@ class Stepper:
         self.caches = self._new_caches(max(2, self.rows))
 
     def close(self) -> None:
-        """A compile still under way is not taken into use (it is dropped when it ends)."""
+        """A compile under way is not taken into use, and is waited for: a process must not
+        exit while the compiler's own threads run (it aborts)."""
         self._closed.set()
+        if self._compiler is not None:
+            self._compiler.join(CLOSE_WAIT_S)
+            if self._compiler.is_alive():
+                logger.error("the decoding step still compiles after %.0f s", CLOSE_WAIT_S)
 
     def _new_caches(self, rows: int) -> list[KVCache]:
         """Caches made in inference mode wherever they are made: the compiled step's guards
@@ -125,26 +144,37 @@ class Stepper:
 
     def _compile(self) -> None:
         torch.set_num_threads(self._threads)
+        limit = GRAPHS_PER_SHAPE * SHAPES_COMPILED
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, limit)
         started = time.perf_counter()
         try:
-            compiled: StepFn = torch.compile(static_step, dynamic=True, fullgraph=True)
-            # Sizes that happen to be equal while tracing (rows and cache rows, say) would be
-            # assumed equal for good, and compile again on the decoding thread when not.
-            with torch.inference_mode(), fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
-                # one graph for a lone row (the compiler specializes size 1), one for the rest
-                for rows, length in ((1, 4), (2, 3), (min(3, max(2, self.rows)), 5)):
-                    if self._closed.is_set():
-                        return
-                    self._agrees(compiled, rows, length)
-        except Exception:
-            logger.exception("compiling the decoding step failed: it stays eager")
+            compiled = kernels.compile_in(kernels.kernel_folder(), self._compiled_and_checked)
+        except Exception as exc:
+            self.compile_error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+            logger.exception(
+                "compiling the decoding step failed: it stays eager (%s)", self.compile_error
+            )
+            self.settled.set()
             return
-        if self._closed.is_set():
-            return
-        self.compile_seconds = time.perf_counter() - started
-        self._fn = compiled
-        self.compiled.set()
-        logger.info("decoding step compiled in %.1f s", self.compile_seconds)
+        if compiled is not None and not self._closed.is_set():
+            self.compile_seconds = time.perf_counter() - started
+            self._fn = compiled
+            self.compiled.set()
+            logger.info("decoding step compiled in %.1f s", self.compile_seconds)
+        self.settled.set()
+
+    def _compiled_and_checked(self) -> StepFn | None:
+        """The compiled step, once it agrees with the eager one; None if closed meanwhile."""
+        compiled: StepFn = torch.compile(static_step, dynamic=True, fullgraph=True)
+        # Sizes that happen to be equal while tracing (rows and cache rows, say) would be
+        # assumed equal for good, and compile again on the decoding thread when not.
+        with torch.inference_mode(), fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
+            # one graph for a lone row (the compiler specializes size 1), one for the rest
+            for rows, length in ((1, 4), (2, 3), (min(3, max(2, self.rows)), 5)):
+                if self._closed.is_set():
+                    return None
+                self._agrees(compiled, rows, length)
+        return compiled
 
     def _agrees(self, compiled: StepFn, rows: int, length: int) -> None:
         """Run both steps on the same scratch caches; raise where their tokens differ."""

@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.deps import ApiKey
 from app.ray.fleet import Fleet
 from app.schemas import ErrorPublic
 
@@ -18,7 +17,7 @@ def _fleet(request: Request) -> Fleet:
     return fleet
 
 
-@router.get("/fleet", dependencies=[ApiKey], responses={401: {"model": ErrorPublic}})
+@router.get("/fleet", responses={401: {"model": ErrorPublic}})
 async def fleet(request: Request) -> dict[str, Any]:
     """What the fleet is set to (`model`, by which admin, publication `generation`), whether a
     switch runs, and each live replica: what it serves, its last switch, its /metrics."""

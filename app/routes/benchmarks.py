@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ApiKey, PipelineDep
+from app.deps import PipelineDep
 from app.schemas import ErrorPublic
 
-router = APIRouter(tags=["benchmarks"], dependencies=[ApiKey])
+router = APIRouter(tags=["benchmarks"])
 
 
 @router.get("/benchmarks/summary", responses={401: {"model": ErrorPublic}})

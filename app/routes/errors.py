@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -31,6 +31,7 @@ from app.errors import (
 from app.openai_api.errors import openai_body, openai_status
 
 logger = logging.getLogger(__name__)
+ErrorHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 _BY_STATUS: dict[int, type[ServiceError]] = {400: BadRequest, 404: NotFound, 405: MethodNotAllowed}
 _REFUSED_BEFORE_THE_PIPELINE = (
     Unauthorized,
@@ -105,9 +106,10 @@ def _invalid_body(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(message, json_safe(jsonable_encoder(errors)))
 
 
-def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> None:
+def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> ErrorHandler:
     """Route every exception through one handler; refusals on the `recorded` paths get a row
-    that names their API (path -> api)."""
+    that names their API (path -> api). The handler is returned for the key check, which
+    refuses before the app's own exception handling."""
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         error = service_error(request, exc)
@@ -119,3 +121,4 @@ def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> None:
 
     for kind in (ServiceError, RequestValidationError, HTTPException, Exception):
         app.add_exception_handler(kind, handle)
+    return handle

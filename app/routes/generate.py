@@ -9,16 +9,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.deps import ApiKey, PipelineDep
+from app.deps import PipelineDep
 from app.errors import InternalError, ServiceError
 from app.pipeline import Origin, StreamEvent
-from app.routes._direct import DirectRoute
 from app.routes._disconnect import cancel_on_disconnect
 from app.routes._utils import EventStreamResponse, FastJSONResponse, sse
 from app.schemas import EVENT_STREAM, GeneratePublic, GenerateRequest, error_responses
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["generate"], dependencies=[ApiKey], route_class=DirectRoute)
+router = APIRouter(tags=["generate"])
 PATH = "/generate"
 # GenerateRequest's fields that are sampling options, passed on as they are (a test holds them
 # to be every field but the prompt, `stream` and `label`, so a new one is not silently dropped)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from app.deps import AdminId, ApiKey, PipelineDep
+from app.deps import AdminId, PipelineDep
 from app.gate import Requirements
 from app.schemas import (
     ErrorPublic,
@@ -21,7 +21,7 @@ from app.schemas import (
 router = APIRouter(tags=["models"])
 
 
-@router.get("/models", dependencies=[ApiKey], responses={401: {"model": ErrorPublic}})
+@router.get("/models", responses={401: {"model": ErrorPublic}})
 async def list_models(pipeline: PipelineDep) -> ModelsPublic:
     """Registered models, whether this install can load each, and which one serves."""
     active = pipeline.active

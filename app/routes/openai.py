@@ -13,22 +13,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import ApiKey, PipelineDep
+from app.deps import PipelineDep
 from app.errors import InternalError, InvalidRequest, ModelNotFound, ServiceError
 from app.openai_api.encode import Chunks, Kind, completion
 from app.openai_api.errors import openai_body
 from app.openai_api.protocol import ChatCompletionRequest, CompletionRequest
 from app.pipeline import Origin, Pipeline, StreamEvent
-from app.routes._direct import DirectRoute
 from app.routes._disconnect import cancel_on_disconnect
 from app.routes._utils import EventStreamResponse, FastJSONResponse, sse
 from app.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKey])
-# The two that generate are served directly (app.routes._direct); /v1/models is not hot.
-# Included in `router`, they take its key check.
-_generating = APIRouter(route_class=DirectRoute)
+router = APIRouter(prefix="/v1", tags=["openai"])
 APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 # In OpenAI's envelope; 400 (not 422) for a bad body; "4XX" also keeps FastAPI from adding its 422.
 _ERRORS = error_responses(
@@ -39,7 +35,7 @@ _ANSWER: dict[int | str, dict[str, Any]] = {
 }
 
 
-@_generating.post("/chat/completions", response_model=None, responses=_ANSWER | _ERRORS)
+@router.post("/chat/completions", response_model=None, responses=_ANSWER | _ERRORS)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, pipeline: PipelineDep
 ) -> JSONResponse | EventStreamResponse:
@@ -55,7 +51,7 @@ async def chat_completions(
     return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)
 
 
-@_generating.post("/completions", response_model=None, responses=_ANSWER | _ERRORS)
+@router.post("/completions", response_model=None, responses=_ANSWER | _ERRORS)
 async def completions(
     body: CompletionRequest, request: Request, pipeline: PipelineDep
 ) -> JSONResponse | EventStreamResponse:
@@ -65,9 +61,6 @@ async def completions(
     return await _answer(
         "completions", pipeline, request, arguments, body.stream, body.include_usage
     )
-
-
-router.include_router(_generating)
 
 
 @router.get("/models", responses=error_responses(401, model=OpenAIErrorPublic))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from app.gpt.generate import Sampling, generate, logits_to_probs, sample
@@ -69,10 +70,12 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass() -> None:
     torch.testing.assert_close(probs, torch.tensor([0.625, 0.375, 0.0, 0.0]))
 
 
-def test_top_p_always_keeps_the_most_likely_token() -> None:
+@pytest.mark.parametrize("top_p", [0.01, 6e-145, 5e-324])  # the last two are 0 in float32
+def test_top_p_always_keeps_the_most_likely_token(top_p: float) -> None:
     logits = torch.tensor([4.0, 1.0, 0.0])
-    probs = logits_to_probs(logits, temperature=1.0, top_p=0.01)
+    probs = logits_to_probs(logits, temperature=1.0, top_p=top_p)
     torch.testing.assert_close(probs, torch.tensor([1.0, 0.0, 0.0]))
+    assert sample(logits, Sampling(temperature=1.0, top_p=top_p), None) == 0
 
 
 def test_temperature_zero_is_argmax() -> None:

@@ -181,7 +181,7 @@ async def test_a_failed_load_is_503_and_the_old_model_stays(
             {
                 "type": "forbidden",
                 "details": None,
-                "message": "this route needs the admin key; a user API key cannot switch models",
+                "message": "this route needs the admin key; a user API key cannot use it",
             },
         ),
     ],

@@ -1,0 +1,119 @@
+"""The key check that every request passes (`app.access.KeyCheck`): every route the app has,
+walked with no key, a wrong key, a user key and the admin key."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from starlette.routing import Route
+
+from app.access import ADMIN_PATHS, DOCUMENT_PATHS, PUBLIC_PATHS, route_path
+from app.telemetry.audit import key_id
+from tests.access_walk import faults, walk
+from tests.conftest import ServiceFactory
+from tests.helpers import ADMIN_KEY, USER_KEY, client_of, error_body, read_log
+
+pytestmark = pytest.mark.anyio
+KEYS: dict[str, str | None] = {
+    "none": None,
+    "wrong": "wrong-key-0123456789abc",
+    "user": USER_KEY,
+    "admin": ADMIN_KEY,
+}
+
+
+def _routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every method of every route the app has, documented or not."""
+    return [
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in sorted(route.methods or ())
+    ]
+
+
+async def test_every_route_refuses_a_missing_or_wrong_key_and_admits_its_own(
+    app: FastAPI,
+) -> None:
+    routes = _routes(app)
+    assert {p for _, p in routes} >= PUBLIC_PATHS - {"/metrics/replicas"} | ADMIN_PATHS
+    async with client_of(app, key=None) as client:
+        answers = await walk(client, routes, KEYS)
+    assert faults(answers) == []
+    assert len(answers) == len(set(routes)) >= 15
+
+
+async def test_a_path_no_route_serves_is_refused_before_it_is_found(app: FastAPI) -> None:
+    async with client_of(app, key=None) as anonymous, client_of(app) as user:
+        refused = await anonymous.post("/no-such-route", json={})
+        slash = await anonymous.post("/generate/", json={"prompt": "hi"})
+        found = await user.post("/no-such-route", json={})
+    assert (refused.status_code, slash.status_code, found.status_code) == (401, 401, 404)
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert refused.json() == error_body(
+        "unauthorized", "missing API key: send `Authorization: Bearer <key>`"
+    )
+
+
+async def test_a_refusal_on_v1_is_in_openais_envelope_and_recorded(
+    service: ServiceFactory,
+) -> None:
+    async with (
+        service() as (app, _, pipeline),
+        client_of(app, key="wrong-key-0123456789abc") as wrong,
+    ):
+        answer = await wrong.post("/v1/chat/completions", json={"messages": "not even valid"})
+        rows = read_log(pipeline.settings, pipeline)
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "error": {
+            "message": "invalid API key",
+            "type": "authentication_error",
+            "param": None,
+            "code": "unauthorized",
+        }
+    }
+    refused = [r for r in rows if r.get("type") == "request"]
+    assert [(r["api"], r["status"], r["error_type"]) for r in refused] == [
+        ("chat", "rejected", "unauthorized")
+    ]
+
+
+async def test_the_admin_in_the_audit_is_the_key_that_passed(service: ServiceFactory) -> None:
+    async with service() as (app, _, pipeline), client_of(app, key=ADMIN_KEY) as admin:
+        answer = await admin.post("/switch", json={"model": "custom-b"})
+        rows = read_log(pipeline.settings, pipeline, audit=True)
+    assert answer.status_code == 200
+    switches = [r for r in rows if r.get("type") == "admin" and r["action"] == "switch"]
+    assert {r["by"] for r in switches} == {key_id(ADMIN_KEY)}
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "seen"),
+    [
+        ("/generate", "", "/generate"),
+        ("/api/generate", "/api", "/generate"),
+        ("/api", "/api", "/"),
+        ("/apigenerate", "/api", "/apigenerate"),
+        ("/health", "/api", "/health"),
+    ],
+)
+def test_the_path_checked_is_the_path_the_router_matches(path: str, root: str, seen: str) -> None:
+    assert route_path({"type": "http", "path": path, "root_path": root}) == seen
+
+
+async def test_with_no_keys_configured_every_route_is_open(service: ServiceFactory) -> None:
+    async with (
+        service(api_keys="", admin_api_key=None) as (app, _, _),
+        client_of(app, key=None) as anyone,
+    ):
+        answers = [
+            (await anyone.get("/models")).status_code,
+            (await anyone.post("/switch", json={"model": "custom-b"})).status_code,
+        ]
+    assert answers == [200, 200]
+
+
+def test_public_paths_are_few_and_named() -> None:
+    assert {"/health", "/health/live", "/metrics", "/metrics/replicas"} == PUBLIC_PATHS
+    assert {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"} == DOCUMENT_PATHS
