@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.access import caller_of
+from app.errors import Forbidden
 from app.pipeline import Pipeline
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
@@ -24,8 +25,12 @@ PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 
 
 async def get_admin_id(request: Request) -> str:
-    """The admin key's id (a short hash) that names the admin in the audit trail."""
-    return caller_of(request).key_id
+    """The admin key's id (a short hash) that names the admin in the audit trail. Refuses a
+    user key, should a route that takes it be missing from `app.access.ADMIN_PATHS`."""
+    caller = caller_of(request)
+    if caller.role not in ("admin", "open"):
+        raise Forbidden("this route needs the admin key; a user API key cannot use it")
+    return caller.key_id
 
 
 AdminId = Annotated[str, Depends(get_admin_id)]

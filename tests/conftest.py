@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
@@ -43,6 +45,16 @@ from tests.memory import Memory
 # compile per loaded model would cost each test seconds of CPU. tests/gpt/test_step.py
 # compiles, and holds the compiled step equal to the eager one.
 os.environ.setdefault("CUSTOM_COMPILE", "false")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite's compiled kernels in a folder of its own, never a user's cache (the
+    processes the tests start inherit it)."""
+    os.environ["BANKLLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="bankllm-test-kernels-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("BANKLLM_CACHE_DIR", ""), ignore_errors=True)
 
 
 @pytest.fixture

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
 from starlette.routing import Route
 
 from app.access import ADMIN_PATHS, DOCUMENT_PATHS, PUBLIC_PATHS, route_path
+from app.deps import get_admin_id
 from app.telemetry.audit import key_id
 from tests.access_walk import faults, walk
 from tests.conftest import ServiceFactory
@@ -89,17 +93,28 @@ async def test_the_admin_in_the_audit_is_the_key_that_passed(service: ServiceFac
 
 
 @pytest.mark.parametrize(
-    ("path", "root", "seen"),
+    ("path", "root"),
     [
-        ("/generate", "", "/generate"),
-        ("/api/generate", "/api", "/generate"),
-        ("/api", "/api", "/"),
-        ("/apigenerate", "/api", "/apigenerate"),
-        ("/health", "/api", "/health"),
+        ("/generate", ""),
+        ("/api/generate", "/api"),
+        ("/api", "/api"),
+        ("/api/", "/api"),
+        ("/apigenerate", "/api"),
+        ("/health", "/api"),
+        ("/api/api/switch", "/api"),
     ],
 )
-def test_the_path_checked_is_the_path_the_router_matches(path: str, root: str, seen: str) -> None:
-    assert route_path({"type": "http", "path": path, "root_path": root}) == seen
+def test_the_path_checked_is_the_path_the_router_matches(path: str, root: str) -> None:
+    scope = {"type": "http", "path": path, "root_path": root}
+    assert route_path(scope) == get_route_path(scope)
+
+
+async def test_every_route_that_names_its_admin_is_an_admin_path(app: FastAPI) -> None:
+    def needs(dependant: Dependant) -> bool:
+        return any(d.call is get_admin_id or needs(d) for d in dependant.dependencies)
+
+    named = {r.path for r in app.routes if isinstance(r, APIRoute) and needs(r.dependant)}
+    assert named == ADMIN_PATHS
 
 
 async def test_with_no_keys_configured_every_route_is_open(service: ServiceFactory) -> None:

@@ -30,7 +30,8 @@ def _reach(moment: str, process: ServiceProcess, cache: Path) -> None:
     if moment == "compiling":
         return
     kernels, deadline = kernel_folder(cache), time.monotonic() + 300
-    while not any(kernels.rglob("*.so")) and time.monotonic() < deadline:  # the C++ compiler
+    while not any(kernels.rglob("*.so")):  # the C++ compiler
+        assert time.monotonic() < deadline, "no kernel was written within 300 s"
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.popen.wait(timeout=0.05)
         assert process.popen.returncode is None, process.log

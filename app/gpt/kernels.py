@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 COMPLETE = "complete"
+LOCK_POLL_S = 0.1  # how often a wait for another process's compile looks at its stop
 
 
 def cache_root() -> Path:
@@ -39,13 +41,28 @@ def kernel_folder(root: Path | None = None) -> Path:
     return (root or cache_root()) / f"inductor-{torch.__version__}"
 
 
+def use(folder: Path) -> None:
+    """Point torch's compiler at `folder` (it reads it from the environment each time it opens
+    its cache). Called from the thread that makes the step, not the compiling one: the
+    environment is no place to write while other threads may read it."""
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+
+
 @contextmanager
-def _held(folder: Path) -> Iterator[None]:
+def _held(folder: Path, stop: threading.Event) -> Iterator[bool]:
+    """The folder's lock, or False once `stop` is set while another process holds it."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.with_name(folder.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # until this compile ends, or its process does
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stop.wait(LOCK_POLL_S):
+                    yield False
+                    return
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -55,16 +72,20 @@ def _empty(folder: Path, why: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def compile_in(folder: Path, compile_step: Callable[[], T]) -> T:
-    """Run `compile_step` (which compiles and checks) with its kernels kept in `folder`, and
-    mark the folder whole once it succeeds. Kernels left half-written, or that fail, are
-    removed and compiled once more; a second failure is raised."""
-    with _held(folder):
+def compile_in(
+    folder: Path, compile_step: Callable[[], T | None], stop: threading.Event
+) -> T | None:
+    """Run `compile_step` (which compiles and checks; None when stopped part way) with its
+    kernels kept in `folder` (see `use`), and mark the folder whole once it succeeds. Kernels
+    left half-written, or that fail, are removed and compiled once more; a second failure is
+    raised. None, without compiling, when `stop` is set while another process compiles."""
+    with _held(folder, stop) as held:
+        if not held:
+            return None
         whole = (folder / COMPLETE).is_file()
         if folder.exists() and not whole:
             _empty(folder, "were left by a compile that never finished")
-        # torch reads the folder from its environment each time it opens the cache
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+        (folder / COMPLETE).unlink(missing_ok=True)  # whole again only once this one is
         logger.info("compiling the decoding step, its kernels kept in %s", folder)
         try:
             result = compile_step()
@@ -74,6 +95,7 @@ def compile_in(folder: Path, compile_step: Callable[[], T]) -> T:
             logger.exception("compiling from the kept kernels failed")
             _empty(folder, "failed to load")
             result = compile_step()
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / COMPLETE).touch()
+        if result is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / COMPLETE).touch()
         return result

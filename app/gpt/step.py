@@ -88,7 +88,9 @@ class Stepper:
         self.compile_seconds: float | None = None
         self.compile_error: str | None = None  # why steps stay eager, when compiling failed
         self._compiler: threading.Thread | None = None
+        self._kernels = kernels.kernel_folder()
         if compile:
+            kernels.use(self._kernels)
             self._compiler = threading.Thread(target=self._compile, name="compile-step")
             self._compiler.start()
         else:
@@ -148,7 +150,7 @@ class Stepper:
         dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, limit)
         started = time.perf_counter()
         try:
-            compiled = kernels.compile_in(kernels.kernel_folder(), self._compiled_and_checked)
+            compiled = kernels.compile_in(self._kernels, self._compiled_and_checked, self._closed)
         except Exception as exc:
             self.compile_error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
             logger.exception(

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
+from app.access import route_path
 from app.errors import (
     BadRequest,
     BodyTimeout,
@@ -114,7 +115,7 @@ def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> ErrorHandle
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         error = service_error(request, exc)
         cause = exc.__cause__ if isinstance(exc, HTTPException) else exc
-        path = request.url.path
+        path = route_path(request.scope)
         if isinstance(cause, _REFUSED_BEFORE_THE_PIPELINE) and path in recorded:
             request.app.state.pipeline.refuse(error, recorded[path])
         return error_response(error, openai=path.startswith("/v1/"))

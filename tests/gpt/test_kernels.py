@@ -4,10 +4,12 @@ left half-written, or whose kernels fail to load, is emptied and compiled into a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,10 +40,9 @@ def test_a_folder_never_marked_whole_is_emptied_before_the_compile(tmp_path: Pat
 
     def compile_step() -> str:
         seen.append(sorted(p.name for p in folder.iterdir()) if folder.exists() else [])
-        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(folder)
         return "step"
 
-    assert compile_in(folder, compile_step) == "step"
+    assert compile_in(folder, compile_step, threading.Event()) == "step"
     assert seen == [[]]
     assert (folder / COMPLETE).is_file()
 
@@ -59,7 +60,7 @@ def test_kept_kernels_that_fail_are_removed_and_compiled_once_more(tmp_path: Pat
             raise OSError("file too short")
         return "step"
 
-    assert compile_in(folder, compile_step) == "step"
+    assert compile_in(folder, compile_step, threading.Event()) == "step"
     assert tries == [True, False]
     assert (folder / COMPLETE).is_file()
 
@@ -69,8 +70,31 @@ def test_a_failure_in_a_fresh_folder_is_the_compilers_and_is_raised(tmp_path: Pa
         raise RuntimeError("no compiler")
 
     with pytest.raises(RuntimeError, match="no compiler"):
-        compile_in(tmp_path / "kernels", compile_step)
+        compile_in(tmp_path / "kernels", compile_step, threading.Event())
     assert not (tmp_path / "kernels" / COMPLETE).exists()
+
+
+def test_a_compile_stopped_part_way_leaves_the_folder_unmarked(tmp_path: Path) -> None:
+    folder = tmp_path / "kernels"
+    folder.mkdir()
+    (folder / COMPLETE).touch()
+    assert compile_in(folder, lambda: None, threading.Event()) is None
+    assert not (folder / COMPLETE).exists()
+
+
+def test_a_step_closed_while_another_process_compiles_stops_waiting(tmp_path: Path) -> None:
+    folder, stop = tmp_path / "kernels", threading.Event()
+    tmp_path.joinpath("kernels.lock").touch()
+    calls: list[str] = []
+    with open(tmp_path / "kernels.lock") as other:  # another open file: another holder
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiting = threading.Thread(
+            target=lambda: calls.append(str(compile_in(folder, lambda: "step", stop)))
+        )
+        waiting.start()
+        stop.set()
+        waiting.join(timeout=30)
+    assert (waiting.is_alive(), calls) == (False, ["None"])
 
 
 def _probe(cache: Path) -> subprocess.Popen[str]:
