@@ -10,6 +10,8 @@ from app.errors import InvalidRequest, Problem, lone_surrogate
 from app.settings import Settings
 
 MAX_STOPS = 4
+# A stop string is held back and searched on every delta: its length bounds that work.
+MAX_STOP_CHARS = 64
 ROLES = ("system", "user", "assistant")
 
 
@@ -63,7 +65,9 @@ class Limits:
         if stop is not None and (len(stop) > MAX_STOPS or not all(stop)):
             problems.append((["stop"], f"at most {MAX_STOPS} non-empty strings", list(stop)))
         for i, text in enumerate(stop or ()):
-            if (at := lone_surrogate(text)) is not None:
+            if len(text) > MAX_STOP_CHARS:
+                problems.append((["stop", i], f"at most {MAX_STOP_CHARS} characters", len(text)))
+            elif (at := lone_surrogate(text)) is not None:
                 problems.append((["stop", i], _NOT_TEXT.format(at=at), text))
         if problems:
             raise InvalidRequest.fields(*problems)

@@ -44,8 +44,10 @@ class GenerateRequest(BaseModel):
     top_p: float = Field(1.0, json_schema_extra=_bounds(exclusiveMinimum=0, maximum=1))
     stop: list[str] | None = Field(
         None,
-        description="Up to 4 non-empty strings.",
-        json_schema_extra=_bounds(maxItems=4, items={"type": "string", "minLength": 1}),
+        description="Up to 4 non-empty strings of at most 64 characters.",
+        json_schema_extra=_bounds(
+            maxItems=4, items={"type": "string", "minLength": 1, "maxLength": 64}
+        ),
     )
     stream: bool = False
     # 64 bits; the document says a little less: its bounds are JSON numbers (doubles)

@@ -1,4 +1,9 @@
-"""Stop strings over a stream of text deltas: the one scanner every backend applies."""
+"""Stop strings over a stream of text deltas: the one scanner every backend applies.
+
+The work a delta costs is bounded by the delta's length and the stops' (at most 64 characters
+each, `app.limits`): the text searched is the delta and what was held back, never more than a
+stop's length, and a held-back end is found from its candidate starts, not from every prefix of
+every stop."""
 
 from __future__ import annotations
 
@@ -21,9 +26,7 @@ class StopScanner:
             self.stopped = True
             self._held = ""
             return text[: min(hits)]
-        keep = max(
-            (n for s in self._stops for n in range(1, len(s)) if text.endswith(s[:n])), default=0
-        )
+        keep = max(_opening(text, stop) for stop in self._stops)
         self._held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep]
 
@@ -31,3 +34,14 @@ class StopScanner:
         """Text still held back when the output ended without a stop string."""
         held, self._held = self._held, ""
         return held
+
+
+def _opening(text: str, stop: str) -> int:
+    """The length of the longest end of `text` that `stop` begins with, short of all of it."""
+    first = max(len(text) - len(stop) + 1, 0)  # an end as long as the stop would be a hit
+    start = text.find(stop[0], first)
+    while start != -1:  # from the left: the first that fits is the longest
+        if stop.startswith(text[start:]):
+            return len(text) - start
+        start = text.find(stop[0], start + 1)
+    return 0

@@ -71,8 +71,9 @@ class _Sampling(_Lenient):
         None,
         json_schema_extra={
             "minLength": 1,
+            "maxLength": 64,
             "maxItems": 4,
-            "items": {"type": "string", "minLength": 1},
+            "items": {"type": "string", "minLength": 1, "maxLength": 64},
         },
     )
     seed: JsonInt | None = None

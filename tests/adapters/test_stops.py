@@ -26,9 +26,23 @@ def _run(stops: tuple[str, ...], deltas: list[str]) -> tuple[list[str], bool]:
         (("\n\n", "."), ["one. two"], (["one"], True)),
         (("ab", "b"), ["xab"], (["x"], True)),
         (("END",), ["tail E"], (["tail ", "E"], False)),
+        (("END",), ["tail EN"], (["tail ", "EN"], False)),
+        (("aab",), ["aaa", "a", "b"], (["a", "a", ""], True)),
+        (("abab",), ["xaba", "b"], (["x", ""], True)),
+        (("abab",), ["xaba", "x"], (["x", "abax", ""], False)),
+        (("E", "END"), ["xE"], (["x"], True)),
     ],
 )
 def test_stop_scanner(
     stops: tuple[str, ...], deltas: list[str], expected: tuple[list[str], bool]
 ) -> None:
     assert _run(stops, deltas) == expected
+
+
+def test_the_held_back_end_is_the_longest_that_may_still_become_a_stop() -> None:
+    stops = ("a" * 63 + "b", "zz")
+    scanner = StopScanner(stops)
+    emitted = [scanner.feed("a") for _ in range(200)]  # every delta a possible start
+    assert "".join(emitted) == "a" * (200 - 63)
+    assert scanner.feed("b") == ""
+    assert scanner.stopped

@@ -130,6 +130,31 @@ async def test_invalid_fields_are_422_in_the_envelope(client: httpx.AsyncClient)
     )
 
 
+async def test_a_stop_longer_than_64_characters_is_refused_on_both_apis(
+    client: httpx.AsyncClient,
+) -> None:
+    long = "x" * 65
+    plain = await client.post("/generate", json={"prompt": "hi", "stop": ["ok", long]})
+    chat = await client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "stop": long},
+    )
+    assert (plain.status_code, chat.status_code) == (422, 400)
+    assert plain.json() == error_body(
+        "invalid_request",
+        "stop.1: at most 64 characters",
+        [
+            {
+                "type": "value_error",
+                "loc": ["body", "stop", 1],
+                "msg": "at most 64 characters",
+                "input": 65,
+            }
+        ],
+    )
+    assert chat.json()["error"]["message"] == "stop.0: at most 64 characters"
+
+
 async def test_a_wrong_type_is_422_naming_the_field(client: httpx.AsyncClient) -> None:
     response = await client.post("/generate", json={"prompt": "hi", "max_tokens": "many"})
     assert response.status_code == 422
