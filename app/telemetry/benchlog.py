@@ -186,7 +186,8 @@ class BenchmarkLog:
             os.close(self._fd)
             self._fd = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # the service's own user alone: rows hold hashed caller ids and the admins' actions
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._inode = os.fstat(self._fd).st_ino
         if not _ends_with_newline(self.path):
             os.write(self._fd, b"\n")

@@ -111,6 +111,14 @@ def test_rows_that_wait_for_the_writer_go_out_in_one_write(
     assert path.read_bytes() == b"".join(writes)
 
 
+def test_a_new_log_is_the_service_users_alone(tmp_path: Path) -> None:
+    log = BenchmarkLog(tmp_path / "bench.jsonl", every=3)
+    log.start()
+    log.append(_row(0))
+    log.close()
+    assert (tmp_path / "bench.jsonl").stat().st_mode & 0o777 == 0o600
+
+
 def test_a_flush_with_no_writer_running_returns(tmp_path: Path) -> None:
     """Before start, and once close has begun (a summary asked for while the service stops):
     a flush then has nothing to wait behind, and must not wait for good."""
