@@ -22,6 +22,7 @@ PUBLIC_PATHS = frozenset({"/health", "/health/live", "/metrics", "/metrics/repli
 # The API's documents (when DOCS_ENABLED): they describe the API, they answer nothing.
 DOCUMENT_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 ADMIN_PATHS = frozenset({"/switch", "/shadow"})
+ADMIN_ONLY = "this route needs the admin key; a user API key cannot use it"
 CALLER = "bankllm.caller"  # the ASGI scope's key under which a passed request's caller travels
 
 Refuse = Callable[[Request, ServiceError], Awaitable[Response]]
@@ -89,7 +90,7 @@ class KeyCheck:
             if role == "admin":
                 return Caller(role, key_id(key or ""))
             if role == "user":
-                raise Forbidden("this route needs the admin key; a user API key cannot use it")
+                raise Forbidden(ADMIN_ONLY)
             raise _unauthorized(_missing("admin key") if key is None else "invalid admin key")
         if is_public(path) or not self._user:  # user routes are open while API_KEYS is empty
             return Caller("open", OPEN)

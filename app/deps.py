@@ -1,4 +1,4 @@
-"""Dependencies: the pipeline from the app's state, its settings, and the admin who acts.
+"""Dependencies: the pipeline from the app's state, and the admin who acts.
 
 Keys are checked before any route by `app.access.KeyCheck`; the routes only read who called."""
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.access import caller_of
+from app.access import ADMIN_ONLY, caller_of
 from app.errors import Forbidden
 from app.pipeline import Pipeline
 
@@ -29,7 +29,7 @@ async def get_admin_id(request: Request) -> str:
     user key, should a route that takes it be missing from `app.access.ADMIN_PATHS`."""
     caller = caller_of(request)
     if caller.role not in ("admin", "open"):
-        raise Forbidden("this route needs the admin key; a user API key cannot use it")
+        raise Forbidden(ADMIN_ONLY)
     return caller.key_id
 
 
