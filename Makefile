@@ -57,8 +57,12 @@ lock: $(BIN)/uv  ## resolve pyproject.toml into requirements/*.txt, keeping pins
 	$(COMPILE) --python-version 3.12 -c requirements/gpu-base.txt -o requirements/gpu.txt \
 	    --extra qlora --extra gemini --extra vllm --extra ray
 
+# With no API_KEYS in the environment, `make run` serves a development copy: DEV_MODE=true,
+# open to anyone on $(HOST), and the log says so at start.
+DEV_MODE ?= $(if $(API_KEYS),false,true)
+
 run: install  ## serve the default model on $(HOST):$(PORT)
-	$(BIN)/bankllm serve --host $(HOST) --port $(PORT) $(if $(ENV_FILE),--env-file $(ENV_FILE))
+	DEV_MODE=$(DEV_MODE) $(BIN)/bankllm serve --host $(HOST) --port $(PORT) $(if $(ENV_FILE),--env-file $(ENV_FILE))
 
 lint: install-test
 	$(BIN)/ruff check app tests benchmarks docker

@@ -15,7 +15,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import Forbidden, ServiceError, Unauthorized
 from app.settings import Settings
-from app.telemetry.audit import OPEN, key_id
+from app.telemetry.audit import OPEN
+from app.telemetry.pseudonyms import Pseudonyms
 
 # Probes and scrapes: a load balancer and Prometheus carry no key.
 PUBLIC_PATHS = frozenset({"/health", "/health/live", "/metrics", "/metrics/replicas"})
@@ -26,14 +27,20 @@ ADMIN_ONLY = "this route needs the admin key; a user API key cannot use it"
 CALLER = "bankllm.caller"  # the ASGI scope's key under which a passed request's caller travels
 
 Refuse = Callable[[Request, ServiceError], Awaitable[Response]]
+Role = Literal["open", "user", "evaluator", "admin"]
 
 
 @dataclass(frozen=True)
 class Caller:
     """Who a request came from: `open` when no key is configured (local development)."""
 
-    role: Literal["open", "user", "admin"]
-    key_id: str  # a short hash of the key (the audit trail's `by`), or `open`
+    role: Role
+    key_id: str  # the key's pseudonym (the audit trail's `by`), or `open`
+
+    @property
+    def may_label(self) -> bool:
+        """Whether the caller's `label`s count toward accuracy: an evaluation's or an admin's."""
+        return self.role != "user"
 
 
 def route_path(scope: Scope) -> str:
@@ -62,8 +69,10 @@ class KeyCheck:
         self.app = app
         self._refuse = refuse
         self._user = tuple(k.get_secret_value().encode() for k in settings.api_keys)
+        self._evaluator = tuple(k.get_secret_value().encode() for k in settings.eval_api_keys)
         admin = settings.admin_api_key
         self._admin = (admin.get_secret_value().encode(),) if admin else ()
+        self._pseudonyms = Pseudonyms.keyed(settings.pseudonym_secret)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):  # lifespan
@@ -83,29 +92,30 @@ class KeyCheck:
 
     def _caller(self, path: str, key: str | None) -> Caller:
         """The caller, or the refusal (raised) of a key this path does not take."""
-        if not self._user and not self._admin:
+        if not self._user and not self._evaluator and not self._admin:
             return Caller("open", OPEN)
         role = self._role(key)
         if path in ADMIN_PATHS:
             if role == "admin":
-                return Caller(role, key_id(key or ""))
-            if role == "user":
+                return Caller(role, self._pseudonyms.key_id(key or ""))
+            if role is not None:
                 raise Forbidden(ADMIN_ONLY)
             raise _unauthorized(_missing("admin key") if key is None else "invalid admin key")
-        if is_public(path) or not self._user:  # user routes are open while API_KEYS is empty
+        if is_public(path) or not (self._user or self._evaluator):  # user routes open
             return Caller("open", OPEN)
         if role is None:
             raise _unauthorized(_missing("API key") if key is None else "invalid API key")
-        return Caller(role, key_id(key or ""))
+        return Caller(role, self._pseudonyms.key_id(key or ""))
 
-    def _role(self, key: str | None) -> Literal["user", "admin"] | None:
+    def _role(self, key: str | None) -> Literal["user", "evaluator", "admin"] | None:
         if key is None:
             return None
         presented = key.encode()
         # every candidate compared, so the time taken tells nothing of which one (or whether)
         admin = any([secrets.compare_digest(presented, k) for k in self._admin])
+        evaluator = any([secrets.compare_digest(presented, k) for k in self._evaluator])
         user = any([secrets.compare_digest(presented, k) for k in self._user])
-        return "admin" if admin else "user" if user else None
+        return "admin" if admin else "evaluator" if evaluator else "user" if user else None
 
 
 def _unauthorized(message: str) -> Unauthorized:

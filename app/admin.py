@@ -64,13 +64,14 @@ class Admin:
     async def switch(self, name: str, require: Requirements | None, by: str) -> SwitchResult:
         """Switch to `name`; with `require`, only once the candidate meets every condition."""
         previous = self._model.name
+        spec = self._spec(name, "switch", previous, by)
         given = require.given() if require else None
         self.audit.write("switch", by, "asked", previous, name, require=given)
         try:
             if require is None or name == previous:
-                result = await self.switch_to(self._spec(name).name, by)
+                result = await self.switch_to(spec.name, by)
             else:
-                result = await self._gated(self._spec(name), require, by)
+                result = await self._gated(spec, require, by)
         except SwitchRefused as exc:
             conditions = exc.details["conditions"]
             self.audit.write("switch", by, "refused", previous, name, conditions=conditions)
@@ -107,7 +108,7 @@ class Admin:
             self.audit.write("shadow_clear", by, "done", name, None, reason="promoted")
 
     async def set_shadow(self, name: str, sample: float, by: str) -> None:
-        spec = self._spec(name)
+        spec = self._spec(name, "shadow_set", self._shadow.model, by)
         if self._model.mode == "drain_first":
             raise OneModelOnly("a shadow")
         if name == self._model.name:
@@ -134,10 +135,14 @@ class Admin:
         rows = await asyncio.to_thread(self._log.shadow_rows)
         return {"shadow": self._shadow.state(), "shadows": shadow_summary(rows)}
 
-    def _spec(self, name: str) -> ModelSpec:
+    def _spec(self, name: str, action: str, previous: str | None, by: str) -> ModelSpec:
+        """The registered model `name`; an unknown one is a failed action in the trail, which
+        does not write the name: it is whatever the caller typed."""
         spec = self._registry.get(name)
         if spec is None:
-            raise ModelNotFound(f"no model named {name!r}", {"models": sorted(self._registry)})
+            error = ModelNotFound(f"no model named '{name}'", {"models": sorted(self._registry)})
+            self.audit.write(action, by, "failed", previous, None, error_type=error.type)
+            raise error
         return spec
 
     async def _gated(self, spec: ModelSpec, require: Requirements, by: str) -> SwitchResult:

@@ -88,7 +88,7 @@ async def open_answer(
                 name = adapter.info.name
                 logger.warning("%s failed (%s); %s answers", active.name, failure.type, name)
                 record.fell_back(active, failure, adapter.info)
-            pieces = adapter.stream(outbound(conversation, adapter.info, policy, record), params)
+            pieces = adapter.stream(*outbound(conversation, params, adapter.info, policy, record))
             try:
                 return Answer(pieces, await deadline.bound(anext(pieces, None)), leased)
             except BaseException:

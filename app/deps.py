@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.access import ADMIN_ONLY, caller_of
+from app.access import ADMIN_ONLY, Caller, caller_of
 from app.errors import Forbidden
 from app.pipeline import Pipeline
 
@@ -22,6 +22,13 @@ async def get_pipeline(request: Request) -> Pipeline:
 
 
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+
+
+async def get_caller(request: Request) -> Caller:
+    return caller_of(request)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 async def get_admin_id(request: Request) -> str:

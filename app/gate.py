@@ -106,9 +106,9 @@ async def evaluate_adapter(
     async def ask(text: str, label: str) -> Answer:
         started = time.perf_counter()
         try:
-            turns = outbound((Message("user", text),), info, policy, None)
+            turns, sent = outbound((Message("user", text),), params, info, policy, None)
             async with asyncio.timeout(timeout_s):
-                completion = await collect(adapter.stream(turns, params))
+                completion = await collect(adapter.stream(turns, sent))
         except TimeoutError:
             return Answer(None, "", 0.0, 0, info.name, info.backend, info.version, "timeout")
         except ServiceError as exc:

@@ -19,15 +19,26 @@ from app.routes.errors import add_error_handlers
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
+NO_KEYS = (
+    "API_KEYS is empty: a service with no keys answers anyone. Set API_KEYS (and ADMIN_API_KEY "
+    "to switch models), or DEV_MODE=true to serve a development copy open to anyone"
+)
 
 
 def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
-    """The service for these settings; pass a pipeline to share one built elsewhere."""
+    """The service for these settings; pass a pipeline to share one built elsewhere. With no
+    user key it serves only in development (DEV_MODE=true), open to anyone who reaches it."""
+    if not (settings.api_keys or settings.eval_api_keys):
+        if not settings.dev_mode:
+            raise ValueError(NO_KEYS)
+        logger.warning(
+            "DEV_MODE with no API_KEYS: every user route is open to anyone who can reach it%s; "
+            "never serve customers so",
+            "" if settings.admin_api_key else ", and /switch and /shadow too",
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.api_keys:
-            logger.warning("API_KEYS is empty: every route is open to anyone who can reach it")
         served = pipeline or Pipeline(settings, IntentSet.load())
         await served.start()
         app.state.pipeline = served

@@ -20,7 +20,9 @@ from app.deadline import Deadline
 from app.drain import Drain
 from app.errors import (
     Draining,
+    Forbidden,
     InternalError,
+    InvalidRequest,
     ModelNotActive,
     ModelNotFound,
     ServiceError,
@@ -38,6 +40,7 @@ from app.switching import ActiveModel, SwitchResult
 from app.telemetry.audit import OPEN
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
+from app.telemetry.pseudonyms import Pseudonyms, warn_if_per_process
 from app.telemetry.record import Ledger
 
 __all__ = ["GenerateResult", "ModelStatus", "Origin", "Pipeline", "StreamEvent"]
@@ -67,7 +70,11 @@ class Pipeline:
             settings.benchmark_log, settings.benchmark_every, self.metrics.log_write_errors.inc
         )
         self._ledger = Ledger(
-            self.metrics, self.log, lambda: self._model.info, self._admission.observe_latency
+            self.metrics,
+            self.log,
+            lambda: self._model.info,
+            self._admission.observe_latency,
+            Pseudonyms.keyed(settings.pseudonym_secret),
         )
         self._fallback: Loaded | None = None
         self._policy = settings.cloud_pii_policy
@@ -90,6 +97,7 @@ class Pipeline:
                     f"{', '.join(sorted(self.registry))}"
                 )
         self.started_at = int(time.time())
+        warn_if_per_process(self.settings.pseudonym_secret)
         self.log.start()
         await self.startup.start(self.settings.active_model)
         started = "done" if self._model.info else "failed"  # then retried in the background
@@ -207,6 +215,20 @@ class Pipeline:
         """Per-model figures from the benchmark log (blocks until pending rows are written)."""
         return self.log.summary()
 
+    def _known_label(self, origin: Origin) -> str:
+        assert origin.label is not None
+        if not origin.may_label:
+            raise Forbidden(
+                "`label` counts toward the accuracy that admins switch models on: only an "
+                "evaluation key (EVAL_API_KEYS) or the admin key may send it"
+            )
+        if origin.label not in self.intents.intents:
+            raise InvalidRequest(
+                "`label` must name one of the service's intents (those of app/data/intents.json)",
+                {"label": "not an intent"},
+            )
+        return origin.label
+
     async def _walk(
         self,
         prompt: str | None,
@@ -218,13 +240,14 @@ class Pipeline:
     ) -> AsyncGenerator[StreamEvent, None]:
         record = self._ledger.open(streamed, origin.api)
         record.by_user(origin.user)
-        record.label = origin.label
         mirror: Mirror | None = None
         try:
             self.drain.admit(deadline)
+            if origin.label is not None:
+                record.label = self._known_label(origin)
             if origin.model is not None and origin.model not in self.registry:
                 raise ModelNotFound(
-                    f"no model named {origin.model!r}", {"models": sorted(self.registry)}
+                    f"no model named '{origin.model}'", {"models": sorted(self.registry)}
                 )
             conversation = self.limits.conversation(prompt, messages)
             params = self.limits.params(**options)

@@ -12,13 +12,16 @@ from app.telemetry.record import NO_MODEL, RequestRecord
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a request comes from: the API it used, the model it named (None: whichever is
-    active), its caller's `user` id (kept in the row as a hash, never as given), and the
-    intent it is known to have (an evaluation's label, recorded for scoring)."""
+    active), its caller's `user` id (kept in the row as a pseudonym, never as given), the
+    intent it is known to have (an evaluation's label, recorded for scoring), and whether its
+    caller may give one (an evaluation's or the admin's key: a user's labels would steer the
+    accuracy an admin decides on)."""
 
     api: str = "generate"
     model: str | None = None
     user: str | None = None
     label: str | None = None
+    may_label: bool = True
 
 
 @dataclass  # not frozen: one a request, and frozen's __init__ sets each field the slow way

@@ -57,8 +57,9 @@ class GenerateRequest(BaseModel):
     label: str | None = Field(
         None,
         max_length=100,
-        description="The intent this prompt is known to have (an evaluation's): recorded in "
-        "its benchmark-log rows, for accuracy; never used to answer.",
+        description="The intent this prompt is known to have, one of the service's intents: "
+        "recorded in its benchmark-log row, for accuracy; never used to answer. Only an "
+        "evaluation key (EVAL_API_KEYS) or the admin key may send it (403 otherwise).",
     )
 
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     custom: CustomOptions = CustomOptions()
     qlora: QLoRAOptions = QLoRAOptions()
     gemini: GeminiOptions = GeminiOptions()
-    cloud_pii_policy: Literal["redact", "block", "allow"] = "redact"
+    cloud_pii_policy: Literal["redact", "block", "allow"] = "block"
     fallback_model: str | None = None  # answers when a cloud model fails before its first token
     # a candidate loaded beside the active model: SHADOW_SAMPLE of live requests are asked of it
     # too, its intents compared with the live ones and recorded; it answers no one
@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # comma-separated; empty disables auth (with a warning at start)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     admin_api_key: SecretStr | None = None
+    # keys of evaluation jobs: users whose `label` (an intent they know a prompt has) counts
+    # toward accuracy, the gate and the recommendation, as the admin key's does
+    eval_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # keys the HMAC that names users and keys in the logs: the same for every replica
+    pseudonym_secret: SecretStr | None = None
     # a development install: keys shorter than MIN_KEY_CHARS or published ones are let through
     # with a warning; never in service
     dev_mode: bool = False
@@ -136,12 +141,12 @@ class Settings(BaseSettings):
                 data[backend] = {k: v for k, v in values.items() if k in options.model_fields}
         return data
 
-    @field_validator("fallback_model", "shadow_model", mode="before")
+    @field_validator("fallback_model", "shadow_model", "pseudonym_secret", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "eval_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -152,6 +157,10 @@ class Settings(BaseSettings):
     def _keys_fit_for_service(self) -> Settings:
         named = [
             (f"API_KEYS key {n} of {len(self.api_keys)}", k) for n, k in enumerate(self.api_keys, 1)
+        ]
+        named += [
+            (f"EVAL_API_KEYS key {n} of {len(self.eval_api_keys)}", k)
+            for n, k in enumerate(self.eval_api_keys, 1)
         ]
         named += [("ADMIN_API_KEY", self.admin_api_key)] if self.admin_api_key else []
         for name, key in named:

@@ -242,10 +242,14 @@ class Shadow:
         tokens, cost = 0, None
         try:
             async with mirror.loaded.lease() as adapter, asyncio.timeout(self._options.timeout_s):
-                turns = outbound(
-                    mirror.conversation, adapter.info, self._options.policy, mirror.record
+                turns, params = outbound(
+                    mirror.conversation,
+                    mirror.params,
+                    adapter.info,
+                    self._options.policy,
+                    mirror.record,
                 )
-                async for piece in adapter.stream(turns, mirror.params):
+                async for piece in adapter.stream(turns, params):
                     splitter.feed(piece.text)
                     if piece.usage is not None:
                         tokens, cost = piece.usage.completion_tokens, piece.usage.cost_usd

@@ -168,7 +168,7 @@ class ActiveModel:
     def _spec(self, name: str) -> ModelSpec:
         spec = self._registry.get(name)
         if spec is None:
-            raise ModelNotFound(f"no model named {name!r}", {"models": sorted(self._registry)})
+            raise ModelNotFound(f"no model named '{name}'", {"models": sorted(self._registry)})
         return spec
 
     def _install(self, loaded: Loaded) -> None:

@@ -31,6 +31,8 @@ from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import FakeGemini
 from tests.helpers import (
     ADMIN_KEY,
+    EVAL_KEY,
+    PSEUDONYM_SECRET,
     TINY,
     USER_KEY,
     Service,
@@ -131,6 +133,8 @@ def make_settings(tmp_path: Path, checkpoints: dict[str, Path]) -> SettingsFacto
             "enable_echo_model": True,
             "api_keys": USER_KEY,
             "admin_api_key": ADMIN_KEY,
+            "eval_api_keys": EVAL_KEY,
+            "pseudonym_secret": PSEUDONYM_SECRET,
             "benchmark_log": tmp_path / "logs" / "bench.jsonl",
             "benchmark_every": 5,
         }

@@ -14,6 +14,7 @@ import httpx
 import openai
 import uvicorn
 from fastapi import FastAPI
+from pydantic import SecretStr
 from starlette.types import ASGIApp
 
 from app.adapters.protocol import Adapter, Completion, Message, SamplingParams, collect
@@ -21,6 +22,7 @@ from app.gpt.train import TrainConfig
 from app.main import create_app
 from app.pipeline import Pipeline
 from app.settings import Settings
+from app.telemetry.pseudonyms import Pseudonyms
 
 # Banking77 (CC-BY-4.0) is read from beside the repo, as a user's own data would be; never copied.
 BANKING77_DIR = Path(
@@ -28,6 +30,9 @@ BANKING77_DIR = Path(
 )
 USER_KEY = "user-key-for-tests"
 ADMIN_KEY = "admin-key-for-tests"
+EVAL_KEY = "eval-key-for-tests"
+PSEUDONYM_SECRET = "pseudonym-secret-for-tests"
+ADMIN_ID = Pseudonyms.keyed(SecretStr(PSEUDONYM_SECRET)).key_id(ADMIN_KEY)  # the trail's `by`
 # The one tiny training config: seconds on a CPU. Tests that need more `replace` fields of it.
 TINY = TrainConfig(
     n_layer=1,

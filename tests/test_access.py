@@ -12,10 +12,10 @@ from starlette.routing import Route
 
 from app.access import ADMIN_PATHS, DOCUMENT_PATHS, PUBLIC_PATHS, route_path
 from app.deps import get_admin_id
-from app.telemetry.audit import key_id
+from app.main import create_app
 from tests.access_walk import faults, walk
-from tests.conftest import ServiceFactory
-from tests.helpers import ADMIN_KEY, USER_KEY, client_of, error_body, read_log
+from tests.conftest import ServiceFactory, SettingsFactory
+from tests.helpers import ADMIN_ID, ADMIN_KEY, USER_KEY, client_of, error_body, read_log
 
 pytestmark = pytest.mark.anyio
 KEYS: dict[str, str | None] = {
@@ -89,7 +89,7 @@ async def test_the_admin_in_the_audit_is_the_key_that_passed(service: ServiceFac
         rows = read_log(pipeline.settings, pipeline, audit=True)
     assert answer.status_code == 200
     switches = [r for r in rows if r.get("type") == "admin" and r["action"] == "switch"]
-    assert {r["by"] for r in switches} == {key_id(ADMIN_KEY)}
+    assert {r["by"] for r in switches} == {ADMIN_ID}
 
 
 @pytest.mark.parametrize(
@@ -117,9 +117,15 @@ async def test_every_route_that_names_its_admin_is_an_admin_path(app: FastAPI) -
     assert named == ADMIN_PATHS
 
 
-async def test_with_no_keys_configured_every_route_is_open(service: ServiceFactory) -> None:
+def test_a_service_with_no_keys_starts_only_in_development(make_settings: SettingsFactory) -> None:
+    for keys in ({"api_keys": ""}, {"api_keys": "", "admin_api_key": None}):
+        with pytest.raises(ValueError, match="or DEV_MODE=true to serve a development copy"):
+            create_app(make_settings(eval_api_keys="", **keys))
+
+
+async def test_in_development_with_no_keys_every_route_is_open(service: ServiceFactory) -> None:
     async with (
-        service(api_keys="", admin_api_key=None) as (app, _, _),
+        service(api_keys="", eval_api_keys="", admin_api_key=None, dev_mode=True) as (app, _, _),
         client_of(app, key=None) as anyone,
     ):
         answers = [

@@ -11,7 +11,7 @@ from app.cli import main
 from app.evaluation import Answer, evaluate
 from app.settings import Settings
 from tests.conftest import Served, SettingsFactory
-from tests.helpers import ADMIN_KEY, USER_KEY
+from tests.helpers import ADMIN_KEY, EVAL_KEY, USER_KEY
 
 
 def _data(tmp_path: Path) -> Path:
@@ -35,6 +35,7 @@ def _env(settings: Settings, tmp_path: Path) -> Path:
         f"CUSTOM_CHECKPOINT={settings.custom.checkpoint}\n"
         f"BENCHMARK_LOG={settings.benchmark_log}\nMODELS_FILE={settings.models_file}\n"
         "ENABLE_ECHO_MODEL=true\n"
+        f"API_KEYS={USER_KEY}\nEVAL_API_KEYS={EVAL_KEY}\nADMIN_API_KEY={ADMIN_KEY}\n"
     )
     return env
 
@@ -97,10 +98,6 @@ def test_eval_over_http_switches_the_service_first(
             str(_data(tmp_path)),
             "--url",
             url,
-            "--api-key",
-            USER_KEY,
-            "--admin-key",
-            ADMIN_KEY,
             "--env-file",
             str(env),
             "--limit",
@@ -171,10 +168,6 @@ def test_bench_switches_then_loads_each_level_and_logs_a_row(
             "--stream",
             "--slo-ttft-ms",
             "10000",
-            "--api-key",
-            USER_KEY,
-            "--admin-key",
-            ADMIN_KEY,
             "--env-file",
             str(_env(mine, tmp_path)),
             "--json",

@@ -156,7 +156,8 @@ async def test_customer_numbers_never_reach_the_upstream(
     service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     prompt = f"pay from card {CARD} to {IBAN}, my account {ACCOUNT}"
-    async with service(gemini_settings(active_model="gemini")) as (_, client, pipeline):
+    settings = gemini_settings(active_model="gemini", cloud_pii_policy="redact")
+    async with service(settings) as (_, client, pipeline):
         response = await client.post("/generate", json=ASK | {"prompt": prompt})
         counts = {
             kind: sample(pipeline, "bankllm_pii_redactions_total", kind=kind, action="redacted")
@@ -173,11 +174,10 @@ async def test_customer_numbers_never_reach_the_upstream(
     assert counts == {"card": 1.0, "iban": 1.0, "account": 1.0}
 
 
-async def test_the_block_policy_answers_422_and_sends_nothing(
+async def test_the_block_policy_is_the_default_answers_422_and_sends_nothing(
     service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
-    settings = gemini_settings(active_model="gemini", cloud_pii_policy="block")
-    async with service(settings) as (_, client, _):
+    async with service(gemini_settings(active_model="gemini")) as (_, client, _):
         before = len(fake_gemini.received)
         response = await client.post("/generate", json=ASK | {"prompt": f"card {CARD}"})
         clean = await client.post("/generate", json=ASK)

@@ -160,7 +160,7 @@ async def test_an_evaluation_asks_a_cloud_candidate_under_the_pii_policy(
     data = tmp_path / "eval.csv"
     write_csv(data, [Example(f"my card {CARD} is lost", "lost_or_stolen_card")])
     require = Requirements(min_eval_accuracy=0.0, eval_data=data)
-    async with start_pipeline() as pipeline:
+    async with start_pipeline(cloud_pii_policy="redact") as pipeline:
         result = await pipeline.switch("remote", require)
     asked = [m.content for conversation in memory.latest("remote").received for m in conversation]
     assert result.active == "remote"
@@ -171,7 +171,9 @@ async def test_an_evaluation_asks_a_cloud_candidate_under_the_pii_policy(
 async def test_a_cloud_shadow_gets_the_prompt_as_a_live_cloud_request_would(
     gemini_settings: SettingsFactory, fake_gemini: FakeGemini
 ) -> None:
-    settings = gemini_settings(active_model="echo", shadow_model="gemini", shadow_sample=1.0)
+    settings = gemini_settings(
+        active_model="echo", shadow_model="gemini", shadow_sample=1.0, cloud_pii_policy="redact"
+    )
     async with started(settings) as (_, client, pipeline):
         body = {"prompt": f"my card {CARD} is lost", "temperature": 0}
         response = await client.post("/generate", json=body)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from app.banking.corpus import read_csv
+from app.cli import keys
 from app.loadtest import figures, run_load
 from app.settings import get_settings
 from app.telemetry.benchlog import BenchmarkLog
@@ -49,8 +49,6 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--slo-e2e-ms", type=float, help="goodput: end-to-end latency at most this")
     p.add_argument("--json", type=Path, help="write every level's figures to this file")
     p.add_argument("--env-file", help="settings for the log path and default keys")
-    p.add_argument("--api-key", default=None, help="default: BANKLLM_API_KEY, else API_KEYS[0]")
-    p.add_argument("--admin-key", default=None, help="default: ADMIN_API_KEY")
     p.set_defaults(run=run)
 
 
@@ -118,15 +116,7 @@ async def _bench(
 
 def run(args: argparse.Namespace) -> int:
     settings = get_settings(args.env_file)
-    api_key = (
-        args.api_key
-        or os.environ.get("BANKLLM_API_KEY")
-        or (settings.api_keys[0].get_secret_value() if settings.api_keys else None)
-    )
-    admin_key = args.admin_key or (
-        settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
-    )
-    rows = asyncio.run(_bench(args, api_key, admin_key))
+    rows = asyncio.run(_bench(args, keys.user_key(settings), keys.admin_key(settings)))
     print(
         f"model {rows[0]['model']} ({rows[0]['backend']}, version {rows[0]['version']}) at "
         f"{args.url}, {args.requests} requests per level, max_tokens {args.max_tokens}, "

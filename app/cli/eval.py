@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 from app.askers import in_process, over_http
 from app.banking.corpus import read_csv
 from app.banking.intents import IntentSet
+from app.cli import keys
 from app.evaluation import EvalReport, evaluate
 from app.settings import get_settings
 from app.telemetry.benchlog import BenchmarkLog
@@ -31,8 +31,6 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--env-file", help="settings for the in-process model and the log path")
     p.add_argument("--concurrency", type=int, default=1, help="requests at once (default 1)")
     p.add_argument("--max-tokens", type=int, default=64, help="per answer (default 64)")
-    p.add_argument("--api-key", default=None, help="default: BANKLLM_API_KEY, else API_KEYS[0]")
-    p.add_argument("--admin-key", default=None, help="default: ADMIN_API_KEY (for --model)")
     p.set_defaults(run=run)
 
 
@@ -59,20 +57,13 @@ def print_report(report: EvalReport) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = get_settings(args.env_file)
     examples = read_csv(args.data)[: args.limit]
-    api_key = (
-        args.api_key
-        or os.environ.get("BANKLLM_API_KEY")
-        or (settings.api_keys[0].get_secret_value() if settings.api_keys else None)
-    )
-    admin_key = args.admin_key or (
-        settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
-    )
+    api_key, admin = keys.evaluation_key(settings), keys.admin_key(settings)
 
     intents = IntentSet.load()
 
     async def main() -> EvalReport:
         asker = (
-            over_http(args.url, args.model, args.max_tokens, api_key, admin_key)
+            over_http(args.url, args.model, args.max_tokens, api_key, admin)
             if args.url
             else in_process(settings, intents, args.model, args.max_tokens)
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
 from app.access import route_path
+from app.banking.pii import redact
 from app.errors import (
     BadRequest,
     BodyTimeout,
@@ -43,9 +45,21 @@ _REFUSED_BEFORE_THE_PIPELINE = (
 
 
 def error_response(error: ServiceError, openai: bool = False) -> JSONResponse:
-    if openai:
-        return JSONResponse(openai_body(error), openai_status(error), headers=error.headers)
-    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+    """The error in its envelope, with any customer number it echoes (a bad field's value, an
+    unknown model's name) masked: an error body is logged by clients and proxies."""
+    body = _masked(openai_body(error) if openai else error.body())
+    status = openai_status(error) if openai else error.status_code
+    return JSONResponse(body, status_code=status, headers=error.headers)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value).text
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def service_error(request: Request, exc: Exception) -> ServiceError:

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.deps import PipelineDep
+from app.deps import CallerDep, PipelineDep
 from app.errors import InternalError, ServiceError
 from app.pipeline import Origin, StreamEvent
 from app.routes._disconnect import cancel_on_disconnect
@@ -24,18 +24,18 @@ PATH = "/generate"
 OPTIONS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": EVENT_STREAM, "description": "The result; with `stream: true`, SSE."},
-    **error_responses(400, 401, 408, 413, 415, 422, 429, 502, 503, 504),
+    **error_responses(400, 401, 403, 408, 413, 415, 422, 429, 502, 503, 504),
 }
 
 
 @router.post(PATH, response_model=GeneratePublic, responses=_RESPONSES)
 async def generate(
-    body: GenerateRequest, request: Request, pipeline: PipelineDep
+    body: GenerateRequest, request: Request, pipeline: PipelineDep, caller: CallerDep
 ) -> FastJSONResponse | EventStreamResponse:
     """One completion from the active model; with `stream: true`, SSE deltas then the result."""
     # the sampling options by name: `model_dump` with an exclude cost a microsecond a request
     options: dict[str, Any] = {name: getattr(body, name) for name in OPTIONS}
-    origin = Origin(label=body.label)
+    origin = Origin(label=body.label, may_label=caller.may_label)
     if not body.stream:
         answer = pipeline.generate(body.prompt, origin=origin, **options)
         result = await cancel_on_disconnect(request, answer)

@@ -78,7 +78,7 @@ async def get_model(model: str, pipeline: PipelineDep) -> dict[str, Any]:
     for entry in _models(pipeline):
         if entry["id"] == model:
             return entry
-    raise ModelNotFound(f"no model named {model!r} that this install can serve")
+    raise ModelNotFound(f"no model named '{model}' that this install can serve")
 
 
 def _models(pipeline: Pipeline) -> list[dict[str, Any]]:

@@ -1,20 +1,14 @@
 """The audit trail: one `admin` row in the benchmark log for every admin action (a switch asked,
-refused, done or failed; a shadow set or cleared; the start), naming the key by a short hash."""
+refused, done or failed; a shadow set or cleared; the start), naming the key by its pseudonym."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.clock import utc_now
 
 OPEN = "open"  # who acts when no admin key is configured (local development)
-
-
-def key_id(key: str) -> str:
-    """A key's id in the trail: 12 hex digits of its SHA-256, never the key."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 class Audit:

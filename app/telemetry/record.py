@@ -3,7 +3,6 @@ a request has (its metric samples, its benchmark-log row, the latency admission 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -16,6 +15,7 @@ from app.errors import RequestStatus, ServiceError
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.clock import utc_now
 from app.telemetry.metrics import Metrics
+from app.telemetry.pseudonyms import PER_PROCESS, Pseudonyms
 from app.telemetry.tallies import ModelTally
 
 _NO_USAGE = Usage(0, 0)
@@ -36,6 +36,7 @@ class Ledger:
     log: BenchmarkLog
     attributed: Callable[[], ModelInfo | None]
     on_latency: Callable[[float], None]  # a successful request's latency, for Retry-After
+    pseudonyms: Pseudonyms = PER_PROCESS  # names callers' `user` ids in rows
 
     def open(self, stream: bool, api: str = "generate") -> RequestRecord:
         return RequestRecord(self, stream, api)
@@ -66,7 +67,7 @@ class RequestRecord:
         self._ledger = ledger
         self.stream = stream
         self.api = api  # generate | chat | completions: the route it came through
-        self.user: str | None = None  # a hash of the caller's `user` id, never the id
+        self.user: str | None = None  # the pseudonym of the caller's `user` id, never the id
         self.request_id = new_request_id()
         self.started = time.perf_counter()
         self.model: ModelInfo | None = None  # the model that answers (or failed to)
@@ -82,10 +83,9 @@ class RequestRecord:
         self._committed = False
 
     def by_user(self, user: str | None) -> None:
-        """Keep who asked as a hash: rows can be grouped by caller without naming one."""
+        """Keep who asked as a pseudonym: rows group by caller without naming one."""
         if user is not None:
-            # surrogatepass: an id is hashed as sent, whatever its characters
-            self.user = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            self.user = self._ledger.pseudonyms.name(user)
 
     def serve_with(self, info: ModelInfo) -> None:
         """The request is now with this model (the active one, then perhaps the fallback)."""

@@ -19,10 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.ray.app import APP, Scale
 from app.ray.desired import NAMESPACE, actor_name
 from app.ray.replica import replica_log
-from app.telemetry.audit import key_id
 from app.telemetry.logfiles import log_files, read_log, read_rows
 from tests.conftest import SettingsFactory
-from tests.helpers import ADMIN_KEY, USER_KEY
+from tests.helpers import ADMIN_ID, ADMIN_KEY, USER_KEY
 from tests.ray.conftest import deployed, fleet, until
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +76,7 @@ async def test_a_switch_under_200_requests_reaches_every_replica_and_loses_none(
     assert {r["replica"] for r in body["replicas"]} == replicas
     assert all(r["model"] == "custom-b" and r["load_ms"] > 0 for r in body["replicas"])
     assert body["load_ms"] >= max(r["load_ms"] for r in body["replicas"])
-    assert (after["model"], after["generation"], after["by"]) == ("custom-b", 1, key_id(ADMIN_KEY))
+    assert (after["model"], after["generation"], after["by"]) == ("custom-b", 1, ADMIN_ID)
     assert {(r["replica"], r["model"]) for r in after["replicas"]} == {
         (r, "custom-b") for r in replicas
     }

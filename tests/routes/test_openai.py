@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from typing import Any
 from unittest.mock import ANY
@@ -14,7 +15,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from app.pipeline import Pipeline
 from app.settings import Settings
 from tests.conftest import ServiceFactory
-from tests.helpers import USER_KEY, openai_client, parse_sse, read_log
+from tests.helpers import PSEUDONYM_SECRET, USER_KEY, openai_client, parse_sse, read_log
 
 pytestmark = pytest.mark.anyio
 ECHO_TEXT = "This is the echo model. It answers the same words to every prompt."
@@ -71,7 +72,10 @@ async def test_a_chat_completion_in_openai_s_shape(
     assert pipeline.log.wait_written(2, timeout_s=30)
     rows = read_log(settings)
     assert [(r["api"], r["model"], r["status"]) for r in rows] == [("chat", "echo", "ok")] * 2
-    assert rows[0]["user"] == hashlib.sha256(b"customer-42").hexdigest()[:16]
+    # an HMAC keyed with the deployment's secret, not a hash anyone can make from a guess
+    pseudonym = hmac.new(PSEUDONYM_SECRET.encode(), b"customer-42", hashlib.sha256)
+    assert rows[0]["user"] == pseudonym.hexdigest()[:16]
+    assert rows[0]["user"] != hashlib.sha256(b"customer-42").hexdigest()[:16]
     assert rows[1]["user"] is None
     assert "customer-42" not in settings.benchmark_log.read_text()
 

@@ -14,9 +14,8 @@ import pytest
 from app.banking.corpus import Example, write_csv
 from app.pipeline import Pipeline
 from app.settings import DEFAULT_CHECKPOINT
-from app.telemetry.audit import key_id
 from tests.conftest import ServiceFactory, SettingsFactory
-from tests.helpers import ADMIN_KEY, Service, error_body, read_log
+from tests.helpers import ADMIN_ID, ADMIN_KEY, Service, error_body, read_log
 
 pytestmark = pytest.mark.anyio
 ASKS = ["my card has not arrived", "I lost my card", "how do I top up", "where is my card"]
@@ -153,7 +152,7 @@ async def test_a_gated_switch_is_refused_then_accepted_once_the_shadow_earned_it
     assert accepted.status_code == 200
     assert accepted.json() == {"previous": "custom", "active": "custom-twin", "load_ms": ANY}
     assert cleared.json()["shadow"] == NO_SHADOW
-    by = key_id(ADMIN_KEY)
+    by = ADMIN_ID
     assert [(r["action"], r["result"], r["from"], r["to"], r["by"]) for r in rows] == [
         ("start", "done", None, "custom", "service"),
         ("switch", "asked", "custom", "custom-twin", by),
