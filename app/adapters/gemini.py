@@ -10,6 +10,7 @@ subclass that says what happened.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -159,6 +160,10 @@ class GeminiAdapter:
                         yield Piece(kept)
                     if scanner.stopped:
                         break
+                # The SDK parses chunks already buffered without giving the loop a turn: a
+                # fast upstream's whole reply would run as one slice, and 32 of them held the
+                # liveness probe for 2 s. One turn a chunk keeps every request's slice short.
+                await asyncio.sleep(0)
                 chunk = await self._translated(anext(chunks, None), [count])
             if not scanner.stopped:
                 if reason is None:
