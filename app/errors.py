@@ -192,6 +192,16 @@ class QueueFull(_RetryAfter):
     status_code, type, outcome = 429, "queue_full", "rejected"
 
 
+class KeyLimited(ServiceError):
+    """A key's own limit (app.quotas): `limit` says which."""
+
+    status_code, type, outcome = 429, "key_limited", "rejected"
+
+    def __init__(self, message: str, limit: str, retry_after_s: int):
+        details = {"limit": limit, "retry_after_s": retry_after_s}
+        super().__init__(message, details, {"Retry-After": str(retry_after_s)})
+
+
 class UpstreamError(ServiceError):
     """A remote model failed. Every subclass is a failure a FALLBACK_MODEL may answer for."""
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
+from app.adapters.backends import is_remote
 from app.adapters.protocol import Adapter, FinishReason, Message, ModelInfo
 from app.admin import Admin
 from app.admission import Admission
@@ -31,6 +32,7 @@ from app.gate import Requirements
 from app.limits import Limits
 from app.loaded import Loaded, LoadedAdapters
 from app.mirror import Mirror
+from app.quotas import Grant, Quotas
 from app.registry import build_registry, model_statuses
 from app.results import GenerateResult, ModelStatus, Origin, StreamEvent
 from app.settings import Settings
@@ -61,6 +63,7 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self.registry = build_registry(settings)
         self.limits = Limits(settings)
+        self.quotas = Quotas(settings)
         self._loaded = LoadedAdapters(intents)
         self._model = ActiveModel(self.registry, self._loaded, settings.switch_mode, self.metrics)
         self._admission = Admission(
@@ -215,6 +218,12 @@ class Pipeline:
         """Per-model figures from the benchmark log (blocks until pending rows are written)."""
         return self.log.summary()
 
+    @property
+    def _serves_remote(self) -> bool:
+        """Whether the active model is a cloud one: its requests count against a day's spend."""
+        info = self._model.info
+        return info is not None and is_remote(info.backend)
+
     def _known_label(self, origin: Origin) -> str:
         assert origin.label is not None
         if not origin.may_label:
@@ -241,6 +250,7 @@ class Pipeline:
         record = self._ledger.open(streamed, origin.api)
         record.by_user(origin.user)
         mirror: Mirror | None = None
+        grant: Grant | None = None
         try:
             self.drain.admit(deadline)
             if origin.label is not None:
@@ -251,6 +261,8 @@ class Pipeline:
                 )
             conversation = self.limits.conversation(prompt, messages)
             params = self.limits.params(**options)
+            # before the queue, so one key cannot fill it either
+            grant = self.quotas.admit(origin.key, params.max_tokens, self._serves_remote)
             async with self._admission.slot(deadline), self._model.lease(deadline) as active:
                 if origin.model is not None and origin.model != active.info.name:
                     raise ModelNotActive(
@@ -315,6 +327,8 @@ class Pipeline:
             record.fail(bug := InternalError())
             raise bug from exc
         finally:
+            if grant is not None:
+                grant.settle(record.usage.completion_tokens, record.usage.cost_usd)
             record.commit()
             self.drain.leave(deadline)
             if mirror is not None:

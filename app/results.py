@@ -15,13 +15,14 @@ class Origin:
     active), its caller's `user` id (kept in the row as a pseudonym, never as given), the
     intent it is known to have (an evaluation's label, recorded for scoring), and whether its
     caller may give one (an evaluation's or the admin's key: a user's labels would steer the
-    accuracy an admin decides on)."""
+    accuracy an admin decides on), and the key whose limits it counts against."""
 
     api: str = "generate"
     model: str | None = None
     user: str | None = None
     label: str | None = None
     may_label: bool = True
+    key: str = "open"  # the caller's key, by its pseudonym: whose limits it counts against
 
 
 @dataclass  # not frozen: one a request, and frozen's __init__ sets each field the slow way

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
         16, ge=1
     )  # generations running at once (a custom model batches them)
     max_queue: int = Field(64, ge=0)  # requests waiting for a slot before 429
+    # each key's own limits (app.quotas), none by default: 429 with Retry-After beyond them
+    key_max_in_flight: int | None = Field(None, ge=1)  # requests running or queued
+    key_tokens_per_minute: int | None = Field(None, ge=1)  # completion tokens, as a bucket
+    key_daily_spend_usd: float | None = Field(None, ge=0)  # on cloud models, a UTC day
     request_timeout_s: float = Field(60.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)  # a request's body must arrive within it (408)
     switch_mode: Literal["overlap", "drain_first"] = "overlap"
@@ -141,7 +145,15 @@ class Settings(BaseSettings):
                 data[backend] = {k: v for k, v in values.items() if k in options.model_fields}
         return data
 
-    @field_validator("fallback_model", "shadow_model", "pseudonym_secret", mode="before")
+    @field_validator(
+        "fallback_model",
+        "shadow_model",
+        "pseudonym_secret",
+        "key_max_in_flight",
+        "key_tokens_per_minute",
+        "key_daily_spend_usd",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

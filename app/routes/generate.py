@@ -35,7 +35,7 @@ async def generate(
     """One completion from the active model; with `stream: true`, SSE deltas then the result."""
     # the sampling options by name: `model_dump` with an exclude cost a microsecond a request
     options: dict[str, Any] = {name: getattr(body, name) for name in OPTIONS}
-    origin = Origin(label=body.label, may_label=caller.may_label)
+    origin = Origin(label=body.label, may_label=caller.may_label, key=caller.key_id)
     if not body.stream:
         answer = pipeline.generate(body.prompt, origin=origin, **options)
         result = await cancel_on_disconnect(request, answer)

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import PipelineDep
+from app.deps import CallerDep, PipelineDep
 from app.errors import InternalError, InvalidRequest, ModelNotFound, ServiceError
 from app.openai_api.encode import Chunks, Kind, completion
 from app.openai_api.errors import openai_body
@@ -37,7 +37,7 @@ _ANSWER: dict[int | str, dict[str, Any]] = {
 
 @router.post("/chat/completions", response_model=None, responses=_ANSWER | _ERRORS)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, pipeline: PipelineDep
+    body: ChatCompletionRequest, request: Request, pipeline: PipelineDep, caller: CallerDep
 ) -> JSONResponse | EventStreamResponse:
     """A chat completion, whole or streamed, in OpenAI's shape."""
     if body.max_tokens is not None and body.max_completion_tokens is not None:
@@ -46,17 +46,17 @@ async def chat_completions(
         except InvalidRequest as exc:
             pipeline.refuse(exc, "chat")
             raise
-    origin = Origin("chat", body.model, body.user)
+    origin = Origin("chat", body.model, body.user, key=caller.key_id)
     arguments = {"messages": body.conversation(), "origin": origin, **body.chat_options()}
     return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)
 
 
 @router.post("/completions", response_model=None, responses=_ANSWER | _ERRORS)
 async def completions(
-    body: CompletionRequest, request: Request, pipeline: PipelineDep
+    body: CompletionRequest, request: Request, pipeline: PipelineDep, caller: CallerDep
 ) -> JSONResponse | EventStreamResponse:
     """A text completion, whole or streamed, in OpenAI's shape."""
-    origin = Origin("completions", body.model, body.user)
+    origin = Origin("completions", body.model, body.user, key=caller.key_id)
     arguments = {"prompt": body.text(), "origin": origin, **body.options()}
     return await _answer(
         "completions", pipeline, request, arguments, body.stream, body.include_usage
