@@ -38,6 +38,10 @@ def sample(logits: Tensor, sampling: Sampling, generator: torch.Generator | None
     if sampling.temperature <= 0.0:
         return int(torch.argmax(logits))
     probs = logits_to_probs(logits, sampling.temperature, sampling.top_p)
+    if not bool(torch.isfinite(probs).all()) or not float(probs.sum()) > 0:
+        # numbers multinomial refuses (a NaN, say) would fail every request of the batch
+        # this row decodes in: this one takes the most likely token the logits still name
+        return int(torch.argmax(torch.nan_to_num(logits, nan=-torch.inf)))
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

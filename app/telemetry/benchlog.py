@@ -20,6 +20,9 @@ from app.telemetry.summary import Sample, SampleWindow, summarize
 
 logger = logging.getLogger(__name__)
 WINDOW = 100_000  # newest request rows kept in memory for summaries
+# A summary of a full window holds the interpreter ~200 ms: one is made at most this often,
+# and callers meanwhile (any number, any key) get the last one.
+SUMMARY_FRESH_S = 2.0
 WARN_EVERY_S = 60.0  # while rows are dropped, one warning a minute
 BATCH = 1024  # rows at most in one write
 # How long the woken writer waits for more rows to join its write. Each write is a few times
@@ -77,6 +80,8 @@ class BenchmarkLog:
         self._fd: int | None = None
         self._thread: threading.Thread | None = None  # the writer, while it takes rows
         self._running = threading.Lock()  # held to start it, stop it, or flush behind it
+        self._summarizing = threading.Lock()  # callers at once wait for one summary
+        self._summary: tuple[float, dict[str, Any]] | None = None  # when made, and it
 
     def start(self) -> None:
         try:
@@ -125,11 +130,17 @@ class BenchmarkLog:
 
     def summary(self) -> dict[str, Any]:
         """Per-model figures over the log's newest rows (this process's included; every
-        replica's, in a family)."""
-        self.flush()
-        if self._family is not None:
-            return _summarize_rows(read_log(self._family))
-        return self._summarize()
+        replica's, in a family), at most SUMMARY_FRESH_S old."""
+        with self._summarizing:
+            if self._summary is not None and time.monotonic() - self._summary[0] < SUMMARY_FRESH_S:
+                return self._summary[1]
+            self.flush()
+            if self._family is not None:
+                made = _summarize_rows(read_log(self._family))
+            else:
+                made = self._summarize()
+            self._summary = (time.monotonic(), made)
+            return made
 
     def shadow_rows(self) -> list[dict[str, Any]]:
         """The log's newest shadow rows (this process's included): what GET /shadow and a

@@ -81,3 +81,11 @@ def test_top_p_always_keeps_the_most_likely_token(top_p: float) -> None:
 def test_temperature_zero_is_argmax() -> None:
     logits = torch.tensor([0.1, 2.0, 1.9])
     assert sample(logits, Sampling(temperature=0.0), None) == 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_numbers_multinomial_refuses_fall_back_to_the_most_likely_token(bad: float) -> None:
+    """One row's NaN must not raise: in a batch, that would fail every request decoding."""
+    logits = torch.tensor([0.0, 5.0, 1.0, bad])
+    token = sample(logits, Sampling(temperature=0.7), torch.Generator().manual_seed(0))
+    assert token == (3 if bad == float("inf") else 1)

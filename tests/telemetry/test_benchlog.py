@@ -221,3 +221,15 @@ def test_a_replicas_log_is_its_own_file_and_its_summary_reads_the_family(tmp_pat
         "custom": 1,
         "custom-b": 1,
     }
+
+
+def test_callers_at_once_share_one_summary(tmp_path: Path) -> None:
+    """A summary of a full window holds the interpreter; one is made at most every
+    SUMMARY_FRESH_S, whoever asks."""
+    log = BenchmarkLog(tmp_path / "bench.jsonl", every=1000)
+    log.start()
+    try:
+        first = log.summary()
+        assert log.summary() is first
+    finally:
+        log.close()
