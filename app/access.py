@@ -25,6 +25,8 @@ DOCUMENT_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "
 ADMIN_PATHS = frozenset({"/switch", "/shadow"})
 ADMIN_ONLY = "this route needs the admin key; a user API key cannot use it"
 CALLER = "bankllm.caller"  # the ASGI scope's key under which a passed request's caller travels
+# and a refused request's key, by its pseudonym (None: it sent none): the audit's `by`
+REFUSED_KEY = "bankllm.refused_key"
 
 Refuse = Callable[[Request, ServiceError], Awaitable[Response]]
 Role = Literal["open", "user", "evaluator", "admin"]
@@ -78,10 +80,11 @@ class KeyCheck:
         if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
-        connection = HTTPConnection(scope)
+        key = _presented_key(HTTPConnection(scope))
         try:
-            scope[CALLER] = self._caller(route_path(scope), _presented_key(connection))
+            scope[CALLER] = self._caller(route_path(scope), key)
         except ServiceError as refusal:
+            scope[REFUSED_KEY] = None if key is None else self._pseudonyms.key_id(key)
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": refusal.message})
                 return

@@ -49,6 +49,7 @@ class Admin:
         shadow: Shadow,
         log: BenchmarkLog,
         intents: IntentSet,
+        audit: Audit,
     ):
         self._registry = registry
         self._model = model
@@ -58,7 +59,7 @@ class Admin:
         self._intents = intents
         # an evaluation's questions go under the same policy and timeout as a shadow's
         self._policy, self._timeout_s = shadow.options.policy, shadow.options.timeout_s
-        self.audit = Audit(log)
+        self.audit = audit
         self.switch_to: SwitchTo = self._switch_here
 
     async def switch(self, name: str, require: Requirements | None, by: str) -> SwitchResult:
@@ -66,7 +67,7 @@ class Admin:
         previous = self._model.name
         spec = self._spec(name, "switch", previous, by)
         given = require.given() if require else None
-        self.audit.write("switch", by, "asked", previous, name, require=given)
+        self.audit.asked("switch", by, previous, name, require=given)
         try:
             if require is None or name == previous:
                 result = await self.switch_to(spec.name, by)
@@ -117,6 +118,7 @@ class Admin:
                 {"active": name},
             )
         previous, started = self._shadow.model, time.perf_counter()
+        self.audit.asked("shadow_set", by, previous, name, sample=sample)
         try:
             await self._shadow.set(spec, sample)
         except ServiceError as exc:
@@ -127,6 +129,7 @@ class Admin:
 
     async def clear_shadow(self, by: str) -> None:
         previous = self._shadow.model
+        self.audit.asked("shadow_clear", by, previous, None)
         await self._shadow.clear()
         self.audit.write("shadow_clear", by, "done", previous, None)
 

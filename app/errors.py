@@ -246,6 +246,12 @@ class ModelDegraded(ModelUnavailable):
     type = "degraded"
 
 
+class AuditUnavailable(ServiceError):
+    """An admin action refused: the audit trail cannot record it."""
+
+    status_code, type, outcome = 503, "audit_unavailable", "rejected"
+
+
 class Draining(ServiceError):
     """The service is stopping: it finishes what it has and takes nothing new."""
 

@@ -39,7 +39,7 @@ from app.settings import Settings
 from app.shadow import Shadow, ShadowOptions
 from app.startup import Startup
 from app.switching import ActiveModel, SwitchResult
-from app.telemetry.audit import OPEN
+from app.telemetry.audit import OPEN, Audit
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
 from app.telemetry.pseudonyms import Pseudonyms, warn_if_per_process
@@ -83,7 +83,10 @@ class Pipeline:
         self._policy = settings.cloud_pii_policy
         options = ShadowOptions.of(settings)
         self.shadow = Shadow(self._loaded, intents, self.metrics, self.log, options)
-        self.admin = Admin(self.registry, self._model, self._loaded, self.shadow, self.log, intents)
+        audit = Audit(settings.audit_path, self.metrics.audit_write_errors.inc)
+        self.admin = Admin(
+            self.registry, self._model, self._loaded, self.shadow, self.log, intents, audit
+        )
         self.startup = Startup(  # ACTIVE_MODEL at start, retried in the background if it fails
             self._model, self.metrics, settings.start_retry_initial_s, settings.start_retry_max_s
         )
@@ -122,6 +125,7 @@ class Pipeline:
         await self._model.close()
         await self._loaded.close()
         await asyncio.to_thread(self.log.close)
+        self.admin.audit.close()
 
     @property
     def active(self) -> ModelInfo | None:
@@ -196,7 +200,12 @@ class Pipeline:
         if self.drain.draining:
             error = Draining()
             self.admin.audit.write(
-                "switch", by, "failed", self._model.name, name, error_type=error.type
+                "switch",
+                by,
+                "failed",
+                self._model.name,
+                name if name in self.registry else None,
+                error_type=error.type,
             )
             raise error
         return await self.admin.switch(name, require, by)

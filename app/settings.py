@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     start_retry_max_s: float = Field(60.0, gt=0)
 
     benchmark_log: Path = Path("logs/benchmarks.jsonl")
+    # the admin actions, apart from the rows requests write (default: audit.jsonl beside them)
+    audit_log: Path | None = None
     benchmark_every: int = Field(50, ge=1)
     log_level: str = "INFO"
 
@@ -195,6 +197,10 @@ class Settings(BaseSettings):
                 "SHADOW_MODEL loads a second model, and SWITCH_MODE=drain_first holds one at a time"
             )
         return self
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit_log or self.benchmark_log.with_name("audit.jsonl")
 
     @property
     def max_body_bytes(self) -> int:

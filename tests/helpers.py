@@ -149,12 +149,14 @@ def sample(pipeline: Pipeline, name: str, **labels: str) -> float:
 def read_log(
     settings: Settings, pipeline: Pipeline | None = None, *, audit: bool = False
 ) -> list[dict[str, Any]]:
-    """The benchmark log's rows, after the pipeline's writer caught up; the audit trail's
-    `admin` rows (a start row in every log) only with `audit`."""
+    """The benchmark log's rows, after the pipeline's writer caught up; with `audit`, then
+    the audit trail's (its own file, written as each action is)."""
     if pipeline is not None:
         pipeline.log.flush()  # waits for pending rows
     rows = [json.loads(line) for line in settings.benchmark_log.read_text().splitlines()]
-    return [r for r in rows if audit or r["type"] != "admin"]
+    if audit and settings.audit_path.exists():
+        rows += [json.loads(line) for line in settings.audit_path.read_text().splitlines()]
+    return rows
 
 
 def parse_sse(text: str) -> list[Any]:

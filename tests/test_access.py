@@ -7,15 +7,26 @@ import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import SecretStr
 from starlette._utils import get_route_path
 from starlette.routing import Route
 
 from app.access import ADMIN_PATHS, DOCUMENT_PATHS, PUBLIC_PATHS, route_path
 from app.deps import get_admin_id
 from app.main import create_app
+from app.telemetry.pseudonyms import Pseudonyms
 from tests.access_walk import faults, walk
 from tests.conftest import ServiceFactory, SettingsFactory
-from tests.helpers import ADMIN_ID, ADMIN_KEY, USER_KEY, client_of, error_body, read_log
+from tests.helpers import (
+    ADMIN_ID,
+    ADMIN_KEY,
+    PSEUDONYM_SECRET,
+    USER_KEY,
+    client_of,
+    error_body,
+    read_log,
+    sample,
+)
 
 pytestmark = pytest.mark.anyio
 KEYS: dict[str, str | None] = {
@@ -59,7 +70,7 @@ async def test_a_path_no_route_serves_is_refused_before_it_is_found(app: FastAPI
     )
 
 
-async def test_a_refusal_on_v1_is_in_openais_envelope_and_recorded(
+async def test_a_refusal_on_v1_is_in_openais_envelope_and_counted_not_logged(
     service: ServiceFactory,
 ) -> None:
     async with (
@@ -68,6 +79,7 @@ async def test_a_refusal_on_v1_is_in_openais_envelope_and_recorded(
     ):
         answer = await wrong.post("/v1/chat/completions", json={"messages": "not even valid"})
         rows = read_log(pipeline.settings, pipeline)
+        counted = sample(pipeline, "bankllm_unauthenticated_total", api="chat")
     assert answer.status_code == 401
     assert answer.json() == {
         "error": {
@@ -77,10 +89,26 @@ async def test_a_refusal_on_v1_is_in_openais_envelope_and_recorded(
             "code": "unauthorized",
         }
     }
-    refused = [r for r in rows if r.get("type") == "request"]
-    assert [(r["api"], r["status"], r["error_type"]) for r in refused] == [
-        ("chat", "rejected", "unauthorized")
-    ]
+    assert [r for r in rows if r.get("type") == "request"] == []  # anyone can send them
+    assert counted == 1
+
+
+async def test_refused_admin_attempts_with_a_key_are_audited(service: ServiceFactory) -> None:
+    async with service() as (app, client, pipeline), client_of(app, key=None) as anonymous:
+        by_user = await client.post("/switch", json={"model": "custom-b"})
+        by_wrong = await client.post(
+            "/shadow", json={"model": "custom-b"}, headers={"Authorization": "Bearer not-it"}
+        )
+        by_no_one = await anonymous.post("/switch", json={"model": "custom-b"})
+        rows = [
+            r for r in read_log(pipeline.settings, pipeline, audit=True) if r["type"] == "admin"
+        ]
+    assert [a.status_code for a in (by_user, by_wrong, by_no_one)] == [403, 401, 401]
+    pseudonyms = Pseudonyms.keyed(SecretStr(PSEUDONYM_SECRET))
+    assert [(r["action"], r["by"], r["result"], r["error_type"]) for r in rows[1:]] == [
+        ("switch", pseudonyms.key_id(USER_KEY), "denied", "forbidden"),
+        ("shadow", pseudonyms.key_id("not-it"), "denied", "unauthorized"),
+    ]  # after the start; one with no key is counted only
 
 
 async def test_the_admin_in_the_audit_is_the_key_that_passed(service: ServiceFactory) -> None:

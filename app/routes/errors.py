@@ -1,6 +1,7 @@
 """Every exception mapped to HTTP in one place, in our envelope, or in OpenAI's on `/v1`. A
-request to a generating route that is refused before it reaches the pipeline (a missing key,
-a body too large or malformed) is recorded as such: its metric sample and its log row."""
+request to a generating route that is refused before it reaches the pipeline (a body too large
+or malformed) is recorded as such: its metric sample and its log row. One the key check
+refused is only counted (`bankllm_unauthenticated_total`), or audited at an admin path."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
-from app.access import route_path
+from app.access import ADMIN_PATHS, REFUSED_KEY, route_path
 from app.banking.pii import redact
 from app.errors import (
     BadRequest,
@@ -37,7 +38,6 @@ logger = logging.getLogger(__name__)
 ErrorHandler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 _BY_STATUS: dict[int, type[ServiceError]] = {400: BadRequest, 404: NotFound, 405: MethodNotAllowed}
 _REFUSED_BEFORE_THE_PIPELINE = (
-    Unauthorized,
     PayloadTooLarge,
     BodyTimeout,
     RequestValidationError,
@@ -121,6 +121,17 @@ def _invalid_body(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(message, json_safe(jsonable_encoder(errors)))
 
 
+def _refused_access(request: Request, error: ServiceError, path: str, api: str) -> None:
+    """A request the key check refused: counted, never a row (anyone can send them, and rows
+    fill a disk); a refused attempt at an admin path with a key is the audit trail's."""
+    pipeline = request.app.state.pipeline
+    if isinstance(error, Unauthorized):
+        pipeline.metrics.unauthenticated.labels(api).inc()
+    presented = request.scope[REFUSED_KEY]
+    if path in ADMIN_PATHS and presented is not None:
+        pipeline.admin.audit.write(path.strip("/"), presented, "denied", error_type=error.type)
+
+
 def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> ErrorHandler:
     """Route every exception through one handler; refusals on the `recorded` paths get a row
     that names their API (path -> api). The handler is returned for the key check, which
@@ -130,7 +141,9 @@ def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> ErrorHandle
         error = service_error(request, exc)
         cause = exc.__cause__ if isinstance(exc, HTTPException) else exc
         path = route_path(request.scope)
-        if isinstance(cause, _REFUSED_BEFORE_THE_PIPELINE) and path in recorded:
+        if REFUSED_KEY in request.scope:
+            _refused_access(request, error, path, recorded.get(path, "other"))
+        elif isinstance(cause, _REFUSED_BEFORE_THE_PIPELINE) and path in recorded:
             request.app.state.pipeline.refuse(error, recorded[path])
         return error_response(error, openai=path.startswith("/v1/"))
 

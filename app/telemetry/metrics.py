@@ -46,6 +46,17 @@ class Metrics:
             "Benchmark-log rows dropped because the file could not be written (disk full...).",
             registry=r,
         )
+        self.audit_write_errors = Counter(
+            "bankllm_audit_write_errors_total",
+            "Audit rows that could not be written (an action's asking refuses it: 503).",
+            registry=r,
+        )
+        self.unauthenticated = Counter(
+            "bankllm_unauthenticated_total",
+            "Requests refused for a missing or invalid key (counted here, never logged as rows).",
+            ["api"],
+            registry=r,
+        )
         self.shadow_requests = Counter(
             "bankllm_shadow_requests_total",
             "Mirrored requests the shadow model answered, by its outcome.",

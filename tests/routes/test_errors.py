@@ -65,7 +65,7 @@ async def test_unknown_routes_answer_in_the_envelope(client: httpx.AsyncClient) 
     assert wrong_method.json() == error_body("method_not_allowed", "Method Not Allowed")
 
 
-async def test_requests_refused_before_the_pipeline_get_their_rows(
+async def test_requests_refused_before_the_pipeline_get_their_rows_but_keyless_ones_a_count(
     service: ServiceFactory, make_settings: SettingsFactory
 ) -> None:
     settings = make_settings(max_prompt_chars=10)
@@ -82,12 +82,13 @@ async def test_requests_refused_before_the_pipeline_get_their_rows(
             )
             for status in ("rejected", "bad_request")
         }
+        keyless = sample(pipeline, "bankllm_unauthenticated_total", api="generate")
     statuses = [r.status_code for r in (unauthorized, too_large, invalid, elsewhere)]
     assert statuses == [401, 413, 422, 403]
     assert [(r["model"], r["status"], r["error_type"], r["stream"]) for r in rows] == [
-        ("custom", "rejected", "unauthorized", False),
         ("custom", "bad_request", "payload_too_large", False),
         ("custom", "bad_request", "invalid_request", False),
     ]
-    assert refused == {"rejected": 1, "bad_request": 2}
+    assert refused == {"rejected": 0, "bad_request": 2}  # none counts against the model
+    assert keyless == 1
     assert "SECRET" not in settings.benchmark_log.read_text()

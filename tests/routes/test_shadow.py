@@ -157,17 +157,19 @@ async def test_a_gated_switch_is_refused_then_accepted_once_the_shadow_earned_it
         ("start", "done", None, "custom", "service"),
         ("switch", "asked", "custom", "custom-twin", by),
         ("switch", "refused", "custom", "custom-twin", by),
+        ("shadow_set", "asked", None, "custom-twin", by),
         ("shadow_set", "done", None, "custom-twin", by),
         ("switch", "asked", "custom", "custom-twin", by),
         ("switch", "done", "custom", "custom-twin", by),
         ("shadow_clear", "done", "custom-twin", None, by),  # promoted: it shadows no one now
-        ("shadow_clear", "done", None, None, by),  # the DELETE, with nothing left to stop
+        ("shadow_clear", "asked", None, None, by),  # the DELETE, with nothing left to stop
+        ("shadow_clear", "done", None, None, by),
     ]
-    assert rows[6]["reason"] == "promoted"
+    assert rows[7]["reason"] == "promoted"
     assert rows[1]["require"] == require
     assert rows[2]["conditions"] == refused.json()["error"]["details"]["conditions"]
-    assert rows[3]["sample"] == 1.0
-    assert rows[5]["load_ms"] >= 0
+    assert rows[3]["sample"] == rows[4]["sample"] == 1.0
+    assert rows[6]["load_ms"] >= 0
     assert ADMIN_KEY not in json.dumps(rows)
 
 
