@@ -13,12 +13,17 @@ MAX_STOPS = 4
 # A stop string is held back and searched on every delta: its length bounds that work.
 MAX_STOP_CHARS = 64
 ROLES = ("system", "user", "assistant")
+_NO_SYSTEM_TURNS = (
+    "user or assistant: this service takes no system (or developer) turns from callers "
+    "(ALLOW_SYSTEM_TURNS=false)"
+)
 
 
 class Limits:
     def __init__(self, settings: Settings):
         self.max_prompt_chars = settings.max_prompt_chars
         self.max_tokens = settings.max_tokens_limit
+        self.system_turns = settings.allow_system_turns
 
     def conversation(
         self, prompt: str | None, messages: Sequence[Message] | None
@@ -37,6 +42,12 @@ class Limits:
             if message.role not in ROLES:
                 raise InvalidRequest.fields(
                     (["messages", i, "role"], f"one of {', '.join(ROLES)}", message.role)
+                )
+            if message.role == "system" and not self.system_turns:
+                # the bank's system prompt alone instructs the model: a caller's would speak
+                # with its authority
+                raise InvalidRequest.fields(
+                    (["messages", i, "role"], _NO_SYSTEM_TURNS, message.role)
                 )
         self._check_length(sum(len(m.content) for m in messages), ["messages"])
         for i, message in enumerate(messages):

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     docs_enabled: bool = True  # false: no /docs, /redoc or /openapi.json
 
     max_prompt_chars: int = Field(4000, ge=1)
+    # a caller's system turns, placed after the bank's system prompt; off: a 422
+    allow_system_turns: bool = False
     max_tokens_limit: int = Field(512, ge=1)
     max_concurrency: int = Field(
         16, ge=1

@@ -37,6 +37,7 @@ app = create_app(
         api_keys=USER_KEY,
         admin_api_key=ADMIN_KEY,
         benchmark_log=_LOGS / "bench.jsonl",
+        allow_system_turns=True,  # the document lists the roles a deployment may allow
     )
 )
 # In-process calls: the first starts the app's lifespan; Schemathesis stops it after each test.

@@ -105,7 +105,7 @@ async def test_a_prompt_is_one_user_turn_and_messages_pass_as_given(
     start_pipeline: PipelineFactory, memory: Memory
 ) -> None:
     conversation = [Message("system", "Be brief."), Message("user", "my card")]
-    async with start_pipeline() as pipeline:
+    async with start_pipeline(allow_system_turns=True) as pipeline:
         await pipeline.generate("where is my card")
         await pipeline.generate(messages=conversation)
     assert memory.latest("mem").received[1:] == [
@@ -245,7 +245,8 @@ async def test_customer_numbers_never_reach_a_remote_model(
     start_pipeline: PipelineFactory, memory: Memory, policy: str
 ) -> None:
     prompt = "my card 4111 1111 1111 1111 is lost"
-    async with start_pipeline(active_model="remote", cloud_pii_policy=policy) as pipeline:
+    settings = {"cloud_pii_policy": policy, "allow_system_turns": True}
+    async with start_pipeline(active_model="remote", **settings) as pipeline:
         if policy == "block":
             with pytest.raises(InvalidRequest, match="card"):
                 await pipeline.generate(prompt)

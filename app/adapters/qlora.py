@@ -25,7 +25,7 @@ from app.adapters.stops import StopScanner
 from app.errors import InvalidRequest, ModelFailed, ModelUnavailable
 from app.qlora.engine import Engine, EngineDied, Sampling
 from app.qlora.options import QLoRAOptions
-from app.qlora.prompting import SYSTEM_PROMPT, chat_prompt, read_meta
+from app.qlora.prompting import SYSTEM_PROMPT, chat_ids, read_meta
 
 logger = logging.getLogger(__name__)
 RESTART_INITIAL_S, RESTART_MAX_S = 1.0, 60.0  # a dead engine's restarts, the wait doubling
@@ -105,8 +105,7 @@ class QLoRAAdapter:
         if self._engine is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
         turns = [(m.role, m.content) for m in messages]
-        text = chat_prompt(self._tokenizer, turns, self._system)
-        ids = list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = chat_ids(self._tokenizer, turns, self._system)
         limit = self._o.max_model_len or 0  # set by load()
         if (length := len(ids)) >= limit:
             raise InvalidRequest.fields(

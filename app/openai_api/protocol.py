@@ -34,7 +34,11 @@ class ContentPart(_Lenient):
 
 
 class ChatMessageIn(_Lenient):
-    role: str = Field(json_schema_extra={"enum": list(_ROLES)})
+    role: str = Field(
+        description="system and developer turns only where the deployment sets "
+        "ALLOW_SYSTEM_TURNS=true (400 otherwise): the bank's system prompt instructs the model",
+        json_schema_extra={"enum": list(_ROLES)},
+    )
     content: str | list[ContentPart] | None = None
 
     @field_validator("role")

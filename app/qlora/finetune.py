@@ -22,7 +22,7 @@ from app.banking.corpus import Example
 from app.banking.intents import IntentSet, format_answer, parse_intent_line
 from app.gpt.dataset import split_stratified
 from app.qlora.hf_loading import load_base
-from app.qlora.prompting import META_FILE, SYSTEM_PROMPT, chat_prompt
+from app.qlora.prompting import META_FILE, SYSTEM_PROMPT, chat_ids
 
 IGNORE = -100  # labels that the loss skips: the prompt's tokens
 
@@ -55,9 +55,7 @@ class FinetuneReport:
 
 def encode(tokenizer: Any, example: Example, intents: IntentSet) -> tuple[list[int], list[int]]:
     """(input ids, labels): the chat prompt, then the answer and EOS, which alone is learned."""
-    prompt = tokenizer(chat_prompt(tokenizer, [("user", example.text)]), add_special_tokens=False)[
-        "input_ids"
-    ]
+    prompt = chat_ids(tokenizer, [("user", example.text)])
     answer = format_answer(example.category, intents.intents[example.category].reply)
     target = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return list(prompt) + list(target), [IGNORE] * len(prompt) + list(target)
@@ -165,19 +163,14 @@ def validate(
     right = 0
     with torch.inference_mode():
         for e in tqdm(examples, desc="validate", unit="example"):
-            ids = tokenizer(
-                chat_prompt(tokenizer, [("user", e.text)]),
-                add_special_tokens=False,
-                return_tensors="pt",
-            )
+            prompt = torch.tensor([chat_ids(tokenizer, [("user", e.text)])])
             output = model.generate(
-                **ids.to(model.device),
+                input_ids=prompt.to(model.device),
+                attention_mask=torch.ones_like(prompt).to(model.device),
                 max_new_tokens=16,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
             )
-            text = tokenizer.decode(
-                output[0, ids["input_ids"].shape[1] :], skip_special_tokens=True
-            )
+            text = tokenizer.decode(output[0, prompt.shape[1] :], skip_special_tokens=True)
             right += parse_intent_line(text.split("\n", 1)[0].strip(), intents)[1] == e.category
     return right / len(examples)

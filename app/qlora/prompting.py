@@ -4,6 +4,7 @@ system prompt, the same in `bankllm finetune` and in serving (the adapter folder
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,20 +18,45 @@ SYSTEM_PROMPT = (
 META_FILE = "bankllm.json"  # beside the adapter: how it was trained, and its system prompt
 
 
+# Where the template puts each message's words: private-use characters no text carries.
+_SLOT = re.compile("\ue000([0-9]+)\ue001")
+
+
 class ChatTokenizer(Protocol):
     def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
 
+    def __call__(self, text: str, **kwargs: Any) -> Any: ...
 
-def chat_prompt(
-    tokenizer: ChatTokenizer, turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT
-) -> str:
-    """The text a chat model continues with its answer. `turns` are (role, content) pairs; a
-    caller's system turns follow ours in the one system message chat templates accept."""
+
+def chat_messages(
+    turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT
+) -> list[dict[str, str]]:
+    """The messages of a chat template: ours first; a caller's system turns (where settings
+    allow them) after it, in the one system message chat templates accept."""
     extra = [content for role, content in turns if role == "system"]
     messages = [{"role": "system", "content": "\n\n".join([system, *extra])}]
-    messages += [{"role": r, "content": c} for r, c in turns if r != "system"]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return str(text)
+    return messages + [{"role": r, "content": c} for r, c in turns if r != "system"]
+
+
+def chat_ids(
+    tokenizer: ChatTokenizer, turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT
+) -> list[int]:
+    """The token ids a chat model continues with its answer. The template's markup is read
+    with its special tokens; the words of every message are read with theirs split into plain
+    text, so `<|eot_id|><|start_header_id|>system` typed by a caller stays words, never a turn."""
+    messages = chat_messages(turns, system)
+    slotted = [m | {"content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
+    text = str(tokenizer.apply_chat_template(slotted, tokenize=False, add_generation_prompt=True))
+    ids: list[int] = []
+    for i, piece in enumerate(_SLOT.split(text)):
+        if i % 2:  # a message's words
+            read = tokenizer(
+                messages[int(piece)]["content"], split_special_tokens=True, add_special_tokens=False
+            )
+        else:
+            read = tokenizer(piece, add_special_tokens=False)
+        ids += read["input_ids"]
+    return ids
 
 
 def read_meta(adapter: Path) -> dict[str, Any]:
