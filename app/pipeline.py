@@ -83,7 +83,7 @@ class Pipeline:
         self._policy = settings.cloud_pii_policy
         options = ShadowOptions.of(settings)
         self.shadow = Shadow(self._loaded, intents, self.metrics, self.log, options)
-        audit = Audit(settings.audit_path, self.metrics.audit_write_errors.inc)
+        audit = Audit(settings.audit_path, self.metrics.audit_write_errors.inc, self.log.stamp)
         self.admin = Admin(
             self.registry, self._model, self._loaded, self.shadow, self.log, intents, audit
         )

@@ -60,6 +60,14 @@ def _run_config(profile: str, keys: dict[str, str]) -> subprocess.CompletedProce
     )
 
 
+def _published(port: str | dict[str, Any]) -> tuple[str, str, str]:
+    """(host address, host port, container port), as Compose 1 (a string) or 2 writes it."""
+    if isinstance(port, dict):
+        return port.get("host_ip", ""), str(port["published"]), str(port["target"])
+    host, published, target = port.split("/")[0].rsplit(":", 2)
+    return host, published, target
+
+
 def _config(profile: str) -> dict[str, Any]:
     result = _run_config(profile, KEYS)
     assert result.returncode == 0, result.stderr
@@ -88,7 +96,9 @@ def test_each_model_profile_validates_and_runs_its_image(profile: str) -> None:
     assert service["environment"]["ACTIVE_MODEL"] == profile  # from .env.<profile>
     assert service["healthcheck"]["test"][:2] == ["CMD", "python3"]
     assert "/health" in service["healthcheck"]["test"][3]
-    assert {(str(p["published"]), p["target"]) for p in service["ports"]} == {("8000", 8000)}
+    # the loopback unless BIND_ADDRESS says otherwise
+    assert [_published(p) for p in service["ports"]] == [("127.0.0.1", "8000", "8000")]
+    assert (service["cap_drop"], service["security_opt"]) == (["ALL"], ["no-new-privileges:true"])
     assert service["networks"]["default"]["aliases"] == ["bankllm"]
     assert service["stop_grace_period"] == "40s"  # SHUTDOWN_GRACE_S and 10 s to spare
     assert any(str(v).startswith("bankllm-logs:/srv/bankllm/logs") for v in service["volumes"])
@@ -113,10 +123,16 @@ def test_the_gemini_key_comes_from_the_environment_or_a_secret_never_the_image()
         assert "GEMINI_API_KEY" not in (ROOT / dockerfile).read_text()
 
 
-def test_monitoring_waits_for_a_healthy_prometheus() -> None:
+def test_monitoring_waits_for_a_healthy_prometheus_and_is_closed() -> None:
     services = _config("monitoring")["services"]
-    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    grafana = services["grafana"]
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
     assert services["prometheus"]["healthcheck"]["test"][0] == "CMD"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana["environment"]  # a file, no default
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith("/run/secrets/")
+    for service in services.values():
+        assert {_published(p)[0] for p in service["ports"]} == {"127.0.0.1"}
 
 
 def test_the_committed_dashboard_is_what_its_code_makes() -> None:

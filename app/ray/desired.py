@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -23,6 +25,13 @@ from ray.experimental import internal_kv
 NAMESPACE = "bankllm"  # Ray namespace of the actor, and the KV store's namespace of its state
 POLL_S = 2.0  # a replica's long poll returns at least this often: its heartbeat
 GONE_S = 3.0  # a replica not heard from for this long after a poll is gone (killed, scaled in)
+
+
+def switch_token(admin_key: str | None, app: str) -> str:
+    """What the actor takes a switch with: an HMAC of the application's name under the admin
+    key, known to the replicas (they hold the key) and to no one else."""
+    key = (admin_key or "open").encode()
+    return hmac.new(key, f"bankllm-switch:{app}".encode(), hashlib.sha256).hexdigest()
 
 
 def actor_name(app: str) -> str:
@@ -67,8 +76,9 @@ class Desired:
     """Decorated with `ray.remote` where it is started (app.ray.fleet), so this module stays a
     plain class for the type checker and for reading."""
 
-    def __init__(self, app: str) -> None:
+    def __init__(self, app: str, switch_token: str) -> None:
         self._key = _key(app)
+        self._switch_token = switch_token.encode()
         raw = internal_kv._internal_kv_get(self._key, namespace=NAMESPACE)
         saved = json.loads(raw) if raw else {}
         self._generation: int = saved.get("generation", 0)
@@ -90,14 +100,18 @@ class Desired:
         }
 
     async def switch(
-        self, model: str, by: str, caller: str, timeout_s: float
+        self, model: str, by: str, caller: str, timeout_s: float, token: str
     ) -> dict[str, Any] | None:
         """A /switch, made here from start to end so that it ends the same whether or not its
         caller stays: publish `model`, wait until every live replica has acted on it (or
         `timeout_s`), and if every replica reported that it could not, set the fleet back to
         the model it was set to. None while another switch runs. The outcome: the model the
         fleet is set to now, every live replica's report, and those still switching at the
-        end (a caller missing from the reports was cut short by this actor's restart)."""
+        end (a caller missing from the reports was cut short by this actor's restart).
+        Only with the token a replica derives from the admin key: a pod that reaches the actor
+        cannot skip the admin key, the gate and the audit trail."""
+        if not hmac.compare_digest(token.encode(), self._switch_token):
+            raise PermissionError("a switch needs the token derived from the admin key")
         if self._pending is not None:
             return None
         self._pending = self._generation + 1  # taken before the first await

@@ -17,16 +17,17 @@ from ray.exceptions import RayError
 
 from app.errors import ServiceError, SwitchIncomplete, SwitchInProgress
 from app.pipeline import Pipeline
-from app.ray.desired import NAMESPACE, POLL_S, Desired, actor_name
+from app.ray.desired import NAMESPACE, POLL_S, Desired, actor_name, switch_token
+from app.settings import Settings
 from app.switching import ReplicaSwitch, SwitchResult
 
 logger = logging.getLogger(__name__)
 RECONNECT_S = 1.0  # after the desired-model actor failed a poll (it is restarted by Ray)
 
 
-def desired_actor(app: str) -> ActorHandle[Desired]:
-    """The application's desired-model actor, started on first use; Ray restarts it whenever
-    it dies, and it reads its state back from the KV store."""
+def desired_actor(app: str, token: str) -> ActorHandle[Desired]:
+    """The application's desired-model actor, started on first use (taking switches with
+    `token`); Ray restarts it whenever it dies, and it reads its state back from the KV store."""
     remote = ray.remote(Desired)
     handle = remote.options(
         name=actor_name(app),
@@ -36,8 +37,13 @@ def desired_actor(app: str) -> ActorHandle[Desired]:
         max_restarts=-1,
         max_task_retries=-1,
         num_cpus=0,
-    ).remote(app)
+    ).remote(app, token)
     return cast("ActorHandle[Desired]", handle)
+
+
+def fleet_token(settings: Settings, app: str) -> str:
+    admin = settings.admin_api_key
+    return switch_token(admin.get_secret_value() if admin else None, app)
 
 
 class Fleet:
@@ -52,7 +58,8 @@ class Fleet:
         self._pipeline = pipeline
         self._app = app
         self.replica = replica
-        self._desired = desired_actor(app)
+        self._token = fleet_token(pipeline.settings, app)
+        self._desired = desired_actor(app, self._token)
         self._metrics_target = metrics_target
         self._timeout_s = pipeline.settings.fleet_switch_timeout_s
         # the newest publication acted on here: the one this replica started on, at first
@@ -92,7 +99,9 @@ class Fleet:
         previous = self._pipeline.active.name if self._pipeline.active else None
         started = time.perf_counter()
         try:
-            outcome = await self._desired.switch.remote(name, by, self.replica, self._timeout_s)
+            outcome = await self._desired.switch.remote(
+                name, by, self.replica, self._timeout_s, self._token
+            )
         except RayError as exc:
             raise SwitchIncomplete(
                 "the desired-model actor failed during the switch; GET /fleet says what the "
@@ -148,7 +157,7 @@ class Fleet:
             except Exception:  # the actor restarting, the GCS unreachable: poll again
                 logger.warning("the desired-model actor did not answer; polling again")
                 await asyncio.sleep(RECONNECT_S)  # a backoff; Ray restarts the actor
-                self._desired = desired_actor(self._app)
+                self._desired = desired_actor(self._app, self._token)
                 continue
             self._want(answer)
 

@@ -21,7 +21,7 @@ from app.banking.intents import IntentSet
 from app.main import create_app
 from app.pipeline import Pipeline
 from app.ray import routes
-from app.ray.fleet import Fleet, desired_actor
+from app.ray.fleet import Fleet, desired_actor, fleet_token
 from app.registry import build_registry
 from app.settings import Settings
 from app.telemetry.benchlog import BenchmarkLog
@@ -48,7 +48,7 @@ class Replica:
         replica_id = serve.get_replica_context().replica_id
         self.replica = replica_id.unique_id
         app = replica_id.deployment_id.app_name  # each Serve application has its own fleet
-        desired = await desired_actor(app).state.remote()
+        desired = await desired_actor(app, fleet_token(settings, app)).state.remote()
         self._settings = settings = _starting(settings, desired["model"])
         # torch's threads as Ray reserved cores for this replica: two replicas on two cores
         # with two threads each would spin against each other (Ray leaves OMP_NUM_THREADS unset)

@@ -26,9 +26,15 @@ logger = logging.getLogger(__name__)
 
 
 class Audit:
-    def __init__(self, path: Path, on_error: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        path: Path,
+        on_error: Callable[[], None] = lambda: None,
+        stamp: dict[str, Any] | None = None,  # on every row: a Ray replica's id
+    ):
         self.path = path
         self._on_error = on_error
+        self._stamp = stamp or {}
         self._lock = threading.Lock()  # one line at a time, from any thread
         self._fd: int | None = None
 
@@ -76,7 +82,7 @@ class Audit:
         details: dict[str, Any],
     ) -> None:
         row = {"ts": utc_now(), "type": "admin", "action": action, "by": by, "result": result}
-        line = json.dumps(row | {"from": previous, "to": to, **details}) + "\n"
+        line = json.dumps(row | {"from": previous, "to": to, **details, **self._stamp}) + "\n"
         with self._lock:
             if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

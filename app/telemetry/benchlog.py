@@ -65,6 +65,7 @@ class BenchmarkLog:
         self._on_drop = on_drop
         self._family = family
         self._stamp = stamp or {}
+        self.stamp = self._stamp  # what every row carries (the audit trail's rows too)
         self.problem: str | None = None  # why rows are being dropped now, or None
         self.dropped = 0  # rows dropped by this process
         self._warned_at = -WARN_EVERY_S

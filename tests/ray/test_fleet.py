@@ -90,7 +90,7 @@ async def test_a_switch_under_200_requests_reaches_every_replica_and_loses_none(
     rows = [r for r in read_log(settings.benchmark_log) if r["type"] == "request"]
     assert sorted(r["request_id"] for r in rows) == sorted(r.json()["id"] for r in responses)
     assert {r["replica"] for r in rows} == replicas
-    follows = [r for r in read_log(settings.benchmark_log) if r.get("action") == "follow"]
+    follows = [r for r in read_rows(settings.audit_path) if r.get("action") == "follow"]
     assert {(r["replica"], r["from"], r["to"], r["result"]) for r in follows} == {
         (r, "custom-random", "custom-b", "done") for r in replicas
     }
@@ -259,6 +259,9 @@ async def test_the_desired_model_survives_its_actor_and_the_controller_restartin
             await until(back, timeout_s=60)
             after = await fleet(client)
             again = await client.post("/switch", json={"model": "custom"}, headers=ADMIN)
+            # a pod that reaches the actor cannot switch the fleet without the admin key
+            with pytest.raises(ray.exceptions.RayTaskError, match="derived from the admin key"):
+                await desired.switch.remote("custom-b", "someone", "pod", 5.0, "forged")
     assert (after["model"], after["generation"]) == ("custom-b", 1)  # read back from the KV
     assert {r["model"] for r in after["replicas"]} == {"custom-b"}
     assert again.status_code == 200, again.text

@@ -16,8 +16,18 @@ ROOT = Path(__file__).resolve().parents[2]
 RAYSERVICE = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
 
 
+def _documents() -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all(RAYSERVICE.read_text()))
+
+
 def _services() -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(RAYSERVICE.read_text())}
+    return {d["metadata"]["name"]: d for d in _documents() if d["kind"] == "RayService"}
+
+
+def _pods(service: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = service["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return [group["template"] for group in groups]
 
 
 def _serve_configs() -> dict[str, dict[str, Any]]:
@@ -74,3 +84,32 @@ def test_build_refuses_an_autoscale_yaml_read_as_a_number() -> None:
     args = yaml.safe_load("autoscale: 1:4")
     with pytest.raises(ValueError, match=r'autoscale takes "MIN:MAX" as a quoted string, not 64'):
         build(args)
+
+
+def test_the_ray_clusters_are_closed() -> None:
+    """Token authentication on; every container non-root, read-only, without capabilities,
+    its keys mounted as files (never in the environment every Ray process inherits); and a
+    NetworkPolicy over every pod that lets anyone reach the Serve port only."""
+    [policy] = [d for d in _documents() if d["kind"] == "NetworkPolicy"]
+    selected = policy["spec"]["podSelector"]["matchLabels"]
+    for service in _services().values():
+        cluster = service["spec"]["rayClusterConfig"]
+        assert cluster["authOptions"] == {"mode": "token"}
+        assert tuple(int(p) for p in cluster["rayVersion"].split(".")) >= (2, 52)
+        for pod in _pods(service):
+            assert selected.items() <= pod["metadata"]["labels"].items()
+            volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+            assert volumes["keys"]["secret"]["secretName"] == "bankllm-keys"
+            for container in pod["spec"]["containers"]:
+                context = container["securityContext"]
+                assert context["runAsNonRoot"]
+                assert context["readOnlyRootFilesystem"]
+                assert not context["allowPrivilegeEscalation"]
+                assert context["capabilities"] == {"drop": ["ALL"]}
+                assert "envFrom" not in container
+                assert not any("KEY" in e["name"] for e in container.get("env", []))
+                mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+                assert mounts["/run/secrets"]["readOnly"]
+                assert "/tmp" in mounts
+    open_to_all = [rule for rule in policy["spec"]["ingress"] if "from" not in rule]
+    assert open_to_all == [{"ports": [{"protocol": "TCP", "port": 8000}]}]
