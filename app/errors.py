@@ -7,7 +7,10 @@ import math
 from typing import Any, ClassVar, Literal
 
 # The `status` label of bankllm_requests_total and of the benchmark log's rows.
-RequestStatus = Literal["ok", "bad_request", "rejected", "upstream_error", "timeout", "cancelled"]
+# `refused`: a cloud model's own safety stop: a judgement of the prompt, not a model's failure
+RequestStatus = Literal[
+    "ok", "bad_request", "rejected", "refused", "upstream_error", "timeout", "cancelled"
+]
 
 
 class ServiceError(Exception):
@@ -212,6 +215,14 @@ class UpstreamError(ServiceError):
 class UpstreamRefused(UpstreamError):
     """The upstream answered, but not with a reply (a 4xx for this request, a safety stop): it
     is up, so its circuit breaker does not count this against it."""
+
+
+class UpstreamSafetyStop(UpstreamRefused):
+    """The upstream's safety filter blocked the prompt or stopped the reply. Its own status,
+    `refused`: neither the error rate a switch is gated on nor a shadow's failures count it."""
+
+    type = "upstream_safety"
+    outcome: ClassVar[RequestStatus] = "refused"
 
 
 class UpstreamAuthRejected(UpstreamError):

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from app.adapters.protocol import FinishReason
-from app.errors import UpstreamRefused
+from app.errors import UpstreamRefused, UpstreamSafetyStop
 
 if TYPE_CHECKING:
     from google.genai import types
 
 _FINISH: dict[str, FinishReason] = {"STOP": "stop", "MAX_TOKENS": "length"}
+# Gemini's safety verdicts, on the prompt (blockReason) or on the reply (finishReason)
+_SAFETY = frozenset({"SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 
 
 def text_and_reason(model: str, response: types.GenerateContentResponse) -> tuple[str, str | None]:
@@ -19,7 +21,8 @@ def text_and_reason(model: str, response: types.GenerateContentResponse) -> tupl
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason is not None:
         reason = _name(feedback.block_reason)
-        raise UpstreamRefused(f"{model} blocked the prompt ({reason})", {"block_reason": reason})
+        refusal = UpstreamSafetyStop if reason in _SAFETY else UpstreamRefused
+        raise refusal(f"{model} blocked the prompt ({reason})", {"block_reason": reason})
     if not response.candidates:
         return "", None
     candidate = response.candidates[0]
@@ -33,7 +36,8 @@ def finish_reason(model: str, reason: str | None) -> FinishReason:
     """Ours for Gemini's; any other than STOP and MAX_TOKENS (SAFETY, RECITATION) refuses."""
     if reason in _FINISH:
         return _FINISH[reason]
-    raise UpstreamRefused(
+    refusal = UpstreamSafetyStop if reason in _SAFETY else UpstreamRefused
+    raise refusal(
         f"{model} stopped its reply early (finishReason {reason})", {"finish_reason": reason}
     )
 

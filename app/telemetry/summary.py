@@ -82,7 +82,8 @@ def percentile(values: list[float], q: float) -> float:
 def _figures(samples: list[Sample]) -> dict[str, Any]:
     ok = [s for s in samples if s.status == "ok"]
     latencies = [s.latency_ms for s in ok]
-    errors = sum(s.status not in ("ok", "cancelled") for s in samples)
+    # a safety stop judged the prompt, not the model: counted apart from its errors
+    errors = sum(s.status not in ("ok", "cancelled", "refused") for s in samples)
     labelled = [s.correct for s in samples if s.correct >= 0]
     return {
         "count": len(samples),
@@ -91,6 +92,7 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
         "p99_ms": _round(percentile(latencies, 99)),
         "mean_tokens_per_s": _round(sum(s.tokens_per_s for s in ok) / len(ok)) if ok else None,
         "error_rate": round(errors / len(samples), 4),
+        "refused": sum(s.status == "refused" for s in samples),
         "mean_cost_usd": round(sum(s.cost_usd for s in ok) / len(ok), 8) if ok else None,
         "labelled": len(labelled),
         "accuracy": round(sum(labelled) / len(labelled), 4) if labelled else None,

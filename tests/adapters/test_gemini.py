@@ -226,6 +226,8 @@ async def test_a_safety_stop_is_not_a_finished_answer(
     with pytest.raises(UpstreamError) as caught:
         await collect(adapter.stream(ask("hello"), GREEDY))
     assert caught.value.details == {"finish_reason": "SAFETY"}
+    # a judgement of the prompt: its own status, apart from the model's errors
+    assert (caught.value.type, caught.value.outcome) == ("upstream_safety", "refused")
 
 
 def test_without_a_key_or_the_package_the_model_is_unavailable(

@@ -44,6 +44,7 @@ def test_summary_per_model_and_recommendation() -> None:
                 "p99_ms": 298.0,
                 "mean_tokens_per_s": 50.0,
                 "error_rate": 0.2,
+                "refused": 0,
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
                 "accuracy": None,
@@ -55,6 +56,7 @@ def test_summary_per_model_and_recommendation() -> None:
                 "p99_ms": 2.98,
                 "mean_tokens_per_s": 2000.0,
                 "error_rate": 0.0,
+                "refused": 0,
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
                 "accuracy": None,
@@ -114,6 +116,7 @@ def test_a_shadow_more_accurate_on_labelled_requests_is_recommended_for_promotio
         "p50_ms": 150.0,
         "p95_ms": 180.0,
         "error_rate": 0.0,
+        "refused": 0,
         "labelled": 10,
         "shadow_accuracy": 0.9,
     }
@@ -126,3 +129,14 @@ def test_a_shadow_more_accurate_on_labelled_requests_is_recommended_for_promotio
         "with a gated POST /switch."
     )
     assert summarize(served)["recommended_model"] == "custom"
+
+
+def test_a_safety_stop_is_counted_apart_from_the_model_s_errors() -> None:
+    samples = [
+        Sample("gemini", "ok", 100.0, 10.0),
+        Sample("gemini", "refused", 50.0, 0.0),
+        Sample("gemini", "upstream_error", 50.0, 0.0),
+        Sample("gemini", "ok", 120.0, 10.0),
+    ]
+    figures = summarize(samples)["models"]["gemini"]
+    assert (figures["error_rate"], figures["refused"]) == (0.25, 1)
