@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter
 
 from app.deps import PipelineDep
@@ -9,6 +11,12 @@ from app.errors import Draining, ModelDegraded, ModelUnavailable
 from app.schemas import HealthPublic, error_responses
 
 router = APIRouter(tags=["health"])
+# an absolute path in a message: a public probe names the file, not the server's folders
+_PATH = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\":]+/)+([^\s/'\":]+)")
+
+
+def _unplaced(text: str | None) -> str | None:
+    return None if text is None else _PATH.sub(r"…/\1", text)
 
 
 @router.get("/health", responses=error_responses(503))
@@ -24,13 +32,14 @@ async def ready(pipeline: PipelineDep) -> HealthPublic:
     if active is None and (retry := pipeline.startup.retry) is not None:
         details = {"model": retry.model, "attempts": retry.attempts}
         details["next_attempt_in_s"] = retry.next_attempt_in_s()
-        raise ModelUnavailable(f"{retry.model} is not loaded: {retry.describe()}", details)
+        why = _unplaced(retry.describe())
+        raise ModelUnavailable(f"{retry.model} is not loaded: {why}", details)
     if active is None:
         raise ModelUnavailable("no model is loaded")
-    problem = pipeline.problem
-    if (failing := pipeline.failing) is not None and pipeline.fallback is None:
+    problem = _unplaced(pipeline.problem)
+    if (failing := _unplaced(pipeline.failing)) is not None and pipeline.fallback is None:
         raise ModelDegraded(failing, {"model": active.name, "backend": active.backend})
-    log_problem = pipeline.log.problem  # the service answers, but its rows are lost
+    log_problem = _unplaced(pipeline.log.problem)  # the service answers, its rows are lost
     return HealthPublic(
         status="ok" if problem is None and log_problem is None else "degraded",
         model=active.name,

@@ -9,7 +9,7 @@ import pytest
 
 from app.gpt.checkpoint import read_config
 from tests.conftest import ServiceFactory, SettingsFactory
-from tests.helpers import running
+from tests.helpers import client_of, running
 
 pytestmark = pytest.mark.anyio
 
@@ -62,3 +62,13 @@ async def test_an_unregistered_active_model_stops_the_start(
     with pytest.raises(ValueError, match="ACTIVE_MODEL='nope' is not a registered model"):
         async with running(make_settings(active_model="nope")):
             pass
+
+
+async def test_a_public_probe_names_no_server_folder(
+    service: ServiceFactory, tmp_path: Path
+) -> None:
+    async with service(active_model="broken") as (app, _, _), client_of(app, key=None) as anyone:
+        health = await anyone.get("/health")
+    assert health.status_code == 503
+    assert "load" in health.json()["error"]["message"]
+    assert str(tmp_path) not in health.text  # the broken checkpoint's folder
