@@ -99,6 +99,8 @@ def test_each_model_profile_validates_and_runs_its_image(profile: str) -> None:
     # the loopback unless BIND_ADDRESS says otherwise
     assert [_published(p) for p in service["ports"]] == [("127.0.0.1", "8000", "8000")]
     assert (service["cap_drop"], service["security_opt"]) == (["ALL"], ["no-new-privileges:true"])
+    assert (service["read_only"], service["tmpfs"]) == (True, ["/tmp"])
+    assert service["environment"]["BANKLLM_CACHE_DIR"].startswith("/tmp/")
     assert service["networks"]["default"]["aliases"] == ["bankllm"]
     assert service["stop_grace_period"] == "40s"  # SHUTDOWN_GRACE_S and 10 s to spare
     assert any(str(v).startswith("bankllm-logs:/srv/bankllm/logs") for v in service["volumes"])
