@@ -336,8 +336,10 @@ class Pipeline:
             record.fail(bug := InternalError())
             raise bug from exc
         finally:
-            if grant is not None:
-                grant.settle(record.usage.completion_tokens, record.usage.cost_usd)
+            if grant is not None:  # no usage after tokens came: it keeps all it took
+                usage = record.usage
+                streamed = record.first_token_at is not None and not usage.completion_tokens
+                grant.settle(None if streamed else usage.completion_tokens, usage.cost_usd)
             record.commit()
             self.drain.leave(deadline)
             if mirror is not None:

@@ -112,7 +112,9 @@ class Quotas:
         self._in_flight[key] -= 1
         if not self._in_flight[key]:
             del self._in_flight[key]
-        self._return_tokens(key, max(0, taken - used))
+        if self._per_minute is not None:  # more used than taken (a request over a minute's
+            bucket = self._bucket(key)  # worth) is owed: the bucket goes below zero
+            bucket.tokens = min(float(self._per_minute), bucket.tokens + taken - used)
         if cost_usd and self._daily_usd is not None and key in self._spend:
             self._spend[key].usd += cost_usd
 
@@ -127,7 +129,10 @@ class Grant:
         self._quotas, self._key, self._taken = quotas, key, taken
         self._settled = False
 
-    def settle(self, completion_tokens: int, cost_usd: float | None) -> None:
+    def settle(self, completion_tokens: int | None, cost_usd: float | None) -> None:
+        """`completion_tokens` None: the request ended without its usage (the caller left, the
+        upstream broke off) after tokens came: it keeps every token it took."""
         if not self._settled:
             self._settled = True
-            self._quotas.release(self._key, self._taken, completion_tokens, cost_usd)
+            used = self._taken if completion_tokens is None else completion_tokens
+            self._quotas.release(self._key, self._taken, used, cost_usd)

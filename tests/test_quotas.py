@@ -94,3 +94,11 @@ async def test_a_key_over_its_limit_gets_429_and_others_do_not(
     assert int(second.headers["Retry-After"]) >= 1
     assert (openai.status_code, openai.json()["error"]["type"]) == (429, "rate_limit_error")
     assert int(openai.headers["Retry-After"]) >= 1
+
+
+def test_what_a_request_used_past_its_share_is_owed(make_settings: SettingsFactory) -> None:
+    quotas = _quotas(make_settings(key_tokens_per_minute=120), Clock())  # 2 a second
+    quotas.admit("a", 512, remote=False).settle(500, None)  # took 120, used 500: owes 380
+    assert _refusal(lambda: quotas.admit("a", 10, remote=False)) == ("tokens_per_minute", "195")
+    quotas.admit("b", 100, remote=False).settle(None, None)  # tokens came, no usage: keeps all
+    assert _refusal(lambda: quotas.admit("b", 30, remote=False)) == ("tokens_per_minute", "5")

@@ -165,6 +165,9 @@ def _separates(char: str) -> bool:
 
 
 _ASCII_SHAPE = {c: " " for c in range(128) if _separates(chr(c))}
+# Read for cards alone: any punctuation between groups of 3+ digits ("4111,1111,1111,1111",
+# "4111;1111…"). Not for accounts, and not groups of 1-2 digits: "1,250.00, 3,400.00" are amounts.
+_LOOSE_SHAPE = {ord(c): " " for c in ",;:+=#\"'()<>[]{}!?&%$@^`"}
 
 
 def _find(shape: str) -> tuple[list[Span], Counter[PiiKind]]:
@@ -188,9 +191,23 @@ def _find(shape: str) -> tuple[list[Span], Counter[PiiKind]]:
     )
     for pattern, kind in keyworded:
         spans += [(m.start(1), m.end(1), kind) for m in pattern.finditer(shape)]
+    for start, end, cards in _punctuated_cards(shape):
+        if not any(s <= start and end <= e for s, e, _ in spans):  # not found already
+            spans.append((start, end, "card"))
+            found["card"] += cards
     spans = _disjoint(spans)
     found.update(kind for _, _, kind in spans if kind in ("iban", "expiry", "cvv"))
     return spans, found
+
+
+def _punctuated_cards(shape: str) -> list[tuple[int, int, int]]:
+    """Cards written with punctuation between groups of 3+ digits: (start, end, cards)."""
+    found = []
+    for match in _DIGIT_RUN.finditer(shape.translate(_LOOSE_SHAPE)):  # the same positions
+        groups = match.group().split()
+        if len(groups) > 1 and min(len(g) for g in groups) >= 3 and (cards := _cards(groups)):
+            found.append((match.start(), match.end(), cards))
+    return found
 
 
 def _ibans(shape: str) -> list[Span]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from dataclasses import asdict
 from typing import Any, cast
@@ -42,7 +43,11 @@ def desired_actor(app: str, token: str) -> ActorHandle[Desired]:
 
 
 def fleet_token(settings: Settings, app: str) -> str:
+    """The token the desired-model actor takes a switch with. With no admin key no one may
+    switch (as over HTTP), unless the service runs open in development."""
     admin = settings.admin_api_key
+    if admin is None and not settings.dev_mode:
+        return secrets.token_hex(32)  # a token no other process knows: every switch refused
     return switch_token(admin.get_secret_value() if admin else None, app)
 
 

@@ -18,10 +18,11 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
 from app.access import ADMIN_PATHS, REFUSED_KEY, route_path
-from app.banking.pii import redact
+from app.banking.pii import redact, redact_all
 from app.errors import (
     BadRequest,
     BodyTimeout,
+    Forbidden,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,
@@ -55,10 +56,15 @@ def error_response(error: ServiceError, openai: bool = False) -> JSONResponse:
 def _masked(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value).text
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 1e7:
+        masked = redact(str(int(value))).text  # a card sent as a JSON number is a card
+        return value if masked == str(int(value)) else masked
     if isinstance(value, dict):
         return {k: _masked(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_masked(v) for v in value]
+        texts = [v for v in value if isinstance(v, str)]
+        read = iter(redact_all(texts).texts)  # read together: a number split between items
+        return [next(read) if isinstance(v, str) else _masked(v) for v in value]
     return value
 
 
@@ -123,12 +129,13 @@ def _invalid_body(exc: RequestValidationError) -> InvalidRequest:
 
 def _refused_access(request: Request, error: ServiceError, path: str, api: str) -> None:
     """A request the key check refused: counted, never a row (anyone can send them, and rows
-    fill a disk); a refused attempt at an admin path with a key is the audit trail's."""
+    fill a disk). A real key refused at an admin path is the audit trail's; a wrong key is
+    only counted, so no one without a key can write to the trail."""
     pipeline = request.app.state.pipeline
     if isinstance(error, Unauthorized):
         pipeline.metrics.unauthenticated.labels(api).inc()
     presented = request.scope[REFUSED_KEY]
-    if path in ADMIN_PATHS and presented is not None:
+    if path in ADMIN_PATHS and presented is not None and isinstance(error, Forbidden):
         pipeline.admin.audit.write(path.strip("/"), presented, "denied", error_type=error.type)
 
 

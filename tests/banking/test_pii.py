@@ -53,3 +53,14 @@ def test_blocked_names_the_kinds_never_the_values() -> None:
             "details": {"found": {"card": 2, "iban": 1}},
         }
     }
+
+
+@pytest.mark.parametrize("between", [",", ";", ":", "+", "=", "#", '"', ")(", "<>", ", ", "', '"])
+def test_a_card_between_any_punctuation_is_found(between: str) -> None:
+    redaction = redact(f"card {between.join(['4111', '1111', '1111', '1111'])} ok")
+    assert (redaction.text, redaction.found) == ("card [CARD] ok", Counter({"card": 1}))
+
+
+def test_amounts_with_commas_stay() -> None:
+    text = "paid 1,250.00, 3,400.00 and 12.50; also 250,000"
+    assert redact(text).text == text

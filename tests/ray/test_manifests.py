@@ -100,6 +100,9 @@ def test_the_ray_clusters_are_closed() -> None:
             assert selected.items() <= pod["metadata"]["labels"].items()
             volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
             assert volumes["keys"]["secret"]["secretName"] == "bankllm-keys"
+            # the key files root's, readable by the app's group, uid 10001 in it
+            assert volumes["keys"]["secret"]["defaultMode"] == 0o440
+            assert pod["spec"]["securityContext"]["fsGroup"] == 10001
             for container in pod["spec"]["containers"]:
                 context = container["securityContext"]
                 assert context["runAsNonRoot"]

@@ -92,3 +92,19 @@ async def test_requests_refused_before_the_pipeline_get_their_rows_but_keyless_o
     assert refused == {"rejected": 0, "bad_request": 2}  # none counts against the model
     assert keyless == 1
     assert "SECRET" not in settings.benchmark_log.read_text()
+
+
+async def test_an_error_body_echoes_no_card_number_however_sent(
+    client: httpx.AsyncClient,
+) -> None:
+    """A card as a JSON number, or split between the items of a list, is masked too."""
+    card = 4111111111111111
+    answers = [
+        await client.post("/generate", json={"prompt": card}),
+        await client.post("/generate", json={"prompt": "hi", "max_tokens": card}),
+        await client.post("/generate", json={"prompt": ["4111 1111", "1111 1111"]}),
+        await client.post("/generate", json={"prompt": "hi", "stop": ["4111 1111 1111 1111", ""]}),
+    ]
+    assert [a.status_code for a in answers] == [422] * 4
+    for answer in answers:
+        assert "1111" not in answer.text, answer.text
