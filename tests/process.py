@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.fake_gemini import API_KEY as GEMINI_KEY
+from tests.helpers import ADMIN_KEY, USER_KEY
+
 _RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 
@@ -107,3 +110,17 @@ def service_process(
         process._reader.join(timeout=30)  # it read to the end: the process has ended
         assert process.popen.stderr is not None
         process.popen.stderr.close()
+
+
+def gemini_env(upstream_url: str, folder: Path, **settings: str) -> dict[str, str]:
+    """The environment of a `bankllm serve` on the fake Gemini at `upstream_url`, with the
+    test keys, its log in `folder`, and `settings` (by their variables' names) beside."""
+    return {
+        "ACTIVE_MODEL": "gemini",
+        "GEMINI_API_KEY": GEMINI_KEY,
+        "GEMINI_BASE_URL": upstream_url,
+        "API_KEYS": USER_KEY,
+        "ADMIN_API_KEY": ADMIN_KEY,
+        "BENCHMARK_LOG": str(folder / "bench.jsonl"),
+        **settings,
+    }

@@ -17,10 +17,9 @@ import httpx
 import pytest
 
 from tests.conftest import ServiceFactory
-from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import ASK, REPLY_TEXT, FakeGemini, Fault
 from tests.helpers import ADMIN_KEY, USER_KEY, error_body, parse_sse, read_log
-from tests.process import ServiceProcess, service_process
+from tests.process import ServiceProcess, gemini_env, service_process
 
 HEADERS = {"Authorization": f"Bearer {USER_KEY}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -45,15 +44,7 @@ def _holding(
     flight, each held by the fake until `hold` is set (the stream after its reply's first two
     words: past its first event, so its status is 200)."""
     fake, url = upstream
-    env = {
-        "ACTIVE_MODEL": "gemini",
-        "GEMINI_API_KEY": GEMINI_KEY,
-        "GEMINI_BASE_URL": url,
-        "API_KEYS": USER_KEY,
-        "ADMIN_API_KEY": ADMIN_KEY,
-        "BENCHMARK_LOG": str(tmp_path / "bench.jsonl"),
-        "SHUTDOWN_GRACE_S": str(grace_s),
-    }
+    env = gemini_env(url, tmp_path, SHUTDOWN_GRACE_S=str(grace_s))
     fake.reset()
     with ThreadPoolExecutor(2) as pool, service_process(env, tmp_path) as process:
         arrived = len(fake.received)

@@ -14,10 +14,9 @@ import httpx
 import pytest
 
 from app.limits import MAX_STOP_CHARS, MAX_STOPS
-from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import FakeGemini
-from tests.helpers import ADMIN_KEY, USER_KEY
-from tests.process import service_process
+from tests.helpers import USER_KEY
+from tests.process import gemini_env, service_process
 
 pytestmark = pytest.mark.anyio
 STREAMS = 32
@@ -47,16 +46,7 @@ async def test_the_liveness_probe_answers_within_100_ms_under_32_worst_case_stre
     fake, url = gemini_upstream
     fake.reset()
     fake.reply = "intent: card_arrival\n" + " ".join([WORD] * 150)
-    env = {
-        "ACTIVE_MODEL": "gemini",
-        "GEMINI_API_KEY": GEMINI_KEY,
-        "GEMINI_BASE_URL": url,
-        "API_KEYS": USER_KEY,
-        "ADMIN_API_KEY": ADMIN_KEY,
-        "BENCHMARK_LOG": str(tmp_path / "bench.jsonl"),
-        "MAX_CONCURRENCY": str(STREAMS),
-        "MAX_TOKENS_LIMIT": "512",
-    }
+    env = gemini_env(url, tmp_path, MAX_CONCURRENCY=str(STREAMS), MAX_TOKENS_LIMIT="512")
     headers = {"Authorization": f"Bearer {USER_KEY}"}
     limits = httpx.Limits(max_connections=STREAMS + 1)
     try:
