@@ -22,7 +22,7 @@ from app.banking.corpus import build_corpus
 from app.banking.intents import IntentSet
 from app.gpt.checkpoint import save_checkpoint
 from app.gpt.model import GPT, GPTConfig
-from app.gpt.tokenizer import train_tokenizer
+from app.gpt.tokenizer import EOS, special_id, train_tokenizer
 from app.gpt.train import train
 from app.main import create_app
 from app.pipeline import Pipeline
@@ -70,7 +70,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     `a` and `b` are trained briefly (two versions of one model); `random` keeps its random
     weights, so greedy decoding runs to max_tokens instead of stopping: the long generation
-    that cancellation tests need.
+    that cancellation tests need. `slow` is random too, wider, with a long context and no end:
+    thousands of tokens over seconds, for a cancellation that crosses processes.
     """
     root = tmp_path_factory.mktemp("checkpoints")
     intents = IntentSet.load()
@@ -91,7 +92,16 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
     )
     save_checkpoint(root / "random", model.eval(), tokenizer, {"data": "none: random weights"})
-    return {"a": root / "a", "b": root / "b", "random": root / "random"}
+    slow = GPT(
+        GPTConfig(
+            vocab_size=tokenizer.get_vocab_size(), block_size=4096, n_layer=2, n_head=4, n_embd=128
+        )
+    )
+    with torch.no_grad():  # the end token out of reach (a large constant feature it opposes)
+        slow.ln_f.bias[0] = 50.0
+        slow.lm_head.weight[special_id(tokenizer, EOS), 0] = -1.0
+    save_checkpoint(root / "slow", slow.eval(), tokenizer, {"data": "none: random weights"})
+    return {name: root / name for name in ("a", "b", "random", "slow")}
 
 
 SettingsFactory = Callable[..., Settings]

@@ -25,14 +25,30 @@ from tests.ray.conftest import deployed, fleet, until
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 USER = {"Authorization": f"Bearer {USER_KEY}"}
-LONG = {"prompt": "tell me everything", "max_tokens": 512}
+LONG = {"prompt": "tell me everything", "max_tokens": 4000}  # seconds of custom-slow
 
 
 @pytest.fixture
-def two_replicas(ray_url: str, make_settings: SettingsFactory) -> Iterator[Any]:
-    """custom-random (it never stops early) on two replicas, each running one generation at a
-    time with no queue: a third request at once is refused."""
-    settings = make_settings(active_model="custom-random", max_concurrency=1, max_queue=0)
+def two_replicas(
+    ray_url: str, make_settings: SettingsFactory, checkpoints: dict[str, Path], tmp_path: Path
+) -> Iterator[Any]:
+    """custom-slow (random weights: it never stops early, and a long answer lasts seconds, longer
+    than a disconnect takes to cross Ray's proxy) on two replicas, each running one generation at
+    a time with no queue: a third request at once is refused."""
+    models_file = tmp_path / "with-slow.json"
+    registered_file = make_settings().models_file
+    assert registered_file is not None
+    registered = json.loads(registered_file.read_text())
+    slow = {"checkpoint": str(checkpoints["slow"]), "compile": False}
+    registered["models"].append({"name": "custom-slow", "backend": "custom", "options": slow})
+    models_file.write_text(json.dumps(registered))
+    settings = make_settings(
+        active_model="custom-slow",
+        models_file=models_file,
+        max_tokens_limit=LONG["max_tokens"],
+        max_concurrency=1,
+        max_queue=0,
+    )
     with deployed(settings, Scale(replicas=2)):
         yield settings
 
@@ -75,31 +91,31 @@ async def test_a_stream_comes_through_and_a_client_that_leaves_cancels_it(
     cut = json.loads(first.split("\n\n")[0].removeprefix("data: "))["id"]
     [row] = [r for r in rows() if r["request_id"] == cut]
     assert row["status"] == "cancelled"
-    assert row["completion_tokens"] < 512  # it stopped when the client left
+    assert row["completion_tokens"] < LONG["max_tokens"]  # it stopped when the client left
 
 
 async def test_the_openai_sdk_works_through_the_proxy(ray_url: str, two_replicas: Any) -> None:
     async with openai_client(ray_url) as sdk:
         chat = await sdk.chat.completions.create(
-            model="custom-random",
+            model="custom-slow",
             messages=[{"role": "user", "content": "my card is lost"}],
             max_completion_tokens=5,
         )
         stream = await sdk.chat.completions.create(
-            model="custom-random",
+            model="custom-slow",
             messages=[{"role": "user", "content": "my card is lost"}],
             max_completion_tokens=5,
             stream=True,
         )
         pieces = [chunk async for chunk in stream]
         listed = await sdk.models.list()
-    assert chat.model == "custom-random"
+    assert chat.model == "custom-slow"
     assert chat.usage is not None
     assert chat.usage.completion_tokens == 5
     assert chat.choices[0].finish_reason == "length"
     assert pieces[-1].choices[0].finish_reason == "length"
     assert "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
-    assert "custom-random" in {m.id for m in listed.data}
+    assert "custom-slow" in {m.id for m in listed.data}
 
 
 async def scrape_each(client: httpx.AsyncClient) -> dict[str, float]:
