@@ -1,4 +1,4 @@
-"""Domain exceptions. Each knows its HTTP status and its one envelope; `app.routes.errors`
+"""Domain exceptions. Each knows its HTTP status and its one envelope; `app.api.errors`
 maps every exception to HTTP in one handler."""
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class QueueFull(_RetryAfter):
 
 
 class KeyLimited(ServiceError):
-    """A key's own limit (app.quotas): `limit` says which."""
+    """A key's own limit (app.serving.quotas): `limit` says which."""
 
     status_code, type, outcome = 429, "key_limited", "rejected"
 

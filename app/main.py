@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from app.access import KeyCheck
+from app.api.access import KeyCheck
+from app.api.errors import add_error_handlers
+from app.api.middleware import BodyLimits
+from app.api.openai import routes as openai
+from app.api.openapi import document
+from app.api.routes import benchmarks, generate, health, metrics, models, shadow
 from app.banking.intents import IntentSet
-from app.middleware import BodyLimits
-from app.openapi import document
-from app.pipeline import Pipeline
-from app.routes import benchmarks, generate, health, metrics, models, openai, shadow
-from app.routes.errors import add_error_handlers
+from app.serving.pipeline import Pipeline
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
-from app.adapters.gemini_options import GeminiOptions
-from app.qlora.options import QLoRAOptions
+from app.backends.custom.options import DEFAULT_CHECKPOINT, CustomOptions
+from app.backends.gemini.options import GeminiOptions
+from app.backends.qlora.options import QLoRAOptions
 
 __all__ = ["DEFAULT_CHECKPOINT", "Settings", "get_settings"]
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         16, ge=1
     )  # generations running at once (a custom model batches them)
     max_queue: int = Field(64, ge=0)  # requests waiting for a slot before 429
-    # each key's own limits (app.quotas), none by default: 429 with Retry-After beyond them
+    # each key's own limits (app.serving.quotas), none by default: 429 with Retry-After beyond them
     key_max_in_flight: int | None = Field(None, ge=1)  # requests running or queued
     key_tokens_per_minute: int | None = Field(None, ge=1)  # completion tokens, as a bucket
     key_daily_spend_usd: float | None = Field(None, ge=0)  # on cloud models, a UTC day

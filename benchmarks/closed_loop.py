@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from app.loadtest import figures, run_load
+from app.evaluation.loadtest import figures, run_load
 from benchmarks.overhead import KEY
 
 PROMPTS = [
@@ -21,7 +21,7 @@ PROMPTS = [
 
 async def closed_loop(url: str, requests: int, concurrency: int, max_tokens: int) -> dict[str, Any]:
     """`requests` plain /generate calls, `concurrency` clients each sending its next as soon as
-    its last ends; the run's figures (app.loadtest.figures)."""
+    its last ends; the run's figures (app.evaluation.loadtest.figures)."""
     headers = {"Authorization": f"Bearer {KEY}"}
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as c:

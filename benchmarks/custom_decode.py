@@ -31,17 +31,17 @@ import httpx
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from app.adapters.backends import load_adapter
-from app.adapters.custom import CustomAdapter
-from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
-from app.adapters.protocol import Message, ModelSpec, SamplingParams, collect
+from app.backends.catalog import load_adapter
+from app.backends.custom.adapter import CustomAdapter
+from app.backends.custom.gpt.batching import BatchDecoder, Row
+from app.backends.custom.gpt.checkpoint import load_checkpoint
+from app.backends.custom.gpt.generate import Sampling, generate
+from app.backends.custom.gpt.model import GPT, GPTConfig
+from app.backends.custom.gpt.step import Stepper
+from app.backends.custom.gpt.tokenizer import encode_prompt
+from app.backends.custom.options import DEFAULT_CHECKPOINT, CustomOptions
+from app.backends.protocol import Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet
-from app.gpt.batching import BatchDecoder, Row
-from app.gpt.checkpoint import load_checkpoint
-from app.gpt.generate import Sampling, generate
-from app.gpt.model import GPT, GPTConfig
-from app.gpt.step import Stepper
-from app.gpt.tokenizer import encode_prompt
 
 PROMPT = "I still have not received my new card"
 PROMPTS = [

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from app.adapters.backends import load_adapter
-from app.adapters.custom_options import DEFAULT_CHECKPOINT, CustomOptions
-from app.adapters.protocol import Message, ModelSpec, SamplingParams, collect
+from app.backends.catalog import load_adapter
+from app.backends.custom.gpt.checkpoint import load_checkpoint
+from app.backends.custom.gpt.generate import Sampling, generate
+from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
+from app.backends.custom.options import DEFAULT_CHECKPOINT, CustomOptions
+from app.backends.protocol import Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet
-from app.gpt.checkpoint import load_checkpoint
-from app.gpt.generate import Sampling, generate
-from app.gpt.tokenizer import EOS, encode_prompt, special_id
 
 PROMPT = "I still have not received my new card"
 

@@ -204,9 +204,9 @@ def _hold_against(result: Soak, log: str) -> None:
 
 def _second_checkpoint(root: Path) -> Path:
     """A tiny checkpoint of our own corpus, trained in seconds: the other side of the flips."""
+    from app.backends.custom.gpt.train import TrainConfig, train
     from app.banking.corpus import build_corpus
     from app.banking.intents import IntentSet
-    from app.gpt.train import TrainConfig, train
 
     tiny = TrainConfig(n_layer=1, n_head=2, n_embd=32, block_size=128, vocab_size=300, epochs=1)
     out = root / "custom-b"

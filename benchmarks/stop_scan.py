@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from app.adapters.stops import StopScanner
-from app.limits import MAX_STOP_CHARS, MAX_STOPS
+from app.backends.stops import StopScanner
+from app.serving.limits import MAX_STOP_CHARS, MAX_STOPS
 
 
 def per_delta_us(stop_chars: int, deltas: int) -> float:

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from app.loadtest import Outcome, figures
-from app.qlora.prompting import SYSTEM_PROMPT
+from app.backends.qlora.prompting import SYSTEM_PROMPT
+from app.evaluation.loadtest import Outcome, figures
 from benchmarks.overhead import KEY, Target, _free_port, _serving
 from tests.tiny_llama import build_adapter, build_base
 

@@ -1,5 +1,5 @@
 """A walk of every route with no key, a wrong key, a user key and the admin key: what each
-answered. The same walk runs in process (`tests/test_access.py`) and against a `bankllm serve`
+answered. The same walk runs in process (`tests/api/test_access.py`) and against a `bankllm serve`
 installed as `make run` installs it (`tests/test_install.py`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import httpx
 
-from app.access import ADMIN_PATHS, is_public
+from app.api.access import ADMIN_PATHS, is_public
 
 Where = tuple[str, str]  # method, path
 CALLERS = ("none", "wrong", "user", "admin")

@@ -9,8 +9,8 @@ import sys
 
 import torch
 
-from app.gpt.model import GPT, GPTConfig
-from app.gpt.step import Stepper
+from app.backends.custom.gpt.model import GPT, GPTConfig
+from app.backends.custom.gpt.step import Stepper
 
 TINY = GPTConfig(vocab_size=64, block_size=32, n_layer=1, n_head=2, n_embd=16)
 

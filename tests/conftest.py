@@ -17,15 +17,15 @@ import pytest
 import torch
 from fastapi import FastAPI
 
-from app.adapters.backends import BACKENDS
+from app.backends.catalog import BACKENDS
+from app.backends.custom.gpt.checkpoint import save_checkpoint
+from app.backends.custom.gpt.model import GPT, GPTConfig
+from app.backends.custom.gpt.tokenizer import EOS, special_id, train_tokenizer
+from app.backends.custom.gpt.train import train
 from app.banking.corpus import build_corpus
 from app.banking.intents import IntentSet
-from app.gpt.checkpoint import save_checkpoint
-from app.gpt.model import GPT, GPTConfig
-from app.gpt.tokenizer import EOS, special_id, train_tokenizer
-from app.gpt.train import train
 from app.main import create_app
-from app.pipeline import Pipeline
+from app.serving.pipeline import Pipeline
 from app.settings import Settings, get_settings
 from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import FakeGemini
@@ -44,8 +44,8 @@ from tests.helpers import (
 from tests.memory import Memory
 
 # The suite's custom models decode eagerly, in this process and in the servers it starts: a
-# compile per loaded model would cost each test seconds of CPU. tests/gpt/test_step.py
-# compiles, and holds the compiled step equal to the eager one.
+# compile per loaded model would cost each test seconds of CPU. The step's own tests
+# (tests/backends/custom/gpt/test_step.py) compile, and hold the compiled step equal to eager.
 os.environ.setdefault("CUSTOM_COMPILE", "false")
 
 

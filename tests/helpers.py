@@ -17,10 +17,10 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.types import ASGIApp
 
-from app.adapters.protocol import Adapter, Completion, Message, SamplingParams, collect
-from app.gpt.train import TrainConfig
+from app.backends.custom.gpt.train import TrainConfig
+from app.backends.protocol import Adapter, Completion, Message, SamplingParams, collect
 from app.main import create_app
-from app.pipeline import Pipeline
+from app.serving.pipeline import Pipeline
 from app.settings import Settings
 from app.telemetry.pseudonyms import Pseudonyms
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
-from app.adapters.backends import Backend
-from app.adapters.protocol import (
+from app.backends.catalog import Backend
+from app.backends.protocol import (
     Conversation,
     FinishReason,
     ModelInfo,

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from app.backends.custom.gpt.checkpoint import load_checkpoint
+from app.backends.custom.gpt.train import TrainConfig
 from app.banking.corpus import Example, write_csv
 from app.cli import build_parser, main
-from app.gpt.checkpoint import load_checkpoint
-from app.gpt.train import TrainConfig
 
 
 def test_train_on_a_csv_writes_a_servable_checkpoint(

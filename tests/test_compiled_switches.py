@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.adapters.custom import CustomAdapter
-from app.gpt.checkpoint import load_checkpoint, save_checkpoint
-from app.gpt.model import GPT, GPTConfig
+from app.backends.custom.adapter import CustomAdapter
+from app.backends.custom.gpt.checkpoint import load_checkpoint, save_checkpoint
+from app.backends.custom.gpt.model import GPT, GPTConfig
 from tests.conftest import ServiceFactory
 
 pytestmark = pytest.mark.anyio

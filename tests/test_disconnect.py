@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from app.pipeline import Pipeline
+from app.serving.pipeline import Pipeline
 from app.settings import Settings
 from tests.helpers import USER_KEY, read_log
 

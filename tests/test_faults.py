@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from app.gpt.model import GPT
+from app.backends.custom.gpt.model import GPT
 from tests.conftest import ServiceFactory
 from tests.helpers import error_body, parse_sse, read_log
 

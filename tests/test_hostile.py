@@ -12,11 +12,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.backends.custom.gpt.checkpoint import load_checkpoint
+from app.backends.custom.gpt.tokenizer import BOS, EOS, SEP, encode_prompt, special_id
 from app.banking.intents import IntentSet
-from app.gpt.checkpoint import load_checkpoint
-from app.gpt.tokenizer import BOS, EOS, SEP, encode_prompt, special_id
 from app.main import create_app
-from app.pipeline import Pipeline
+from app.serving.pipeline import Pipeline
 from tests.conftest import SettingsFactory
 from tests.helpers import USER_KEY, sample, serving
 

@@ -15,7 +15,7 @@ def test_the_service_and_the_cli_import_without_the_qlora_packages() -> None:
         f"import sys; {blocked}; "
         "import app.cli, app.main; "
         "from app.cli import build_parser; build_parser(); "
-        "from app.adapters.backends import BACKENDS; print(sorted(BACKENDS))"
+        "from app.backends.catalog import BACKENDS; print(sorted(BACKENDS))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120

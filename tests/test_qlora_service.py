@@ -11,10 +11,10 @@ from unittest.mock import ANY
 
 import pytest
 
-from app.adapters.protocol import SamplingParams
-from app.adapters.qlora import QLoRAAdapter
+from app.backends.protocol import SamplingParams
+from app.backends.qlora.adapter import QLoRAAdapter
 from app.errors import ModelFailed
-from app.registry import build_registry
+from app.models.registry import build_registry
 from app.settings import Settings
 from tests.conftest import ServiceFactory
 from tests.helpers import ADMIN_KEY, answer, error_body, parse_sse, sample

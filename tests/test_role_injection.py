@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from app.adapters.protocol import Message, SamplingParams, collect
-from app.adapters.qlora import QLoRAAdapter
-from app.qlora.prompting import SYSTEM_PROMPT, chat_ids
-from app.registry import build_registry
+from app.backends.protocol import Message, SamplingParams, collect
+from app.backends.qlora.adapter import QLoRAAdapter
+from app.backends.qlora.prompting import SYSTEM_PROMPT, chat_ids
+from app.models.registry import build_registry
 from app.settings import Settings
 from tests.conftest import ServiceFactory, SettingsFactory
 from tests.fake_gemini import FakeGemini

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.limits import MAX_STOP_CHARS, MAX_STOPS
+from app.serving.limits import MAX_STOP_CHARS, MAX_STOPS
 from tests.fake_gemini import FakeGemini
 from tests.helpers import USER_KEY
 from tests.process import gemini_env, service_process

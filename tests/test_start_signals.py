@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.gpt.kernels import kernel_folder
+from app.backends.custom.gpt.kernels import kernel_folder
 from tests.process import ServiceProcess
 
 CLOSED = "stopped: every model closed, the benchmark log written and closed"

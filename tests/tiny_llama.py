@@ -10,9 +10,9 @@ from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from app.backends.qlora.prompting import SYSTEM_PROMPT
 from app.banking.corpus import build_corpus
 from app.banking.intents import IntentSet, format_answer
-from app.qlora.prompting import SYSTEM_PROMPT
 
 SPECIALS = ["<|pad|>", "<|begin|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (

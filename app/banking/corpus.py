@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_PHRASINGS = Path(__file__).resolve().parent.parent / "data" / "phrasings.json"
+DEFAULT_PHRASINGS = Path(__file__).resolve().parent / "data" / "phrasings.json"
 
 # Ways customers open and close a message; combined with each phrasing to vary the surface form.
 _OPENINGS = (

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_INTENTS = Path(__file__).resolve().parent.parent / "data" / "intents.json"
+DEFAULT_INTENTS = Path(__file__).resolve().parent / "data" / "intents.json"
 _INTENT_LINE = re.compile(r"\s*intent\s*:\s*(\S*)\s*$", re.IGNORECASE)
 # a start of an intent line: "intent" cut anywhere, or whole and then a colon and anything
 _INTENT_START = re.compile(

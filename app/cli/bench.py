@@ -12,7 +12,7 @@ import httpx
 
 from app.banking.corpus import read_csv
 from app.cli import keys
-from app.loadtest import figures, run_load
+from app.evaluation.loadtest import figures, run_load
 from app.settings import get_settings
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.clock import utc_now

@@ -7,11 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from app.askers import in_process, over_http
 from app.banking.corpus import read_csv
 from app.banking.intents import IntentSet
 from app.cli import keys
-from app.evaluation import EvalReport, evaluate
+from app.cli.askers import in_process, over_http
+from app.evaluation.evaluate import EvalReport, evaluate
 from app.settings import get_settings
 from app.telemetry.benchlog import BenchmarkLog
 

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from app.backends.qlora.finetune import FinetuneConfig, finetune
 from app.banking.corpus import build_corpus, read_csv
 from app.banking.intents import IntentSet
-from app.qlora.finetune import FinetuneConfig, finetune
 
 
 def add_parser(commands: Any) -> None:

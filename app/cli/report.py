@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.report_tables import print_audit, print_shadows
-from app.reporting import plot_report
+from app.evaluation.reporting import plot_report
 from app.telemetry.logfiles import log_files, read_log
 from app.telemetry.shadow_stats import shadow_summary
 from app.telemetry.summary import Sample, summarize

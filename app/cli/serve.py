@@ -18,9 +18,9 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from app.drain import AFTER_CUT_S
 from app.main import create_app
-from app.pipeline import Pipeline
+from app.serving.drain import AFTER_CUT_S
+from app.serving.pipeline import Pipeline
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from app.backends.custom.gpt.train import CURVE, HELD_OUT, Epoch, TrainConfig, train
 from app.banking.corpus import build_corpus, read_csv
 from app.banking.intents import IntentSet
-from app.gpt.train import CURVE, HELD_OUT, Epoch, TrainConfig, train
 
 
 def add_parser(commands: Any) -> None:
@@ -87,7 +87,7 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     examples = read_csv(args.data) if args.data else build_corpus()
-    source = str(args.data) if args.data else "bankllm corpus (app/data/phrasings.json)"
+    source = str(args.data) if args.data else "bankllm corpus (app/banking/data/phrasings.json)"
     cfg = TrainConfig(
         n_layer=args.layers,
         n_head=args.heads,

@@ -17,10 +17,10 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayError
 
 from app.errors import ServiceError, SwitchIncomplete, SwitchInProgress
-from app.pipeline import Pipeline
+from app.models.switching import ReplicaSwitch, SwitchResult
 from app.ray.desired import NAMESPACE, POLL_S, Desired, actor_name, switch_token
+from app.serving.pipeline import Pipeline
 from app.settings import Settings
-from app.switching import ReplicaSwitch, SwitchResult
 
 logger = logging.getLogger(__name__)
 RECONNECT_S = 1.0  # after the desired-model actor failed a poll (it is restarted by Ray)

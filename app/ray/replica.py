@@ -19,10 +19,10 @@ from ray import serve
 
 from app.banking.intents import IntentSet
 from app.main import create_app
-from app.pipeline import Pipeline
+from app.models.registry import build_registry
 from app.ray import routes
 from app.ray.fleet import Fleet, desired_actor, fleet_token
-from app.registry import build_registry
+from app.serving.pipeline import Pipeline
 from app.settings import Settings
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from app.api.schemas import ErrorPublic
 from app.ray.fleet import Fleet
-from app.schemas import ErrorPublic
 
 router = APIRouter(tags=["fleet"])
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from app.adapters.protocol import ModelInfo, Usage
+from app.backends.protocol import ModelInfo, Usage
 from app.banking.pii import PiiKind
 from app.errors import RequestStatus, ServiceError
 from app.telemetry.benchlog import BenchmarkLog

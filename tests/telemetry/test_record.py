@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from unittest.mock import ANY
 
-from app.adapters.protocol import ModelInfo, Usage
+from app.backends.protocol import ModelInfo, Usage
 from app.errors import QueueFull, UpstreamTimeout
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.logfiles import read_rows

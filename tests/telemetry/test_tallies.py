@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.adapters.protocol import Usage
+from app.backends.protocol import Usage
 from app.telemetry.metrics import Metrics
 from app.telemetry.tallies import LATENCY_BUCKETS, TPOT_BUCKETS, Buckets
 

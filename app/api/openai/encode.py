@@ -1,0 +1,105 @@
+"""Pipeline results in OpenAI's response shapes: a chat completion, a text completion, and
+their stream chunks. The banking intent rides in a top-level `bankllm` object (OpenAI clients
+ignore it); `content` and `text` hold the reply without its `intent:` line."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from app.backends.protocol import ModelInfo
+from app.serving.pipeline import GenerateResult
+
+Kind = Literal["chat", "completions"]
+_OBJECT = {"chat": "chat.completion", "completions": "text_completion"}
+_CHUNK = {"chat": "chat.completion.chunk", "completions": "text_completion"}
+_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
+
+
+def response_id(kind: Kind, request_id: str) -> str:
+    """OpenAI's id for our request id (`gen-…`), so a response and its log row correlate."""
+    return _PREFIX[kind] + request_id.removeprefix("gen-")
+
+
+def usage(result: GenerateResult) -> dict[str, int]:
+    total = result.prompt_tokens + result.completion_tokens
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": total,
+    }
+
+
+def bankllm(result: GenerateResult) -> dict[str, Any]:
+    return {
+        "request_id": result.id,
+        "backend": result.backend,
+        "version": result.version,
+        "intent": result.intent,
+        "latency_ms": result.latency_ms,
+        "ttft_ms": result.ttft_ms,
+        "fallback_from": result.fallback_from,
+    }
+
+
+def completion(kind: Kind, result: GenerateResult, created: int) -> dict[str, Any]:
+    """The whole answer."""
+    choice: dict[str, Any] = {"index": 0}
+    if kind == "chat":
+        choice["message"] = {"role": "assistant", "content": result.text}
+    else:
+        choice["text"] = result.text
+    choice |= {"logprobs": None, "finish_reason": result.finish_reason}
+    return {
+        "id": response_id(kind, result.id),
+        "object": _OBJECT[kind],
+        "created": created,
+        "model": result.model,
+        "system_fingerprint": result.version,
+        "choices": [choice],
+        "usage": usage(result),
+        "bankllm": bankllm(result),
+    }
+
+
+class Chunks:
+    """The chunks of one streamed answer: the same id, created and model on each."""
+
+    def __init__(
+        self, kind: Kind, request_id: str, model: ModelInfo, created: int, usage: bool = False
+    ):
+        self._kind = kind
+        self._usage = usage  # with include_usage, OpenAI puts `usage: null` on every chunk
+        self._head = {
+            "id": response_id(kind, request_id),
+            "object": _CHUNK[kind],
+            "created": created,
+            "model": model.name,
+            "system_fingerprint": model.version,
+        }
+
+    def first(self) -> dict[str, Any]:
+        """Chat's opening chunk (the role), sent once the first output exists."""
+        return self._choice({"delta": {"role": "assistant", "content": ""}})
+
+    def text(self, delta: str) -> dict[str, Any]:
+        if self._kind == "chat":
+            return self._choice({"delta": {"content": delta}})
+        return self._choice({"text": delta})
+
+    def last(self, result: GenerateResult) -> dict[str, Any]:
+        """The chunk with the finish reason, and our figures."""
+        body: dict[str, Any] = {"delta": {}} if self._kind == "chat" else {"text": ""}
+        chunk = self._choice(body, result.finish_reason)
+        chunk["bankllm"] = bankllm(result)
+        return chunk
+
+    def usage(self, result: GenerateResult) -> dict[str, Any]:
+        """With `stream_options.include_usage`: the chunk before [DONE], with no choices."""
+        return {**self._head, "choices": [], "usage": usage(result)}
+
+    def _choice(self, body: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, **body, "logprobs": None, "finish_reason": finish}
+        chunk: dict[str, Any] = {**self._head, "choices": [choice]}
+        if self._usage:
+            chunk["usage"] = None
+        return chunk

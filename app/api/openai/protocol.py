@@ -1,0 +1,165 @@
+"""OpenAI's request shapes as we accept them, and what they mean to the pipeline. Unknown
+fields are ignored (clients send `logprobs`, `ignore_eos`, ...); every optional field takes
+null; what we cannot serve (n > 1, images, tool turns) is refused, naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.api.schemas import JsonInt
+from app.backends.protocol import Message, Role
+
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_TEMPERATURE = 1.0  # OpenAI's default; `/generate` keeps ours (0.7)
+_ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",  # OpenAI's newer name for the system turn
+    "user": "user",
+    "assistant": "assistant",
+}
+
+
+_NON_EMPTY = {"type": "string", "minLength": 1}
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)  # unknown fields ignored, types exact
+
+
+class ContentPart(_Lenient):
+    type: str = Field(json_schema_extra={"const": "text"})
+    text: str  # a part without text is refused
+
+
+class ChatMessageIn(_Lenient):
+    role: str = Field(
+        description="system and developer turns only where the deployment sets "
+        "ALLOW_SYSTEM_TURNS=true (400 otherwise): the bank's system prompt instructs the model",
+        json_schema_extra={"enum": list(_ROLES)},
+    )
+    content: str | list[ContentPart] | None = None
+
+    @field_validator("role")
+    @classmethod
+    def _served_role(cls, role: str) -> str:
+        if role not in _ROLES:
+            raise ValueError("one of system, developer, user, assistant (no tool turns)")
+        return role
+
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, content: Any) -> Any:
+        if isinstance(content, list) and any(p.type != "text" or p.text is None for p in content):
+            raise ValueError("only text parts are served")
+        return content
+
+    def message(self) -> Message:
+        content = self.content
+        if isinstance(content, list):
+            content = "".join(part.text or "" for part in content)
+        return Message(_ROLES[self.role], content or "")
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool | None = None
+
+
+class _Sampling(_Lenient):
+    model: str | None = None
+    max_tokens: JsonInt | None = Field(None, json_schema_extra={"minimum": 1})
+    temperature: float | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 2})
+    top_p: float | None = Field(None, json_schema_extra={"exclusiveMinimum": 0, "maximum": 1})
+    stop: str | list[str] | None = Field(
+        None,
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": 64,
+            "maxItems": 4,
+            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+        },
+    )
+    seed: JsonInt | None = None
+    n: JsonInt | None = Field(None, json_schema_extra={"enum": [1, None]})
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    logprobs: bool | JsonInt | None = Field(None, json_schema_extra={"enum": [False, 0, None]})
+    top_logprobs: JsonInt | None = Field(None, json_schema_extra={"enum": [0, None]})
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | int | None) -> bool | int | None:
+        if value:  # null, false and 0 are what clients send when they want none
+            raise ValueError("log probabilities are not served")
+        return value
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n: int | None) -> int | None:
+        if n not in (None, 1):
+            raise ValueError("only n=1 is served: one choice per request")
+        return n
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def options(self, max_tokens: int | None = None) -> dict[str, Any]:
+        """The pipeline's options: max_tokens, temperature, top_p, stop, seed."""
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        return {
+            "max_tokens": next(
+                (n for n in (max_tokens, self.max_tokens) if n is not None), DEFAULT_MAX_TOKENS
+            ),
+            "temperature": DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
+            "top_p": 1.0 if self.top_p is None else self.top_p,
+            "stop": stop,
+            "seed": self.seed,
+        }
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessageIn] = Field(
+        json_schema_extra={  # at least one user turn with some text
+            "contains": {
+                "type": "object",
+                "properties": {
+                    "role": {"const": "user"},
+                    "content": {"type": "string", "minLength": 1},
+                },
+                "required": ["role", "content"],
+            }
+        }
+    )
+    max_completion_tokens: JsonInt | None = Field(
+        None, json_schema_extra={"minimum": 1}
+    )  # the newer name of max_tokens; it wins
+
+    def conversation(self) -> list[Message]:
+        return [m.message() for m in self.messages]
+
+    def chat_options(self) -> dict[str, Any]:
+        return self.options(self.max_completion_tokens)
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] = Field(
+        json_schema_extra={
+            "minLength": 1,
+            "minItems": 1,
+            "maxItems": 1,
+            "items": {"type": "string", "minLength": 1},
+        }
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, prompt: str | list[str]) -> str | list[str]:
+        if isinstance(prompt, list) and len(prompt) != 1:
+            raise ValueError("one prompt per request")
+        return prompt
+
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]

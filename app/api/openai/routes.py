@@ -1,0 +1,151 @@
+"""The OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`, `/v1/models`. One
+path with `/generate`: the same pipeline, admission, auth, PII policy, fallback, metrics and
+log rows; only the shapes differ."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.api._disconnect import cancel_on_disconnect
+from app.api._utils import EventStreamResponse, FastJSONResponse, sse
+from app.api.deps import CallerDep, PipelineDep
+from app.api.openai.encode import Chunks, Kind, completion
+from app.api.openai.errors import openai_body
+from app.api.openai.protocol import ChatCompletionRequest, CompletionRequest
+from app.api.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
+from app.errors import InternalError, InvalidRequest, ModelNotFound, ServiceError
+from app.serving.pipeline import Origin, Pipeline, StreamEvent
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["openai"])
+APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+# In OpenAI's envelope; 400 (not 422) for a bad body; "4XX" also keeps FastAPI from adding its 422.
+_ERRORS = error_responses(
+    400, 401, 404, 408, 409, 413, 415, 429, 502, 503, 504, model=OpenAIErrorPublic
+) | {"4XX": {"model": OpenAIErrorPublic}}
+_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}, **EVENT_STREAM}}
+}
+
+
+@router.post("/chat/completions", response_model=None, responses=_ANSWER | _ERRORS)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, pipeline: PipelineDep, caller: CallerDep
+) -> JSONResponse | EventStreamResponse:
+    """A chat completion, whole or streamed, in OpenAI's shape."""
+    if body.max_tokens is not None and body.max_completion_tokens is not None:
+        try:  # the one max_completion_tokens overrides is checked too, and its refusal logged
+            pipeline.limits.params(max_tokens=body.max_tokens)
+        except InvalidRequest as exc:
+            pipeline.refuse(exc, "chat")
+            raise
+    origin = Origin("chat", body.model, body.user, key=caller.key_id)
+    arguments = {"messages": body.conversation(), "origin": origin, **body.chat_options()}
+    return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)
+
+
+@router.post("/completions", response_model=None, responses=_ANSWER | _ERRORS)
+async def completions(
+    body: CompletionRequest, request: Request, pipeline: PipelineDep, caller: CallerDep
+) -> JSONResponse | EventStreamResponse:
+    """A text completion, whole or streamed, in OpenAI's shape."""
+    origin = Origin("completions", body.model, body.user, key=caller.key_id)
+    arguments = {"prompt": body.text(), "origin": origin, **body.options()}
+    return await _answer(
+        "completions", pipeline, request, arguments, body.stream, body.include_usage
+    )
+
+
+@router.get("/models", responses=error_responses(401, model=OpenAIErrorPublic))
+async def list_models(pipeline: PipelineDep) -> dict[str, Any]:
+    """The models this install can serve; `active` marks the one that answers."""
+    return {"object": "list", "data": _models(pipeline)}
+
+
+@router.get(
+    "/models/{model}",
+    responses=error_responses(401, 404, model=OpenAIErrorPublic)
+    | {"4XX": {"model": OpenAIErrorPublic}},
+)
+async def get_model(model: str, pipeline: PipelineDep) -> dict[str, Any]:
+    for entry in _models(pipeline):
+        if entry["id"] == model:
+            return entry
+    raise ModelNotFound(f"no model named '{model}' that this install can serve")
+
+
+def _models(pipeline: Pipeline) -> list[dict[str, Any]]:
+    active = pipeline.active
+    return [
+        {
+            "id": m.name,
+            "object": "model",
+            "created": pipeline.started_at,
+            "owned_by": "bankllm",
+            "active": active is not None and m.name == active.name,
+            "backend": m.backend,
+            "version": m.version,
+            "turns": "latest user turn" if m.single_turn else "whole conversation",
+        }
+        for m in pipeline.models()
+        if m.available
+    ]
+
+
+async def _answer(
+    kind: Kind,
+    pipeline: Pipeline,
+    request: Request,
+    arguments: dict[str, Any],
+    stream: bool | None,
+    include_usage: bool,
+) -> FastJSONResponse | EventStreamResponse:
+    created = int(time.time())
+    if not stream:
+        result = await cancel_on_disconnect(request, pipeline.generate(**arguments))
+        return FastJSONResponse(completion(kind, result, created))
+    events = pipeline.stream(**arguments)
+    try:
+        # Errors before the first output keep their HTTP status; the first chunk waits for it.
+        first = await cancel_on_disconnect(request, anext(events))
+    except BaseException:
+        await events.aclose()
+        raise
+    return EventStreamResponse(_chunks(kind, first, events, created, include_usage), events)
+
+
+async def _chunks(
+    kind: Kind,
+    first: StreamEvent,
+    events: AsyncGenerator[StreamEvent, None],
+    created: int,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    assert first.model is not None
+    chunks = Chunks(kind, first.id, first.model, created, include_usage)
+    async with aclosing(events):
+        if kind == "chat":
+            yield sse(chunks.first())
+        event: StreamEvent | None = first
+        try:
+            while event is not None:
+                if event.result is not None:
+                    yield sse(chunks.last(event.result))
+                    if include_usage:
+                        yield sse(chunks.usage(event.result))
+                elif event.delta:
+                    yield sse(chunks.text(event.delta))
+                event = await anext(events, None)
+        except ServiceError as exc:  # after the first byte, an error travels as an event
+            yield sse(openai_body(exc))
+        except Exception:
+            logger.exception("stream failed")
+            yield sse(openai_body(InternalError()))
+        yield sse("[DONE]")

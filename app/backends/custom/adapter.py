@@ -1,0 +1,192 @@
+"""`custom`: our from-scratch GPT; concurrent requests share its forward passes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import weakref
+from collections.abc import AsyncGenerator
+
+from tokenizers.decoders import DecodeStream
+
+from app.backends.custom.gpt.batching import BatchDecoder, Emit, Row
+from app.backends.custom.gpt.checkpoint import Checkpoint, load_checkpoint, read_config
+from app.backends.custom.gpt.generate import Sampling
+from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
+from app.backends.custom.options import CustomOptions
+from app.backends.protocol import (
+    Conversation,
+    FinishReason,
+    ModelInfo,
+    ModelSpec,
+    Piece,
+    SamplingParams,
+    Usage,
+    user_text,
+)
+from app.backends.stops import StopScanner
+from app.errors import InvalidRequest, ModelUnavailable
+
+DEFAULT_MAX_BATCH = 16
+
+
+def checkpoint_version(spec: ModelSpec) -> str:
+    """The version named in the checkpoint's config, read without loading weights."""
+    try:
+        return str(read_config(spec.options_as(CustomOptions).checkpoint)["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
+def unavailable_reason(spec: ModelSpec) -> str | None:
+    path = spec.options_as(CustomOptions).checkpoint
+    if not (path / "config.json").is_file():
+        return f"no checkpoint at {path}; train one with `bankllm train --out {path}`"
+    return None
+
+
+class CustomAdapter:
+    def __init__(self, spec: ModelSpec):
+        options = spec.options_as(CustomOptions)
+        self._path = options.checkpoint
+        self._max_batch = options.max_batch or DEFAULT_MAX_BATCH
+        self._compile = options.compile
+        self._info = ModelInfo(spec.name, spec.backend, checkpoint_version(spec))
+        self._ckpt: Checkpoint | None = None
+        self._decoder: BatchDecoder | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def problem(self) -> str | None:
+        return None
+
+    @property
+    def decoder(self) -> BatchDecoder | None:
+        """The running decoder, once loaded (its `stepper.compiled` tells the fast path)."""
+        return self._decoder
+
+    async def load(self) -> None:
+        self._ckpt = await asyncio.to_thread(load_checkpoint, self._path)
+        self._decoder = BatchDecoder(
+            self._ckpt.model,
+            self._max_batch,
+            self._info.name,
+            restart=self._ckpt.restart_tokens,
+            compile=self._compile,
+        )
+        self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version)
+
+    async def stream(
+        self, messages: Conversation, params: SamplingParams
+    ) -> AsyncGenerator[Piece, None]:
+        """Answers the latest user turn: the model was trained on single questions."""
+        if self._ckpt is None or self._decoder is None:
+            raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
+        tokenizer = self._ckpt.tokenizer
+        ids = encode_prompt(tokenizer, user_text(messages))
+        context = self._ckpt.model.config.block_size
+        if len(ids) >= context:
+            raise InvalidRequest.fields(
+                (
+                    ["prompt"],
+                    f"{len(ids)} tokens; model {self._info.name!r} reads at most {context - 1}",
+                    len(ids),
+                ),
+                kind="too_long",
+            )
+        eos = special_id(tokenizer, EOS)
+        tokens = _TokenQueue()
+        row = Row(
+            ids,
+            Sampling(params.temperature, params.top_p, params.seed),
+            params.max_tokens,
+            tokens.emitter(),
+            end_token=eos,
+        )
+        self._decoder.submit(row)
+        decoder = DecodeStream(skip_special_tokens=True)
+        scanner = StopScanner(params.stop)
+        count = 0
+        finish: FinishReason = "length"
+        try:
+            while (token := await tokens.get()) is not None:
+                count += 1
+                if token == eos:
+                    finish = "stop"
+                    break
+                if (text := decoder.step(tokenizer, token)) and (text := scanner.feed(text)):
+                    yield Piece(text)
+                if scanner.stopped:
+                    finish = "stop"
+                    break
+        finally:
+            row.cancelled = True  # a stop string, an error or a cancelled request
+        if tail := scanner.flush():
+            yield Piece(tail)
+        yield Piece("", finish, Usage(len(ids), count))
+
+    async def close(self) -> None:
+        if self._decoder is not None:
+            decoder, self._decoder = self._decoder, None
+            await asyncio.to_thread(decoder.close)
+        self._ckpt = None
+
+
+Item = int | BaseException | None  # a token, the end (None), or the decoder's failure
+
+
+class _Outbox:
+    """Tokens on their way from the decoding thread to one event loop. A step of 16 rows wakes
+    the loop once, not 16 times: the first token queued schedules a flush, the rest of the
+    step's ride along with it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Queue[Item], Item]] = []
+
+    def put(self, queue: asyncio.Queue[Item], item: Item) -> None:
+        with self._lock:
+            self._items.append((queue, item))
+            if len(self._items) > 1:  # a flush is already on its way
+                return
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            self._loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for queue, item in items:
+            queue.put_nowait(item)
+
+
+_OUTBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _TokenQueue:
+    """Hands tokens from the decoding thread to the request's event loop, in order."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        if (outbox := _OUTBOXES.get(loop)) is None:
+            outbox = _OUTBOXES[loop] = _Outbox(loop)
+        self._outbox = outbox
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+
+    def emitter(self) -> Emit:
+        def emit(item: Item) -> None:
+            self._outbox.put(self._queue, item)
+
+        return emit
+
+    async def get(self) -> int | None:
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise RuntimeError("the decoding thread failed") from item
+        return item

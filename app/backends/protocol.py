@@ -1,0 +1,121 @@
+"""What every backend is to the service: a small Protocol of verbs and the values they pass."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+FinishReason = Literal["stop", "length"]
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation. `/generate`'s prompt is a single user turn."""
+
+    role: Role
+    content: str
+
+
+Conversation = Sequence[Message]
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A registered model: its name, its backend and that backend's validated options."""
+
+    name: str
+    backend: str  # a key of app.backends.catalog.BACKENDS
+    options: BaseModel
+
+    def options_as(self, kind: type[OptionsT]) -> OptionsT:
+        """The options, as the backend's own type (the registry validated them through it)."""
+        if not isinstance(self.options, kind):
+            raise TypeError(f"model {self.name!r}: options are not {kind.__name__}")
+        return self.options
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str  # the registry name, e.g. "custom"
+    backend: str  # custom | qlora | gemini | echo
+    version: str  # checkpoint digest, adapter revision or upstream model id
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int = 128
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None = None  # what the provider bills for this request, when known
+
+
+@dataclass(slots=True)
+class Piece:
+    """A part of the raw output; the last piece of a stream carries finish_reason and usage.
+    Not frozen: a stream makes one a token, and a frozen dataclass's `__init__` (a call of
+    `object.__setattr__` per field) costs three times a plain one's. Nothing changes a piece."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+
+
+class Adapter(Protocol):
+    """A loaded model. Its one way to answer is `stream`; `collect` joins a stream."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def problem(self) -> str | None:
+        """None while the model can serve; else why not (say, the upstream rejected the key)."""
+        ...
+
+    async def load(self) -> None: ...
+
+    def stream(
+        self, messages: Conversation, params: SamplingParams
+    ) -> AsyncGenerator[Piece, None]: ...
+
+    async def close(self) -> None: ...
+
+
+async def collect(pieces: AsyncIterator[Piece]) -> Completion:
+    """Join a stream of pieces into one completion, reading it to its end."""
+    parts: list[str] = []
+    finish: Piece | None = None
+    async for piece in pieces:
+        parts.append(piece.text)
+        if piece.finish_reason is not None and piece.usage is not None:
+            finish = piece
+    if finish is None or finish.finish_reason is None or finish.usage is None:
+        raise RuntimeError("the stream ended without a finish piece")
+    return Completion("".join(parts), finish.finish_reason, finish.usage)
+
+
+def user_text(messages: Conversation) -> str:
+    """The latest user turn: what a single-turn model (custom, echo) answers."""
+    for message in reversed(messages):
+        if message.role == "user":
+            return message.content
+    return ""

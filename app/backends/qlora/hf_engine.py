@@ -1,0 +1,186 @@
+"""The transformers engine: one worker thread runs `model.generate` for a batch of concurrent
+requests that share their decoding settings, streaming each row's tokens back to its caller.
+
+`model.generate` takes one generation config per call, so requests are grouped by
+(greedy | temperature, top_p); a seeded request runs alone (one RNG per call). Each row stops on
+its own (EOS, its max_tokens, its caller leaving, which a stop string the adapter saw is too)
+through a StoppingCriteria that marks it finished; the batch ends when every row has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from app.backends.qlora.engine import Delta, Sampling
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Row:
+    ids: list[int]
+    params: Sampling
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue[Delta | BaseException]
+    tokens: list[int] = field(default_factory=list)
+    sent: int = 0  # characters of the decoded text already sent
+    done: bool = False
+    cancelled: bool = False
+
+    def push(self, item: Delta | BaseException) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        p = self.params
+        if p.seed is not None:
+            return ("seeded", id(self))
+        return ("greedy",) if p.temperature == 0 else ("sample", p.temperature, p.top_p)
+
+
+class _RowStreamer(BaseStreamer):
+    """Receives each step's tokens for the whole batch and hands every row its own text."""
+
+    def __init__(self, rows: list[_Row], tokenizer: Any, eos: set[int]):
+        self._rows, self._tokenizer, self._eos = rows, tokenizer, eos
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # the first call carries the prompts
+            self._prompt_seen = True
+            return
+        last = value.reshape(len(self._rows), -1)[:, -1].tolist()
+        for row, token in zip(self._rows, last, strict=True):
+            if not row.done:
+                self._step(row, int(token))
+
+    def end(self) -> None:
+        for row in self._rows:
+            if not row.done:
+                self._finish(row, "length")
+
+    def _step(self, row: _Row, token: int) -> None:
+        if row.cancelled:
+            row.done = True
+            return
+        if token in self._eos:
+            self._finish(row, "stop")
+            return
+        row.tokens.append(token)
+        if len(row.tokens) >= row.params.max_tokens:
+            self._finish(row, "length")
+            return
+        text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+        if not text.endswith("\ufffd") and len(text) > row.sent:  # hold a partial character
+            row.push(Delta(text[row.sent :], len(row.tokens)))
+            row.sent = len(text)
+
+    def _finish(self, row: _Row, reason: Literal["stop", "length"]) -> None:
+        row.done = True
+        text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+        row.push(Delta(text[row.sent :], len(row.tokens), reason))
+
+
+class _RowsDone(StoppingCriteria):
+    def __init__(self, rows: list[_Row]):
+        self._rows = rows
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        flags = [row.done or row.cancelled for row in self._rows]
+        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+
+class TransformersEngine:
+    def __init__(self, model: Any, tokenizer: Any, max_batch: int):
+        self._model, self._tokenizer, self._max_batch = model, tokenizer, max_batch
+        self._pending: queue.SimpleQueue[_Row | None] = queue.SimpleQueue()
+        self._deferred: list[_Row] = []
+        self._eos = _eos_ids(model, tokenizer)
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos)
+        self._thread = threading.Thread(target=self._run, name="hf-generate", daemon=True)
+        self._thread.start()
+
+    async def stream(self, ids: list[int], sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        row = _Row(ids, sampling, asyncio.get_running_loop(), asyncio.Queue())
+        self._pending.put(row)
+        try:
+            while True:
+                item = await row.out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish is not None:
+                    return
+        finally:
+            row.cancelled = True  # the worker stops this row at its next step
+
+    async def close(self) -> None:
+        self._pending.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._generate(batch)
+            except Exception as exc:  # one bad batch must not stop the engine
+                logger.exception("generation failed")
+                for row in batch:
+                    if not row.done:
+                        row.push(RuntimeError(f"generation failed: {exc}"))
+
+    def _next_batch(self) -> list[_Row] | None:
+        """The oldest waiting request and those like it, up to max_batch; None to stop."""
+        first = self._deferred.pop(0) if self._deferred else self._pending.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                row = self._pending.get_nowait()
+            except queue.Empty:
+                break
+            if row is None:
+                self._pending.put(None)  # stop after this batch
+                break
+            (batch if row.key == first.key else self._deferred).append(row)
+        return [row for row in batch if not row.cancelled]
+
+    def _generate(self, rows: list[_Row]) -> None:
+        if not rows:
+            return
+        width = max(len(row.ids) for row in rows)
+        ids = torch.tensor([[self._pad] * (width - len(r.ids)) + r.ids for r in rows])
+        mask = torch.tensor([[0] * (width - len(r.ids)) + [1] * len(r.ids) for r in rows])
+        p = rows[0].params
+        sampling: dict[str, Any] = {"do_sample": False}
+        if p.temperature > 0:
+            sampling = {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p}
+        if p.seed is not None:
+            torch.manual_seed(p.seed)
+        with torch.inference_mode():
+            self._model.generate(
+                input_ids=ids.to(self._model.device),
+                attention_mask=mask.to(self._model.device),
+                max_new_tokens=max(r.params.max_tokens for r in rows) + 1,  # +1: see EOS
+                streamer=_RowStreamer(rows, self._tokenizer, self._eos),
+                stopping_criteria=StoppingCriteriaList([_RowsDone(rows)]),
+                pad_token_id=self._pad,
+                **sampling,
+            )
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    ids.append(tokenizer.eos_token_id)
+    return {int(i) for i in ids if i is not None}

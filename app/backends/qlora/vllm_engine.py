@@ -1,0 +1,95 @@
+"""The vLLM engine: an in-process `AsyncLLM` with LoRA enabled; every generation carries the
+adapter's `LoRARequest`, streams deltas, and is aborted when its caller goes away.
+
+vLLM starts its engine core in a child process by spawn: a script that serves must guard its
+entry point with `if __name__ == "__main__":` (the `bankllm` console script does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any, cast
+
+from app.backends.qlora.engine import Delta, EngineDied, Sampling
+from app.backends.qlora.options import QLoRAOptions
+
+LORA_ID = 1  # one adapter per engine; vLLM caches it by this id
+
+
+def engine_args(o: QLoRAOptions) -> Any:
+    """vLLM's AsyncEngineArgs from our options (bitsandbytes 4-bit only where vLLM has it)."""
+    from vllm import AsyncEngineArgs
+
+    return AsyncEngineArgs(
+        model=o.base_model,
+        tokenizer=o.base_model,
+        dtype=cast(Any, o.dtype),  # vLLM's Literal; ours is checked by Settings
+        max_model_len=cast(Any, o.max_model_len),  # set by the adapter: ours or the model's own
+        enable_lora=True,
+        max_loras=1,
+        max_lora_rank=cast(Any, o.max_lora_rank),
+        quantization="bitsandbytes" if o.quantization == "bitsandbytes" else None,
+        gpu_memory_utilization=o.gpu_memory_utilization,
+        kv_cache_memory_bytes=o.kv_cache_bytes,
+        disable_log_stats=True,
+    )
+
+
+async def start_vllm(o: QLoRAOptions) -> VLLMEngine:
+    from vllm.lora.request import LoRARequest
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    args = engine_args(o)
+    engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+    return VLLMEngine(engine, LoRARequest("bankllm", LORA_ID, o.adapter))
+
+
+class VLLMEngine:
+    def __init__(self, engine: Any, lora: Any):
+        self._engine: Any = engine
+        self._lora = lora
+
+    async def stream(self, ids: list[int], sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        request_id = f"bankllm-{uuid.uuid4().hex}"
+        generated, finished = 0, False
+        engine = self._engine  # kept: close() may drop it while this stream is paused
+        outputs = engine.generate(
+            {"prompt_token_ids": ids}, params, request_id, lora_request=self._lora
+        )
+        try:
+            async for out in outputs:  # EngineDeadError (or another) once its core died
+                completion = out.outputs[0]
+                generated += len(completion.token_ids)
+                if out.finished:
+                    finished = True
+                    length = completion.finish_reason == "length"
+                    yield Delta(completion.text, generated, "length" if length else "stop")
+                    return
+                if completion.text:
+                    yield Delta(completion.text, generated)
+        except Exception as exc:
+            if not engine.errored:
+                raise
+            finished = True  # a dead engine has nothing to abort
+            raise EngineDied(f"the vLLM engine died ({type(exc).__name__})") from exc
+        finally:
+            await outputs.aclose()
+            if not finished and not engine.errored:  # the caller left: free its KV cache now
+                await engine.abort(request_id)
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.shutdown)

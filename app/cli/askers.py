@@ -1,0 +1,86 @@
+"""The ways `bankllm eval` asks a model: through a pipeline of its own, or a running service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from app.banking.intents import IntentSet
+from app.errors import ServiceError
+from app.evaluation.evaluate import Answer, Ask
+from app.serving.pipeline import Origin, Pipeline
+from app.settings import Settings
+
+
+@asynccontextmanager
+async def in_process(
+    settings: Settings, intents: IntentSet, model: str, max_tokens: int
+) -> AsyncIterator[Ask]:
+    """Ask `model` through a pipeline of our own (its requests go to the benchmark log)."""
+    pipeline = Pipeline(settings.model_copy(update={"active_model": model}), intents)
+    await pipeline.start()
+    try:
+        if pipeline.active is None:
+            raise RuntimeError(f"model {model!r} could not be loaded (see the log above)")
+
+        async def ask(text: str, label: str) -> Answer:
+            try:
+                origin = Origin(label=label)
+                r = await pipeline.generate(
+                    text, origin=origin, max_tokens=max_tokens, temperature=0.0
+                )
+            except ServiceError as exc:
+                info = pipeline.active
+                return Answer(
+                    None,
+                    "",
+                    0.0,
+                    0,
+                    model,
+                    info.backend if info else "?",
+                    info.version if info else "?",
+                    exc.type,
+                )
+            return Answer(
+                r.intent, r.text, r.latency_ms, r.completion_tokens, r.model, r.backend, r.version
+            )
+
+        yield ask
+    finally:
+        await pipeline.close()
+
+
+@asynccontextmanager
+async def over_http(
+    url: str, model: str | None, max_tokens: int, api_key: str | None, admin_key: str | None
+) -> AsyncIterator[Ask]:
+    """Ask a running service; with `model`, switch it to that model first (admin key)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
+        active = (await client.get("/models")).raise_for_status().json()["active"]
+        if model and model != active:
+            admin = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+            response = await client.post("/switch", json={"model": model}, headers=admin)
+            if response.status_code != 200:
+                raise RuntimeError(f"could not switch {url} to {model!r}: {response.text}")
+
+        async def ask(text: str, label: str) -> Answer:
+            body = {"prompt": text, "max_tokens": max_tokens, "temperature": 0, "label": label}
+            response = await client.post("/generate", json=body)
+            if response.status_code != 200:
+                error = response.json().get("error", {}).get("type", str(response.status_code))
+                return Answer(None, "", 0.0, 0, model or active, "?", "?", error)
+            r = response.json()
+            return Answer(
+                r["intent"],
+                r["text"],
+                r["latency_ms"],
+                r["completion_tokens"],
+                r["model"],
+                r["backend"],
+                r["version"],
+            )
+
+        yield ask

@@ -1,0 +1,110 @@
+"""`bankllm eval`'s engine: ask a model about labelled examples and score its answers (the ways
+to ask are in `app.cli.askers`, and a gated switch asks a loaded candidate)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from app.banking.corpus import Example
+from app.banking.intents import IntentSet
+from app.evaluation.scoring import accuracy, confusions, macro_f1
+from app.telemetry.clock import utc_now
+from app.telemetry.summary import percentile
+
+
+@dataclass(frozen=True)
+class Answer:
+    intent: str | None
+    text: str
+    latency_ms: float
+    completion_tokens: int
+    model: str
+    backend: str
+    version: str
+    error: str | None = None  # the error type when the request failed
+
+
+Ask = Callable[[str, str], Awaitable[Answer]]  # (text, its known intent) -> the answer
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    model: str
+    backend: str
+    version: str
+    data: str
+    examples: int
+    accuracy: float
+    macro_f1: float
+    reply_match: float  # share of answers whose text is the approved reply of their intent
+    unparsed: int  # answers without a known intent (failed requests included)
+    errors: int  # failed requests
+    p50_ms: float
+    p95_ms: float
+    tokens_per_s: float  # completion tokens over the run's wall time
+    seconds: float
+    confused: list[tuple[str, str, int]]
+
+    def row(self) -> dict[str, Any]:
+        """The benchmark-log row of this evaluation."""
+        figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items()}
+        figures["confused"] = [list(c) for c in self.confused]
+        return {"ts": utc_now(), "type": "eval", **figures}
+
+
+async def evaluate(
+    ask: Ask,
+    examples: Sequence[Example],
+    intents: IntentSet,
+    *,
+    data: str,
+    concurrency: int = 1,
+    progress: bool = True,
+) -> EvalReport:
+    """Ask about every example, `concurrency` at a time, and score the answers."""
+    approved = {i.label: i.reply for i in intents.intents.values()}
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    slots = asyncio.Semaphore(concurrency)
+    bar = tqdm(total=len(examples), desc="eval", unit="ex", disable=not progress)
+
+    async def one(example: Example) -> Answer:
+        async with slots:
+            answer = await ask(example.text, example.category)
+        bar.update(1)
+        return answer
+
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(one(e) for e in examples))
+    seconds = time.perf_counter() - started
+    bar.close()
+    pairs = [(e.category, a.intent) for e, a in zip(examples, answers, strict=True)]
+    served = [a for a in answers if a.error is None]
+    latencies = [a.latency_ms for a in served]
+    first = served[0] if served else answers[0]
+    return EvalReport(
+        model=first.model,
+        backend=first.backend,
+        version=first.version,
+        data=data,
+        examples=len(examples),
+        accuracy=accuracy(pairs),
+        macro_f1=macro_f1(pairs),
+        reply_match=sum(
+            a.intent is not None and a.text.strip() == approved.get(a.intent) for a in answers
+        )
+        / len(answers),
+        unparsed=sum(a.intent is None for a in answers),
+        errors=len(answers) - len(served),
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        tokens_per_s=sum(a.completion_tokens for a in served) / seconds,
+        seconds=seconds,
+        confused=confusions(pairs),
+    )

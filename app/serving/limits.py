@@ -1,0 +1,100 @@
+"""The one check of a request against the service's limits, for every caller: `/generate`, the
+Python API and the OpenAI routes. Its errors are 422s that name each field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.backends.protocol import Message, SamplingParams
+from app.errors import InvalidRequest, Problem, lone_surrogate
+from app.settings import Settings
+
+MAX_STOPS = 4
+# A stop string is held back and searched on every delta: its length bounds that work.
+MAX_STOP_CHARS = 64
+ROLES = ("system", "user", "assistant")
+_NO_SYSTEM_TURNS = (
+    "user or assistant: this service takes no system (or developer) turns from callers "
+    "(ALLOW_SYSTEM_TURNS=false)"
+)
+
+
+class Limits:
+    def __init__(self, settings: Settings):
+        self.max_prompt_chars = settings.max_prompt_chars
+        self.max_tokens = settings.max_tokens_limit
+        self.system_turns = settings.allow_system_turns
+
+    def conversation(
+        self, prompt: str | None, messages: Sequence[Message] | None
+    ) -> tuple[Message, ...]:
+        """The turns to answer: `prompt` as one user turn, or `messages` as given."""
+        if (prompt is None) == (messages is None):
+            raise InvalidRequest.fields(([], "give either a prompt or messages", None))
+        if prompt is not None:
+            self._check_length(len(prompt), ["prompt"])
+            _check_text(prompt, ["prompt"])
+            return (Message("user", prompt),)
+        assert messages is not None
+        if not any(m.role == "user" for m in messages):
+            raise InvalidRequest.fields((["messages"], "needs a message with the role user", None))
+        for i, message in enumerate(messages):
+            if message.role not in ROLES:
+                raise InvalidRequest.fields(
+                    (["messages", i, "role"], f"one of {', '.join(ROLES)}", message.role)
+                )
+            if message.role == "system" and not self.system_turns:
+                # the bank's system prompt alone instructs the model: a caller's would speak
+                # with its authority
+                raise InvalidRequest.fields(
+                    (["messages", i, "role"], _NO_SYSTEM_TURNS, message.role)
+                )
+        self._check_length(sum(len(m.content) for m in messages), ["messages"])
+        for i, message in enumerate(messages):
+            _check_text(message.content, ["messages", i, "content"])
+        return tuple(messages)
+
+    def params(
+        self,
+        max_tokens: int = 128,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> SamplingParams:
+        """The request's options, checked against the configured limits."""
+        limit = self.max_tokens
+        problems: list[Problem] = []
+        if not 1 <= max_tokens <= limit:
+            problems.append((["max_tokens"], f"must be between 1 and {limit}", max_tokens))
+        if not 0.0 <= temperature <= 2.0:
+            problems.append((["temperature"], "must be between 0 and 2", temperature))
+        if not 0.0 < top_p <= 1.0:
+            problems.append((["top_p"], "must be greater than 0 and at most 1", top_p))
+        if seed is not None and not -(2**63) <= seed < 2**63:
+            problems.append((["seed"], "must be a 64-bit signed integer", seed))
+        if stop is not None and (len(stop) > MAX_STOPS or not all(stop)):
+            problems.append((["stop"], f"at most {MAX_STOPS} non-empty strings", list(stop)))
+        for i, text in enumerate(stop or ()):
+            if len(text) > MAX_STOP_CHARS:
+                problems.append((["stop", i], f"at most {MAX_STOP_CHARS} characters", len(text)))
+            elif (at := lone_surrogate(text)) is not None:
+                problems.append((["stop", i], _NOT_TEXT.format(at=at), text))
+        if problems:
+            raise InvalidRequest.fields(*problems)
+        return SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed)
+
+    def _check_length(self, n: int, loc: list[str | int]) -> None:
+        limit = self.max_prompt_chars
+        if not 1 <= n <= limit:
+            message = f"must be 1 to {limit} characters, got {n}"
+            raise InvalidRequest.fields((loc, message, n), kind="string_length")
+
+
+_NOT_TEXT = "is not Unicode text: a lone surrogate at character {at}"
+
+
+def _check_text(text: str, loc: list[str | int]) -> None:
+    """Text a model can be given: a lone surrogate (JSON's `\\ud800`) is no character."""
+    if (at := lone_surrogate(text)) is not None:
+        raise InvalidRequest.fields((loc, _NOT_TEXT.format(at=at), text), kind="string_unicode")

@@ -1,0 +1,346 @@
+"""The in-process pipeline the HTTP layer is thin over. One request walks one way: limits,
+admission, a lease on the active model, the adapter's stream (the fallback's, when a remote
+model fails before its first token), the intent split, and one record that writes its effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+from app.backends.catalog import is_remote
+from app.backends.protocol import Adapter, FinishReason, Message, ModelInfo
+from app.banking.intents import IntentSet, IntentSplitter
+from app.errors import (
+    Draining,
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    ModelNotActive,
+    ModelNotFound,
+    ServiceError,
+)
+from app.models.admin import Admin
+from app.models.gate import Requirements
+from app.models.loaded import Loaded, LoadedAdapters
+from app.models.mirror import Mirror
+from app.models.registry import ModelStatus, build_registry, model_statuses
+from app.models.shadow import Shadow, ShadowOptions
+from app.models.startup import Startup
+from app.models.switching import ActiveModel, SwitchResult
+from app.serving.admission import Admission
+from app.serving.answering import open_answer
+from app.serving.deadline import Deadline
+from app.serving.drain import Drain
+from app.serving.limits import Limits
+from app.serving.quotas import Grant, Quotas
+from app.serving.results import GenerateResult, Origin, StreamEvent
+from app.settings import Settings
+from app.telemetry.audit import OPEN, Audit
+from app.telemetry.benchlog import BenchmarkLog
+from app.telemetry.metrics import Metrics
+from app.telemetry.pseudonyms import Pseudonyms, warn_if_per_process
+from app.telemetry.record import Ledger
+
+__all__ = ["GenerateResult", "ModelStatus", "Origin", "Pipeline", "StreamEvent"]
+logger = logging.getLogger(__name__)
+GENERATE = Origin()
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        intents: IntentSet,
+        metrics: Metrics | None = None,
+        log: BenchmarkLog | None = None,  # a replica's own file (Ray Serve); BENCHMARK_LOG's
+    ) -> None:
+        self.settings = settings
+        self.intents = intents
+        self.metrics = metrics or Metrics()
+        self.registry = build_registry(settings)
+        self.limits = Limits(settings)
+        self.quotas = Quotas(settings)
+        self._loaded = LoadedAdapters(intents)
+        self._model = ActiveModel(self.registry, self._loaded, settings.switch_mode, self.metrics)
+        self._admission = Admission(
+            settings.max_concurrency, settings.max_queue, self.metrics.queue_depth
+        )
+        self.log = log or BenchmarkLog(
+            settings.benchmark_log, settings.benchmark_every, self.metrics.log_write_errors.inc
+        )
+        self._ledger = Ledger(
+            self.metrics,
+            self.log,
+            lambda: self._model.info,
+            self._admission.observe_latency,
+            Pseudonyms.keyed(settings.pseudonym_secret),
+        )
+        self._fallback: Loaded | None = None
+        self._policy = settings.cloud_pii_policy
+        options = ShadowOptions.of(settings)
+        self.shadow = Shadow(self._loaded, intents, self.metrics, self.log, options)
+        audit = Audit(settings.audit_path, self.metrics.audit_write_errors.inc, self.log.stamp)
+        self.admin = Admin(
+            self.registry, self._model, self._loaded, self.shadow, self.log, intents, audit
+        )
+        self.startup = Startup(  # ACTIVE_MODEL at start, retried in the background if it fails
+            self._model, self.metrics, settings.start_retry_initial_s, settings.start_retry_max_s
+        )
+        self.started_at = 0  # Unix time of start(): the `created` of /v1/models
+        self.drain = Drain(settings.shutdown_grace_s)  # the graceful stop (SIGTERM)
+
+    async def start(self) -> None:
+        """Open the log and load ACTIVE_MODEL (and FALLBACK_MODEL). A model that fails to load
+        is logged, and the service runs without it (readiness 503) until an admin switches."""
+        for setting in ("active_model", "shadow_model"):
+            if (name := getattr(self.settings, setting)) not in (*self.registry, None):
+                raise ValueError(
+                    f"{setting.upper()}={name!r} is not a registered model; one of "
+                    f"{', '.join(sorted(self.registry))}"
+                )
+        self.started_at = int(time.time())
+        warn_if_per_process(self.settings.pseudonym_secret)
+        self.log.start()
+        await self.startup.start(self.settings.active_model)
+        started = "done" if self._model.info else "failed"  # then retried in the background
+        self.admin.audit.write("start", "service", started, None, self.settings.active_model)
+        if (fallback := self.settings.fallback_model) is not None:
+            try:
+                self._fallback = await self._loaded.acquire(self.registry[fallback])
+            except ServiceError as exc:
+                logger.error("FALLBACK_MODEL %s is off: %s", fallback, exc.message)
+        if (shadow := self.settings.shadow_model) is not None:
+            try:
+                await self.shadow.set(self.registry[shadow], self.settings.shadow_sample)
+            except ServiceError as exc:
+                logger.error("SHADOW_MODEL %s is off: %s", shadow, exc.message)
+
+    async def close(self) -> None:
+        await self.startup.close()
+        await self.shadow.close()
+        await self._model.close()
+        await self._loaded.close()
+        await asyncio.to_thread(self.log.close)
+        self.admin.audit.close()
+
+    @property
+    def active(self) -> ModelInfo | None:
+        return self._model.info
+
+    @property
+    def current(self) -> Loaded | None:
+        """The loaded active model (its adapter, its requests in flight), if any."""
+        return self._model.current
+
+    @property
+    def problem(self) -> str | None:
+        """Why the active model cannot serve now (key rejected, circuit open), or None."""
+        return self._model.problem
+
+    @property
+    def failing(self) -> str | None:
+        """Why the active model fails fast now, or None (see ActiveModel.failing)."""
+        return self._model.failing
+
+    @property
+    def fallback(self) -> str | None:
+        """The loaded FALLBACK_MODEL that would answer for the active model, if any."""
+        active = self._model.info
+        if active is None or self._fallback is None or self._fallback.name == active.name:
+            return None
+        return self._fallback.name
+
+    async def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        origin: Origin = GENERATE,
+        **options: Any,
+    ) -> GenerateResult:
+        """One whole answer; arguments as in `stream`."""
+        deadline = Deadline(self.settings.request_timeout_s)
+        result: GenerateResult | None = None
+        # One timer for the whole answer: nothing runs between its pieces but this loop.
+        async with deadline:
+            async for event in self._walk(prompt, messages, origin, options, False, deadline):
+                result = event.result
+        assert result is not None, "a walk that ends without an error ends with its result"
+        return result
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        origin: Origin = GENERATE,
+        **options: Any,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Reply deltas, then one event with the result. A `prompt` is one user turn, or give
+        `messages`; `origin` says which API asked, for which model and user; options:
+        max_tokens, temperature, top_p, stop, seed."""
+        deadline = Deadline(self.settings.request_timeout_s)
+        return self._walk(prompt, messages, origin, options, True, deadline)
+
+    def refuse(self, error: ServiceError, api: str = "generate") -> None:
+        """Record a request refused before it reached the pipeline (401, 413, a bad body)."""
+        record = self._ledger.open(stream=False, api=api)
+        record.fail(error)
+        record.commit()
+
+    async def switch(
+        self, name: str, require: Requirements | None = None, by: str = OPEN
+    ) -> SwitchResult:
+        """Hot-switch the active model; with `require`, only a candidate that meets it. `by`
+        is the admin key's id, for the audit trail."""
+        if self.drain.draining:
+            error = Draining()
+            self.admin.audit.write(
+                "switch",
+                by,
+                "failed",
+                self._model.name,
+                name if name in self.registry else None,
+                error_type=error.type,
+            )
+            raise error
+        return await self.admin.switch(name, require, by)
+
+    async def until_switching(self) -> None:
+        await self._model.until_switching()
+
+    async def until_in_flight(self, count: int) -> None:
+        """Resolves once `count` requests are with the active model at the same time."""
+        current = self._model.current
+        if current is None:
+            raise RuntimeError("no model is loaded")
+        await current.until_in_flight(count)
+
+    def models(self) -> list[ModelStatus]:
+        return model_statuses(self.registry, self._model.info)
+
+    def benchmark_summary(self) -> dict[str, Any]:
+        """Per-model figures from the benchmark log (blocks until pending rows are written)."""
+        return self.log.summary()
+
+    @property
+    def _serves_remote(self) -> bool:
+        """Whether the active model is a cloud one: its requests count against a day's spend."""
+        info = self._model.info
+        return info is not None and is_remote(info.backend)
+
+    def _known_label(self, origin: Origin) -> str:
+        assert origin.label is not None
+        if not origin.may_label:
+            raise Forbidden(
+                "`label` counts toward the accuracy that admins switch models on: only an "
+                "evaluation key (EVAL_API_KEYS) or the admin key may send it"
+            )
+        if origin.label not in self.intents.intents:
+            raise InvalidRequest(
+                "`label` must name one of the service's intents (app/banking/data/intents.json)",
+                {"label": "not an intent"},
+            )
+        return origin.label
+
+    async def _walk(
+        self,
+        prompt: str | None,
+        messages: Sequence[Message] | None,
+        origin: Origin,
+        options: dict[str, Any],
+        streamed: bool,
+        deadline: Deadline,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        record = self._ledger.open(streamed, origin.api)
+        record.by_user(origin.user)
+        mirror: Mirror | None = None
+        grant: Grant | None = None
+        try:
+            self.drain.admit(deadline)
+            if origin.label is not None:
+                record.label = self._known_label(origin)
+            if origin.model is not None and origin.model not in self.registry:
+                raise ModelNotFound(
+                    f"no model named '{origin.model}'", {"models": sorted(self.registry)}
+                )
+            conversation = self.limits.conversation(prompt, messages)
+            params = self.limits.params(**options)
+            # before the queue, so one key cannot fill it either
+            grant = self.quotas.admit(origin.key, params.max_tokens, self._serves_remote)
+            async with self._admission.slot(deadline), self._model.lease(deadline) as active:
+                if origin.model is not None and origin.model != active.info.name:
+                    raise ModelNotActive(
+                        f"model {origin.model!r} is registered but {active.info.name!r} is the "
+                        "active model; name it, or none, or switch with POST /switch (admin)",
+                        {"active": active.info.name},
+                    )
+                answering: list[Adapter | Loaded] = [active]
+                if self._fallback is not None and self._fallback.name != active.info.name:
+                    answering.append(self._fallback)
+                answer = await open_answer(
+                    answering, conversation, params, self._policy, deadline, record
+                )
+                async with answer:
+                    mirror = self.shadow.offer(record, conversation, params)
+                    splitter = IntentSplitter(self.intents)
+                    finish: FinishReason = "length"
+                    if not streamed:  # read whole, then split once: the same split (a test)
+                        raw, finish = await answer.whole(record)
+                        text = splitter.feed(raw) + splitter.finish()
+                    else:
+                        reply: list[str] = []
+                        piece = answer.first
+                        while piece is not None:
+                            if piece.text:
+                                record.mark_token()
+                                if delta := splitter.feed(piece.text):
+                                    reply.append(delta)
+                                    yield StreamEvent(record.request_id, delta, model=record.model)
+                            if piece.usage is not None and piece.finish_reason is not None:
+                                record.usage, finish = piece.usage, piece.finish_reason
+                            piece = await deadline.bound(anext(answer.pieces, None))
+                        if tail := splitter.finish():
+                            reply.append(tail)
+                            yield StreamEvent(record.request_id, tail, model=record.model)
+                        text = "".join(reply)
+                    record.intent = splitter.intent
+                    record.end()
+                if record.fallback_from is None:
+                    self._model.answered(active)
+            result = GenerateResult.of(record, text, finish)
+            yield StreamEvent(record.request_id, result=result, model=record.model)
+        except TimeoutError as exc:
+            if not deadline.passed:  # an adapter's own timeout, not the request's deadline
+                logger.exception("generation %s timed out inside its model", record.request_id)
+                record.fail(bug := InternalError())
+                raise bug from exc
+            error = deadline.error()
+            record.fail(error)
+            raise error from exc
+        except ServiceError as exc:
+            record.fail(exc)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            if deadline.expired:
+                record.fail(deadline.error())
+            else:
+                record.cancel()  # the caller left (a whole answer stays as it was)
+            raise
+        except Exception as exc:  # a bug, or a fault in our own parts: logged here, once
+            logger.exception("generation %s failed", record.request_id)
+            record.fail(bug := InternalError())
+            raise bug from exc
+        finally:
+            if grant is not None:  # no usage after tokens came: it keeps all it took
+                usage = record.usage
+                streamed = record.first_token_at is not None and not usage.completion_tokens
+                grant.settle(None if streamed else usage.completion_tokens, usage.cost_usd)
+            record.commit()
+            self.drain.leave(deadline)
+            if mirror is not None:
+                mirror.live_done()

@@ -1,0 +1,76 @@
+"""What the pipeline answers: a result, and the events of a stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.backends.protocol import FinishReason, ModelInfo
+from app.telemetry.record import NO_MODEL, RequestRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request comes from: the API it used, the model it named (None: whichever is
+    active), its caller's `user` id (kept in the row as a pseudonym, never as given), the
+    intent it is known to have (an evaluation's label, recorded for scoring), and whether its
+    caller may give one (an evaluation's or the admin's key: a user's labels would steer the
+    accuracy an admin decides on), and the key whose limits it counts against."""
+
+    api: str = "generate"
+    model: str | None = None
+    user: str | None = None
+    label: str | None = None
+    may_label: bool = True
+    key: str = "open"  # the caller's key, by its pseudonym: whose limits it counts against
+
+
+@dataclass  # not frozen: one a request, and frozen's __init__ sets each field the slow way
+class GenerateResult:
+    id: str
+    model: str
+    backend: str
+    version: str
+    text: str
+    intent: str | None
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    ttft_ms: float | None
+    fallback_from: str | None = None  # the remote model that failed before `model` answered
+
+    def fields(self) -> dict[str, Any]:
+        """Every field by name, in order: `GeneratePublic`'s JSON. (`dataclasses.asdict`
+        deep-copies each value, a cost every answer would pay.)"""
+        return dict(self.__dict__)
+
+    @classmethod
+    def of(cls, record: RequestRecord, text: str, finish: FinishReason) -> GenerateResult:
+        """The answer of a finished request, from its record."""
+        info = record.model or NO_MODEL
+        ttft = record.ttft_s
+        return cls(
+            id=record.request_id,
+            model=info.name,
+            backend=info.backend,
+            version=info.version,
+            text=text,
+            intent=record.intent,
+            finish_reason=finish,
+            prompt_tokens=record.usage.prompt_tokens,
+            completion_tokens=record.usage.completion_tokens,
+            latency_ms=round(record.latency_s * 1000, 2),
+            ttft_ms=None if ttft is None else round(ttft * 1000, 2),
+            fallback_from=record.fallback_from,
+        )
+
+
+@dataclass(slots=True)  # one a delta: not frozen, for GenerateResult's reason
+class StreamEvent:
+    """A reply delta; the last event of a stream carries the whole result instead."""
+
+    id: str
+    delta: str = ""
+    result: GenerateResult | None = None
+    model: ModelInfo | None = None  # the model answering (the fallback, when it answers)

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from unittest.mock import ANY
+
+import httpx
+import pytest
+
+from app.serving.pipeline import Pipeline
+from app.settings import Settings
+from tests.conftest import ServiceFactory
+from tests.helpers import read_log
+
+pytestmark = pytest.mark.anyio
+ROW_FIELDS = [
+    "ts",
+    "type",
+    "request_id",
+    "model",
+    "backend",
+    "version",
+    "status",
+    "error_type",
+    "stream",
+    "latency_ms",
+    "ttft_ms",
+    "tpot_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_per_s",
+    "intent",
+    "label",
+    "cost_usd",
+    "fallback_from",
+    "api",
+    "user",
+]
+
+
+async def test_one_row_per_request_and_a_summary_every_n(
+    client: httpx.AsyncClient, settings: Settings, pipeline: Pipeline
+) -> None:
+    ids = []
+    for i in range(7):
+        body = {"prompt": f"card question {i}", "max_tokens": 6, "stream": i % 2 == 1}
+        response = await client.post("/generate", json=body)
+        assert response.status_code == 200
+        ids.append(response.json()["id"] if i % 2 == 0 else response.text.split('"id":"')[1][:28])
+    rows = read_log(settings, pipeline)
+    assert [r["type"] for r in rows] == ["request"] * 5 + ["summary"] + ["request"] * 2
+    requests = [r for r in rows if r["type"] == "request"]
+    assert [r["request_id"] for r in requests] == ids
+    assert [r["stream"] for r in requests] == [False, True, False, True, False, True, False]
+    for row in requests:
+        assert list(row) == ROW_FIELDS
+        assert row["status"] == "ok"
+        assert row["model"] == "custom"
+        assert row["completion_tokens"] <= 6
+        assert row["ts"].endswith("Z")
+    summary = rows[5]
+    assert summary == {
+        "ts": ANY,
+        "type": "summary",
+        "models": {
+            "custom": {
+                "count": 5,
+                "p50_ms": ANY,
+                "p95_ms": ANY,
+                "p99_ms": ANY,
+                "mean_tokens_per_s": ANY,
+                "error_rate": 0.0,
+                "refused": 0,
+                "mean_cost_usd": 0.0,
+                "labelled": 0,
+                "accuracy": None,
+            }
+        },
+        "fastest_model": "custom",
+        "recommended_model": "custom",
+        "recommendation": ANY,
+    }
+    assert summary["recommendation"].startswith(
+        "Use custom, on speed alone (no labelled requests to judge accuracy by): the only model"
+    )
+
+
+async def test_summary_route_gives_the_per_model_figures(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    await client.post("/generate", json={"prompt": "hi", "max_tokens": 4})
+    await client.post("/switch", json={"model": "echo"}, headers=admin)
+    await client.post("/generate", json={"prompt": "hi"})
+    response = await client.get("/benchmarks/summary")
+    body = response.json()
+    assert response.status_code == 200
+    assert body == {
+        "models": {
+            "custom": {
+                "count": 1,
+                "p50_ms": ANY,
+                "p95_ms": ANY,
+                "p99_ms": ANY,
+                "mean_tokens_per_s": ANY,
+                "error_rate": 0.0,
+                "refused": 0,
+                "mean_cost_usd": 0.0,
+                "labelled": 0,
+                "accuracy": None,
+            },
+            "echo": {
+                "count": 1,
+                "p50_ms": ANY,
+                "p95_ms": ANY,
+                "p99_ms": ANY,
+                "mean_tokens_per_s": ANY,
+                "error_rate": 0.0,
+                "refused": 0,
+                "mean_cost_usd": 0.0,
+                "labelled": 0,
+                "accuracy": None,
+            },
+        },
+        "fastest_model": ANY,
+        "recommended_model": "custom",  # never echo, however fast
+        "recommendation": ANY,
+    }
+    # which one is faster is for benchmarks to say; the summary must name the lower median
+    figures = body["models"]
+    assert body["fastest_model"] == min(figures, key=lambda m: figures[m]["p50_ms"])
+
+
+async def test_the_log_never_holds_the_prompt_or_the_reply(service: ServiceFactory) -> None:
+    async with service(active_model="echo") as (_, client, pipeline):
+        body = {"prompt": "SECRET-4111 my card", "max_tokens": 20}
+        answer = (await client.post("/generate", json=body)).json()
+        rows = read_log(pipeline.settings, pipeline)
+    text = pipeline.settings.benchmark_log.read_text()
+    reply = "This is the echo model. It answers the same words to every prompt."
+    assert (len(rows), rows[0]["status"], answer["text"]) == (1, "ok", reply)
+    assert "SECRET-4111" not in text
+    assert reply not in text
