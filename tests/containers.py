@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PACKAGES = "python3.11,python3-pip,passwd,ca-certificates"
 _BASE_DOCKERFILE = """\

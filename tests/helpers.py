@@ -24,6 +24,8 @@ from app.serving.pipeline import Pipeline
 from app.settings import Settings
 from app.telemetry.pseudonyms import Pseudonyms
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+
 # Banking77 (CC-BY-4.0) is read from beside the repo, as a user's own data would be; never copied.
 BANKING77_DIR = Path(
     os.environ.get("BANKING77_DIR", Path(__file__).resolve().parents[2] / "shared/data/banking77")

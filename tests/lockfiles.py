@@ -8,7 +8,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 LOCKS = ROOT / "requirements"
 
 

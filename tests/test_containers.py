@@ -17,7 +17,6 @@ import yaml
 
 from app.banking.intents import IntentSet
 from tests.containers import (
-    ROOT,
     base_image,
     build_cpu_image,
     docker,
@@ -28,6 +27,7 @@ from tests.containers import (
 )
 from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import ASK, REPLY_TEXT, FakeGemini
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.docker
 USER, ADMIN = "container-user-key-0123", "container-admin-key-0123"

@@ -22,10 +22,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Served
-from tests.helpers import USER_KEY
+from tests.helpers import ROOT, USER_KEY
 from tests.prometheus import prometheus_at
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "docker" / "grafana" / "dashboards" / "bankllm.json"
 SERVICES = {"custom": "bankllm-custom", "gemini": "bankllm-gemini", "qlora": "bankllm-qlora"}

@@ -27,9 +27,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.helpers import ROOT
 from tests.lockfiles import pins
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile.gpu"
 IMAGE_PYTHON = "python3.12"  # vllm/vllm-openai images run Python 3.12
 

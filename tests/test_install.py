@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from tests.access_walk import faults, walk
-from tests.lockfiles import LOCKS, ROOT, installed, pins
+from tests.helpers import ROOT
+from tests.lockfiles import LOCKS, installed, pins
 from tests.process import service_process
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.lockfiles import LOCKS, ROOT, installed, pins
+from tests.helpers import ROOT
+from tests.lockfiles import LOCKS, installed, pins
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # which extras each lock resolves (the Makefile's `lock` target)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -14,10 +13,9 @@ from pydantic import ValidationError
 
 from app.settings import PUBLISHED_KEYS, get_settings
 from tests.conftest import ServiceFactory, SettingsFactory
-from tests.helpers import ADMIN_KEY, USER_KEY, client_of, error_body, read_log
+from tests.helpers import ADMIN_KEY, ROOT, USER_KEY, client_of, error_body, read_log
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parents[1]
 OPEN = {"/health", "/health/live", "/metrics", "/openapi.json", "/docs", "/redoc"}
 MISSING_KEY = "missing API key: send `Authorization: Bearer <key>`"
 

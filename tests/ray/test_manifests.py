@@ -3,7 +3,6 @@ application in them builds through app.ray.app:build into the deployment they me
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,8 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from app.ray.app import HEADROOM, build
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 RAYSERVICE = ROOT / "deploy" / "kuberay" / "rayservice.yaml"
 
 

@@ -18,12 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.ray.app import Scale
 from app.telemetry.logfiles import read_log
 from tests.conftest import SettingsFactory
-from tests.helpers import USER_KEY, openai_client, parse_sse
+from tests.helpers import ROOT, USER_KEY, openai_client, parse_sse
 from tests.prometheus import prometheus_at
 from tests.ray.conftest import deployed, fleet, until
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parents[2]
 USER = {"Authorization": f"Bearer {USER_KEY}"}
 LONG = {"prompt": "tell me everything", "max_tokens": 4000}  # seconds of custom-slow
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.backends.custom.gpt.kernels import COMPLETE, compile_in, kernel_folder
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 def test_the_folder_is_the_services_own_and_per_torch_release(
