@@ -8,7 +8,6 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import BodyTimeout, PayloadTooLarge
-from app.serving import timeouts
 
 
 class BodyLimits:
@@ -42,7 +41,7 @@ class BodyLimits:
             if whole:
                 return await receive()
             try:
-                async with timeouts.timeout_at(by):
+                async with asyncio.timeout_at(by):
                     message = await receive()
             except TimeoutError:
                 raise BodyTimeout(self.timeout_s) from None

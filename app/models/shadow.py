@@ -160,9 +160,9 @@ class Shadow:
         both = live.status == "ok" and answer.status == "ok"
         agree = both and live.intent is not None and live.intent == answer.intent
         metrics = self._metrics
-        metrics.shadow_requests.labels(info.name, answer.status).inc()
+        metrics.shadow.requests.labels(info.name, answer.status).inc()
         if both:
-            metrics.shadow_agreement.labels(info.name, str(agree).lower()).inc()
+            metrics.shadow.agreement.labels(info.name, str(agree).lower()).inc()
         assert live.model is not None
         self._log.append(
             {
@@ -199,7 +199,7 @@ class Shadow:
 
     def _drop(self, reason: str, shadow: str | None = None) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        self._metrics.shadow_dropped.labels(shadow or self.model or "none", reason).inc()
+        self._metrics.shadow.dropped.labels(shadow or self.model or "none", reason).inc()
 
     async def _answer_queued(self) -> None:
         """Answer the queue in batches: up to SHADOW_CONCURRENCY samples, gathered for at most
@@ -263,7 +263,7 @@ class Shadow:
             logger.exception("the shadow %s failed", mirror.loaded.name)
             status, error_type = "upstream_error", InternalError().type
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        self._metrics.shadow_latency.labels(mirror.loaded.name).observe(latency_ms / 1000)
+        self._metrics.shadow.latency.labels(mirror.loaded.name).observe(latency_ms / 1000)
         if cost:
             day, spent = self._spent
             self._spent = (day, spent + cost) if day == _today() else (_today(), cost)

@@ -8,7 +8,6 @@ from types import TracebackType
 from typing import TypeVar
 
 from app.errors import GenerationTimeout, ServiceError
-from app.serving import timeouts
 
 T = TypeVar("T")
 
@@ -16,7 +15,7 @@ T = TypeVar("T")
 class Deadline:
     """Bounds every wait of a request. A stream's waits are bounded one by one (between them
     the caller sends bytes, which the deadline must not cut); a whole answer read in one go
-    enters it once (`async with deadline:`), and its waits then cost no timer each.
+    is bounded once (`async with deadline:`).
 
     `cut(error)` brings the deadline to now (a stop whose grace ran out): the wait in progress,
     or the next one, ends, and `error()` is then that error."""
@@ -24,20 +23,19 @@ class Deadline:
     def __init__(self, timeout_s: float):
         self.timeout_s = timeout_s
         self.at = asyncio.get_running_loop().time() + timeout_s
-        self._whole: timeouts.Timeout | None = None
-        self._wait: timeouts.Timeout | None = None  # the stream's wait in progress
+        self._whole: asyncio.Timeout | None = None
+        self._wait: asyncio.Timeout | None = None  # the stream's wait in progress
         self._cut: ServiceError | None = None
 
     def bound(self, awaitable: Awaitable[T]) -> Awaitable[T]:
         """`awaitable` within the deadline: TimeoutError when it passes. Inside `async with
-        deadline:` it is `awaitable` itself (the whole answer's timer bounds it), so a whole
-        answer's pieces cost no frame each."""
+        deadline:` it is `awaitable` itself: the whole answer's timeout bounds it already."""
         if self._whole is not None:
             return awaitable
         return self._bounded(awaitable)
 
     async def _bounded(self, awaitable: Awaitable[T]) -> T:
-        async with timeouts.timeout_at(self.at) as self._wait:
+        async with asyncio.timeout_at(self.at) as self._wait:
             try:
                 return await awaitable
             finally:
@@ -67,9 +65,8 @@ class Deadline:
         return GenerationTimeout(f"no answer within REQUEST_TIMEOUT_S={self.timeout_s:g} s")
 
     async def __aenter__(self) -> Deadline:
-        """One timer for everything awaited inside; GenerationTimeout when it fires. (A class,
-        not a generator-based context manager: it runs once per request.)"""
-        self._whole = timeouts.timeout_at(self.at)
+        """One timeout for everything awaited inside; GenerationTimeout when it fires."""
+        self._whole = asyncio.timeout_at(self.at)
         await self._whole.__aenter__()
         return self
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections import deque
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from app.telemetry.clock import utc_now
-from app.telemetry.handoff import Handoff
 from app.telemetry.lines import Line, encode
 from app.telemetry.logfiles import read_log, read_rows
 from app.telemetry.shadow_stats import shadow_summary
@@ -25,10 +25,6 @@ WINDOW = 100_000  # newest request rows kept in memory for summaries
 SUMMARY_FRESH_S = 2.0
 WARN_EVERY_S = 60.0  # while rows are dropped, one warning a minute
 BATCH = 1024  # rows at most in one write
-# How long the woken writer waits for more rows to join its write. Each write is a few times
-# the writer takes the interpreter back, and under load each such time the requests wait until
-# the OS gives it a core: a write every 50 ms, not every 5, is a tenth of those waits.
-LINGER_S = 0.05
 _STOP = threading.Event()  # put last by close; like a flush's mark, set once written
 
 
@@ -71,7 +67,7 @@ class BenchmarkLog:
         self._warned_at = -WARN_EVERY_S
         self._dropped_since_warning = 0
         self._inode: int | None = None
-        self._rows: Handoff[Line | threading.Event] = Handoff(LINGER_S)
+        self._rows: queue.Queue[Line | threading.Event] = queue.Queue()
         self._samples = SampleWindow(WINDOW)
         self._shadows: deque[dict[str, Any]] = deque(maxlen=WINDOW)  # the newest shadow rows
         self._lock = threading.Lock()
@@ -121,7 +117,7 @@ class BenchmarkLog:
         with self._running:  # a mark goes in only ahead of the stop, so it is always set
             if self._thread is None:
                 return
-            self._rows.put(mark, urgent=True)
+            self._rows.put(mark)
         mark.wait()
 
     def wait_written(self, requests: int, timeout_s: float) -> bool:
@@ -154,16 +150,26 @@ class BenchmarkLog:
         with self._running:
             thread, self._thread = self._thread, None
             if thread is not None:
-                self._rows.put(_STOP, urgent=True)
+                self._rows.put(_STOP)
         if thread is not None:
             thread.join()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
+    def _take(self) -> list[Line | threading.Event]:
+        """Wait for a row, then take whatever else waits (up to BATCH) into the same write."""
+        batch = [self._rows.get()]
+        while len(batch) < BATCH:
+            try:
+                batch.append(self._rows.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
     def _run(self) -> None:
         while True:
-            batch = self._rows.take(BATCH)  # whatever else waits goes out in the same write
+            batch = self._take()
             lines = [line for line in batch if not isinstance(line, threading.Event)]
             try:
                 if lines:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-import pydantic_core
-
 from app.telemetry.summary import Sample
 
 
@@ -28,10 +26,5 @@ class Line(NamedTuple):
 
 
 def encode(row: dict[str, Any]) -> bytes:
-    """One line of JSON. pydantic-core writes it 4x faster than `json`; a line where it may
-    have written NaN or Infinity (which JSON has not) is written by `json` instead, which
-    refuses such a number and keeps such a word within a string."""
-    line = pydantic_core.to_json(row, inf_nan_mode="constants")
-    if b"NaN" in line or b"Infinity" in line:
-        line = json.dumps(row, separators=(",", ":"), allow_nan=False).encode()
-    return line + b"\n"
+    """One line of JSON; a NaN or an infinity (which JSON has not) raises ValueError."""
+    return json.dumps(row, separators=(",", ":"), allow_nan=False).encode() + b"\n"

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from app.telemetry.tallies import LATENCY_BUCKETS, ModelTally, PerModel
+from app.backends.protocol import Usage
+
+# 5 ms to 120 s: a CPU model and a cloud API on one scale.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# 0.5 ms to 2 s per output token.
+TPOT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+MODEL_LABELS = ("model", "backend")
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._tallies: dict[tuple[str, str], ModelTally] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        r.register(PerModel(self._tallies))  # the series every request writes (tallies.py)
+        self.per_model = PerModelMetrics(r)
+        self.shadow = ShadowMetrics(r)
         self.switch_latency = Histogram(
             "bankllm_model_switch_seconds",
             "Time to load and warm up the model switched to.",
@@ -57,31 +63,6 @@ class Metrics:
             ["api"],
             registry=r,
         )
-        self.shadow_requests = Counter(
-            "bankllm_shadow_requests_total",
-            "Mirrored requests the shadow model answered, by its outcome.",
-            ("shadow", "status"),
-            registry=r,
-        )
-        self.shadow_agreement = Counter(
-            "bankllm_shadow_agreement_total",
-            "Mirrored requests both models answered, by whether their intents agree.",
-            ("shadow", "agree"),
-            registry=r,
-        )
-        self.shadow_dropped = Counter(
-            "bankllm_shadow_dropped_total",
-            "Sampled requests not mirrored (reason: queue_full|cost_cap|replaced|stopped).",
-            ("shadow", "reason"),
-            registry=r,
-        )
-        self.shadow_latency = Histogram(
-            "bankllm_shadow_latency_seconds",
-            "Time the shadow model took to answer a mirrored request.",
-            ("shadow",),
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
         self.queue_depth = Gauge(
             "bankllm_queue_depth", "Requests waiting for a generation slot.", registry=r
         )
@@ -92,12 +73,9 @@ class Metrics:
             registry=r,
         )
 
-    def series(self, model: str, backend: str) -> ModelTally:
-        """The model's per-model series (made on first use)."""
-        found = self._tallies.get((model, backend))
-        if found is None:
-            found = self._tallies[(model, backend)] = ModelTally()
-        return found
+    def series(self, model: str, backend: str) -> ModelSeries:
+        """The model's children of the per-model metrics (made on first use)."""
+        return self.per_model.series(model, backend)
 
     def set_active(self, model: str, backend: str, version: str) -> None:
         for labels in list(self._active_labels()):
@@ -110,3 +88,122 @@ class Metrics:
             for metric in self.active_model.collect()
             for s in metric.samples
         ]
+
+
+class ShadowMetrics:
+    """What the shadow model does with the requests mirrored to it."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "bankllm_shadow_requests_total",
+            "Mirrored requests the shadow model answered, by its outcome.",
+            ("shadow", "status"),
+            registry=r,
+        )
+        self.agreement = Counter(
+            "bankllm_shadow_agreement_total",
+            "Mirrored requests both models answered, by whether their intents agree.",
+            ("shadow", "agree"),
+            registry=r,
+        )
+        self.dropped = Counter(
+            "bankllm_shadow_dropped_total",
+            "Sampled requests not mirrored (reason: queue_full|cost_cap|replaced|stopped).",
+            ("shadow", "reason"),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "bankllm_shadow_latency_seconds",
+            "Time the shadow model took to answer a mirrored request.",
+            ("shadow",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+
+class PerModelMetrics:
+    """The series every request writes, labelled by the model that answered it."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self._series: dict[tuple[str, str], ModelSeries] = {}
+        self.request_latency = Histogram(
+            "bankllm_request_latency_seconds",
+            "Time from arrival to the last byte of a request.",
+            MODEL_LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "bankllm_time_to_first_token_seconds",
+            "Time from arrival to the first output token.",
+            MODEL_LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "bankllm_time_per_output_token_seconds",
+            "Mean time per output token after the first.",
+            MODEL_LABELS,
+            buckets=TPOT_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "bankllm_requests",
+            "Generate requests by outcome.",
+            (*MODEL_LABELS, "status"),
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "bankllm_prompt_tokens", "Prompt tokens read.", MODEL_LABELS, registry=r
+        )
+        self.completion_tokens = Counter(
+            "bankllm_completion_tokens", "Tokens generated.", MODEL_LABELS, registry=r
+        )
+        self.cost_usd = Counter(
+            "bankllm_cost_usd", "Provider cost estimate, in US dollars.", MODEL_LABELS, registry=r
+        )
+        self.in_flight = Gauge(
+            "bankllm_requests_in_flight", "Requests generating now.", MODEL_LABELS, registry=r
+        )
+
+    def series(self, model: str, backend: str) -> ModelSeries:
+        """The model's children (made on first use)."""
+        found = self._series.get((model, backend))
+        if found is None:
+            found = self._series[(model, backend)] = ModelSeries(self, model, backend)
+        return found
+
+
+class ModelSeries:
+    """One model's children of the per-model metrics: what a finished request writes."""
+
+    def __init__(self, metrics: PerModelMetrics, model: str, backend: str) -> None:
+        self._requests = metrics.requests
+        self._labels = (model, backend)
+        self.latency = metrics.request_latency.labels(model, backend)
+        self.ttft = metrics.ttft.labels(model, backend)
+        self.tpot = metrics.tpot.labels(model, backend)
+        self.prompt_tokens = metrics.prompt_tokens.labels(model, backend)
+        self.completion_tokens = metrics.completion_tokens.labels(model, backend)
+        self.cost_usd = metrics.cost_usd.labels(model, backend)
+        self.in_flight = metrics.in_flight.labels(model, backend)
+
+    def count(
+        self,
+        status: str,
+        latency_s: float,
+        ttft_s: float | None,
+        tpot_s: float | None,
+        usage: Usage,
+    ) -> None:
+        """One finished request: its outcome, its times and its tokens."""
+        self._requests.labels(*self._labels, status).inc()
+        self.latency.observe(latency_s)
+        if ttft_s is not None:
+            self.ttft.observe(ttft_s)
+        if tpot_s is not None:
+            self.tpot.observe(tpot_s)
+        self.prompt_tokens.inc(usage.prompt_tokens)
+        self.completion_tokens.inc(usage.completion_tokens)
+        if usage.cost_usd:
+            self.cost_usd.inc(usage.cost_usd)

@@ -14,9 +14,8 @@ from app.banking.pii import PiiKind
 from app.errors import RequestStatus, ServiceError
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.clock import utc_now
-from app.telemetry.metrics import Metrics
+from app.telemetry.metrics import Metrics, ModelSeries
 from app.telemetry.pseudonyms import PER_PROCESS, Pseudonyms
-from app.telemetry.tallies import ModelTally
 
 _NO_USAGE = Usage(0, 0)
 NO_MODEL = ModelInfo("none", "none", "none")
@@ -79,7 +78,7 @@ class RequestRecord:
         self.intent: str | None = None
         self.label: str | None = None  # the intent an evaluation knows the prompt has
         self.fallback_from: str | None = None  # the remote model that failed before `model`
-        self._in_flight: ModelTally | None = None  # the series counting it in flight, meanwhile
+        self._in_flight: ModelSeries | None = None  # the series counting it in flight, meanwhile
         self._committed = False
 
     def by_user(self, user: str | None) -> None:
@@ -92,7 +91,7 @@ class RequestRecord:
         self._leave()
         self.model = info
         self._in_flight = self._ledger.metrics.series(info.name, info.backend)
-        self._in_flight.in_flight += 1
+        self._in_flight.in_flight.inc()
 
     def fell_back(self, failed: ModelInfo, error: ServiceError, to: ModelInfo) -> None:
         self._ledger.metrics.fallbacks.labels(failed.name, to.name, error.type).inc()
@@ -181,7 +180,7 @@ class RequestRecord:
 
     def _leave(self) -> None:
         if self._in_flight is not None:
-            self._in_flight.in_flight -= 1
+            self._in_flight.in_flight.dec()
             self._in_flight = None
 
     def _observe(self, info: ModelInfo, figures: _Figures) -> None:

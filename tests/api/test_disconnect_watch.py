@@ -1,4 +1,4 @@
-"""`cancel_on_disconnect` on its own: a watcher only for work that waits, and the client's
+"""`cancel_on_disconnect` on its own: a watcher that ends with the work, and the client's
 leaving told as ClientDisconnected."""
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ async def _ready() -> str:
     return "answer"
 
 
-async def test_work_ready_at_once_gets_no_watcher() -> None:
+async def test_work_ready_at_once_leaves_no_watcher_behind() -> None:
     before = asyncio.all_tasks()
     requests = [_request(asyncio.Event()) for _ in range(3)]
     answers = [await cancel_on_disconnect(r, _ready()) for r in requests]
-    await asyncio.sleep(0)  # the turn the watchers would have started on
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the cancelled watchers finish
     assert (answers, asyncio.all_tasks() - before) == (["answer"] * 3, set())
 
 
@@ -88,7 +87,7 @@ async def test_of_two_requests_in_one_turn_only_the_one_whose_client_left_is_can
     async def waits() -> str:
         nonlocal waiting
         waiting += 1
-        if waiting == 2:  # both watches were taken in the same turn: one callback starts both
+        if waiting == 2:  # both are waiting, each with its watcher
             leaves.set()
         await release.wait()
         return "answer"

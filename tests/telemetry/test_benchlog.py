@@ -151,8 +151,8 @@ def test_a_flush_while_the_log_closes_returns(
         go_on.wait(60)
         return real_write(fd, data)
 
-    def put(item: Any, *, urgent: bool = False) -> None:
-        real_put(item, urgent=urgent)
+    def put(item: Any) -> None:
+        real_put(item)
         if item is _STOP:
             stopping.set()
 

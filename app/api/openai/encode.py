@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from app.backends.protocol import ModelInfo
-from app.serving.pipeline import GenerateResult
+from app.serving.pipeline import GenerateResult, StreamEvent
 
 Kind = Literal["chat", "completions"]
 _OBJECT = {"chat": "chat.completion", "completions": "text_completion"}
@@ -103,3 +103,32 @@ class Chunks:
         if self._usage:
             chunk["usage"] = None
         return chunk
+
+
+class ChunkEncoder:
+    """A stream's events as chunks: chat's role chunk before the first output, and with
+    `include_usage` the usage chunk after the last."""
+
+    def __init__(self, kind: Kind, created: int, include_usage: bool):
+        self._kind = kind
+        self._created = created
+        self._include_usage = include_usage
+        self._chunks: Chunks | None = None
+
+    def __call__(self, event: StreamEvent) -> list[dict[str, Any]]:
+        payloads = []
+        chunks = self._chunks
+        if chunks is None:
+            assert event.model is not None  # the first event names the model answering
+            chunks = self._chunks = Chunks(
+                self._kind, event.id, event.model, self._created, self._include_usage
+            )
+            if self._kind == "chat":
+                payloads.append(chunks.first())
+        if event.result is not None:
+            payloads.append(chunks.last(event.result))
+            if self._include_usage:
+                payloads.append(chunks.usage(event.result))
+        elif event.delta:
+            payloads.append(chunks.text(event.delta))
+        return payloads

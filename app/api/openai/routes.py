@@ -4,26 +4,22 @@ log rows; only the shapes differ."""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api._disconnect import cancel_on_disconnect
-from app.api._utils import EventStreamResponse, FastJSONResponse, sse
 from app.api.deps import CallerDep, PipelineDep
-from app.api.openai.encode import Chunks, Kind, completion
+from app.api.openai.encode import ChunkEncoder, Kind, completion
 from app.api.openai.errors import openai_body
 from app.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from app.api.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
-from app.errors import InternalError, InvalidRequest, ModelNotFound, ServiceError
-from app.serving.pipeline import Origin, Pipeline, StreamEvent
+from app.api.sse import EventStreamResponse, event_stream
+from app.errors import InvalidRequest, ModelNotFound
+from app.serving.pipeline import Origin, Pipeline
 
-logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
 APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 # In OpenAI's envelope; 400 (not 422) for a bad body; "4XX" also keeps FastAPI from adding its 422.
@@ -106,46 +102,10 @@ async def _answer(
     arguments: dict[str, Any],
     stream: bool | None,
     include_usage: bool,
-) -> FastJSONResponse | EventStreamResponse:
+) -> JSONResponse | EventStreamResponse:
     created = int(time.time())
     if not stream:
         result = await cancel_on_disconnect(request, pipeline.generate(**arguments))
-        return FastJSONResponse(completion(kind, result, created))
-    events = pipeline.stream(**arguments)
-    try:
-        # Errors before the first output keep their HTTP status; the first chunk waits for it.
-        first = await cancel_on_disconnect(request, anext(events))
-    except BaseException:
-        await events.aclose()
-        raise
-    return EventStreamResponse(_chunks(kind, first, events, created, include_usage), events)
-
-
-async def _chunks(
-    kind: Kind,
-    first: StreamEvent,
-    events: AsyncGenerator[StreamEvent, None],
-    created: int,
-    include_usage: bool,
-) -> AsyncIterator[str]:
-    assert first.model is not None
-    chunks = Chunks(kind, first.id, first.model, created, include_usage)
-    async with aclosing(events):
-        if kind == "chat":
-            yield sse(chunks.first())
-        event: StreamEvent | None = first
-        try:
-            while event is not None:
-                if event.result is not None:
-                    yield sse(chunks.last(event.result))
-                    if include_usage:
-                        yield sse(chunks.usage(event.result))
-                elif event.delta:
-                    yield sse(chunks.text(event.delta))
-                event = await anext(events, None)
-        except ServiceError as exc:  # after the first byte, an error travels as an event
-            yield sse(openai_body(exc))
-        except Exception:
-            logger.exception("stream failed")
-            yield sse(openai_body(InternalError()))
-        yield sse("[DONE]")
+        return JSONResponse(completion(kind, result, created))
+    encode = ChunkEncoder(kind, created, include_usage)
+    return await event_stream(request, pipeline.stream(**arguments), encode, openai_body)
