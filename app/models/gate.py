@@ -4,20 +4,18 @@ in-process on it. Each condition gets its figure and its verdict."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from app.backends.protocol import Adapter, Message, SamplingParams, collect
+from app.backends.protocol import Adapter, Message, SamplingParams
 from app.banking.corpus import Example, read_csv
-from app.banking.intents import IntentSet, IntentSplitter
+from app.banking.intents import IntentSet
 from app.banking.pii import Policy
-from app.errors import InvalidRequest, ServiceError
+from app.errors import InvalidRequest
 from app.evaluation.evaluate import Answer, EvalReport, evaluate
-from app.models.outbound import outbound
+from app.models.asking import ask_once
 
 EVAL_MAX_TOKENS = 64  # as `bankllm eval`'s default
 EVAL_CONCURRENCY = 4
@@ -104,21 +102,17 @@ async def evaluate_adapter(
     params = SamplingParams(max_tokens=EVAL_MAX_TOKENS, temperature=0.0)
 
     async def ask(text: str, label: str) -> Answer:
-        started = time.perf_counter()
-        try:
-            turns, sent = outbound((Message("user", text),), params, info, policy, None)
-            async with asyncio.timeout(timeout_s):
-                completion = await collect(adapter.stream(turns, sent))
-        except TimeoutError:
-            return Answer(None, "", 0.0, 0, info.name, info.backend, info.version, "timeout")
-        except ServiceError as exc:
-            return Answer(None, "", 0.0, 0, info.name, info.backend, info.version, exc.type)
-        splitter = IntentSplitter(intents)
-        reply = splitter.feed(completion.text) + splitter.finish()
-        latency_ms = (time.perf_counter() - started) * 1000
-        tokens = completion.usage.completion_tokens
+        conversation = (Message("user", text),)
+        r = await ask_once(adapter, conversation, params, intents, policy, timeout_s)
         return Answer(
-            splitter.intent, reply, latency_ms, tokens, info.name, info.backend, info.version
+            r.intent,
+            r.reply,
+            r.latency_ms,
+            r.completion_tokens,
+            info.name,
+            info.backend,
+            info.version,
+            r.error_type,
         )
 
     return await evaluate(

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from app.backends.protocol import Message, SamplingParams
+from app.models.asking import ModelReply
 from app.models.loaded import Loaded
 from app.telemetry.record import RequestRecord
-
-
-@dataclass(frozen=True)
-class Answered:
-    """What the shadow did with one mirrored request."""
-
-    status: str
-    error_type: str | None
-    intent: str | None
-    latency_ms: float
-    completion_tokens: int
-    cost_usd: float | None
 
 
 class Mirror:
@@ -38,7 +26,7 @@ class Mirror:
 
     def __init__(
         self,
-        settle: Callable[[Mirror, Answered], None],
+        settle: Callable[[Mirror, ModelReply], None],
         loaded: Loaded,
         record: RequestRecord,
         conversation: tuple[Message, ...],
@@ -49,7 +37,7 @@ class Mirror:
         self.record = record
         self.conversation = conversation
         self.params = params
-        self._answered: Answered | None = None
+        self._answered: ModelReply | None = None
         self._live_done = False
 
     def live_done(self) -> None:
@@ -57,7 +45,7 @@ class Mirror:
         self._live_done = True
         self._settle()
 
-    def answered(self, answer: Answered) -> None:
+    def answered(self, answer: ModelReply) -> None:
         self._answered = answer
         self._settle()
 

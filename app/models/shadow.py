@@ -7,19 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from app.backends.catalog import is_remote
 from app.backends.protocol import Message, ModelSpec, SamplingParams
-from app.banking.intents import IntentSet, IntentSplitter
+from app.banking.intents import IntentSet
 from app.banking.pii import Policy
-from app.errors import InternalError, ServiceError
+from app.models.asking import ModelReply, ask_once
 from app.models.loaded import Loaded, LoadedAdapters
-from app.models.mirror import Answered, Mirror
-from app.models.outbound import outbound
+from app.models.mirror import Mirror
 from app.settings import Settings
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.clock import utc_now
@@ -153,7 +151,7 @@ class Shadow:
             return None
         return mirror
 
-    def compared(self, mirror: Mirror, answer: Answered) -> None:
+    def compared(self, mirror: Mirror, answer: ModelReply) -> None:
         """Both sides are done: count and write the pair."""
         live = mirror.record
         info = mirror.loaded.adapter.info
@@ -235,40 +233,25 @@ class Shadow:
             and (self.spent_today_usd >= cap)
         )
 
-    async def _answer(self, mirror: Mirror) -> Answered:
+    async def _answer(self, mirror: Mirror) -> ModelReply:
         """The shadow's answer to a mirrored request, with the live request's parameters."""
-        started = time.perf_counter()
-        splitter = IntentSplitter(self._intents)
-        tokens, cost = 0, None
-        try:
-            async with mirror.loaded.lease() as adapter, asyncio.timeout(self._options.timeout_s):
-                turns, params = outbound(
-                    mirror.conversation,
-                    mirror.params,
-                    adapter.info,
-                    self._options.policy,
-                    mirror.record,
-                )
-                async for piece in adapter.stream(turns, params):
-                    splitter.feed(piece.text)
-                    if piece.usage is not None:
-                        tokens, cost = piece.usage.completion_tokens, piece.usage.cost_usd
-            splitter.finish()
-            status, error_type = "ok", None
-        except ServiceError as exc:
-            status, error_type = exc.outcome, exc.type
-        except TimeoutError:
-            status, error_type = "timeout", "timeout"
-        except Exception:  # a bug in the shadow's path must not stop its task
-            logger.exception("the shadow %s failed", mirror.loaded.name)
-            status, error_type = "upstream_error", InternalError().type
-        latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        self._metrics.shadow.latency.labels(mirror.loaded.name).observe(latency_ms / 1000)
-        if cost:
+        options = self._options
+        async with mirror.loaded.lease() as adapter:
+            reply = await ask_once(
+                adapter,
+                mirror.conversation,
+                mirror.params,
+                self._intents,
+                options.policy,
+                options.timeout_s,
+                mirror.record,
+            )
+        self._metrics.shadow.latency.labels(mirror.loaded.name).observe(reply.latency_ms / 1000)
+        if reply.cost_usd:
             day, spent = self._spent
-            self._spent = (day, spent + cost) if day == _today() else (_today(), cost)
-        intent = splitter.intent if status == "ok" else None
-        return Answered(status, error_type, intent, latency_ms, tokens, cost)
+            today = _today()
+            self._spent = (day, spent + reply.cost_usd) if day == today else (today, reply.cost_usd)
+        return reply
 
 
 def _today() -> str:
