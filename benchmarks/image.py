@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from tests.containers import (
-    ROOT,
     base_image,
     build_cpu_image,
     docker,
@@ -19,6 +18,7 @@ from tests.containers import (
     torch_wheel,
     until_healthy,
 )
+from tests.helpers import ROOT
 
 TAG = "bankllm:cpu-bench"
 

@@ -9,8 +9,8 @@ import httpx
 
 from app.banking.intents import IntentSet
 from app.errors import ServiceError
-from app.evaluation.evaluate import Answer, Ask
-from app.serving.pipeline import Origin, Pipeline
+from app.evaluation.evaluate import Ask, ExampleAnswer
+from app.serving.pipeline import Pipeline, RequestContext
 from app.settings import Settings
 
 
@@ -25,15 +25,15 @@ async def in_process(
         if pipeline.active is None:
             raise RuntimeError(f"model {model!r} could not be loaded (see the log above)")
 
-        async def ask(text: str, label: str) -> Answer:
+        async def ask(text: str, label: str) -> ExampleAnswer:
             try:
-                origin = Origin(label=label)
+                origin = RequestContext(label=label)
                 r = await pipeline.generate(
                     text, origin=origin, max_tokens=max_tokens, temperature=0.0
                 )
             except ServiceError as exc:
                 info = pipeline.active
-                return Answer(
+                return ExampleAnswer(
                     None,
                     "",
                     0.0,
@@ -43,7 +43,7 @@ async def in_process(
                     info.version if info else "?",
                     exc.type,
                 )
-            return Answer(
+            return ExampleAnswer(
                 r.intent, r.text, r.latency_ms, r.completion_tokens, r.model, r.backend, r.version
             )
 
@@ -66,14 +66,14 @@ async def over_http(
             if response.status_code != 200:
                 raise RuntimeError(f"could not switch {url} to {model!r}: {response.text}")
 
-        async def ask(text: str, label: str) -> Answer:
+        async def ask(text: str, label: str) -> ExampleAnswer:
             body = {"prompt": text, "max_tokens": max_tokens, "temperature": 0, "label": label}
             response = await client.post("/generate", json=body)
             if response.status_code != 200:
                 error = response.json().get("error", {}).get("type", str(response.status_code))
-                return Answer(None, "", 0.0, 0, model or active, "?", "?", error)
+                return ExampleAnswer(None, "", 0.0, 0, model or active, "?", "?", error)
             r = response.json()
-            return Answer(
+            return ExampleAnswer(
                 r["intent"],
                 r["text"],
                 r["latency_ms"],

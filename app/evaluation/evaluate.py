@@ -19,7 +19,7 @@ from app.telemetry.summary import percentile
 
 
 @dataclass(frozen=True)
-class Answer:
+class ExampleAnswer:
     intent: str | None
     text: str
     latency_ms: float
@@ -30,7 +30,7 @@ class Answer:
     error: str | None = None  # the error type when the request failed
 
 
-Ask = Callable[[str, str], Awaitable[Answer]]  # (text, its known intent) -> the answer
+Ask = Callable[[str, str], Awaitable[ExampleAnswer]]  # (text, its known intent) -> the answer
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ async def evaluate(
     slots = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(examples), desc="eval", unit="ex", disable=not progress)
 
-    async def one(example: Example) -> Answer:
+    async def one(example: Example) -> ExampleAnswer:
         async with slots:
             answer = await ask(example.text, example.category)
         bar.update(1)

@@ -14,7 +14,7 @@ from app.banking.corpus import Example, read_csv
 from app.banking.intents import IntentSet
 from app.banking.pii import Policy
 from app.errors import InvalidRequest
-from app.evaluation.evaluate import Answer, EvalReport, evaluate
+from app.evaluation.evaluate import EvalReport, ExampleAnswer, evaluate
 from app.models.asking import ask_once
 
 EVAL_MAX_TOKENS = 64  # as `bankllm eval`'s default
@@ -101,10 +101,10 @@ async def evaluate_adapter(
     info = adapter.info
     params = SamplingParams(max_tokens=EVAL_MAX_TOKENS, temperature=0.0)
 
-    async def ask(text: str, label: str) -> Answer:
+    async def ask(text: str, label: str) -> ExampleAnswer:
         conversation = (Message("user", text),)
         r = await ask_once(adapter, conversation, params, intents, policy, timeout_s)
-        return Answer(
+        return ExampleAnswer(
             r.intent,
             r.reply,
             r.latency_ms,

@@ -72,7 +72,7 @@ class ReplicaState:
         return state
 
 
-class Desired:
+class DesiredModel:
     """Decorated with `ray.remote` where it is started (app.ray.fleet), so this module stays a
     plain class for the type checker and for reading."""
 

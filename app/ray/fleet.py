@@ -18,7 +18,7 @@ from ray.exceptions import RayError
 
 from app.errors import ServiceError, SwitchIncomplete, SwitchInProgress
 from app.models.switching import ReplicaSwitch, SwitchResult
-from app.ray.desired import NAMESPACE, POLL_S, Desired, actor_name, switch_token
+from app.ray.desired import NAMESPACE, POLL_S, DesiredModel, actor_name, switch_token
 from app.serving.pipeline import Pipeline
 from app.settings import Settings
 
@@ -26,10 +26,10 @@ logger = logging.getLogger(__name__)
 RECONNECT_S = 1.0  # after the desired-model actor failed a poll (it is restarted by Ray)
 
 
-def desired_actor(app: str, token: str) -> ActorHandle[Desired]:
+def desired_actor(app: str, token: str) -> ActorHandle[DesiredModel]:
     """The application's desired-model actor, started on first use (taking switches with
     `token`); Ray restarts it whenever it dies, and it reads its state back from the KV store."""
-    remote = ray.remote(Desired)
+    remote = ray.remote(DesiredModel)
     handle = remote.options(
         name=actor_name(app),
         namespace=NAMESPACE,
@@ -39,7 +39,7 @@ def desired_actor(app: str, token: str) -> ActorHandle[Desired]:
         max_task_retries=-1,
         num_cpus=0,
     ).remote(app, token)
-    return cast("ActorHandle[Desired]", handle)
+    return cast("ActorHandle[DesiredModel]", handle)
 
 
 def fleet_token(settings: Settings, app: str) -> str:

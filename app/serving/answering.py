@@ -17,7 +17,7 @@ from app.telemetry.record import RequestRecord
 logger = logging.getLogger(__name__)
 
 
-class Answer:
+class ModelStream:
     """A model's stream, its first piece awaited. Leaving it closes the stream, then ends the
     lease on the model that answered when it was leased here (the fallback). A class, not an
     exit stack: one a request, on the hot path."""
@@ -31,7 +31,7 @@ class Answer:
         self.first = first
         self._leased = leased
 
-    async def __aenter__(self) -> Answer:
+    async def __aenter__(self) -> ModelStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -69,7 +69,7 @@ async def open_answer(
     policy: Policy,
     deadline: Deadline,
     record: RequestRecord,
-) -> Answer:
+) -> ModelStream:
     """Start a stream and await its first piece: the first of `answering` (the active model,
     held), or, when a remote model fails before it, the next one's (a loaded one is leased
     until the answer is left). Each model gets the turns CLOUD_PII_POLICY lets it have."""
@@ -90,7 +90,7 @@ async def open_answer(
                 record.fell_back(active, failure, adapter.info)
             pieces = adapter.stream(*outbound(conversation, params, adapter.info, policy, record))
             try:
-                return Answer(pieces, await deadline.bound(anext(pieces, None)), leased)
+                return ModelStream(pieces, await deadline.bound(anext(pieces, None)), leased)
             except BaseException:
                 await pieces.aclose()
                 raise

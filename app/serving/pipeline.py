@@ -37,17 +37,17 @@ from app.serving.deadline import Deadline
 from app.serving.drain import Drain
 from app.serving.limits import Limits
 from app.serving.quotas import Grant, Quotas
-from app.serving.results import GenerateResult, Origin, StreamEvent
+from app.serving.results import GenerateResult, RequestContext, StreamEvent
 from app.settings import Settings
 from app.telemetry.audit import OPEN, Audit
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
 from app.telemetry.pseudonyms import Pseudonyms, warn_if_per_process
-from app.telemetry.record import Ledger
+from app.telemetry.record import RecordSinks
 
-__all__ = ["GenerateResult", "ModelStatus", "Origin", "Pipeline", "StreamEvent"]
+__all__ = ["GenerateResult", "ModelStatus", "Pipeline", "RequestContext", "StreamEvent"]
 logger = logging.getLogger(__name__)
-GENERATE = Origin()
+GENERATE = RequestContext()
 
 
 class Pipeline:
@@ -72,7 +72,7 @@ class Pipeline:
         self.log = log or BenchmarkLog(
             settings.benchmark_log, settings.benchmark_every, self.metrics.log_write_errors.inc
         )
-        self._ledger = Ledger(
+        self._ledger = RecordSinks(
             self.metrics,
             self.log,
             lambda: self._model.info,
@@ -159,7 +159,7 @@ class Pipeline:
         prompt: str | None = None,
         *,
         messages: Sequence[Message] | None = None,
-        origin: Origin = GENERATE,
+        origin: RequestContext = GENERATE,
         **options: Any,
     ) -> GenerateResult:
         """One whole answer; arguments as in `stream`."""
@@ -177,7 +177,7 @@ class Pipeline:
         prompt: str | None = None,
         *,
         messages: Sequence[Message] | None = None,
-        origin: Origin = GENERATE,
+        origin: RequestContext = GENERATE,
         **options: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Reply deltas, then one event with the result. A `prompt` is one user turn, or give
@@ -233,7 +233,7 @@ class Pipeline:
         info = self._model.info
         return info is not None and is_remote(info.backend)
 
-    def _known_label(self, origin: Origin) -> str:
+    def _known_label(self, origin: RequestContext) -> str:
         assert origin.label is not None
         if not origin.may_label:
             raise Forbidden(
@@ -251,7 +251,7 @@ class Pipeline:
         self,
         prompt: str | None,
         messages: Sequence[Message] | None,
-        origin: Origin,
+        origin: RequestContext,
         options: dict[str, Any],
         streamed: bool,
         deadline: Deadline,

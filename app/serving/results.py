@@ -10,7 +10,7 @@ from app.telemetry.record import NO_MODEL, RequestRecord
 
 
 @dataclass(frozen=True, slots=True)
-class Origin:
+class RequestContext:
     """Where a request comes from: the API it used, the model it named (None: whichever is
     active), its caller's `user` id (kept in the row as a pseudonym, never as given), the
     intent it is known to have (an evaluation's label, recorded for scoring), and whether its

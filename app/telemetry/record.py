@@ -27,7 +27,7 @@ def new_request_id() -> str:
 
 
 @dataclass(frozen=True)
-class Ledger:
+class RecordSinks:
     """Where records go. `attributed` names the model a request is counted against before it
     reached one (a 401, a full queue): the active model."""
 
@@ -62,7 +62,7 @@ class RequestRecord:
         "user",
     )
 
-    def __init__(self, ledger: Ledger, stream: bool, api: str):
+    def __init__(self, ledger: RecordSinks, stream: bool, api: str):
         self._ledger = ledger
         self.stream = stream
         self.api = api  # generate | chat | completions: the route it came through

@@ -8,7 +8,7 @@ import pytest
 from app.banking.corpus import Example, write_csv
 from app.banking.intents import IntentSet
 from app.cli import main
-from app.evaluation.evaluate import Answer, evaluate
+from app.evaluation.evaluate import ExampleAnswer, evaluate
 from app.settings import Settings
 from tests.conftest import Served, SettingsFactory
 from tests.helpers import ADMIN_KEY, EVAL_KEY, USER_KEY
@@ -117,12 +117,14 @@ def test_eval_over_http_switches_the_service_first(
 async def test_evaluate_scores_intents_replies_failures_and_speed() -> None:
     intents = IntentSet.load()
     answers = {
-        "a": Answer("card_arrival", intents.intents["card_arrival"].reply, 10.0, 40, "m", "b", "v"),
-        "b": Answer("card_arrival", "something else", 30.0, 20, "m", "b", "v"),
-        "c": Answer(None, "", 0.0, 0, "m", "b", "v", error="timeout"),
+        "a": ExampleAnswer(
+            "card_arrival", intents.intents["card_arrival"].reply, 10.0, 40, "m", "b", "v"
+        ),
+        "b": ExampleAnswer("card_arrival", "something else", 30.0, 20, "m", "b", "v"),
+        "c": ExampleAnswer(None, "", 0.0, 0, "m", "b", "v", error="timeout"),
     }
 
-    async def ask(text: str, label: str) -> Answer:
+    async def ask(text: str, label: str) -> ExampleAnswer:
         return answers[text]
 
     examples = [

@@ -10,16 +10,16 @@ from app.errors import QueueFull, UpstreamTimeout
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.logfiles import read_rows
 from app.telemetry.metrics import Metrics
-from app.telemetry.record import Ledger
+from app.telemetry.record import RecordSinks
 
 ACTIVE = ModelInfo("custom", "custom", "v1")
 CLOUD = ModelInfo("gemini", "gemini", "gemini-2.5-flash")
 
 
-def _ledger(tmp_path: Path, latencies: list[float]) -> tuple[Ledger, Metrics, BenchmarkLog]:
+def _ledger(tmp_path: Path, latencies: list[float]) -> tuple[RecordSinks, Metrics, BenchmarkLog]:
     metrics, log = Metrics(), BenchmarkLog(tmp_path / "log.jsonl", every=100)
     log.start()
-    return Ledger(metrics, log, lambda: ACTIVE, latencies.append), metrics, log
+    return RecordSinks(metrics, log, lambda: ACTIVE, latencies.append), metrics, log
 
 
 def _value(metrics: Metrics, name: str, **labels: str) -> float | None:

@@ -9,13 +9,13 @@ from typing import Any, Literal
 from app.backends.protocol import ModelInfo
 from app.serving.pipeline import GenerateResult, StreamEvent
 
-Kind = Literal["chat", "completions"]
+OpenAIEndpoint = Literal["chat", "completions"]
 _OBJECT = {"chat": "chat.completion", "completions": "text_completion"}
 _CHUNK = {"chat": "chat.completion.chunk", "completions": "text_completion"}
 _PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
 
 
-def response_id(kind: Kind, request_id: str) -> str:
+def response_id(kind: OpenAIEndpoint, request_id: str) -> str:
     """OpenAI's id for our request id (`gen-…`), so a response and its log row correlate."""
     return _PREFIX[kind] + request_id.removeprefix("gen-")
 
@@ -41,7 +41,7 @@ def bankllm(result: GenerateResult) -> dict[str, Any]:
     }
 
 
-def completion(kind: Kind, result: GenerateResult, created: int) -> dict[str, Any]:
+def completion(kind: OpenAIEndpoint, result: GenerateResult, created: int) -> dict[str, Any]:
     """The whole answer."""
     choice: dict[str, Any] = {"index": 0}
     if kind == "chat":
@@ -65,7 +65,12 @@ class Chunks:
     """The chunks of one streamed answer: the same id, created and model on each."""
 
     def __init__(
-        self, kind: Kind, request_id: str, model: ModelInfo, created: int, usage: bool = False
+        self,
+        kind: OpenAIEndpoint,
+        request_id: str,
+        model: ModelInfo,
+        created: int,
+        usage: bool = False,
     ):
         self._kind = kind
         self._usage = usage  # with include_usage, OpenAI puts `usage: null` on every chunk
@@ -109,7 +114,7 @@ class ChunkEncoder:
     """A stream's events as chunks: chat's role chunk before the first output, and with
     `include_usage` the usage chunk after the last."""
 
-    def __init__(self, kind: Kind, created: int, include_usage: bool):
+    def __init__(self, kind: OpenAIEndpoint, created: int, include_usage: bool):
         self._kind = kind
         self._created = created
         self._include_usage = include_usage

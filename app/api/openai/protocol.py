@@ -24,16 +24,16 @@ _ROLES: dict[str, Role] = {
 _NON_EMPTY = {"type": "string", "minLength": 1}
 
 
-class _Lenient(BaseModel):
+class _OpenAIBody(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)  # unknown fields ignored, types exact
 
 
-class ContentPart(_Lenient):
+class ContentPart(_OpenAIBody):
     type: str = Field(json_schema_extra={"const": "text"})
     text: str  # a part without text is refused
 
 
-class ChatMessageIn(_Lenient):
+class ChatMessageIn(_OpenAIBody):
     role: str = Field(
         description="system and developer turns only where the deployment sets "
         "ALLOW_SYSTEM_TURNS=true (400 otherwise): the bank's system prompt instructs the model",
@@ -62,11 +62,11 @@ class ChatMessageIn(_Lenient):
         return Message(_ROLES[self.role], content or "")
 
 
-class StreamOptions(_Lenient):
+class StreamOptions(_OpenAIBody):
     include_usage: bool | None = None
 
 
-class _Sampling(_Lenient):
+class _Sampling(_OpenAIBody):
     model: str | None = None
     max_tokens: JsonInt | None = Field(None, json_schema_extra={"minimum": 1})
     temperature: float | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 2})

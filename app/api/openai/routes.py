@@ -12,13 +12,13 @@ from fastapi.responses import JSONResponse
 
 from app.api._disconnect import cancel_on_disconnect
 from app.api.deps import CallerDep, PipelineDep
-from app.api.openai.encode import ChunkEncoder, Kind, completion
+from app.api.openai.encode import ChunkEncoder, OpenAIEndpoint, completion
 from app.api.openai.errors import openai_body
 from app.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from app.api.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
 from app.api.sse import EventStreamResponse, event_stream
 from app.errors import InvalidRequest, ModelNotFound
-from app.serving.pipeline import Origin, Pipeline
+from app.serving.pipeline import Pipeline, RequestContext
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 APIS: dict[str, str] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
@@ -42,7 +42,7 @@ async def chat_completions(
         except InvalidRequest as exc:
             pipeline.refuse(exc, "chat")
             raise
-    origin = Origin("chat", body.model, body.user, key=caller.key_id)
+    origin = RequestContext("chat", body.model, body.user, key=caller.key_id)
     arguments = {"messages": body.conversation(), "origin": origin, **body.chat_options()}
     return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)
 
@@ -52,7 +52,7 @@ async def completions(
     body: CompletionRequest, request: Request, pipeline: PipelineDep, caller: CallerDep
 ) -> JSONResponse | EventStreamResponse:
     """A text completion, whole or streamed, in OpenAI's shape."""
-    origin = Origin("completions", body.model, body.user, key=caller.key_id)
+    origin = RequestContext("completions", body.model, body.user, key=caller.key_id)
     arguments = {"prompt": body.text(), "origin": origin, **body.options()}
     return await _answer(
         "completions", pipeline, request, arguments, body.stream, body.include_usage
@@ -96,7 +96,7 @@ def _models(pipeline: Pipeline) -> list[dict[str, Any]]:
 
 
 async def _answer(
-    kind: Kind,
+    kind: OpenAIEndpoint,
     pipeline: Pipeline,
     request: Request,
     arguments: dict[str, Any],

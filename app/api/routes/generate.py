@@ -12,7 +12,7 @@ from app.api.deps import CallerDep, PipelineDep
 from app.api.schemas import EVENT_STREAM, GeneratePublic, GenerateRequest, error_responses
 from app.api.sse import EventStreamResponse, event_stream
 from app.errors import ServiceError
-from app.serving.pipeline import Origin, StreamEvent
+from app.serving.pipeline import RequestContext, StreamEvent
 
 router = APIRouter(tags=["generate"])
 PATH = "/generate"
@@ -31,7 +31,7 @@ async def generate(
 ) -> JSONResponse | EventStreamResponse:
     """One completion from the active model; with `stream: true`, SSE deltas then the result."""
     options: dict[str, Any] = {name: getattr(body, name) for name in OPTIONS}
-    origin = Origin(label=body.label, may_label=caller.may_label, key=caller.key_id)
+    origin = RequestContext(label=body.label, may_label=caller.may_label, key=caller.key_id)
     if not body.stream:
         answer = pipeline.generate(body.prompt, origin=origin, **options)
         result = await cancel_on_disconnect(request, answer)
