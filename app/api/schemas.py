@@ -1,11 +1,15 @@
-"""Request and response bodies of the HTTP API (field order follows DESIGN.md)."""
+"""Request and response bodies of the HTTP API (docs/api.md)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import dataclasses
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
+
+from app.backends.protocol import DEFAULT_SAMPLING
+from app.serving.results import GenerateResult
 
 
 def _json_integer(value: Any) -> Any:
@@ -36,12 +40,18 @@ class GenerateRequest(BaseModel):
         json_schema_extra=_bounds(minLength=1),
     )
     max_tokens: JsonInt = Field(
-        128, description="At most MAX_TOKENS_LIMIT.", json_schema_extra=_bounds(minimum=1)
+        DEFAULT_SAMPLING.max_tokens,
+        description="At most MAX_TOKENS_LIMIT.",
+        json_schema_extra=_bounds(minimum=1),
     )
     temperature: float = Field(
-        0.7, description="0 is greedy.", json_schema_extra=_bounds(minimum=0, maximum=2)
+        DEFAULT_SAMPLING.temperature,
+        description="0 is greedy.",
+        json_schema_extra=_bounds(minimum=0, maximum=2),
     )
-    top_p: float = Field(1.0, json_schema_extra=_bounds(exclusiveMinimum=0, maximum=1))
+    top_p: float = Field(
+        DEFAULT_SAMPLING.top_p, json_schema_extra=_bounds(exclusiveMinimum=0, maximum=1)
+    )
     stop: list[str] | None = Field(
         None,
         description="Up to 4 non-empty strings of at most 64 characters.",
@@ -63,21 +73,17 @@ class GenerateRequest(BaseModel):
     )
 
 
-class GeneratePublic(BaseModel):
-    id: str
-    model: str
-    backend: str
-    version: str
-    text: str
-    intent: str | None
-    finish_reason: Literal["stop", "length"]
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: float
-    ttft_ms: float | None
-    fallback_from: str | None = Field(
-        None, description="The remote model that failed before FALLBACK_MODEL answered."
-    )
+def _public(name: str, result: type[Any]) -> type[BaseModel]:
+    """A response schema with a dataclass's fields, in order: declared once, where it is made."""
+    hints = get_type_hints(result)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(result):
+        default = ... if f.default is dataclasses.MISSING else f.default
+        fields[f.name] = (hints[f.name], Field(default, description=f.metadata.get("description")))
+    return create_model(name, **fields)
+
+
+GeneratePublic = _public("GeneratePublic", GenerateResult)
 
 
 class StreamDeltaPublic(BaseModel):

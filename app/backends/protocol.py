@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel
 
 FinishReason = Literal["stop", "length"]
 Role = Literal["system", "user", "assistant"]
+ROLES: tuple[Role, ...] = get_args(Role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +49,17 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
+    """How a model samples its answer; the defaults are every API's where its request is silent
+    (OpenAI's temperature excepted: its API says 1.0)."""
+
     max_tokens: int = 128
     temperature: float = 0.7
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+
+DEFAULT_SAMPLING = SamplingParams()
 
 
 @dataclass(frozen=True, slots=True)

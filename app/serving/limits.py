@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.backends.protocol import Message, SamplingParams
+from app.backends.protocol import DEFAULT_SAMPLING, ROLES, Message, SamplingParams
 from app.errors import InvalidRequest, Problem, lone_surrogate
 from app.settings import Settings
 
 MAX_STOPS = 4
 # A stop string is held back and searched on every delta: its length bounds that work.
 MAX_STOP_CHARS = 64
-ROLES = ("system", "user", "assistant")
 _NO_SYSTEM_TURNS = (
     "user or assistant: this service takes no system (or developer) turns from callers "
     "(ALLOW_SYSTEM_TURNS=false)"
@@ -56,9 +55,9 @@ class Limits:
 
     def params(
         self,
-        max_tokens: int = 128,
-        temperature: float = 0.7,
-        top_p: float = 1.0,
+        max_tokens: int = DEFAULT_SAMPLING.max_tokens,
+        temperature: float = DEFAULT_SAMPLING.temperature,
+        top_p: float = DEFAULT_SAMPLING.top_p,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
     ) -> SamplingParams:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.backends.protocol import FinishReason, ModelInfo
@@ -38,11 +38,14 @@ class GenerateResult:
     completion_tokens: int
     latency_ms: float
     ttft_ms: float | None
-    fallback_from: str | None = None  # the remote model that failed before `model` answered
+    fallback_from: str | None = field(
+        default=None,
+        metadata={"description": "The remote model that failed before FALLBACK_MODEL answered."},
+    )
 
     def fields(self) -> dict[str, Any]:
-        """Every field by name, in order: `GeneratePublic`'s JSON. (`dataclasses.asdict`
-        deep-copies each value, a cost every answer would pay.)"""
+        """Every field by name, in order: the JSON of /generate's answer (`GeneratePublic`,
+        the API's schema, is made from this class)."""
         return dict(self.__dict__)
 
     @classmethod

@@ -9,11 +9,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.schemas import JsonInt
-from app.backends.protocol import Message, Role
+from app.backends.protocol import DEFAULT_SAMPLING, Message, Role
 
-DEFAULT_MAX_TOKENS = 128
-DEFAULT_TEMPERATURE = 1.0  # OpenAI's default; `/generate` keeps ours (0.7)
-_ROLES: dict[str, Role] = {
+OPENAI_TEMPERATURE = 1.0  # OpenAI's default; `/generate` keeps ours
+_OPENAI_ROLES: dict[str, Role] = {
     "system": "system",
     "developer": "system",  # OpenAI's newer name for the system turn
     "user": "user",
@@ -37,15 +36,15 @@ class ChatMessageIn(_OpenAIBody):
     role: str = Field(
         description="system and developer turns only where the deployment sets "
         "ALLOW_SYSTEM_TURNS=true (400 otherwise): the bank's system prompt instructs the model",
-        json_schema_extra={"enum": list(_ROLES)},
+        json_schema_extra={"enum": list(_OPENAI_ROLES)},
     )
     content: str | list[ContentPart] | None = None
 
     @field_validator("role")
     @classmethod
     def _served_role(cls, role: str) -> str:
-        if role not in _ROLES:
-            raise ValueError("one of system, developer, user, assistant (no tool turns)")
+        if role not in _OPENAI_ROLES:
+            raise ValueError(f"one of {', '.join(_OPENAI_ROLES)} (no tool turns)")
         return role
 
     @field_validator("content")
@@ -59,7 +58,7 @@ class ChatMessageIn(_OpenAIBody):
         content = self.content
         if isinstance(content, list):
             content = "".join(part.text or "" for part in content)
-        return Message(_ROLES[self.role], content or "")
+        return Message(_OPENAI_ROLES[self.role], content or "")
 
 
 class StreamOptions(_OpenAIBody):
@@ -111,9 +110,10 @@ class _Sampling(_OpenAIBody):
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         return {
             "max_tokens": next(
-                (n for n in (max_tokens, self.max_tokens) if n is not None), DEFAULT_MAX_TOKENS
+                (n for n in (max_tokens, self.max_tokens) if n is not None),
+                DEFAULT_SAMPLING.max_tokens,
             ),
-            "temperature": DEFAULT_TEMPERATURE if self.temperature is None else self.temperature,
+            "temperature": OPENAI_TEMPERATURE if self.temperature is None else self.temperature,
             "top_p": 1.0 if self.top_p is None else self.top_p,
             "stop": stop,
             "seed": self.seed,
