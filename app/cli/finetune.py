@@ -9,6 +9,7 @@ from typing import Any
 from app.backends.qlora.finetune import FinetuneConfig, finetune
 from app.banking.corpus import build_corpus, read_csv
 from app.banking.intents import IntentSet
+from app.cli.flags import config_from
 
 
 def add_parser(commands: Any) -> None:
@@ -30,7 +31,8 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--dropout", type=float, default=d.dropout)
     p.add_argument(
         "--targets",
-        default=",".join(d.targets),
+        type=_names,
+        default=d.targets,
         help="comma-separated module names that get LoRA (default: the attention projections)",
     )
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -51,20 +53,7 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     examples = read_csv(args.data) if args.data else build_corpus()
-    config = FinetuneConfig(
-        rank=args.rank,
-        alpha=args.alpha,
-        dropout=args.dropout,
-        targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        quantization=args.quantization,
-        val_fraction=args.val_fraction,
-        eval_limit=args.eval_limit,
-        seed=args.seed,
-    )
+    config = config_from(FinetuneConfig, args)
     print(f"fine-tuning {args.base} on {len(examples)} examples")
     report = finetune(args.base, examples, IntentSet.load(), args.out, config)
     accuracy = "n/a" if report.val_accuracy is None else f"{report.val_accuracy:.1%}"
@@ -74,3 +63,8 @@ def run(args: argparse.Namespace) -> int:
         f"({report.val_examples} held out). Serve it with QLORA_ADAPTER={report.out}"
     )
     return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """Comma-separated module names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())

@@ -10,6 +10,7 @@ from typing import Any
 from app.backends.custom.gpt.train import CURVE, HELD_OUT, Epoch, TrainConfig, train
 from app.banking.corpus import build_corpus, read_csv
 from app.banking.intents import IntentSet
+from app.cli.flags import config_from
 
 
 def add_parser(commands: Any) -> None:
@@ -32,16 +33,27 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs, help="at most (default: %(default)s)")
     p.add_argument(
         "--minutes",
-        type=float,
+        dest="max_minutes",
+        type=_minutes,
         default=d.max_minutes,
         help="time budget: the schedule follows it, training stops when it is spent, and the "
         "progress bar counts its seconds; 0 for none, the epochs decide (default: %(default)s)",
     )
-    p.add_argument("--layers", type=int, default=d.n_layer, help="(default: %(default)s)")
-    p.add_argument("--heads", type=int, default=d.n_head, help="(default: %(default)s)")
-    p.add_argument("--width", type=int, default=d.n_embd, help="(default: %(default)s)")
     p.add_argument(
-        "--vocab", type=int, default=d.vocab_size, help="BPE vocabulary size (default: %(default)s)"
+        "--layers", dest="n_layer", type=int, default=d.n_layer, help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--heads", dest="n_head", type=int, default=d.n_head, help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--width", dest="n_embd", type=int, default=d.n_embd, help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--vocab",
+        dest="vocab_size",
+        type=int,
+        default=d.vocab_size,
+        help="BPE vocabulary size (default: %(default)s)",
     )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument(
@@ -88,23 +100,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     examples = read_csv(args.data) if args.data else build_corpus()
     source = str(args.data) if args.data else "bankllm corpus (app/banking/data/phrasings.json)"
-    cfg = TrainConfig(
-        n_layer=args.layers,
-        n_head=args.heads,
-        n_embd=args.width,
-        vocab_size=args.vocab,
-        epochs=args.epochs,
-        max_minutes=args.minutes or None,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        label_weight=args.label_weight,
-        reply_steps=args.reply_steps,
-        reply_repeats=args.reply_repeats,
-        dropout=args.dropout,
-        ema_decay=args.ema_decay,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-    )
+    cfg = config_from(TrainConfig, args)
 
     def report(e: Epoch) -> None:
         shown = (
@@ -145,3 +141,14 @@ def _decay(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text}: a decay is at least 0 and below 1")
     return value
+
+
+def _minutes(text: str) -> float | None:
+    """A time budget in minutes; 0 for none."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: a budget is at least 0")
+    return value or None
