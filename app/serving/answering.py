@@ -4,9 +4,10 @@ piece, the next that may (FALLBACK_MODEL); and the answer's stream, read as it c
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from app.backends.protocol import Adapter, FinishReason, Message, Piece, SamplingParams
+from app.banking.intents import IntentSplitter
 from app.banking.pii import Policy
 from app.errors import UpstreamError
 from app.models.loaded import Loaded
@@ -19,16 +20,14 @@ logger = logging.getLogger(__name__)
 
 class ModelStream:
     """A model's stream, its first piece awaited. Leaving it closes the stream, then ends the
-    lease on the model that answered when it was leased here (the fallback). A class, not an
-    exit stack: one a request, on the hot path."""
-
-    __slots__ = ("_leased", "first", "pieces")
+    lease on the model that answered when it was leased here (the fallback)."""
 
     def __init__(
         self, pieces: AsyncGenerator[Piece, None], first: Piece | None, leased: Loaded | None
     ):
         self.pieces = pieces
         self.first = first
+        self.finish: FinishReason = "length"  # why it ended, once read to its end
         self._leased = leased
 
     async def __aenter__(self) -> ModelStream:
@@ -41,25 +40,17 @@ class ModelStream:
             if self._leased is not None:
                 self._leased.exit()
 
-    async def whole(self, record: RequestRecord) -> tuple[str, FinishReason]:
-        """The raw output read to its end, and why it ended; the usage and the first token's
-        time go on the record. Inside the whole answer's timer: no timer a piece."""
-        texts: list[str] = []
-        finish: FinishReason = "length"
+    async def texts(self, record: RequestRecord, deadline: Deadline) -> AsyncIterator[str]:
+        """The raw output as it comes, each wait within the deadline; the first token's time
+        and the usage go on the record, and why it ended on `finish`."""
         piece = self.first
         while piece is not None:
             if piece.text:
-                if not texts:
-                    record.mark_token()
-                texts.append(piece.text)
+                record.mark_token()
+                yield piece.text
             if piece.usage is not None and piece.finish_reason is not None:
-                record.usage, finish = piece.usage, piece.finish_reason
-            # the next piece, if any, by `async for`'s turn: `anext(pieces, None)` costs a third
-            # more (an awaitable made for each piece)
-            piece = None
-            async for piece in self.pieces:  # noqa: B007 (the loop takes one)
-                break
-        return "".join(texts), finish
+                record.usage, self.finish = piece.usage, piece.finish_reason
+            piece = await deadline.bound(anext(self.pieces, None))
 
 
 async def open_answer(
@@ -104,3 +95,24 @@ async def open_answer(
             raise
     assert failure is not None
     raise failure
+
+
+async def reply_deltas(
+    answer: ModelStream,
+    splitter: IntentSplitter,
+    streamed: bool,
+    record: RequestRecord,
+    deadline: Deadline,
+) -> AsyncIterator[str]:
+    """The reply without its intent line: delta by delta when streamed, else in one piece
+    split from the whole output (a test holds the two equal)."""
+    texts = answer.texts(record, deadline)
+    if streamed:
+        async for text in texts:
+            if delta := splitter.feed(text):
+                yield delta
+    else:
+        if whole := splitter.feed("".join([text async for text in texts])):
+            yield whole
+    if tail := splitter.finish():
+        yield tail

@@ -1,13 +1,17 @@
 """The one check of a request against the service's limits, for every caller: `/generate`, the
-Python API and the OpenAI routes. Its errors are 422s that name each field."""
+Python API and the OpenAI routes. Its errors are 4xx that name each field."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from app.backends.protocol import DEFAULT_SAMPLING, ROLES, Message, SamplingParams
-from app.errors import InvalidRequest, Problem, lone_surrogate
+from app.banking.intents import IntentSet
+from app.errors import Forbidden, InvalidRequest, ModelNotFound, Problem, lone_surrogate
+from app.serving.results import RequestContext
 from app.settings import Settings
+from app.telemetry.record import RequestRecord
 
 MAX_STOPS = 4
 # A stop string is held back and searched on every delta: its length bounds that work.
@@ -19,10 +23,43 @@ _NO_SYSTEM_TURNS = (
 
 
 class Limits:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, models: Collection[str], intents: IntentSet):
         self.max_prompt_chars = settings.max_prompt_chars
         self.max_tokens = settings.max_tokens_limit
         self.system_turns = settings.allow_system_turns
+        self._models = models
+        self._intents = intents
+
+    def checked(
+        self,
+        prompt: str | None,
+        messages: Sequence[Message] | None,
+        context: RequestContext,
+        options: dict[str, Any],
+        record: RequestRecord,
+    ) -> tuple[tuple[Message, ...], SamplingParams]:
+        """A request's turns and sampling, checked; its label (if it may give one) recorded."""
+        if context.label is not None:
+            record.label = self._known_label(context)
+        if context.model is not None and context.model not in self._models:
+            raise ModelNotFound(
+                f"no model named '{context.model}'", {"models": sorted(self._models)}
+            )
+        return self.conversation(prompt, messages), self.params(**options)
+
+    def _known_label(self, context: RequestContext) -> str:
+        assert context.label is not None
+        if not context.may_label:
+            raise Forbidden(
+                "`label` counts toward the accuracy that admins switch models on: only an "
+                "evaluation key (EVAL_API_KEYS) or the admin key may send it"
+            )
+        if context.label not in self._intents.intents:
+            raise InvalidRequest(
+                "`label` must name one of the service's intents (app/banking/data/intents.json)",
+                {"label": "not an intent"},
+            )
+        return context.label
 
     def conversation(
         self, prompt: str | None, messages: Sequence[Message] | None

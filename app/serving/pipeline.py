@@ -12,15 +12,11 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from app.backends.catalog import is_remote
-from app.backends.protocol import Adapter, FinishReason, Message, ModelInfo
+from app.backends.protocol import Adapter, Message, ModelInfo
 from app.banking.intents import IntentSet, IntentSplitter
 from app.errors import (
     Draining,
-    Forbidden,
-    InternalError,
-    InvalidRequest,
     ModelNotActive,
-    ModelNotFound,
     ServiceError,
 )
 from app.models.admin import Admin
@@ -32,9 +28,10 @@ from app.models.shadow import Shadow, ShadowOptions
 from app.models.startup import Startup
 from app.models.switching import ActiveModel, SwitchResult
 from app.serving.admission import Admission
-from app.serving.answering import open_answer
+from app.serving.answering import open_answer, reply_deltas
 from app.serving.deadline import Deadline
 from app.serving.drain import Drain
+from app.serving.failures import recorded_failure
 from app.serving.limits import Limits
 from app.serving.quotas import Grant, Quotas
 from app.serving.results import GenerateResult, RequestContext, StreamEvent
@@ -62,7 +59,7 @@ class Pipeline:
         self.intents = intents
         self.metrics = metrics or Metrics()
         self.registry = build_registry(settings)
-        self.limits = Limits(settings)
+        self.limits = Limits(settings, self.registry, intents)
         self.quotas = Quotas(settings)
         self._loaded = LoadedAdapters(intents)
         self._model = ActiveModel(self.registry, self._loaded, settings.switch_mode, self.metrics)
@@ -72,7 +69,7 @@ class Pipeline:
         self.log = log or BenchmarkLog(
             settings.benchmark_log, settings.benchmark_every, self.metrics.log_write_errors.inc
         )
-        self._ledger = RecordSinks(
+        self._sinks = RecordSinks(
             self.metrics,
             self.log,
             lambda: self._model.info,
@@ -188,7 +185,7 @@ class Pipeline:
 
     def refuse(self, error: ServiceError, api: str = "generate") -> None:
         """Record a request refused before it reached the pipeline (401, 413, a bad body)."""
-        record = self._ledger.open(stream=False, api=api)
+        record = self._sinks.open(stream=False, api=api)
         record.fail(error)
         record.commit()
 
@@ -198,14 +195,10 @@ class Pipeline:
         """Hot-switch the active model; with `require`, only a candidate that meets it. `by`
         is the admin key's id, for the audit trail."""
         if self.drain.draining:
+            to = name if name in self.registry else None
             error = Draining()
             self.admin.audit.write(
-                "switch",
-                by,
-                "failed",
-                self._model.name,
-                name if name in self.registry else None,
-                error_type=error.type,
+                "switch", by, "failed", self._model.name, to, error_type=error.type
             )
             raise error
         return await self.admin.switch(name, require, by)
@@ -233,114 +226,73 @@ class Pipeline:
         info = self._model.info
         return info is not None and is_remote(info.backend)
 
-    def _known_label(self, origin: RequestContext) -> str:
-        assert origin.label is not None
-        if not origin.may_label:
-            raise Forbidden(
-                "`label` counts toward the accuracy that admins switch models on: only an "
-                "evaluation key (EVAL_API_KEYS) or the admin key may send it"
-            )
-        if origin.label not in self.intents.intents:
-            raise InvalidRequest(
-                "`label` must name one of the service's intents (app/banking/data/intents.json)",
-                {"label": "not an intent"},
-            )
-        return origin.label
-
     async def _walk(
         self,
         prompt: str | None,
         messages: Sequence[Message] | None,
-        origin: RequestContext,
+        context: RequestContext,
         options: dict[str, Any],
         streamed: bool,
         deadline: Deadline,
     ) -> AsyncGenerator[StreamEvent, None]:
-        record = self._ledger.open(streamed, origin.api)
-        record.by_user(origin.user)
+        """One request, start to end: checked, admitted, answered by the active model (or the
+        fallback), its deltas yielded as they come when streamed, then its result; whatever
+        happens, its record is written once."""
+        record = self._sinks.open(streamed, context.api)
+        record.by_user(context.user)
         mirror: Mirror | None = None
         grant: Grant | None = None
         try:
             self.drain.admit(deadline)
-            if origin.label is not None:
-                record.label = self._known_label(origin)
-            if origin.model is not None and origin.model not in self.registry:
-                raise ModelNotFound(
-                    f"no model named '{origin.model}'", {"models": sorted(self.registry)}
-                )
-            conversation = self.limits.conversation(prompt, messages)
-            params = self.limits.params(**options)
+            conversation, params = self.limits.checked(prompt, messages, context, options, record)
             # before the queue, so one key cannot fill it either
-            grant = self.quotas.admit(origin.key, params.max_tokens, self._serves_remote)
+            grant = self.quotas.admit(context.key, params.max_tokens, self._serves_remote)
             async with self._admission.slot(deadline), self._model.lease(deadline) as active:
-                if origin.model is not None and origin.model != active.info.name:
-                    raise ModelNotActive(
-                        f"model {origin.model!r} is registered but {active.info.name!r} is the "
-                        "active model; name it, or none, or switch with POST /switch (admin)",
-                        {"active": active.info.name},
-                    )
-                answering: list[Adapter | Loaded] = [active]
-                if self._fallback is not None and self._fallback.name != active.info.name:
-                    answering.append(self._fallback)
+                self._check_named(context, active)
                 answer = await open_answer(
-                    answering, conversation, params, self._policy, deadline, record
+                    self._answering(active), conversation, params, self._policy, deadline, record
                 )
                 async with answer:
                     mirror = self.shadow.offer(record, conversation, params)
                     splitter = IntentSplitter(self.intents)
-                    finish: FinishReason = "length"
-                    if not streamed:  # read whole, then split once: the same split (a test)
-                        raw, finish = await answer.whole(record)
-                        text = splitter.feed(raw) + splitter.finish()
-                    else:
-                        reply: list[str] = []
-                        piece = answer.first
-                        while piece is not None:
-                            if piece.text:
-                                record.mark_token()
-                                if delta := splitter.feed(piece.text):
-                                    reply.append(delta)
-                                    yield StreamEvent(record.request_id, delta, model=record.model)
-                            if piece.usage is not None and piece.finish_reason is not None:
-                                record.usage, finish = piece.usage, piece.finish_reason
-                            piece = await deadline.bound(anext(answer.pieces, None))
-                        if tail := splitter.finish():
-                            reply.append(tail)
-                            yield StreamEvent(record.request_id, tail, model=record.model)
-                        text = "".join(reply)
+                    reply: list[str] = []
+                    async for delta in reply_deltas(answer, splitter, streamed, record, deadline):
+                        reply.append(delta)
+                        if streamed:
+                            yield StreamEvent(record.request_id, delta, model=record.model)
                     record.intent = splitter.intent
                     record.end()
                 if record.fallback_from is None:
                     self._model.answered(active)
-            result = GenerateResult.of(record, text, finish)
+            result = GenerateResult.of(record, "".join(reply), answer.finish)
             yield StreamEvent(record.request_id, result=result, model=record.model)
-        except TimeoutError as exc:
-            if not deadline.passed:  # an adapter's own timeout, not the request's deadline
-                logger.exception("generation %s timed out inside its model", record.request_id)
-                record.fail(bug := InternalError())
-                raise bug from exc
-            error = deadline.error()
-            record.fail(error)
+        except BaseException as exc:
+            error = recorded_failure(exc, record, deadline)
+            if error is exc:
+                raise
             raise error from exc
-        except ServiceError as exc:
-            record.fail(exc)
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            if deadline.expired:
-                record.fail(deadline.error())
-            else:
-                record.cancel()  # the caller left (a whole answer stays as it was)
-            raise
-        except Exception as exc:  # a bug, or a fault in our own parts: logged here, once
-            logger.exception("generation %s failed", record.request_id)
-            record.fail(bug := InternalError())
-            raise bug from exc
         finally:
             if grant is not None:  # no usage after tokens came: it keeps all it took
                 usage = record.usage
-                streamed = record.first_token_at is not None and not usage.completion_tokens
-                grant.settle(None if streamed else usage.completion_tokens, usage.cost_usd)
+                cut = record.first_token_at is not None and not usage.completion_tokens
+                grant.settle(None if cut else usage.completion_tokens, usage.cost_usd)
             record.commit()
             self.drain.leave(deadline)
             if mirror is not None:
                 mirror.live_done()
+
+    @staticmethod
+    def _check_named(context: RequestContext, active: Adapter) -> None:
+        """A request that names a model is answered by that model only."""
+        if context.model is not None and context.model != active.info.name:
+            raise ModelNotActive(
+                f"model {context.model!r} is registered but {active.info.name!r} is the "
+                "active model; name it, or none, or switch with POST /switch (admin)",
+                {"active": active.info.name},
+            )
+
+    def _answering(self, active: Adapter) -> list[Adapter | Loaded]:
+        """Who may answer, in order: the active model, then FALLBACK_MODEL if it is another."""
+        if self._fallback is not None and self._fallback.name != active.info.name:
+            return [active, self._fallback]
+        return [active]
