@@ -84,7 +84,7 @@ train-default: install  ## retrain the committed default checkpoint from our own
 	    --label-weight 10 --reply-steps 100 --reply-repeats 8 --dropout 0.1 --ema-decay 0 \
 	    --val-fraction 0.1 --seed 0
 
-bench: install-test  ## decoding benchmarks (prints the tables in the README)
+bench: install-test  ## decoding benchmarks (prints the tables in docs/performance.md)
 	$(BIN)/python benchmarks/custom_decode.py
 
 # LiteLLM proxy 1.108.7 for benchmarks/overhead.py, in a virtual environment of its own:

@@ -1,1 +1,1 @@
-"""Benchmark scripts: each prints its figures (see the README)."""
+"""Benchmark scripts: each prints its figures (docs/performance.md)."""

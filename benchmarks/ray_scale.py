@@ -7,7 +7,7 @@ and, for the choice of mechanism, Ray's own `user_config` reconfiguration of 2 r
 
     python -m benchmarks.ray_scale [--requests 400] [--rounds 2] [--switches 5]
 
-Prints tokens/s, req/s and p50 per target, the ratios the README gives (Ray 1 replica / uvicorn,
+Prints tokens/s, req/s and p50 per target, the ratios docs/ray.md gives (Ray 1 replica / uvicorn,
 2 replicas / 1 replica) and the switch times (median and max).
 """
 

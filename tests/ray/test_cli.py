@@ -1,5 +1,5 @@
 """`bankllm serve --ray --replicas 2` as a user runs it: it starts its own local cluster, serves
-the README's curl and the OpenAI SDK through Ray's proxy, switches both replicas, and stops on
+the README's first curl and the OpenAI SDK through Ray's proxy, switches both replicas, and stops on
 SIGTERM with exit 0 and every row written."""
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ async def test_a_chat_completion_in_openai_s_shape(
     }
     assert parsed.choices[0].message.content == ECHO_TEXT
     assert parsed.model_extra is not None
-    assert parsed.model_extra["bankllm"]["intent"] == "card_arrival"  # as the README reads it
+    assert parsed.model_extra["bankllm"]["intent"] == "card_arrival"  # as docs/api.md reads it
     assert parsed.usage is not None
     assert parsed.usage.total_tokens == 19
     assert pipeline.log.wait_written(2, timeout_s=30)

