@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from app.backends.custom.gpt.train import CURVE, HELD_OUT, Epoch, TrainConfig, train
+from app.backends.custom.gpt.runs import CURVE, HELD_OUT, Epoch
+from app.backends.custom.gpt.train import TrainConfig, train
 from app.banking.corpus import build_corpus, read_csv
 from app.banking.intents import IntentSet
 from app.cli.flags import config_from
@@ -29,7 +30,14 @@ def add_parser(commands: Any) -> None:
         default=Path("checkpoints/custom"),
         help="the checkpoint folder to write (default: checkpoints/custom)",
     )
-    d = TrainConfig()
+    defaults = TrainConfig()
+    _add_model_flags(p, defaults)
+    _add_schedule_flags(p, defaults)
+    p.set_defaults(run=run)
+
+
+def _add_model_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The model's shape, and how long to train it."""
     p.add_argument("--epochs", type=int, default=d.epochs, help="at most (default: %(default)s)")
     p.add_argument(
         "--minutes",
@@ -55,6 +63,10 @@ def add_parser(commands: Any) -> None:
         default=d.vocab_size,
         help="BPE vocabulary size (default: %(default)s)",
     )
+
+
+def _add_schedule_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The optimizer, the loss and the hold-out."""
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument(
         "--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)"
@@ -93,7 +105,6 @@ def add_parser(commands: Any) -> None:
         help="stratified held-out share, scored each epoch (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

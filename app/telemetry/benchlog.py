@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.telemetry.appendfile import AppendFile
 from app.telemetry.clock import utc_now
 from app.telemetry.lines import Line, encode
 from app.telemetry.logfiles import read_log, read_rows
@@ -69,7 +69,6 @@ class BenchmarkLog:
         self.dropped = 0  # rows dropped by this process
         self._warned_at = -WARN_EVERY_S
         self._dropped_since_warning = 0
-        self._inode: int | None = None
         self._rows: queue.Queue[Line | threading.Event] = queue.Queue()
         self._hurry = threading.Event()
         self._samples = SampleWindow(WINDOW)
@@ -78,7 +77,7 @@ class BenchmarkLog:
         self._written = threading.Condition()
         self.requests_written = 0  # request rows written by this process
         self._window: list[Sample] = []  # request rows since the last summary row
-        self._fd: int | None = None
+        self._file = AppendFile(path)
         self._thread: threading.Thread | None = None  # the writer, while it takes rows
         self._running = threading.Lock()  # held to start it, stop it, or flush behind it
         self._summarizing = threading.Lock()  # callers at once wait for one summary
@@ -86,7 +85,7 @@ class BenchmarkLog:
 
     def start(self) -> None:
         try:
-            self._reopen()
+            self._file.open()
         except OSError as exc:  # serve anyway; each row tries again
             self.problem = f"rows are being dropped: {self.path}: {_reason(exc)}"
             logger.warning("%s", self.problem)
@@ -159,9 +158,7 @@ class BenchmarkLog:
                 self._hurry.set()
         if thread is not None:
             thread.join()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._file.close()
 
     def _take(self) -> list[Line | threading.Event]:
         """Wait for a row, linger, then take whatever else waits (up to BATCH) for one write."""
@@ -201,28 +198,6 @@ class BenchmarkLog:
         if (now := time.monotonic()) - self._warned_at >= WARN_EVERY_S:
             logger.warning("%s (%d dropped)", self.problem, self._dropped_since_warning)
             self._warned_at, self._dropped_since_warning = now, 0
-        # a failed write closes the file: the next one reopens it (a remount, a new disk)
-        if error is not None and self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def _reopen(self) -> None:
-        """(Re)open the file at its path, and end a line torn by a crash or a full disk."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # the service's own user alone: rows hold hashed caller ids and the admins' actions
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._inode = os.fstat(self._fd).st_ino
-        if not _ends_with_newline(self.path):
-            os.write(self._fd, b"\n")
-
-    def _moved(self) -> bool:
-        try:
-            return os.stat(self.path).st_ino != self._inode
-        except FileNotFoundError:
-            return True
 
     def _write_lines(self, batch: list[Line]) -> None:
         """Lines in one write, each summary row after the request row that completes its
@@ -244,7 +219,7 @@ class BenchmarkLog:
             except Exception:
                 logger.exception("could not summarize benchmark rows for %s", self.path)
             ends.append((len(data), None))  # its window starts again
-        reached, error = self._write_some(bytes(data))
+        reached, error = self._file.write(bytes(data))
         committed = requests = 0
         with self._lock:
             for end, written in ends:
@@ -269,21 +244,6 @@ class BenchmarkLog:
             self.requests_written += requests
             self._written.notify_all()
 
-    def _write_some(self, data: bytes) -> tuple[int, OSError | None]:
-        """Write data to the log: how many bytes reached it, and the error that stopped it."""
-        if not data:
-            return 0, None
-        done = 0
-        try:
-            if self._fd is None or self._moved():
-                self._reopen()
-            assert self._fd is not None
-            while done < len(data):  # a regular file takes it in one write; this is for the odd
-                done += os.write(self._fd, data[done:])  # short write of a disk that fills
-        except OSError as exc:
-            return done, exc
-        return done, None
-
     def _summarize(self) -> dict[str, Any]:
         with self._lock:
             samples, shadows = self._samples.samples(), list(self._shadows)
@@ -301,11 +261,3 @@ def _reason(error: OSError | None) -> str:
     if error is None:
         return "a row that cannot be encoded (see the error logged)"
     return error.strerror or repr(error)
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as f:
-        if f.seek(0, os.SEEK_END) == 0:
-            return True
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"

@@ -74,7 +74,6 @@ def finetune(
     config: FinetuneConfig = FinetuneConfig(),
     log: Callable[[str], None] = print,
 ) -> FinetuneReport:
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoTokenizer
 
     unknown = sorted({e.category for e in examples} - intents.intents.keys())
@@ -84,7 +83,36 @@ def finetune(
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = load_base(base_model, config.quantization)
+    model = _with_lora(load_base(base_model, config.quantization), config)
+    train_set, val_set = split_stratified(examples, config.val_fraction, config.seed)
+    encoded = [encode(tokenizer, e, intents) for e in train_set]
+    steps, loss_value = _train(model, tokenizer.pad_token_id, encoded, config)
+    accuracy = validate(model, tokenizer, val_set[: config.eval_limit], intents)
+    if accuracy is not None:
+        log(f"validation intent accuracy: {accuracy:.1%} on {min(len(val_set), config.eval_limit)}")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(out)
+    weights = (out / "adapter_model.safetensors").read_bytes()
+    meta = {
+        "version": hashlib.sha256(weights).hexdigest()[:12],
+        "base_model": base_model,
+        "system_prompt": SYSTEM_PROMPT,
+        "config": asdict(config),
+        "steps": steps,
+        "train_examples": len(train_set),
+        "val_examples": len(val_set),
+        "final_loss": round(loss_value, 4),
+        "val_accuracy": accuracy,
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return FinetuneReport(steps, len(train_set), len(val_set), loss_value, accuracy, out)
+
+
+def _with_lora(model: Any, config: FinetuneConfig) -> Any:
+    """The base model with LoRA on the named projections (prepared for k-bit training first)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
     if config.quantization == "bitsandbytes":
         prepare: Any = prepare_model_for_kbit_training  # untyped in peft
         model = prepare(model, use_gradient_checkpointing=False)
@@ -95,9 +123,13 @@ def finetune(
         target_modules=list(config.targets),
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, lora)
-    train_set, val_set = split_stratified(examples, config.val_fraction, config.seed)
-    encoded = [encode(tokenizer, e, intents) for e in train_set]
+    return get_peft_model(model, lora)
+
+
+def _train(
+    model: Any, pad_id: int, encoded: list[tuple[list[int], list[int]]], config: FinetuneConfig
+) -> tuple[int, float]:
+    """The optimizer's steps over shuffled batches: how many, and the last loss."""
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0
     )
@@ -116,7 +148,7 @@ def finetune(
                 if step >= total:
                     break
                 rows = [encoded[i] for i in order[start : start + config.batch_size]]
-                ids = _pad([r[0] for r in rows], tokenizer.pad_token_id)
+                ids = _pad([r[0] for r in rows], pad_id)
                 labels = _pad([r[1] for r in rows], IGNORE)
                 mask = _pad([[1] * len(r[0]) for r in rows], 0)
                 loss = model(
@@ -131,26 +163,7 @@ def finetune(
                 step, loss_value = step + 1, float(loss.item())
                 bar.set_postfix(loss=f"{loss_value:.3f}")
                 bar.update()
-    accuracy = validate(model, tokenizer, val_set[: config.eval_limit], intents)
-    if accuracy is not None:
-        log(f"validation intent accuracy: {accuracy:.1%} on {min(len(val_set), config.eval_limit)}")
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(out)
-    weights = (out / "adapter_model.safetensors").read_bytes()
-    meta = {
-        "version": hashlib.sha256(weights).hexdigest()[:12],
-        "base_model": base_model,
-        "system_prompt": SYSTEM_PROMPT,
-        "config": asdict(config),
-        "steps": step,
-        "train_examples": len(train_set),
-        "val_examples": len(val_set),
-        "final_loss": round(loss_value, 4),
-        "val_accuracy": accuracy,
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    return FinetuneReport(step, len(train_set), len(val_set), loss_value, accuracy, out)
+    return step, loss_value
 
 
 def validate(

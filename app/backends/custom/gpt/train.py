@@ -8,7 +8,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,8 +19,6 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from app.backends.custom.gpt.checkpoint import save_checkpoint
-from app.backends.custom.gpt.curve import save_curve
 from app.backends.custom.gpt.dataset import (
     batches,
     encode_example,
@@ -29,14 +27,13 @@ from app.backends.custom.gpt.dataset import (
     split_stratified,
 )
 from app.backends.custom.gpt.model import GPT, GPTConfig
+from app.backends.custom.gpt.runs import Epoch, FinishedRun, TrainResult, epoch_of, save_run
 from app.backends.custom.gpt.tokenizer import PAD, SEP, special_id, train_tokenizer
 from app.backends.custom.gpt.validation import answer_scores
-from app.banking.corpus import Example, write_csv
+from app.banking.corpus import Example
 from app.banking.intents import IntentSet
 
 logger = logging.getLogger(__name__)
-HELD_OUT = "heldout.csv"  # the validation split, written next to the checkpoint
-CURVE = "training_curve.png"
 
 
 @dataclass(frozen=True)
@@ -90,27 +87,6 @@ def progress_bar(steps: int, budget_s: float, progress: bool) -> tqdm[None]:
             total=round(budget_s), desc="train", unit="s", bar_format=shape, disable=not progress
         )
     return tqdm(total=steps, desc="train", unit="step", disable=not progress)
-
-
-@dataclass(frozen=True)
-class Epoch:
-    epoch: int
-    seconds: float
-    train_loss: float
-    val_accuracy: float | None  # held-out intent accuracy
-    val_exact: float | None  # held-out share answered word for word (intent and reply)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    version: str
-    val_accuracy: float | None  # of the weights kept: the best epoch when there is a hold-out
-    val_exact: float | None
-    seconds: float
-    parameters: int
-    train_examples: int
-    val_examples: int
-    history: list[Epoch] = field(default_factory=list)
 
 
 def _loss(logits: Tensor, targets: Tensor, label_ids: Tensor, label_weight: float) -> Tensor:
@@ -172,6 +148,69 @@ def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
 
+@dataclass
+class _Steps:
+    """One run's optimizer and schedule: a step on a batch, its learning rate by progress."""
+
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    averaged: AveragedModel | None
+    label_ids: Tensor
+    cfg: TrainConfig
+    total: int  # the steps the epochs would take
+    budget: float  # seconds; inf without one
+    done: int = 0
+
+    def step(self, x: Tensor, y: Tensor, elapsed: float) -> float:
+        loss = _batch_loss(self.model, x, y, self.label_ids, self.cfg)
+        progress = max(self.done / self.total, elapsed / self.budget)
+        for group in self.optimizer.param_groups:
+            group["lr"] = _lr_at(self.done, progress, self.cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
+        self.done += 1
+        return loss.item()
+
+    def epoch(
+        self,
+        epoch: int,
+        epoch_batches: list[list[list[int]]],
+        pad_sep: tuple[int, int],
+        started: float,
+        bar: tqdm[None],
+    ) -> tuple[list[float], bool]:
+        """One epoch's steps: their losses, and whether the time budget ran out in it."""
+        pad, sep = pad_sep
+        losses: list[float] = []
+        for batch in epoch_batches:
+            if (elapsed := time.perf_counter() - started) > self.budget:
+                return losses, True
+            x, y = pad_batch(batch, pad, None if self.cfg.question_loss else sep)
+            losses.append(self.step(x, y, elapsed))
+            # the bar counts the budget's seconds, or the steps
+            done = min(time.perf_counter() - started, self.budget) - bar.n
+            bar.update(done if math.isfinite(self.budget) else 1)
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        return losses, False
+
+
+def _encoded(
+    train_set: Sequence[Example], intents: IntentSet, cfg: TrainConfig
+) -> tuple[Tokenizer, list[list[int]], list[list[int]]]:
+    """The tokenizer trained on the data and the replies, the training sequences (the
+    examples, then each taught reply `reply_repeats` times), and the replies alone."""
+    corpus = [e.text for e in train_set] + [intents.answer(label) for label in intents.labels]
+    tokenizer = train_tokenizer(corpus, cfg.vocab_size, label_tokens=intents.labels)
+    seqs = [encode_example(tokenizer, e, cfg.block_size) for e in train_set]
+    taught = sorted({e.category for e in train_set})  # the intents this data has
+    replies = [encode_reply(tokenizer, intents, label, cfg.block_size) for label in taught]
+    return tokenizer, seqs + replies * cfg.reply_repeats, replies
+
+
 def train(
     examples: Sequence[Example],
     intents: IntentSet,
@@ -192,62 +231,27 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     train_set, val_set = split_stratified(examples, cfg.val_fraction, cfg.seed)
-    corpus = [e.text for e in train_set] + [intents.answer(label) for label in intents.labels]
-    tokenizer = train_tokenizer(corpus, cfg.vocab_size, label_tokens=intents.labels)
+    tokenizer, seqs, replies = _encoded(train_set, intents, cfg)
     model = _build_model(tokenizer, cfg)
-    seqs = [encode_example(tokenizer, e, cfg.block_size) for e in train_set]
-    taught = sorted({e.category for e in train_set})  # the intents this data has
-    replies = [encode_reply(tokenizer, intents, label, cfg.block_size) for label in taught]
-    seqs += replies * cfg.reply_repeats
-    optimizer = _optimizer(model, cfg)
     averaged = _averaged(model, cfg.ema_decay)
     judged = model if averaged is None else cast(GPT, averaged.module)  # scored, kept, saved
     pad, sep = special_id(tokenizer, PAD), special_id(tokenizer, SEP)
     label_ids = torch.tensor([tokenizer.token_to_id(label) for label in intents.labels])
     total = math.ceil(len(seqs) / cfg.batch_size) * cfg.epochs + cfg.reply_steps
     budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    steps = _Steps(model, _optimizer(model, cfg), averaged, label_ids, cfg, total, budget)
     bar = progress_bar(total, budget, progress)
     history: list[Epoch] = []
     best: tuple[tuple[float, float], dict[str, Tensor]] | None = None
-    step = 0
-    out_of_time = False
     model.train()
     for epoch in range(1, cfg.epochs + 1):
-        losses = []
         opening = [replies] * cfg.reply_steps if epoch == 1 else []
-        for batch in opening + batches(seqs, cfg.batch_size, rng):
-            elapsed = time.perf_counter() - started
-            if elapsed > budget:
-                out_of_time = True
-                break
-            x, y = pad_batch(batch, pad, None if cfg.question_loss else sep)
-            loss = _batch_loss(model, x, y, label_ids, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, max(step / total, elapsed / budget), cfg)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
-            losses.append(loss.item())
-            step += 1
-            if math.isfinite(budget):  # the bar counts the budget's seconds
-                bar.update(min(time.perf_counter() - started, budget) - bar.n)
-            else:
-                bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        epoch_batches = opening + batches(seqs, cfg.batch_size, rng)
+        losses, out_of_time = steps.epoch(epoch, epoch_batches, (pad, sep), started, bar)
         scores = answer_scores(judged, tokenizer, intents, val_set) if val_set else None
-        record = Epoch(
-            epoch,
-            round(time.perf_counter() - started, 1),
-            sum(losses) / max(1, len(losses)),
-            scores.intent if scores else None,
-            scores.exact if scores else None,
-        )
-        history.append(record)
+        history.append(epoch_of(epoch, started, losses, scores))
         if on_epoch is not None:
-            on_epoch(record)
+            on_epoch(history[-1])
         # keep the epoch that answers most held-out examples word for word, then by intent
         if scores is not None and (best is None or (scores.exact, scores.intent) > best[0]):
             best = ((scores.exact, scores.intent), copy.deepcopy(judged.state_dict()))
@@ -258,23 +262,10 @@ def train(
     if best is not None:
         judged.load_state_dict(best[1])
     judged.eval()
-    seconds = time.perf_counter() - started
     exact, kept = best[0] if best is not None else (None, None)
-    info = {
-        **(meta or {}),
-        "train_config": asdict(cfg),
-        "epochs_run": len(history),
-        "seconds": round(seconds, 1),
-        "val_accuracy": kept,
-        "val_exact": exact,
-        "train_examples": len(train_set),
-        "val_examples": len(val_set),
-        "history": [asdict(h) for h in history],
-    }
-    version = save_checkpoint(out, judged, tokenizer, info, restart_tokens=label_ids.tolist())
-    if val_set:
-        write_csv(out / HELD_OUT, list(val_set))
-    save_curve(history, out / CURVE)
-    return TrainResult(
-        version, kept, exact, seconds, model.num_parameters(), len(train_set), len(val_set), history
+    run = FinishedRun(asdict(cfg), time.perf_counter() - started, history, kept, exact)
+    version = save_run(
+        out, judged, tokenizer, label_ids.tolist(), run, meta or {}, train_set, val_set
     )
+    sizes = (model.num_parameters(), len(train_set), len(val_set))
+    return TrainResult(version, kept, exact, run.seconds, *sizes, history)

@@ -15,8 +15,9 @@ from app.backends.custom.gpt.dataset import (
     pad_batch,
     split_stratified,
 )
+from app.backends.custom.gpt.runs import Epoch
 from app.backends.custom.gpt.tokenizer import train_tokenizer
-from app.backends.custom.gpt.train import Epoch, _loss, train
+from app.backends.custom.gpt.train import _loss, train
 from app.backends.custom.gpt.validation import AnswerScores, answer_scores
 from app.banking.corpus import Example, read_csv
 from app.banking.intents import IntentSet
