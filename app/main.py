@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -26,9 +26,16 @@ NO_KEYS = (
 )
 
 
-def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
-    """The service for these settings; pass a pipeline to share one built elsewhere. With no
-    user key it serves only in development (DEV_MODE=true), open to anyone who reaches it."""
+Alongside = Callable[[], AbstractAsyncContextManager[object]]
+
+
+def create_app(
+    settings: Settings, pipeline: Pipeline | None = None, alongside: Alongside | None = None
+) -> FastAPI:
+    """The service for these settings; pass a pipeline to share one built elsewhere, and what
+    runs alongside it while it serves (a Ray replica's part in its fleet: entered once the
+    pipeline has started, left before it closes). With no user key it serves only in
+    development (DEV_MODE=true), open to anyone who reaches it."""
     if not (settings.api_keys or settings.eval_api_keys):
         if not settings.dev_mode:
             raise ValueError(NO_KEYS)
@@ -44,7 +51,8 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
         await served.start()
         app.state.pipeline = served
         try:
-            yield
+            async with (alongside or nullcontext)():
+                yield
         finally:
             await served.close()
             logger.info("stopped: every model closed, the benchmark log written and closed")

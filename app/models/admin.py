@@ -60,7 +60,11 @@ class Admin:
         # an evaluation's questions go under the same policy and timeout as a shadow's
         self._policy, self._timeout_s = shadow.options.policy, shadow.options.timeout_s
         self.audit = audit
-        self.switch_to: SwitchTo = self._switch_here
+        self._switch_to: SwitchTo = self._switch_here
+
+    def switch_through(self, switch_to: SwitchTo) -> None:
+        """Make the switches that pass their checks through `switch_to` (a fleet's), not here."""
+        self._switch_to = switch_to
 
     async def switch(self, name: str, require: Requirements | None, by: str) -> SwitchResult:
         """Switch to `name`; with `require`, only once the candidate meets every condition."""
@@ -70,7 +74,7 @@ class Admin:
         self.audit.asked("switch", by, previous, name, require=given)
         try:
             if require is None or name == previous:
-                result = await self.switch_to(spec.name, by)
+                result = await self._switch_to(spec.name, by)
             else:
                 result = await self._gated(spec, require, by)
         except SwitchRefused as exc:
@@ -182,4 +186,4 @@ class Admin:
     async def _decide(self, spec: ModelSpec, verdicts: list[Verdict], by: str) -> SwitchResult:
         if not all(v.passed for v in verdicts):
             raise SwitchRefused(spec.name, [asdict(v) for v in verdicts])
-        return await self.switch_to(spec.name, by)
+        return await self._switch_to(spec.name, by)

@@ -98,9 +98,10 @@ class Fleet:
         return state
 
     async def switch(self, name: str, by: str) -> SwitchResult:
-        """Admin.switch_to on Ray Serve: the actor publishes `name` and waits until every live
-        replica serves it (or says why not); a replica that starts meanwhile comes up on it.
-        The actor makes the whole switch, so it ends the same if this request is cut."""
+        """A switch on Ray Serve (`Admin.switch_through`): the actor publishes `name` and waits
+        until every live replica serves it (or says why not); a replica that starts meanwhile
+        comes up on it. The actor makes the whole switch, so it ends the same if this request
+        is cut."""
         previous = self._pipeline.active.name if self._pipeline.active else None
         started = time.perf_counter()
         try:

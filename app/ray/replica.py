@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import ray
@@ -73,30 +72,26 @@ class Replica:
             host = ray.util.get_node_ip_address()
         target = f"{host}:{self._exporter.server_port}"
         self._fleet = Fleet(self._pipeline, app, self.replica, desired["generation"], target)
-        self._pipeline.admin.switch_to = self._fleet.switch
+        self._pipeline.admin.switch_through(self._fleet.switch)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        app = create_app(self._settings, self._pipeline)
+        app = create_app(self._settings, self._pipeline, alongside=self._in_fleet)
         app.state.fleet = self._fleet
         app.include_router(routes.router)
-        started = app.router.lifespan_context
-        fleet, exporter = self._fleet, self._exporter
-
-        @asynccontextmanager
-        async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
-            async with started(application) as state:  # the pipeline loads its model
-                await fleet.catch_up()  # a switch published while it loaded
-                await fleet.start()
-                gc.collect()  # as `bankllm serve` does: the collector's full passes stall
-                gc.freeze()  # requests ~100 ms with torch and the model alive
-                try:
-                    yield state
-                finally:
-                    await fleet.close()
-                    exporter.shutdown()
-
-        app.router.lifespan_context = lifespan
         return app
+
+    @asynccontextmanager
+    async def _in_fleet(self) -> AsyncIterator[None]:
+        """The replica's part in its fleet, while its pipeline serves."""
+        await self._fleet.catch_up()  # a switch published while the model loaded
+        await self._fleet.start()
+        gc.collect()  # as `bankllm serve` does: the collector's full passes stall
+        gc.freeze()  # requests ~100 ms with torch and the model alive
+        try:
+            yield
+        finally:
+            await self._fleet.close()
+            self._exporter.shutdown()
 
 
 def _starting(settings: Settings, desired: str | None) -> Settings:
