@@ -1,4 +1,4 @@
-"""The FastAPI app: `create_app(settings)` wires the pipeline, routes, errors and limits."""
+"""The FastAPI app: `create_app(settings)` wires the service, routes, errors and limits."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from app.api.openai import routes as openai
 from app.api.openapi import document
 from app.api.routes import benchmarks, generate, health, metrics, models, shadow
 from app.banking.intents import IntentSet
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,11 +30,11 @@ Alongside = Callable[[], AbstractAsyncContextManager[object]]
 
 
 def create_app(
-    settings: Settings, pipeline: Pipeline | None = None, alongside: Alongside | None = None
+    settings: Settings, service: Service | None = None, alongside: Alongside | None = None
 ) -> FastAPI:
-    """The service for these settings; pass a pipeline to share one built elsewhere, and what
+    """The app for these settings; pass a service to share one built elsewhere, and what
     runs alongside it while it serves (a Ray replica's part in its fleet: entered once the
-    pipeline has started, left before it closes). With no user key it serves only in
+    service has started, left before it closes). With no user key it serves only in
     development (DEV_MODE=true), open to anyone who reaches it."""
     if not (settings.api_keys or settings.eval_api_keys):
         if not settings.dev_mode:
@@ -47,9 +47,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        served = pipeline or Pipeline(settings, IntentSet.load())
+        served = service or Service(settings, IntentSet.load())
         await served.start()
-        app.state.pipeline = served
+        app.state.service = served
         try:
             async with (alongside or nullcontext)():
                 yield

@@ -25,7 +25,7 @@ from app.backends.custom.gpt.train import train
 from app.banking.corpus import build_corpus
 from app.banking.intents import IntentSet
 from app.main import create_app
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings, get_settings
 from tests.fake_gemini import API_KEY as GEMINI_KEY
 from tests.fake_gemini import FakeGemini
@@ -35,7 +35,7 @@ from tests.helpers import (
     PSEUDONYM_SECRET,
     TINY,
     USER_KEY,
-    Service,
+    Started,
     client_of,
     running,
     serving,
@@ -158,15 +158,15 @@ def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
 
 
+ServeFactory = Callable[..., AbstractAsyncContextManager[Started]]
 ServiceFactory = Callable[..., AbstractAsyncContextManager[Service]]
-PipelineFactory = Callable[..., AbstractAsyncContextManager[Pipeline]]
-Served = tuple[str, Settings, Pipeline]  # a real server's URL, its settings and its pipeline
+Served = tuple[str, Settings, Service]  # a real server's URL, its settings and its service
 
 
 @pytest.fixture
-def service(make_settings: SettingsFactory) -> ServiceFactory:
+def serve(make_settings: SettingsFactory) -> ServeFactory:
     """Start the app for given settings, or for the test settings with overrides:
-    `async with service(active_model="echo") as (app, client, pipeline): ...`"""
+    `async with serve(active_model="echo") as (app, client, service): ...`"""
 
     def start(settings: Settings | None = None, **overrides: Any) -> Any:
         return started(settings if settings is not None else make_settings(**overrides))
@@ -181,8 +181,8 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-def pipeline(app: FastAPI) -> Pipeline:
-    served: Pipeline = app.state.pipeline
+def service(app: FastAPI) -> Service:
+    served: Service = app.state.service
     return served
 
 
@@ -204,7 +204,7 @@ def server(make_settings: SettingsFactory) -> Iterator[Served]:
     settings = make_settings(active_model="custom-random")
     app = create_app(settings)
     with serving(app) as url:
-        yield url, settings, app.state.pipeline
+        yield url, settings, app.state.service
 
 
 REPLY_B = "intent: lost_or_stolen_card\nWe blocked it."
@@ -249,17 +249,17 @@ def memory_settings(tmp_path: Path, memory: Memory) -> SettingsFactory:
 
 
 @pytest.fixture
-def start_pipeline(memory_settings: SettingsFactory) -> PipelineFactory:
-    """A started pipeline (no HTTP) for the memory settings with overrides."""
+def start_service(memory_settings: SettingsFactory) -> ServiceFactory:
+    """A started service (no HTTP) for the memory settings with overrides."""
 
     @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Pipeline]:
-        pipeline = Pipeline(memory_settings(**overrides), IntentSet.load())
-        await pipeline.start()
+    async def start(**overrides: Any) -> AsyncIterator[Service]:
+        service = Service(memory_settings(**overrides), IntentSet.load())
+        await service.start()
         try:
-            yield pipeline
+            yield service
         finally:
-            await pipeline.close()
+            await service.close()
 
     return start
 
@@ -270,7 +270,7 @@ def echo_server(make_settings: SettingsFactory) -> Iterator[Served]:
     settings = make_settings(active_model="echo")
     app = create_app(settings)
     with serving(app) as url:
-        yield url, settings, app.state.pipeline
+        yield url, settings, app.state.service
 
 
 @pytest.fixture(scope="session")

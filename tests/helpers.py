@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 from app.backends.custom.gpt.train import TrainConfig
 from app.backends.protocol import Adapter, Completion, Message, SamplingParams, collect
 from app.main import create_app
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings
 from app.telemetry.pseudonyms import Pseudonyms
 
@@ -75,12 +75,12 @@ async def answer(adapter: Adapter, text: str, params: SamplingParams) -> Complet
     return await collect(adapter.stream(ask(text), params))
 
 
-class Service(NamedTuple):
-    """A started app, a client of it with the user key, and its pipeline."""
+class Started(NamedTuple):
+    """A started app, a client of it with the user key, and its service."""
 
     app: FastAPI
     client: httpx.AsyncClient
-    pipeline: Pipeline
+    service: Service
 
 
 @asynccontextmanager
@@ -92,9 +92,9 @@ async def running(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @asynccontextmanager
-async def started(settings: Settings) -> AsyncIterator[Service]:
+async def started(settings: Settings) -> AsyncIterator[Started]:
     async with running(settings) as app, client_of(app) as client:
-        yield Service(app, client, app.state.pipeline)
+        yield Started(app, client, app.state.service)
 
 
 @asynccontextmanager
@@ -143,18 +143,18 @@ def serving(app: ASGIApp) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def sample(pipeline: Pipeline, name: str, **labels: str) -> float:
-    """A metric sample's value from the pipeline's registry (0 when absent)."""
-    return pipeline.metrics.registry.get_sample_value(name, labels) or 0.0
+def sample(service: Service, name: str, **labels: str) -> float:
+    """A metric sample's value from the service's registry (0 when absent)."""
+    return service.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def read_log(
-    settings: Settings, pipeline: Pipeline | None = None, *, audit: bool = False
+    settings: Settings, service: Service | None = None, *, audit: bool = False
 ) -> list[dict[str, Any]]:
-    """The benchmark log's rows, after the pipeline's writer caught up; with `audit`, then
+    """The benchmark log's rows, after the service's writer caught up; with `audit`, then
     the audit trail's (its own file, written as each action is)."""
-    if pipeline is not None:
-        pipeline.log.flush()  # waits for pending rows
+    if service is not None:
+        service.log.flush()  # waits for pending rows
     rows = [json.loads(line) for line in settings.benchmark_log.read_text().splitlines()]
     if audit and settings.audit_path.exists():
         rows += [json.loads(line) for line in settings.audit_path.read_text().splitlines()]

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings
 from tests.helpers import USER_KEY, read_log
 
@@ -66,29 +66,29 @@ async def _call(
 
 
 async def test_a_streamed_answer_stops_when_the_client_leaves(
-    app: FastAPI, pipeline: Pipeline, settings: Settings
+    app: FastAPI, service: Service, settings: Settings
 ) -> None:
-    await pipeline.switch("custom-random")
+    await service.switch("custom-random")
     request = {"prompt": "hello", "max_tokens": 100, "temperature": 1.0, "seed": 3}
-    whole = await pipeline.generate("hello", max_tokens=100, temperature=1.0, seed=3)
+    whole = await service.pipeline.generate("hello", max_tokens=100, temperature=1.0, seed=3)
     assert whole.completion_tokens == 100  # what an uninterrupted answer costs
     assert whole.text
     sent = await _call(app, {**request, "stream": True}, leave_after_first_chunk=True)
-    row = read_log(settings, pipeline)[-1]
+    row = read_log(settings, service)[-1]
     assert sent[0]["status"] == 200
     assert (row["status"], row["error_type"], row["stream"]) == ("cancelled", "cancelled", True)
     assert row["completion_tokens"] == 0  # no finish piece: the adapter never ran to the end
 
 
 async def test_a_plain_request_is_cancelled_when_the_client_leaves(
-    app: FastAPI, pipeline: Pipeline, settings: Settings
+    app: FastAPI, service: Service, settings: Settings
 ) -> None:
     sent = await _call(app, {"prompt": "hello", "max_tokens": 100}, leave_after_first_chunk=False)
-    row = read_log(settings, pipeline)[-1]
+    row = read_log(settings, service)[-1]
     assert sent[0]["status"] == 499
     assert (row["status"], row["stream"]) == ("cancelled", False)
     assert (
-        pipeline.metrics.registry.get_sample_value(
+        service.metrics.registry.get_sample_value(
             "bankllm_requests_total",
             {"model": "custom", "backend": "custom", "status": "cancelled"},
         )

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.backends.custom.gpt.model import GPT
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.helpers import error_body, parse_sse, read_log
 
 pytestmark = pytest.mark.anyio
@@ -53,16 +53,16 @@ def decode_fault(monkeypatch: pytest.MonkeyPatch) -> DecodeFault:
 
 
 async def test_a_decoding_thread_that_raises_fails_its_requests_and_the_next_is_served(
-    service: ServiceFactory, decode_fault: DecodeFault
+    serve: ServeFactory, decode_fault: DecodeFault
 ) -> None:
     ask = {"prompt": "my card has not arrived", "max_tokens": 40, "temperature": 0}
-    async with service(active_model="custom-random") as (_, client, pipeline):
+    async with serve(active_model="custom-random") as (_, client, service):
         decode_fault.arm(after=0)
         plain = await client.post("/generate", json=ask)
         decode_fault.arm(after=20)  # past the intent line: the stream has begun
         streamed = await client.post("/generate", json=ask | {"stream": True})
         after = await client.post("/generate", json=ask)
-        rows = read_log(pipeline.settings, pipeline)
+        rows = read_log(service.settings, service)
     assert (plain.status_code, plain.json()) == (
         500,
         error_body("internal_error", "internal error"),

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.fake_gemini import API_KEY, ASK, REPLY_TEXT, FakeGemini, Fault
 from tests.helpers import ADMIN_KEY, parse_sse, read_log, sample
 
@@ -21,13 +21,13 @@ CARD, IBAN, ACCOUNT = "4111 1111 1111 1111", "GB82 WEST 1234 5698 7654 32", "876
 
 
 async def test_generate_and_stream_through_the_sdk(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="gemini")
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
         plain = await client.post("/generate", json=ASK)
         streamed = await client.post("/generate", json=ASK | {"stream": True})
-        rows = read_log(settings, pipeline)
+        rows = read_log(settings, service)
     body = plain.json()
     assert (plain.status_code, body) == (
         200,
@@ -89,7 +89,7 @@ async def test_generate_and_stream_through_the_sdk(
     ],
 )
 async def test_each_fault_has_its_status_and_envelope(
-    service: ServiceFactory,
+    serve: ServeFactory,
     gemini_settings: Callable[..., Settings],
     fake_gemini: FakeGemini,
     faults: list[Fault],
@@ -99,10 +99,10 @@ async def test_each_fault_has_its_status_and_envelope(
     headers: dict[str, str],
 ) -> None:
     settings = gemini_settings(active_model="gemini", **overrides)
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
         fake_gemini.faults.extend(faults)
         response = await client.post("/generate", json=ASK)
-        rows = read_log(settings, pipeline)
+        rows = read_log(settings, service)
     assert response.status_code == status
     assert response.json() == {"error": {"type": error_type, "message": ANY, "details": ANY}}
     assert {k: v for k, v in response.headers.items() if k == "retry-after"} == headers
@@ -112,9 +112,9 @@ async def test_each_fault_has_its_status_and_envelope(
 
 
 async def test_a_rejected_key_fails_the_request_and_degrades_health(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
-    async with service(gemini_settings(active_model="gemini")) as (_, client, _):
+    async with serve(gemini_settings(active_model="gemini")) as (_, client, _):
         fake_gemini.accepted_key = "a-rotated-key"  # Google no longer takes ours
         response = await client.post("/generate", json=ASK)
         health = await client.get("/health")
@@ -141,9 +141,9 @@ async def test_a_rejected_key_fails_the_request_and_degrades_health(
 
 
 async def test_switching_to_a_model_whose_key_is_rejected_keeps_the_old_one(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
-    async with service(gemini_settings()) as (_, client, _):
+    async with serve(gemini_settings()) as (_, client, _):
         fake_gemini.accepted_key = "a-rotated-key"
         switched = await client.post("/switch", json={"model": "gemini"}, headers=ADMIN)
         health = await client.get("/health")
@@ -153,14 +153,14 @@ async def test_switching_to_a_model_whose_key_is_rejected_keeps_the_old_one(
 
 
 async def test_customer_numbers_never_reach_the_upstream(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     prompt = f"pay from card {CARD} to {IBAN}, my account {ACCOUNT}"
     settings = gemini_settings(active_model="gemini", cloud_pii_policy="redact")
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
         response = await client.post("/generate", json=ASK | {"prompt": prompt})
         counts = {
-            kind: sample(pipeline, "bankllm_pii_redactions_total", kind=kind, action="redacted")
+            kind: sample(service, "bankllm_pii_redactions_total", kind=kind, action="redacted")
             for kind in ("card", "iban", "account")
         }
     assert response.status_code == 200
@@ -175,9 +175,9 @@ async def test_customer_numbers_never_reach_the_upstream(
 
 
 async def test_the_block_policy_is_the_default_answers_422_and_sends_nothing(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
-    async with service(gemini_settings(active_model="gemini")) as (_, client, _):
+    async with serve(gemini_settings(active_model="gemini")) as (_, client, _):
         before = len(fake_gemini.received)
         response = await client.post("/generate", json=ASK | {"prompt": f"card {CARD}"})
         clean = await client.post("/generate", json=ASK)
@@ -191,12 +191,12 @@ async def test_the_block_policy_is_the_default_answers_422_and_sends_nothing(
 
 
 async def test_the_breaker_fails_fast_and_health_shows_it(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(
         active_model="gemini", gemini_retry_attempts=1, gemini_breaker_failures=2
     )
-    async with service(settings) as (_, client, _):
+    async with serve(settings) as (_, client, _):
         fake_gemini.faults.extend([Fault(status=500)] * 2)
         failed = [await client.post("/generate", json=ASK) for _ in range(2)]
         sent = len(fake_gemini.received)
@@ -210,25 +210,25 @@ async def test_the_breaker_fails_fast_and_health_shows_it(
 
 
 async def test_switch_custom_gemini_custom_while_20_requests_run(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="custom-random", max_concurrency=40)
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
 
         async def ask(i: int) -> httpx.Response:
             body = {"prompt": f"question {i}", "max_tokens": 40, "temperature": 0.8, "seed": i}
             return await client.post("/generate", json=body)
 
         def in_flight(model: str, backend: str) -> float:
-            return sample(pipeline, "bankllm_requests_in_flight", model=model, backend=backend)
+            return sample(service, "bankllm_requests_in_flight", model=model, backend=backend)
 
         first = [asyncio.create_task(ask(i)) for i in range(20)]
-        await pipeline.until_in_flight(20)
+        await service.until_in_flight(20)
         assert in_flight("custom-random", "custom") == 20
         to_gemini = await client.post("/switch", json={"model": "gemini"}, headers=ADMIN)
         fake_gemini.faults.extend([Fault(delay_s=0.5)] * 20)  # a slow upstream: 20 in flight
         second = [asyncio.create_task(ask(20 + i)) for i in range(20)]
-        await pipeline.until_in_flight(20)  # now with gemini
+        await service.until_in_flight(20)  # now with gemini
         assert in_flight("gemini", "gemini") == 20
         to_custom = await client.post("/switch", json={"model": "custom"}, headers=ADMIN)
         last = await asyncio.gather(*(ask(40 + i) for i in range(20)))

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.fake_gemini import ASK, REPLY_TEXT, FakeGemini, Fault
 from tests.helpers import ADMIN_KEY, USER_KEY, error_body, parse_sse, read_log
 from tests.process import ServiceProcess, gemini_env, service_process
@@ -157,16 +157,14 @@ def test_a_second_signal_cuts_at_once(
 
 @pytest.mark.anyio
 async def test_a_draining_service_refuses_switches_and_is_not_ready(
-    service: ServiceFactory,
+    serve: ServeFactory,
 ) -> None:
-    async with service() as (_, client, pipeline):
-        assert await pipeline.drain.run() == 0  # nothing in flight: the drain ends at once
+    async with serve() as (_, client, service):
+        assert await service.drain.run() == 0  # nothing in flight: the drain ends at once
         switched = await client.post("/switch", json={"model": "custom-b"}, headers=ADMIN)
         health = await client.get("/health")
         live = await client.get("/health/live")
-        audit = [
-            r for r in read_log(pipeline.settings, pipeline, audit=True) if r["type"] == "admin"
-        ]
+        audit = [r for r in read_log(service.settings, service, audit=True) if r["type"] == "admin"]
     stopping = "the service is stopping; send the request to another replica"
     assert [(r["action"], r["result"], r["to"], r.get("error_type")) for r in audit] == [
         ("start", "done", "custom", None),

@@ -16,7 +16,7 @@ from app.backends.custom.gpt.checkpoint import load_checkpoint
 from app.backends.custom.gpt.tokenizer import BOS, EOS, SEP, encode_prompt, special_id
 from app.banking.intents import IntentSet
 from app.main import create_app
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from tests.conftest import SettingsFactory
 from tests.helpers import USER_KEY, sample, serving
 
@@ -26,12 +26,12 @@ NOT_JSON = "the body must be JSON, sent with Content-Type: application/json (not
 
 
 @pytest.fixture
-def live(make_settings: SettingsFactory) -> Iterator[tuple[str, Pipeline]]:
+def live(make_settings: SettingsFactory) -> Iterator[tuple[str, Service]]:
     """The app behind a real uvicorn, serving the random-weights model (long answers), with
     a body timeout short enough for a test."""
     app: FastAPI = create_app(make_settings(active_model="custom-random", body_timeout_s=0.5))
     with serving(app) as url:
-        yield url, app.state.pipeline
+        yield url, app.state.service
 
 
 @pytest.mark.parametrize(
@@ -177,9 +177,9 @@ def _read_until(sock: socket.socket, end: bytes) -> bytes:
 
 
 def test_a_body_that_never_arrives_whole_is_timed_out_and_its_connection_closed(
-    live: tuple[str, Pipeline],
+    live: tuple[str, Service],
 ) -> None:
-    url, pipeline = live
+    url, service = live
     with _raw(url, _post_head(100), b'{"prompt": "slow') as slowloris:
         answer = _read_all(slowloris)  # the server ends it: recv sees the close
     after = httpx.post(f"{url}/generate", json={"prompt": "hi", "max_tokens": 4}, headers=AUTH)
@@ -187,10 +187,10 @@ def test_a_body_that_never_arrives_whole_is_timed_out_and_its_connection_closed(
     assert b'"type":"body_timeout"' in answer
     assert b"connection: close" in answer.lower()
     assert after.status_code == 200
-    assert pipeline.log.wait_written(2, timeout_s=30)
+    assert service.log.wait_written(2, timeout_s=30)
     assert (
         sample(
-            pipeline,
+            service,
             "bankllm_requests_total",
             model="custom-random",
             backend="custom",
@@ -201,7 +201,7 @@ def test_a_body_that_never_arrives_whole_is_timed_out_and_its_connection_closed(
 
 
 def test_a_client_that_does_not_read_its_stream_holds_only_its_own_request(
-    live: tuple[str, Pipeline],
+    live: tuple[str, Service],
 ) -> None:
     url, _ = live
     body = b'{"prompt": "hi", "max_tokens": 240, "temperature": 1, "stream": true}'
@@ -218,9 +218,9 @@ def test_a_client_that_does_not_read_its_stream_holds_only_its_own_request(
 
 @pytest.mark.anyio
 async def test_500_clients_that_leave_mid_stream_leave_500_cancelled_rows_and_idle_gauges(
-    live: tuple[str, Pipeline],
+    live: tuple[str, Service],
 ) -> None:
-    url, pipeline = live
+    url, service = live
     body = {"prompt": "hi", "max_tokens": 240, "temperature": 0, "stream": True}  # to the end
     gate = asyncio.Semaphore(50)
 
@@ -234,13 +234,13 @@ async def test_500_clients_that_leave_mid_stream_leave_500_cancelled_rows_and_id
     async with httpx.AsyncClient(base_url=url, headers=AUTH, limits=limits, timeout=60) as c:
         statuses = await asyncio.gather(*(leave_after_the_first_event(c) for _ in range(500)))
     assert statuses == [200] * 500
-    assert await asyncio.to_thread(pipeline.log.wait_written, 500, 60)
-    rows = pipeline.log.summary()["models"]["custom-random"]
+    assert await asyncio.to_thread(service.log.wait_written, 500, 60)
+    rows = service.log.summary()["models"]["custom-random"]
     assert rows["count"] == 500
     labels = {"model": "custom-random", "backend": "custom"}
-    assert sample(pipeline, "bankllm_requests_total", **labels, status="cancelled") == 500.0
-    assert sample(pipeline, "bankllm_requests_in_flight", **labels) == 0.0
-    assert sample(pipeline, "bankllm_queue_depth") == 0.0
+    assert sample(service, "bankllm_requests_total", **labels, status="cancelled") == 500.0
+    assert sample(service, "bankllm_requests_in_flight", **labels) == 0.0
+    assert sample(service, "bankllm_queue_depth") == 0.0
 
 
 def test_special_token_texts_in_a_prompt_are_plain_text(checkpoints: dict[str, Any]) -> None:

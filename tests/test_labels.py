@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.helpers import ADMIN_KEY, EVAL_KEY, read_log
 
 pytestmark = pytest.mark.anyio
@@ -17,14 +17,14 @@ def _as(key: str) -> dict[str, str]:
 
 
 async def test_a_label_counts_only_from_an_evaluation_or_the_admin(
-    service: ServiceFactory,
+    serve: ServeFactory,
 ) -> None:
     labelled = ASK | {"label": "card_arrival"}
-    async with service(active_model="echo") as (_, client, pipeline):
+    async with serve(active_model="echo") as (_, client, service):
         by_user = await client.post("/generate", json=labelled)  # the client's key is a user's
         by_eval = await client.post("/generate", json=labelled, headers=_as(EVAL_KEY))
         by_admin = await client.post("/generate", json=labelled, headers=_as(ADMIN_KEY))
-        rows = read_log(pipeline.settings, pipeline)
+        rows = read_log(service.settings, service)
     assert [r.status_code for r in (by_user, by_eval, by_admin)] == [403, 200, 200]
     assert by_user.json()["error"]["type"] == "forbidden"
     assert "EVAL_API_KEYS" in by_user.json()["error"]["message"]
@@ -37,13 +37,13 @@ async def test_a_label_counts_only_from_an_evaluation_or_the_admin(
 
 @pytest.mark.parametrize("label", ["4111 1111 1111 1111", "Card_Arrival", "card_arrival ", ""])
 async def test_a_label_that_is_no_intent_is_refused_and_never_stored(
-    service: ServiceFactory, label: str
+    serve: ServeFactory, label: str
 ) -> None:
-    async with service(active_model="echo") as (_, client, pipeline):
+    async with serve(active_model="echo") as (_, client, service):
         response = await client.post(
             "/generate", json=ASK | {"label": label}, headers=_as(EVAL_KEY)
         )
-        rows = read_log(pipeline.settings, pipeline)
+        rows = read_log(service.settings, service)
     assert response.status_code == 422
     assert response.json()["error"]["details"] == {"label": "not an intent"}
     assert [(r["status"], r["label"]) for r in rows] == [("bad_request", None)]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests.banking.numbers import conversations, digits_in
 from tests.conftest import SettingsFactory
 from tests.fake_gemini import FakeGemini
-from tests.helpers import ADMIN_KEY, EVAL_KEY, Service, started
+from tests.helpers import ADMIN_KEY, EVAL_KEY, Started, started
 
 pytestmark = pytest.mark.anyio
 # an escape a repr may write into a message: what it stands for is a separator
@@ -52,8 +52,8 @@ def _strings(value: Any) -> list[str]:
 class Services:
     """Gemini active under `redact` (an echo shadow beside it) and under the default."""
 
-    redact: Service
-    block: Service
+    redact: Started
+    block: Started
     logs: tuple[Path, Path]
     upstream: FakeGemini
 
@@ -121,9 +121,9 @@ async def test_no_customer_number_reaches_the_cloud_the_log_or_an_error(
     fake_gemini = services.upstream
     fake_gemini.received.clear()
     answers = await _ask(redact.client, texts, number) + await _ask(block.client, texts, number)
-    for service in (redact, block):
-        service.pipeline.log.flush()
-        await service.pipeline.shadow.settled()
+    for each in (redact, block):
+        each.service.log.flush()
+        await each.service.shadow.settled()
     sent = [s for r in fake_gemini.received for s in _strings(r.body)]
     logged = [
         s

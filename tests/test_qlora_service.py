@@ -16,7 +16,7 @@ from app.backends.qlora.adapter import QLoRAAdapter
 from app.errors import ModelFailed
 from app.models.registry import build_registry
 from app.settings import Settings
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.helpers import ADMIN_KEY, answer, error_body, parse_sse, sample
 
 pytestmark = pytest.mark.anyio
@@ -25,11 +25,11 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 async def test_the_transformers_engine_serves_plain_and_streamed(
-    service: ServiceFactory,
+    serve: ServeFactory,
     qlora_settings: Callable[..., Settings],
 ) -> None:
     settings = qlora_settings(active_model="qlora", qlora_quantization="bitsandbytes")
-    async with service(settings) as (_, client, _):
+    async with serve(settings) as (_, client, _):
         plain = await client.post("/generate", json=ASK)
         streamed = await client.post("/generate", json=ASK | {"stream": True})
     body = plain.json()
@@ -43,7 +43,7 @@ async def test_the_transformers_engine_serves_plain_and_streamed(
 
 
 async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
-    service: ServiceFactory,
+    serve: ServeFactory,
     qlora_settings: Callable[..., Settings],
 ) -> None:
     pytest.importorskip("vllm", reason="CPU vLLM: `make install-test` installs it (CI does)")
@@ -54,13 +54,15 @@ async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
     await reference.close()
 
     settings = qlora_settings(active_model="qlora", qlora_engine="vllm")
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
         plain = await client.post("/generate", json=ASK)
         streamed = await client.post("/generate", json=ASK | {"stream": True})
-        async with aclosing(pipeline.stream("hello", max_tokens=200, temperature=0)) as events:
+        async with aclosing(
+            service.pipeline.stream("hello", max_tokens=200, temperature=0)
+        ) as events:
             await anext(events)  # the caller leaves after the first delta: vLLM aborts the rest
         cancelled = sample(
-            pipeline, "bankllm_requests_total", model="qlora", backend="qlora", status="cancelled"
+            service, "bankllm_requests_total", model="qlora", backend="qlora", status="cancelled"
         )
         away = await client.post("/switch", json={"model": "custom"}, headers=ADMIN)
         back = await client.post("/switch", json={"model": "qlora"}, headers=ADMIN)
@@ -78,16 +80,18 @@ async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
 
 
 async def test_a_dead_vllm_engine_fails_its_requests_turns_health_503_and_comes_back(
-    service: ServiceFactory, qlora_settings: Callable[..., Settings]
+    serve: ServeFactory, qlora_settings: Callable[..., Settings]
 ) -> None:
     pytest.importorskip("vllm", reason="CPU vLLM: `make install-test` installs it (CI does)")
     settings = qlora_settings(active_model="qlora", qlora_engine="vllm")
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
         before = multiprocessing.active_children()
         assert len(before) == 1, before  # vLLM's engine core, in its own process
         core = before[0].pid
         assert core is not None
-        async with aclosing(pipeline.stream("hello", max_tokens=400, temperature=0)) as events:
+        async with aclosing(
+            service.pipeline.stream("hello", max_tokens=400, temperature=0)
+        ) as events:
             await anext(events)
             os.kill(core, signal.SIGKILL)  # the engine dies mid-answer
             with pytest.raises(ModelFailed) as ended:
@@ -95,7 +99,7 @@ async def test_a_dead_vllm_engine_fails_its_requests_turns_health_503_and_comes_
                     pass
         refused = await client.post("/generate", json=ASK)
         health = await client.get("/health")
-        held = pipeline.current
+        held = service.model.current
         assert held is not None
         assert isinstance(held.adapter, QLoRAAdapter)
         await held.adapter.until_serving()

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from app.settings import PUBLISHED_KEYS, get_settings
-from tests.conftest import ServiceFactory, SettingsFactory
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import ADMIN_KEY, ROOT, USER_KEY, client_of, error_body, read_log
 
 pytestmark = pytest.mark.anyio
@@ -61,12 +61,12 @@ async def test_the_document_says_every_route_but_the_open_ones_needs_a_key(app: 
 
 
 async def test_keys_never_appear_in_logs_rows_errors_or_metrics(
-    service: ServiceFactory, caplog: pytest.LogCaptureFixture
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-key-that-must-not-be-echoed"
     async with (
-        service() as (app, client, pipeline),
+        serve() as (app, client, service),
         client_of(app, key=None) as anonymous,
         client_of(app, key=ADMIN_KEY) as admin,
     ):
@@ -85,7 +85,7 @@ async def test_keys_never_appear_in_logs_rows_errors_or_metrics(
                 "/v1/completions", json={"prompt": "hi"}, headers={"Authorization": wrong}
             ),
         ]
-        rows = read_log(pipeline.settings, pipeline)
+        rows = read_log(service.settings, service)
     assert [r.status_code for r in said] == [200, 400, 403, 200, 200, 404, 401, 401, 401]
     seen = "\n".join(
         [caplog.text, json.dumps(rows)] + [r.text + json.dumps(dict(r.headers)) for r in said]
@@ -95,14 +95,14 @@ async def test_keys_never_appear_in_logs_rows_errors_or_metrics(
 
 
 async def test_the_summary_reads_this_deployments_log_and_no_other(
-    service: ServiceFactory, make_settings: SettingsFactory
+    serve: ServeFactory, make_settings: SettingsFactory
 ) -> None:
     settings = make_settings(active_model="echo")
     other = settings.benchmark_log.with_name("other-deployment.jsonl")
     other.parent.mkdir(parents=True, exist_ok=True)
     row = {"type": "request", "model": "their-model", "status": "ok", "latency_ms": 1.0}
     other.write_text(json.dumps(row) + "\n")
-    async with service(settings) as (_, client, _):
+    async with serve(settings) as (_, client, _):
         await client.post("/generate", json={"prompt": "hi"})
         plain = await client.get("/benchmarks/summary")
         aimed = await client.get("/benchmarks/summary", params={"path": str(other), "log": "x"})
@@ -160,8 +160,8 @@ def test_dev_mode_lets_short_and_published_keys_through_with_a_warning(
     ]
 
 
-async def test_docs_can_be_turned_off(service: ServiceFactory) -> None:
-    async with service(docs_enabled=False) as (_, client, _):
+async def test_docs_can_be_turned_off(serve: ServeFactory) -> None:
+    async with serve(docs_enabled=False) as (_, client, _):
         hidden = {path: (await client.get(path)).status_code for path in OPEN}
     assert hidden == {
         "/health": 200,

@@ -19,7 +19,7 @@ def _rows(settings: Settings) -> list[dict[str, object]]:
 def test_stream_arrives_event_by_event_and_hanging_up_cancels(
     server: Served,
 ) -> None:
-    url, settings, pipeline = server
+    url, settings, service = server
     headers = {"Authorization": f"Bearer {USER_KEY}"}
     body = {"prompt": "hi", "max_tokens": 240, "temperature": 1.0, "seed": 1, "stream": True}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
@@ -28,7 +28,7 @@ def test_stream_arrives_event_by_event_and_hanging_up_cancels(
             first = next(response.iter_lines())
             assert json.loads(first.removeprefix("data: "))["delta"]
         # leaving the block closed the connection mid-answer
-        assert pipeline.log.wait_written(1, timeout_s=30)  # the server noticed, and logged it
+        assert service.log.wait_written(1, timeout_s=30)  # the server noticed, and logged it
         health = client.get("/health")
     row = _rows(settings)[-1]
     assert (row["status"], row["stream"], row["model"]) == ("cancelled", True, "custom-random")

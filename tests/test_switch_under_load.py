@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.conftest import ServiceFactory, SettingsFactory
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import ADMIN_KEY, sample
 
 pytestmark = pytest.mark.anyio
@@ -15,20 +15,20 @@ pytestmark = pytest.mark.anyio
 
 @pytest.mark.parametrize("mode", ["overlap", "drain_first"])
 async def test_switch_while_20_requests_run(
-    service: ServiceFactory, make_settings: SettingsFactory, mode: str
+    serve: ServeFactory, make_settings: SettingsFactory, mode: str
 ) -> None:
     # custom-random never stops early, so all 20 are still generating when the switch starts
     settings = make_settings(active_model="custom-random", max_concurrency=20, switch_mode=mode)
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
 
         async def ask(i: int) -> httpx.Response:
             body = {"prompt": f"question {i}", "max_tokens": 60, "temperature": 0.8, "seed": i}
             return await client.post("/generate", json=body)
 
         first_wave = [asyncio.create_task(ask(i)) for i in range(20)]
-        await pipeline.until_in_flight(20)
+        await service.until_in_flight(20)
         labels = {"model": "custom-random", "backend": "custom"}
-        assert sample(pipeline, "bankllm_requests_in_flight", **labels) == 20
+        assert sample(service, "bankllm_requests_in_flight", **labels) == 20
         switch = await client.post(
             "/switch", json={"model": "custom"}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         )

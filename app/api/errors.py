@@ -131,12 +131,12 @@ def _refused_access(request: Request, error: ServiceError, path: str, api: str) 
     """A request the key check refused: counted, never a row (anyone can send them, and rows
     fill a disk). A real key refused at an admin path is the audit trail's; a wrong key is
     only counted, so no one without a key can write to the trail."""
-    pipeline = request.app.state.pipeline
+    service = request.app.state.service
     if isinstance(error, Unauthorized):
-        pipeline.metrics.unauthenticated.labels(api).inc()
+        service.metrics.unauthenticated.labels(api).inc()
     presented = request.scope[REFUSED_KEY]
     if path in ADMIN_PATHS and presented is not None and isinstance(error, Forbidden):
-        pipeline.admin.audit.write(path.strip("/"), presented, "denied", error_type=error.type)
+        service.admin.audit.write(path.strip("/"), presented, "denied", error_type=error.type)
 
 
 def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> ErrorHandler:
@@ -151,7 +151,7 @@ def add_error_handlers(app: FastAPI, recorded: Mapping[str, str]) -> ErrorHandle
         if REFUSED_KEY in request.scope:
             _refused_access(request, error, path, recorded.get(path, "other"))
         elif isinstance(cause, _REFUSED_BEFORE_THE_PIPELINE) and path in recorded:
-            request.app.state.pipeline.refuse(error, recorded[path])
+            request.app.state.service.pipeline.refuse(error, recorded[path])
         return error_response(error, openai=path.startswith("/v1/"))
 
     for kind in (ServiceError, RequestValidationError, HTTPException, Exception):

@@ -1,4 +1,4 @@
-"""The ways `bankllm eval` asks a model: through a pipeline of its own, or a running service."""
+"""The ways `bankllm eval` asks a model: through a service of its own, or a running one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import httpx
 from app.banking.intents import IntentSet
 from app.errors import ServiceError
 from app.evaluation.evaluate import Ask, ExampleAnswer
-from app.serving.pipeline import Pipeline, RequestContext
+from app.service import Service
+from app.serving.pipeline import RequestContext
 from app.settings import Settings
 
 
@@ -18,21 +19,21 @@ from app.settings import Settings
 async def in_process(
     settings: Settings, intents: IntentSet, model: str, max_tokens: int
 ) -> AsyncIterator[Ask]:
-    """Ask `model` through a pipeline of our own (its requests go to the benchmark log)."""
-    pipeline = Pipeline(settings.model_copy(update={"active_model": model}), intents)
-    await pipeline.start()
+    """Ask `model` through a service of our own (its requests go to the benchmark log)."""
+    service = Service(settings.model_copy(update={"active_model": model}), intents)
+    await service.start()
     try:
-        if pipeline.active is None:
+        if service.active is None:
             raise RuntimeError(f"model {model!r} could not be loaded (see the log above)")
 
         async def ask(text: str, label: str) -> ExampleAnswer:
             try:
                 origin = RequestContext(label=label)
-                r = await pipeline.generate(
+                r = await service.pipeline.generate(
                     text, origin=origin, max_tokens=max_tokens, temperature=0.0
                 )
             except ServiceError as exc:
-                info = pipeline.active
+                info = service.active
                 return ExampleAnswer(
                     None,
                     "",
@@ -49,7 +50,7 @@ async def in_process(
 
         yield ask
     finally:
-        await pipeline.close()
+        await service.close()
 
 
 @asynccontextmanager

@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.main import create_app
-from app.serving.drain import AFTER_CUT_S
-from app.serving.pipeline import Pipeline
+from app.service import Service
+from app.serving.drain import AFTER_CUT_S, Drain
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def freeze_after_start(app: FastAPI) -> None:
 
 class GracefulServer(uvicorn.Server):
     """uvicorn's server, stopped the service's way. On SIGTERM (or Ctrl-C) it keeps listening
-    while the pipeline drains: /health answers 503 `draining` so load balancers stop sending,
+    while the service drains: /health answers 503 `draining` so load balancers stop sending,
     new requests get 503 `draining`, those in flight finish within SHUTDOWN_GRACE_S and are cut
     past it. Only then does uvicorn stop: connections close, the lifespan closes the log, and
     the process exits 0 (uvicorn would re-raise the signal, and so exit 143). A second signal
@@ -84,23 +84,23 @@ class GracefulServer(uvicorn.Server):
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        pipeline: Pipeline | None = getattr(self._app.state, "pipeline", None)
-        if self._loop is None or pipeline is None or self.should_exit:
+        service: Service | None = getattr(self._app.state, "service", None)
+        if self._loop is None or service is None or self.should_exit:
             # not serving yet, or stopping already: uvicorn's rule (a second Ctrl-C forces)
             self.force_exit = self.should_exit and sig == signal.SIGINT
             self.should_exit = True
         elif not self._asked:
             self._asked = True
-            self._loop.call_soon_threadsafe(self._stop, pipeline)
+            self._loop.call_soon_threadsafe(self._stop, service.drain)
         else:
-            self._loop.call_soon_threadsafe(pipeline.drain.cut)
+            self._loop.call_soon_threadsafe(service.drain.cut)
 
-    def _stop(self, pipeline: Pipeline) -> None:
-        self._drained = asyncio.create_task(self._drain(pipeline))
+    def _stop(self, drain: Drain) -> None:
+        self._drained = asyncio.create_task(self._drain(drain))
 
-    async def _drain(self, pipeline: Pipeline) -> None:
+    async def _drain(self, drain: Drain) -> None:
         try:
-            cut = await pipeline.drain.run()
+            cut = await drain.run()
             logger.info("drained: %d request(s) cut at the end of the grace period", cut)
         finally:
             self.should_exit = True

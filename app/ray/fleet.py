@@ -19,7 +19,7 @@ from ray.exceptions import RayError
 from app.errors import ServiceError, SwitchIncomplete, SwitchInProgress
 from app.models.switching import ReplicaSwitch, SwitchResult
 from app.ray.desired import NAMESPACE, POLL_S, DesiredModel, actor_name, switch_token
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,19 +54,19 @@ def fleet_token(settings: Settings, app: str) -> str:
 class Fleet:
     def __init__(
         self,
-        pipeline: Pipeline,
+        service: Service,
         app: str,
         replica: str,
         generation: int,
         metrics_target: str | None,
     ):
-        self._pipeline = pipeline
+        self._service = service
         self._app = app
         self.replica = replica
-        self._token = fleet_token(pipeline.settings, app)
+        self._token = fleet_token(service.settings, app)
         self._desired = desired_actor(app, self._token)
         self._metrics_target = metrics_target
-        self._timeout_s = pipeline.settings.fleet_switch_timeout_s
+        self._timeout_s = service.settings.fleet_switch_timeout_s
         # the newest publication acted on here: the one this replica started on, at first
         self._acted = generation
         self._heard = generation  # the newest publication the actor told of
@@ -102,7 +102,7 @@ class Fleet:
         until every live replica serves it (or says why not); a replica that starts meanwhile
         comes up on it. The actor makes the whole switch, so it ends the same if this request
         is cut."""
-        previous = self._pipeline.active.name if self._pipeline.active else None
+        previous = self._service.active.name if self._service.active else None
         started = time.perf_counter()
         try:
             outcome = await self._desired.switch.remote(
@@ -141,7 +141,7 @@ class Fleet:
             self._new.set()
 
     def _report(self) -> dict[str, Any]:
-        active = self._pipeline.active
+        active = self._service.active
         load_ms, error = self._result
         return {
             "model": active.name if active else None,
@@ -181,7 +181,7 @@ class Fleet:
         if wanted["generation"] <= self._acted:
             return
         try:
-            result = await self._pipeline.admin.follow(wanted["model"], wanted["by"])
+            result = await self._service.admin.follow(wanted["model"], wanted["by"])
             self._result = (result.load_ms, None)
         except ServiceError as exc:  # it keeps its model, and says why
             logger.error("could not switch to %s: %s", wanted["model"], exc.message)

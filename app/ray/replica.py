@@ -21,7 +21,7 @@ from app.main import create_app
 from app.models.registry import build_registry
 from app.ray import routes
 from app.ray.fleet import Fleet, desired_actor, fleet_token
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.metrics import Metrics
@@ -38,7 +38,7 @@ def replica_log(path: Path, replica: str) -> Path:
 class Replica:
     replica: str
     _settings: Settings
-    _pipeline: Pipeline
+    _service: Service
     _fleet: Fleet
     _exporter: WSGIServer
 
@@ -62,7 +62,7 @@ class Replica:
             family=settings.benchmark_log,
             stamp={"replica": self.replica},
         )
-        self._pipeline = Pipeline(settings, IntentSet.load(), metrics, log)
+        self._service = Service(settings, IntentSet.load(), metrics, log)
         # each replica's own metrics, on a port of its own: one Prometheus target per replica
         self._exporter, _ = start_http_server(
             0, addr=settings.replica_metrics_host, registry=metrics.registry
@@ -71,18 +71,18 @@ class Replica:
         if host in ("0.0.0.0", "::", ""):
             host = ray.util.get_node_ip_address()
         target = f"{host}:{self._exporter.server_port}"
-        self._fleet = Fleet(self._pipeline, app, self.replica, desired["generation"], target)
-        self._pipeline.admin.switch_through(self._fleet.switch)
+        self._fleet = Fleet(self._service, app, self.replica, desired["generation"], target)
+        self._service.admin.switch_through(self._fleet.switch)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        app = create_app(self._settings, self._pipeline, alongside=self._in_fleet)
+        app = create_app(self._settings, self._service, alongside=self._in_fleet)
         app.state.fleet = self._fleet
         app.include_router(routes.router)
         return app
 
     @asynccontextmanager
     async def _in_fleet(self) -> AsyncIterator[None]:
-        """The replica's part in its fleet, while its pipeline serves."""
+        """The replica's part in its fleet, while its service serves."""
         await self._fleet.catch_up()  # a switch published while the model loaded
         await self._fleet.start()
         gc.collect()  # as `bankllm serve` does: the collector's full passes stall

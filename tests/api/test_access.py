@@ -16,7 +16,7 @@ from app.api.deps import get_admin_id
 from app.main import create_app
 from app.telemetry.pseudonyms import Pseudonyms
 from tests.access_walk import faults, walk
-from tests.conftest import ServiceFactory, SettingsFactory
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import (
     ADMIN_ID,
     ADMIN_KEY,
@@ -71,15 +71,15 @@ async def test_a_path_no_route_serves_is_refused_before_it_is_found(app: FastAPI
 
 
 async def test_a_refusal_on_v1_is_in_openais_envelope_and_counted_not_logged(
-    service: ServiceFactory,
+    serve: ServeFactory,
 ) -> None:
     async with (
-        service() as (app, _, pipeline),
+        serve() as (app, _, service),
         client_of(app, key="wrong-key-0123456789abc") as wrong,
     ):
         answer = await wrong.post("/v1/chat/completions", json={"messages": "not even valid"})
-        rows = read_log(pipeline.settings, pipeline)
-        counted = sample(pipeline, "bankllm_unauthenticated_total", api="chat")
+        rows = read_log(service.settings, service)
+        counted = sample(service, "bankllm_unauthenticated_total", api="chat")
     assert answer.status_code == 401
     assert answer.json() == {
         "error": {
@@ -93,17 +93,17 @@ async def test_a_refusal_on_v1_is_in_openais_envelope_and_counted_not_logged(
     assert counted == 1
 
 
-async def test_refused_admin_attempts_with_a_real_key_are_audited(service: ServiceFactory) -> None:
+async def test_refused_admin_attempts_with_a_real_key_are_audited(serve: ServeFactory) -> None:
     """A user key at an admin path is audited; a wrong key or none is only counted, so no
     one without a key can write to the trail."""
-    async with service() as (app, client, pipeline), client_of(app, key=None) as anonymous:
+    async with serve() as (app, client, service), client_of(app, key=None) as anonymous:
         by_user = await client.post("/switch", json={"model": "custom-b"})
         by_wrong = await client.post(
             "/shadow", json={"model": "custom-b"}, headers={"Authorization": "Bearer not-it"}
         )
         by_no_one = await anonymous.post("/switch", json={"model": "custom-b"})
-        rows = read_log(pipeline.settings, pipeline, audit=True)
-        counted = sample(pipeline, "bankllm_unauthenticated_total", api="other")
+        rows = read_log(service.settings, service, audit=True)
+        counted = sample(service, "bankllm_unauthenticated_total", api="other")
     rows = [r for r in rows if r["type"] == "admin"]
     assert [a.status_code for a in (by_user, by_wrong, by_no_one)] == [403, 401, 401]
     pseudonyms = Pseudonyms.keyed(SecretStr(PSEUDONYM_SECRET))
@@ -113,10 +113,10 @@ async def test_refused_admin_attempts_with_a_real_key_are_audited(service: Servi
     assert counted == 2
 
 
-async def test_the_admin_in_the_audit_is_the_key_that_passed(service: ServiceFactory) -> None:
-    async with service() as (app, _, pipeline), client_of(app, key=ADMIN_KEY) as admin:
+async def test_the_admin_in_the_audit_is_the_key_that_passed(serve: ServeFactory) -> None:
+    async with serve() as (app, _, service), client_of(app, key=ADMIN_KEY) as admin:
         answer = await admin.post("/switch", json={"model": "custom-b"})
-        rows = read_log(pipeline.settings, pipeline, audit=True)
+        rows = read_log(service.settings, service, audit=True)
     assert answer.status_code == 200
     switches = [r for r in rows if r.get("type") == "admin" and r["action"] == "switch"]
     assert {r["by"] for r in switches} == {ADMIN_ID}
@@ -153,9 +153,9 @@ def test_a_service_with_no_keys_starts_only_in_development(make_settings: Settin
             create_app(make_settings(eval_api_keys="", **keys))
 
 
-async def test_in_development_with_no_keys_every_route_is_open(service: ServiceFactory) -> None:
+async def test_in_development_with_no_keys_every_route_is_open(serve: ServeFactory) -> None:
     async with (
-        service(api_keys="", eval_api_keys="", admin_api_key=None, dev_mode=True) as (app, _, _),
+        serve(api_keys="", eval_api_keys="", admin_api_key=None, dev_mode=True) as (app, _, _),
         client_of(app, key=None) as anyone,
     ):
         answers = [

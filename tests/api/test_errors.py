@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import ServiceFactory, SettingsFactory
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import client_of, error_body, read_log, sample
 
 pytestmark = pytest.mark.anyio
@@ -36,10 +36,10 @@ async def test_a_missing_or_wrong_key_is_401(app: FastAPI) -> None:
 
 
 async def test_a_body_over_the_limit_is_413(
-    service: ServiceFactory, make_settings: SettingsFactory
+    serve: ServeFactory, make_settings: SettingsFactory
 ) -> None:
     settings = make_settings(max_prompt_chars=10)
-    async with service(settings) as (_, client, _):
+    async with serve(settings) as (_, client, _):
         declared = await client.post("/generate", json={"prompt": "x" * 20_000})
 
         async def chunks() -> Any:
@@ -66,23 +66,23 @@ async def test_unknown_routes_answer_in_the_envelope(client: httpx.AsyncClient) 
 
 
 async def test_requests_refused_before_the_pipeline_get_their_rows_but_keyless_ones_a_count(
-    service: ServiceFactory, make_settings: SettingsFactory
+    serve: ServeFactory, make_settings: SettingsFactory
 ) -> None:
     settings = make_settings(max_prompt_chars=10)
-    async with service(settings) as (app, client, pipeline):
+    async with serve(settings) as (app, client, service):
         async with client_of(app, key=None) as anonymous:
             unauthorized = await anonymous.post("/generate", json={"prompt": "SECRET-1 card"})
         too_large = await client.post("/generate", json={"prompt": "SECRET-2 " * 3000})
         invalid = await client.post("/generate", json={"prompt": "SECRET-3", "max_tokens": "many"})
         elsewhere = await client.post("/switch", json={})  # no row: it generates nothing
-        rows = read_log(settings, pipeline)
+        rows = read_log(settings, service)
         refused = {
             status: sample(
-                pipeline, "bankllm_requests_total", model="custom", backend="custom", status=status
+                service, "bankllm_requests_total", model="custom", backend="custom", status=status
             )
             for status in ("rejected", "bad_request")
         }
-        keyless = sample(pipeline, "bankllm_unauthenticated_total", api="generate")
+        keyless = sample(service, "bankllm_unauthenticated_total", api="generate")
     statuses = [r.status_code for r in (unauthorized, too_large, invalid, elsewhere)]
     assert statuses == [401, 413, 422, 403]
     assert [(r["model"], r["status"], r["error_type"], r["stream"]) for r in rows] == [

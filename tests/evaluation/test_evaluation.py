@@ -86,7 +86,7 @@ def test_eval_over_http_switches_the_service_first(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url, served, pipeline = server
+    url, served, service = server
     mine = make_settings(benchmark_log=tmp_path / "mine.jsonl")
     env = _env(mine, tmp_path)
     code = main(
@@ -108,7 +108,7 @@ def test_eval_over_http_switches_the_service_first(
     assert code == 0
     assert "accuracy 50.0%" in out
     assert [r["examples"] for r in _eval_rows(mine)] == [2]
-    pipeline.log.flush()  # the server's rows of the answers just received
+    service.log.flush()  # the server's rows of the answers just received
     served_rows = [json.loads(line) for line in served.benchmark_log.read_text().splitlines()]
     assert [r["model"] for r in served_rows if r["type"] == "request"] == ["echo", "echo"]
 

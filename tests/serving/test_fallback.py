@@ -8,7 +8,7 @@ from unittest.mock import ANY
 import pytest
 
 from app.settings import Settings
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.fake_gemini import ASK, FakeGemini, Fault
 from tests.helpers import ADMIN_KEY, parse_sse, read_log, sample
 
@@ -18,10 +18,10 @@ CARD, IBAN, ACCOUNT = "4111 1111 1111 1111", "GB82 WEST 1234 5698 7654 32", "876
 
 
 async def test_a_stream_that_breaks_off_ends_with_an_error_event(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="gemini", fallback_model="custom")
-    async with service(settings) as (_, client, _):
+    async with serve(settings) as (_, client, _):
         fake_gemini.faults.append(Fault(cut_after=4))
         response = await client.post("/generate", json=ASK | {"stream": True})
     events = parse_sse(response.text)
@@ -33,20 +33,20 @@ async def test_a_stream_that_breaks_off_ends_with_an_error_event(
 
 
 async def test_the_fallback_answers_when_gemini_fails_before_its_first_token(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(active_model="gemini", fallback_model="custom")
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
         fake_gemini.faults.extend([Fault(status=503)] * 3)
         response = await client.post("/generate", json=ASK)
         fallbacks = sample(
-            pipeline,
+            service,
             "bankllm_fallbacks_total",
             model="gemini",
             fallback="custom",
             error_type="upstream_error",
         )
-        rows = read_log(settings, pipeline)
+        rows = read_log(settings, service)
     assert response.status_code == 200
     assert (response.json()["model"], response.json()["fallback_from"]) == ("custom", "gemini")
     assert (rows[-1]["model"], rows[-1]["status"], rows[-1]["fallback_from"]) == (
@@ -58,7 +58,7 @@ async def test_the_fallback_answers_when_gemini_fails_before_its_first_token(
 
 
 async def test_with_a_fallback_an_open_breaker_is_degraded_but_serving(
-    service: ServiceFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     settings = gemini_settings(
         active_model="gemini",
@@ -66,7 +66,7 @@ async def test_with_a_fallback_an_open_breaker_is_degraded_but_serving(
         gemini_breaker_failures=1,
         fallback_model="custom",
     )
-    async with service(settings) as (_, client, _):
+    async with serve(settings) as (_, client, _):
         fake_gemini.faults.append(Fault(status=500))
         answers = [await client.post("/generate", json=ASK) for _ in range(2)]
         health = await client.get("/health")

@@ -11,8 +11,9 @@ import pytest
 
 from app.backends.protocol import Message
 from app.errors import GenerationTimeout, InvalidRequest, UpstreamError, UpstreamTimeout
-from app.serving.pipeline import GenerateResult, Pipeline
-from tests.conftest import PipelineFactory
+from app.service import Service
+from app.serving.pipeline import GenerateResult
+from tests.conftest import ServiceFactory
 from tests.helpers import read_log, sample
 from tests.memory import Memory
 
@@ -48,16 +49,16 @@ def _row(**fields: object) -> dict[str, object]:
     }
 
 
-def _requests(pipeline: Pipeline) -> list[dict[str, object]]:
-    return [r for r in read_log(pipeline.settings, pipeline) if r["type"] == "request"]
+def _requests(service: Service) -> list[dict[str, object]]:
+    return [r for r in read_log(service.settings, service) if r["type"] == "request"]
 
 
 async def test_a_whole_answer_reads_the_stream_to_its_end_and_writes_one_row(
-    start_pipeline: PipelineFactory, memory: Memory
+    start_service: ServiceFactory, memory: Memory
 ) -> None:
-    async with start_pipeline() as pipeline:
-        result = await pipeline.generate("where is my card", max_tokens=20, temperature=0)
-        rows = _requests(pipeline)
+    async with start_service() as service:
+        result = await service.pipeline.generate("where is my card", max_tokens=20, temperature=0)
+        rows = _requests(service)
     assert result == GenerateResult(
         id=result.id,
         model="mem",
@@ -82,10 +83,10 @@ async def test_a_whole_answer_reads_the_stream_to_its_end_and_writes_one_row(
     ]
 
 
-async def test_a_stream_joins_to_the_whole_answer(start_pipeline: PipelineFactory) -> None:
-    async with start_pipeline() as pipeline:
-        events = [e async for e in pipeline.stream("where is my card", temperature=0)]
-        rows = _requests(pipeline)
+async def test_a_stream_joins_to_the_whole_answer(start_service: ServiceFactory) -> None:
+    async with start_service() as service:
+        events = [e async for e in service.pipeline.stream("where is my card", temperature=0)]
+        rows = _requests(service)
     *deltas, last = events
     assert last.result is not None
     assert "".join(e.delta for e in deltas) == last.result.text == REPLY_TEXT
@@ -102,12 +103,12 @@ async def test_a_stream_joins_to_the_whole_answer(start_pipeline: PipelineFactor
 
 
 async def test_a_prompt_is_one_user_turn_and_messages_pass_as_given(
-    start_pipeline: PipelineFactory, memory: Memory
+    start_service: ServiceFactory, memory: Memory
 ) -> None:
     conversation = [Message("system", "Be brief."), Message("user", "my card")]
-    async with start_pipeline(allow_system_turns=True) as pipeline:
-        await pipeline.generate("where is my card")
-        await pipeline.generate(messages=conversation)
+    async with start_service(allow_system_turns=True) as service:
+        await service.pipeline.generate("where is my card")
+        await service.pipeline.generate(messages=conversation)
     assert memory.latest("mem").received[1:] == [
         (Message("user", "where is my card"),),
         tuple(conversation),
@@ -125,29 +126,29 @@ async def test_a_prompt_is_one_user_turn_and_messages_pass_as_given(
     ],
 )
 async def test_limits_refuse_with_a_row_and_never_reach_the_model(
-    start_pipeline: PipelineFactory,
+    start_service: ServiceFactory,
     memory: Memory,
     arguments: dict[str, object],
     message: str,
 ) -> None:
-    async with start_pipeline(max_prompt_chars=10) as pipeline:
+    async with start_service(max_prompt_chars=10) as service:
         with pytest.raises(InvalidRequest, match=message):
-            await pipeline.generate(**arguments)  # type: ignore[arg-type]
-        rows = _requests(pipeline)
+            await service.pipeline.generate(**arguments)  # type: ignore[arg-type]
+        rows = _requests(service)
     assert len(memory.latest("mem").received) == 1  # the warm-up only
     assert rows == [_row(status="bad_request", error_type="invalid_request", ttft_ms=None)]
 
 
 async def test_the_deadline_bounds_a_whole_answer_and_a_stream(
-    start_pipeline: PipelineFactory, memory: Memory
+    start_service: ServiceFactory, memory: Memory
 ) -> None:
-    async with start_pipeline(request_timeout_s=0.05) as pipeline:
+    async with start_service(request_timeout_s=0.05) as service:
         memory.hold["mem"] = asyncio.Event()  # never released: the model never answers
         with pytest.raises(GenerationTimeout, match=r"REQUEST_TIMEOUT_S=0\.05 s"):
-            await pipeline.generate("hi")
+            await service.pipeline.generate("hi")
         with pytest.raises(GenerationTimeout):
-            await anext(pipeline.stream("hi"))
-        rows = _requests(pipeline)
+            await anext(service.pipeline.stream("hi"))
+        rows = _requests(service)
     assert [(r["status"], r["error_type"], r["stream"]) for r in rows] == [
         ("timeout", "timeout", False),
         ("timeout", "timeout", True),
@@ -156,39 +157,39 @@ async def test_the_deadline_bounds_a_whole_answer_and_a_stream(
 
 
 async def test_the_deadline_covers_the_wait_for_a_slot(
-    start_pipeline: PipelineFactory, memory: Memory
+    start_service: ServiceFactory, memory: Memory
 ) -> None:
-    async with start_pipeline(request_timeout_s=0.05, max_concurrency=1) as pipeline:
-        async with aclosing(pipeline.stream("hold the only slot")) as holder:
+    async with start_service(request_timeout_s=0.05, max_concurrency=1) as service:
+        async with aclosing(service.pipeline.stream("hold the only slot")) as holder:
             await anext(holder)
             with pytest.raises(GenerationTimeout):
-                await pipeline.generate("wait for it")
-            depth = sample(pipeline, "bankllm_queue_depth")
-        rows = _requests(pipeline)
+                await service.pipeline.generate("wait for it")
+            depth = sample(service, "bankllm_queue_depth")
+        rows = _requests(service)
     assert depth == 0
     assert [(r["status"], r["ttft_ms"]) for r in rows] == [("timeout", None), ("cancelled", ANY)]
 
 
 async def test_closing_a_stream_after_its_result_keeps_the_request_ok(
-    start_pipeline: PipelineFactory,
+    start_service: ServiceFactory,
 ) -> None:
-    async with start_pipeline() as pipeline:
-        async with aclosing(pipeline.stream("hi")) as events:
+    async with start_service() as service:
+        async with aclosing(service.pipeline.stream("hi")) as events:
             async for event in events:
                 if event.result is not None:
                     break  # the caller has what it wanted and leaves before the end
-        rows = _requests(pipeline)
+        rows = _requests(service)
     assert [(r["status"], r["error_type"]) for r in rows] == [("ok", None)]
 
 
 async def test_a_caller_who_leaves_a_stream_is_recorded_as_cancelled(
-    start_pipeline: PipelineFactory, memory: Memory
+    start_service: ServiceFactory, memory: Memory
 ) -> None:
-    async with start_pipeline() as pipeline:
-        async with aclosing(pipeline.stream("hi", temperature=0)) as events:
+    async with start_service() as service:
+        async with aclosing(service.pipeline.stream("hi", temperature=0)) as events:
             first = await anext(events)
-        rows = _requests(pipeline)
-        in_flight = sample(pipeline, "bankllm_requests_in_flight", model="mem", backend="memory")
+        rows = _requests(service)
+        in_flight = sample(service, "bankllm_requests_in_flight", model="mem", backend="memory")
     assert first.delta == "Your"  # the intent line is held back, then the reply streams
     assert memory.latest("mem").endings == ["exhausted", "closed"]
     assert [(r["status"], r["error_type"]) for r in rows] == [("cancelled", "cancelled")]
@@ -196,21 +197,21 @@ async def test_a_caller_who_leaves_a_stream_is_recorded_as_cancelled(
 
 
 async def test_the_fallback_answers_when_a_remote_model_fails_before_its_first_word(
-    start_pipeline: PipelineFactory, memory: Memory
+    start_service: ServiceFactory, memory: Memory
 ) -> None:
-    async with start_pipeline(active_model="remote", fallback_model="mem") as pipeline:
+    async with start_service(active_model="remote", fallback_model="mem") as service:
         memory.failures["remote"] = [UpstreamTimeout("remote timed out")]
-        result = await pipeline.generate("where is my card", temperature=0)
+        result = await service.pipeline.generate("where is my card", temperature=0)
         fallbacks = sample(
-            pipeline,
+            service,
             "bankllm_fallbacks_total",
             model="remote",
             fallback="mem",
             error_type="upstream_timeout",
         )
-        rows = _requests(pipeline)
+        rows = _requests(service)
         in_flight = [
-            sample(pipeline, "bankllm_requests_in_flight", model=m, backend=b)
+            sample(service, "bankllm_requests_in_flight", model=m, backend=b)
             for m, b in (("remote", "memory-remote"), ("mem", "memory"))
         ]
     assert (result.model, result.fallback_from, result.text) == ("mem", "remote", REPLY_TEXT)
@@ -221,50 +222,52 @@ async def test_the_fallback_answers_when_a_remote_model_fails_before_its_first_w
 
 
 async def test_without_a_fallback_the_remote_failure_is_the_answer(
-    start_pipeline: PipelineFactory, memory: Memory
+    start_service: ServiceFactory, memory: Memory
 ) -> None:
-    async with start_pipeline(active_model="remote") as pipeline:
+    async with start_service(active_model="remote") as service:
         memory.failures["remote"] = [UpstreamError("remote broke")]
         with pytest.raises(UpstreamError, match="remote broke"):
-            await pipeline.generate("hi")
-        rows = _requests(pipeline)
+            await service.pipeline.generate("hi")
+        rows = _requests(service)
     assert [(r["model"], r["status"]) for r in rows] == [("remote", "upstream_error")]
 
 
 async def test_a_fallback_with_the_active_models_name_is_the_same_adapter(
-    start_pipeline: PipelineFactory, memory: Memory
+    start_service: ServiceFactory, memory: Memory
 ) -> None:
-    async with start_pipeline(fallback_model="mem") as pipeline:
-        fallback = pipeline.fallback
+    async with start_service(fallback_model="mem") as service:
+        fallback = service.pipeline.fallback
     assert len(memory.adapters["mem"]) == 1  # loaded once, shared
     assert fallback is None  # nothing answers for a model in its own place
 
 
 @pytest.mark.parametrize("policy", ["redact", "block"])
 async def test_customer_numbers_never_reach_a_remote_model(
-    start_pipeline: PipelineFactory, memory: Memory, policy: str
+    start_service: ServiceFactory, memory: Memory, policy: str
 ) -> None:
     prompt = "my card 4111 1111 1111 1111 is lost"
     settings = {"cloud_pii_policy": policy, "allow_system_turns": True}
-    async with start_pipeline(active_model="remote", **settings) as pipeline:
+    async with start_service(active_model="remote", **settings) as service:
         if policy == "block":
             with pytest.raises(InvalidRequest, match="card"):
-                await pipeline.generate(prompt)
+                await service.pipeline.generate(prompt)
         else:
-            await pipeline.generate(messages=[Message("system", "hi"), Message("user", prompt)])
+            await service.pipeline.generate(
+                messages=[Message("system", "hi"), Message("user", prompt)]
+            )
         action = "blocked" if policy == "block" else "redacted"
-        found = sample(pipeline, "bankllm_pii_redactions_total", kind="card", action=action)
+        found = sample(service, "bankllm_pii_redactions_total", kind="card", action=action)
     redacted = (Message("system", "hi"), Message("user", "my card [CARD] is lost"))
     assert memory.latest("remote").received[1:] == ([] if policy == "block" else [redacted])
     assert found == 1
 
 
-async def test_a_refused_request_gets_its_row(start_pipeline: PipelineFactory) -> None:
-    async with start_pipeline() as pipeline:
-        pipeline.refuse(InvalidRequest("prompt: field required"))
-        rows = _requests(pipeline)
+async def test_a_refused_request_gets_its_row(start_service: ServiceFactory) -> None:
+    async with start_service() as service:
+        service.pipeline.refuse(InvalidRequest("prompt: field required"))
+        rows = _requests(service)
         counted = sample(
-            pipeline, "bankllm_requests_total", model="mem", backend="memory", status="bad_request"
+            service, "bankllm_requests_total", model="mem", backend="memory", status="bad_request"
         )
     assert rows == [_row(status="bad_request", error_type="invalid_request", ttft_ms=None)]
     assert counted == 1

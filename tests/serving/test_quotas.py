@@ -12,7 +12,7 @@ import pytest
 from app.errors import KeyLimited
 from app.serving.quotas import Quotas
 from app.settings import Settings
-from tests.conftest import ServiceFactory, SettingsFactory
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.fake_gemini import ASK
 from tests.helpers import EVAL_KEY
 
@@ -79,11 +79,11 @@ def test_a_day_s_spend_on_cloud_models_resets_at_midnight(make_settings: Setting
 
 @pytest.mark.anyio
 async def test_a_key_over_its_limit_gets_429_and_others_do_not(
-    service: ServiceFactory, gemini_settings: SettingsFactory
+    serve: ServeFactory, gemini_settings: SettingsFactory
 ) -> None:
     settings = gemini_settings(active_model="gemini", key_daily_spend_usd=1e-9)
     eval_key = {"Authorization": f"Bearer {EVAL_KEY}"}
-    async with service(settings) as (_, client, _):
+    async with serve(settings) as (_, client, _):
         first = await client.post("/generate", json=ASK)
         second = await client.post("/generate", json=ASK)
         other = await client.post("/v1/completions", json={"prompt": "hi"}, headers=eval_key)

@@ -13,7 +13,7 @@ import pytest
 
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.logfiles import read_rows
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.helpers import sample
 from tests.telemetry.test_benchlog import _row, behind_a_held_write
 
@@ -69,19 +69,19 @@ def test_a_rotated_log_is_reopened_at_its_path(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_the_service_answers_while_its_log_is_full_and_health_says_so(
-    service: ServiceFactory, tmp_path: Path
+    serve: ServeFactory, tmp_path: Path
 ) -> None:
     path, disk = tmp_path / "logs" / "full.jsonl", tmp_path / "logs" / "room.jsonl"
     path.parent.mkdir()
     _point(path, "/dev/full")
-    async with service(benchmark_log=path, active_model="echo") as (_, client, pipeline):
+    async with serve(benchmark_log=path, active_model="echo") as (_, client, service):
         answered = await client.post("/generate", json={"prompt": "hi"})
-        pipeline.log.flush()
+        service.log.flush()
         health = await client.get("/health")
-        dropped = sample(pipeline, "bankllm_log_write_errors_total")
+        dropped = sample(service, "bankllm_log_write_errors_total")
         _point(path, disk)
         await client.post("/generate", json={"prompt": "hi"})
-        pipeline.log.flush()
+        service.log.flush()
         healed = await client.get("/health")
     assert answered.status_code == 200
     assert (health.status_code, health.json()["status"], health.json()["log_problem"]) == (

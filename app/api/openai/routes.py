@@ -11,13 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api._disconnect import cancel_on_disconnect
-from app.api.deps import CallerDep, PipelineDep
+from app.api.deps import CallerDep, PipelineDep, ServiceDep
 from app.api.openai.encode import ChunkEncoder, OpenAIEndpoint, completion
 from app.api.openai.errors import openai_body
 from app.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from app.api.schemas import EVENT_STREAM, OpenAIErrorPublic, error_responses
 from app.api.sse import EventStreamResponse, event_stream
 from app.errors import InvalidRequest, ModelNotFound
+from app.service import Service
 from app.serving.pipeline import Pipeline, RequestContext
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -60,9 +61,9 @@ async def completions(
 
 
 @router.get("/models", responses=error_responses(401, model=OpenAIErrorPublic))
-async def list_models(pipeline: PipelineDep) -> dict[str, Any]:
+async def list_models(service: ServiceDep) -> dict[str, Any]:
     """The models this install can serve; `active` marks the one that answers."""
-    return {"object": "list", "data": _models(pipeline)}
+    return {"object": "list", "data": _models(service)}
 
 
 @router.get(
@@ -70,27 +71,27 @@ async def list_models(pipeline: PipelineDep) -> dict[str, Any]:
     responses=error_responses(401, 404, model=OpenAIErrorPublic)
     | {"4XX": {"model": OpenAIErrorPublic}},
 )
-async def get_model(model: str, pipeline: PipelineDep) -> dict[str, Any]:
-    for entry in _models(pipeline):
+async def get_model(model: str, service: ServiceDep) -> dict[str, Any]:
+    for entry in _models(service):
         if entry["id"] == model:
             return entry
     raise ModelNotFound(f"no model named '{model}' that this install can serve")
 
 
-def _models(pipeline: Pipeline) -> list[dict[str, Any]]:
-    active = pipeline.active
+def _models(service: Service) -> list[dict[str, Any]]:
+    active = service.active
     return [
         {
             "id": m.name,
             "object": "model",
-            "created": pipeline.started_at,
+            "created": service.started_at,
             "owned_by": "bankllm",
             "active": active is not None and m.name == active.name,
             "backend": m.backend,
             "version": m.version,
             "turns": "latest user turn" if m.single_turn else "whole conversation",
         }
-        for m in pipeline.models()
+        for m in service.models()
         if m.available
     ]
 

@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import PipelineDep
+from app.api.deps import ServiceDep
 from app.api.schemas import ErrorPublic
 
 router = APIRouter(tags=["benchmarks"])
 
 
 @router.get("/benchmarks/summary", responses={401: {"model": ErrorPublic}})
-async def summary(pipeline: PipelineDep) -> dict[str, Any]:
+async def summary(service: ServiceDep) -> dict[str, Any]:
     """The same figures as the log's summary rows, over its newest 100,000 requests."""
-    return await run_in_threadpool(pipeline.benchmark_summary)
+    return await run_in_threadpool(service.benchmark_summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import PipelineDep
+from app.api.deps import ServiceDep
 
 router = APIRouter(tags=["metrics"])
 
@@ -15,5 +15,5 @@ router = APIRouter(tags=["metrics"])
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
-async def metrics(pipeline: PipelineDep) -> Response:
-    return Response(generate_latest(pipeline.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(service: ServiceDep) -> Response:
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

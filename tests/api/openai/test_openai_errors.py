@@ -10,9 +10,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.helpers import USER_KEY, openai_client, read_log, sample
 
 pytestmark = pytest.mark.anyio
@@ -94,30 +94,30 @@ CHAT: dict[str, Any] = {"messages": QUESTION}
     ],
 )
 async def test_each_error_reaches_the_sdk_as_its_exception_and_openai_s_envelope(
-    service: ServiceFactory,
+    serve: ServeFactory,
     overrides: dict[str, Any],
     ask: dict[str, Any],
     error: type[openai.APIStatusError],
     status: int,
     body: dict[str, Any],
 ) -> None:
-    async with service(**({"active_model": "echo"} | overrides)) as (app, _, pipeline):
+    async with serve(**({"active_model": "echo"} | overrides)) as (app, _, service):
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http:
             sdk = openai.AsyncOpenAI(
                 base_url="http://testserver/v1", api_key=USER_KEY, max_retries=0, http_client=http
             )
             with pytest.raises(error) as raised:
                 await sdk.chat.completions.create(**({"model": "echo", "messages": QUESTION} | ask))
-        rows = read_log(pipeline.settings, pipeline)
+        rows = read_log(service.settings, service)
     assert raised.value.status_code == status
     assert raised.value.response.json() == {"error": body}
     assert [r["api"] for r in rows] == ["chat"]
 
 
 async def test_a_wrong_key_is_an_authentication_error(
-    echo_server: tuple[str, Settings, Pipeline],
+    echo_server: tuple[str, Settings, Service],
 ) -> None:
-    url, _, pipeline = echo_server
+    url, _, service = echo_server
     async with openai_client(url, key="nope") as sdk:
         with pytest.raises(openai.AuthenticationError) as raised:
             await sdk.chat.completions.create(model="echo", messages=QUESTION)
@@ -129,14 +129,14 @@ async def test_a_wrong_key_is_an_authentication_error(
             "code": "unauthorized",
         }
     }
-    assert sample(pipeline, "bankllm_unauthenticated_total", api="chat") == 1
+    assert sample(service, "bankllm_unauthenticated_total", api="chat") == 1
 
 
 async def test_a_full_queue_is_a_rate_limit_error_with_retry_after(
-    service: ServiceFactory,
+    serve: ServeFactory,
 ) -> None:
-    async with service(active_model="echo", max_concurrency=1, max_queue=0) as (app, _, pipeline):
-        held = pipeline.stream("hold the only slot")
+    async with serve(active_model="echo", max_concurrency=1, max_queue=0) as (app, _, service):
+        held = service.pipeline.stream("hold the only slot")
         await anext(held)
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http:
             sdk = openai.AsyncOpenAI(
@@ -146,7 +146,7 @@ async def test_a_full_queue_is_a_rate_limit_error_with_retry_after(
                 await sdk.completions.create(model="echo", prompt="hi")
         await held.aclose()
         queue_full = sample(
-            pipeline, "bankllm_requests_total", model="echo", backend="echo", status="rejected"
+            service, "bankllm_requests_total", model="echo", backend="echo", status="rejected"
         )
     assert raised.value.response.headers["retry-after"] == "1"
     assert raised.value.response.json()["error"]["code"] == "queue_full"
@@ -154,14 +154,14 @@ async def test_a_full_queue_is_a_rate_limit_error_with_retry_after(
 
 
 async def test_a_max_tokens_overridden_by_max_completion_tokens_is_checked_and_logged(
-    service: ServiceFactory,
+    serve: ServeFactory,
 ) -> None:
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}
-    async with service(active_model="echo") as (_, client, pipeline):
+    async with serve(active_model="echo") as (_, client, service):
         refused = await client.post(
             "/v1/chat/completions", json=body | {"max_completion_tokens": 5}
         )
-        rows = read_log(pipeline.settings, pipeline)
+        rows = read_log(service.settings, service)
     assert (refused.status_code, refused.json()["error"]["param"]) == (400, "max_tokens")
     assert [(r["api"], r["status"], r["error_type"]) for r in rows] == [
         ("chat", "bad_request", "invalid_request")

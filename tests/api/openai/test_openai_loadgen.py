@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings
 from tests.helpers import USER_KEY, read_log
 
 
 def test_vllm_bench_serve_completes_every_request_it_sends(
-    server: tuple[str, Settings, Pipeline],
+    server: tuple[str, Settings, Service],
     checkpoints: dict[str, Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -22,7 +22,7 @@ def test_vllm_bench_serve_completes_every_request_it_sends(
     from vllm.benchmarks.serve import add_cli_args, main
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    url, settings, pipeline = server  # custom-random
+    url, settings, service = server  # custom-random
     # the load generator counts tokens with a tokenizer folder: our model's own, saved as one
     saved = str(checkpoints["random"] / "tokenizer.json")
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=saved)  # type: ignore[no-untyped-call]
@@ -46,7 +46,7 @@ def test_vllm_bench_serve_completes_every_request_it_sends(
         ]
     )  # fmt: skip
     result = main(args)
-    assert pipeline.log.wait_written(6, timeout_s=60)
+    assert service.log.wait_written(6, timeout_s=60)
     rows = [r for r in read_log(settings) if r["type"] == "request"]
     assert (result["completed"], result["failed"]) == (6, 0)
     assert {(r["api"], r["status"]) for r in rows} == {("chat", "ok")}

@@ -5,9 +5,9 @@ from unittest.mock import ANY
 import httpx
 import pytest
 
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import Settings
-from tests.conftest import ServiceFactory
+from tests.conftest import ServeFactory
 from tests.helpers import read_log
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +37,7 @@ ROW_FIELDS = [
 
 
 async def test_one_row_per_request_and_a_summary_every_n(
-    client: httpx.AsyncClient, settings: Settings, pipeline: Pipeline
+    client: httpx.AsyncClient, settings: Settings, service: Service
 ) -> None:
     ids = []
     for i in range(7):
@@ -45,7 +45,7 @@ async def test_one_row_per_request_and_a_summary_every_n(
         response = await client.post("/generate", json=body)
         assert response.status_code == 200
         ids.append(response.json()["id"] if i % 2 == 0 else response.text.split('"id":"')[1][:28])
-    rows = read_log(settings, pipeline)
+    rows = read_log(settings, service)
     assert [r["type"] for r in rows] == ["request"] * 5 + ["summary"] + ["request"] * 2
     requests = [r for r in rows if r["type"] == "request"]
     assert [r["request_id"] for r in requests] == ids
@@ -128,12 +128,12 @@ async def test_summary_route_gives_the_per_model_figures(
     assert body["fastest_model"] == min(figures, key=lambda m: figures[m]["p50_ms"])
 
 
-async def test_the_log_never_holds_the_prompt_or_the_reply(service: ServiceFactory) -> None:
-    async with service(active_model="echo") as (_, client, pipeline):
+async def test_the_log_never_holds_the_prompt_or_the_reply(serve: ServeFactory) -> None:
+    async with serve(active_model="echo") as (_, client, service):
         body = {"prompt": "SECRET-4111 my card", "max_tokens": 20}
         answer = (await client.post("/generate", json=body)).json()
-        rows = read_log(pipeline.settings, pipeline)
-    text = pipeline.settings.benchmark_log.read_text()
+        rows = read_log(service.settings, service)
+    text = service.settings.benchmark_log.read_text()
     reply = "This is the echo model. It answers the same words to every prompt."
     assert (len(rows), rows[0]["status"], answer["text"]) == (1, "ok", reply)
     assert "SECRET-4111" not in text

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from app.api.routes.generate import OPTIONS
 from app.api.schemas import GeneratePublic, GenerateRequest
-from app.serving.pipeline import Pipeline
-from tests.conftest import ServiceFactory, SettingsFactory
+from app.service import Service
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import error_body, parse_sse, read_log, sample
 
 pytestmark = pytest.mark.anyio
@@ -19,11 +19,13 @@ ECHO_TEXT = "This is the echo model. It answers the same words to every prompt."
 
 
 async def test_generate_answers_from_the_active_model(
-    client: httpx.AsyncClient, pipeline: Pipeline
+    client: httpx.AsyncClient, service: Service
 ) -> None:
     request = {"prompt": "my card has not arrived", "max_tokens": 30, "temperature": 0}
     response = await client.post("/generate", json=request)
-    expected = await pipeline.generate("my card has not arrived", max_tokens=30, temperature=0)
+    expected = await service.pipeline.generate(
+        "my card has not arrived", max_tokens=30, temperature=0
+    )
     assert response.status_code == 200
     assert response.json() == {**asdict(expected), "id": ANY, "latency_ms": ANY, "ttft_ms": ANY}
     assert response.json()["model"] == "custom"
@@ -35,9 +37,9 @@ def test_every_field_of_a_request_but_its_prompt_stream_and_label_is_an_option()
 
 
 async def test_generate_whole_body_from_the_echo_model(
-    service: ServiceFactory, make_settings: SettingsFactory
+    serve: ServeFactory, make_settings: SettingsFactory
 ) -> None:
-    async with service(active_model="echo") as (_, client, _):
+    async with serve(active_model="echo") as (_, client, _):
         response = await client.post("/generate", json={"prompt": "where is my card"})
     assert response.status_code == 200
     assert response.json() == {
@@ -85,10 +87,10 @@ async def test_a_stream_reassembles_to_the_plain_answer(client: httpx.AsyncClien
 
 
 async def test_an_over_long_prompt_is_422_in_the_envelope(
-    service: ServiceFactory,
+    serve: ServeFactory,
     make_settings: SettingsFactory,
 ) -> None:
-    async with service(max_prompt_chars=10) as (_, client, _):
+    async with serve(max_prompt_chars=10) as (_, client, _):
         response = await client.post("/generate", json={"prompt": "x" * 11})
     assert response.status_code == 422
     assert response.json() == error_body(
@@ -190,16 +192,16 @@ async def test_max_tokens_over_the_limit_is_422(client: httpx.AsyncClient) -> No
 
 
 async def test_a_full_queue_is_429_with_retry_after(
-    service: ServiceFactory, make_settings: SettingsFactory
+    serve: ServeFactory, make_settings: SettingsFactory
 ) -> None:
     settings = make_settings(max_concurrency=1, max_queue=0, active_model="echo")
-    async with service(settings) as (_, client, pipeline):
-        held = pipeline.stream("hold the only slot")
+    async with serve(settings) as (_, client, service):
+        held = service.pipeline.stream("hold the only slot")
         await anext(held)  # the slot stays taken while this stream is open
         response = await client.post("/generate", json={"prompt": "hi"})
         await held.aclose()
         after = await client.post("/generate", json={"prompt": "hi"})
-        rows = read_log(settings, pipeline)
+        rows = read_log(settings, service)
     assert response.status_code == 429
     assert response.headers["retry-after"] == "1"
     assert response.json() == error_body(
@@ -215,15 +217,13 @@ async def test_a_full_queue_is_429_with_retry_after(
     ]
 
 
-async def test_a_slow_answer_is_504(
-    service: ServiceFactory, make_settings: SettingsFactory
-) -> None:
+async def test_a_slow_answer_is_504(serve: ServeFactory, make_settings: SettingsFactory) -> None:
     settings = make_settings(request_timeout_s=1e-9)
-    async with service(settings) as (_, client, pipeline):
+    async with serve(settings) as (_, client, service):
         response = await client.post("/generate", json={"prompt": "hi"})
         streamed = await client.post("/generate", json={"prompt": "hi", "stream": True})
         timeouts = sample(
-            pipeline, "bankllm_requests_total", model="custom", backend="custom", status="timeout"
+            service, "bankllm_requests_total", model="custom", backend="custom", status="timeout"
         )
     assert response.status_code == streamed.status_code == 504
     assert (

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from app.backends.custom.gpt.checkpoint import read_config
-from tests.conftest import ServiceFactory, SettingsFactory
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import client_of, running
 
 pytestmark = pytest.mark.anyio
@@ -31,9 +31,9 @@ async def test_ready_names_the_model_that_serves(
 
 
 async def test_not_ready_without_a_model_but_alive(
-    service: ServiceFactory, make_settings: SettingsFactory
+    serve: ServeFactory, make_settings: SettingsFactory
 ) -> None:
-    async with service(active_model="broken") as (_, client, _):
+    async with serve(active_model="broken") as (_, client, _):
         ready = await client.get("/health")
         live = await client.get("/health/live")
         generate = await client.post("/generate", json={"prompt": "hi"})
@@ -64,10 +64,8 @@ async def test_an_unregistered_active_model_stops_the_start(
             pass
 
 
-async def test_a_public_probe_names_no_server_folder(
-    service: ServiceFactory, tmp_path: Path
-) -> None:
-    async with service(active_model="broken") as (app, _, _), client_of(app, key=None) as anyone:
+async def test_a_public_probe_names_no_server_folder(serve: ServeFactory, tmp_path: Path) -> None:
+    async with serve(active_model="broken") as (app, _, _), client_of(app, key=None) as anyone:
         health = await anyone.get("/health")
     assert health.status_code == 503
     assert "load" in health.json()["error"]["message"]

@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from app.backends.custom.gpt.checkpoint import read_config
-from app.serving.pipeline import Pipeline
-from tests.conftest import ServiceFactory, SettingsFactory
+from app.service import Service
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import ADMIN_KEY, client_of, sample
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +91,7 @@ async def test_models_lists_every_model_and_the_active_one(
 
 
 async def test_switch_loads_the_new_model_and_serves_it(
-    client: httpx.AsyncClient, admin: dict[str, str], pipeline: Pipeline
+    client: httpx.AsyncClient, admin: dict[str, str], service: Service
 ) -> None:
     response = await client.post("/switch", json={"model": "custom-b"}, headers=admin)
     answer = await client.post("/generate", json={"prompt": "hi", "max_tokens": 5})
@@ -102,10 +102,10 @@ async def test_switch_loads_the_new_model_and_serves_it(
     assert answer.json()["model"] == "custom-b"
     assert models["active"] == "custom-b"
     assert [m["name"] for m in models["models"] if m["loaded"]] == ["custom-b"]
-    assert sample(pipeline, "bankllm_model_switches_total", result="ok") == 1
+    assert sample(service, "bankllm_model_switches_total", result="ok") == 1
     assert (
         sample(
-            pipeline, "bankllm_model_switch_seconds_count", **{"from": "custom", "to": "custom-b"}
+            service, "bankllm_model_switch_seconds_count", **{"from": "custom", "to": "custom-b"}
         )
         == 1
     )
@@ -143,7 +143,7 @@ async def test_switch_to_an_unknown_model_is_404(
 
 
 async def test_a_failed_load_is_503_and_the_old_model_stays(
-    client: httpx.AsyncClient, admin: dict[str, str], pipeline: Pipeline, tmp_path: Path
+    client: httpx.AsyncClient, admin: dict[str, str], service: Service, tmp_path: Path
 ) -> None:
     response = await client.post("/switch", json={"model": "broken"}, headers=admin)
     unavailable = await client.post("/switch", json={"model": "gemini"}, headers=admin)
@@ -159,7 +159,7 @@ async def test_a_failed_load_is_503_and_the_old_model_stays(
     }
     assert unavailable.status_code == 503
     assert health.json()["model"] == "custom"
-    assert sample(pipeline, "bankllm_model_switches_total", result="failed") == 2
+    assert sample(service, "bankllm_model_switches_total", result="failed") == 2
 
 
 @pytest.mark.parametrize(
@@ -200,16 +200,16 @@ async def test_switch_needs_the_admin_key(
 
 
 async def test_drain_first_waits_for_in_flight_requests_and_refuses_a_second_switch(
-    service: ServiceFactory, make_settings: SettingsFactory, admin: dict[str, str]
+    serve: ServeFactory, make_settings: SettingsFactory, admin: dict[str, str]
 ) -> None:
     settings = make_settings(switch_mode="drain_first")
-    async with service(settings) as (_, client, pipeline):
-        in_flight = pipeline.stream("my card", max_tokens=20, temperature=0)
+    async with serve(settings) as (_, client, service):
+        in_flight = service.pipeline.stream("my card", max_tokens=20, temperature=0)
         first = await anext(in_flight)
         switching = asyncio.create_task(
             client.post("/switch", json={"model": "custom-b"}, headers=admin)
         )
-        await pipeline.until_switching()
+        await service.model.until_switching()
         second = await client.post("/switch", json={"model": "echo"}, headers=admin)
         rest = [event async for event in in_flight]  # the old model finishes its answer
         switched = await switching
@@ -228,9 +228,9 @@ async def test_drain_first_waits_for_in_flight_requests_and_refuses_a_second_swi
 
 
 async def test_drain_first_reloads_the_old_model_when_the_new_one_fails(
-    service: ServiceFactory, make_settings: SettingsFactory, admin: dict[str, str]
+    serve: ServeFactory, make_settings: SettingsFactory, admin: dict[str, str]
 ) -> None:
-    async with service(switch_mode="drain_first") as (_, c, _):
+    async with serve(switch_mode="drain_first") as (_, c, _):
         response = await c.post("/switch", json={"model": "broken"}, headers=admin)
         answer = await c.post("/generate", json={"prompt": "hi", "max_tokens": 3})
     assert response.status_code == 503

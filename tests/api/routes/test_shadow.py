@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from app.banking.corpus import Example, write_csv
-from app.serving.pipeline import Pipeline
+from app.service import Service
 from app.settings import DEFAULT_CHECKPOINT
-from tests.conftest import ServiceFactory, SettingsFactory
-from tests.helpers import ADMIN_ID, ADMIN_KEY, Service, error_body, read_log
+from tests.conftest import ServeFactory, SettingsFactory
+from tests.helpers import ADMIN_ID, ADMIN_KEY, Started, error_body, read_log
 
 pytestmark = pytest.mark.anyio
 ASKS = ["my card has not arrived", "I lost my card", "how do I top up", "where is my card"]
@@ -50,26 +50,26 @@ def twins(make_settings: SettingsFactory, checkpoints: dict[str, Path], tmp_path
     return make_settings(models_file=models, custom_checkpoint=DEFAULT_CHECKPOINT)
 
 
-async def _mirror(service: Service, admin: dict[str, str], model: str, rounds: int = 2) -> None:
+async def _mirror(started: Started, admin: dict[str, str], model: str, rounds: int = 2) -> None:
     """Mirror every request to `model` and send ASKS `rounds` times, greedy."""
-    client, pipeline = service.client, service.pipeline
+    client, service = started.client, started.service
     response = await client.post("/shadow", json={"model": model, "sample": 1.0}, headers=admin)
     assert response.status_code == 200, response.text
     for _ in range(rounds):
         for text in ASKS:
             body = {"prompt": text, "max_tokens": 24, "temperature": 0}
             assert (await client.post("/generate", json=body)).status_code == 200
-    await pipeline.shadow.settled()
+    await service.shadow.settled()
 
 
-def _admin_rows(pipeline: Pipeline) -> list[dict[str, Any]]:
-    return [r for r in read_log(pipeline.settings, pipeline, audit=True) if r["type"] == "admin"]
+def _admin_rows(service: Service) -> list[dict[str, Any]]:
+    return [r for r in read_log(service.settings, service, audit=True) if r["type"] == "admin"]
 
 
 async def test_a_twin_agrees_always_and_random_weights_rarely(
-    service: ServiceFactory, twins: Any, admin: dict[str, str]
+    serve: ServeFactory, twins: Any, admin: dict[str, str]
 ) -> None:
-    async with service(twins) as served:
+    async with serve(twins) as served:
         before = (await served.client.get("/shadow", headers=admin)).json()
         await _mirror(served, admin, "custom-twin")
         await _mirror(served, admin, "custom-random")
@@ -117,17 +117,17 @@ async def test_shadow_changes_are_refused_with_reasons(
 
 
 async def test_a_gated_switch_is_refused_then_accepted_once_the_shadow_earned_it(
-    service: ServiceFactory, twins: Any, admin: dict[str, str]
+    serve: ServeFactory, twins: Any, admin: dict[str, str]
 ) -> None:
     require = {"min_shadow_samples": 8, "min_agreement": 0.9, "max_error_rate": 0.01}
     ask = {"model": "custom-twin", "require": require}
-    async with service(twins) as served:
+    async with serve(twins) as served:
         refused = await served.client.post("/switch", json=ask, headers=admin)
-        active_then = served.pipeline.active
+        active_then = served.service.active
         await _mirror(served, admin, "custom-twin")
         accepted = await served.client.post("/switch", json=ask, headers=admin)
         cleared = await served.client.delete("/shadow", headers=admin)
-        rows = _admin_rows(served.pipeline)
+        rows = _admin_rows(served.service)
     assert refused.status_code == 412
     assert refused.json() == error_body(
         "switch_refused",
@@ -174,7 +174,7 @@ async def test_a_gated_switch_is_refused_then_accepted_once_the_shadow_earned_it
 
 
 async def test_an_eval_condition_runs_the_evaluation_on_the_candidate(
-    client: httpx.AsyncClient, admin: dict[str, str], pipeline: Pipeline, tmp_path: Path
+    client: httpx.AsyncClient, admin: dict[str, str], service: Service, tmp_path: Path
 ) -> None:
     data = tmp_path / "eval.csv"
     write_csv(data, [Example(text, "card_arrival") for text in ASKS])
@@ -186,7 +186,7 @@ async def test_an_eval_condition_runs_the_evaluation_on_the_candidate(
     bad = await client.post(
         "/switch", json={"model": "custom-b", "require": missing}, headers=admin
     )
-    evals = [r for r in read_log(pipeline.settings, pipeline) if r["type"] == "eval"]
+    evals = [r for r in read_log(service.settings, service) if r["type"] == "eval"]
     assert refused.status_code == 412
     (condition,) = refused.json()["error"]["details"]["conditions"]
     assert condition == {
@@ -200,5 +200,5 @@ async def test_an_eval_condition_runs_the_evaluation_on_the_candidate(
     ]
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["loc"] == ["body", "require", "eval_data"]
-    assert pipeline.active is not None
-    assert pipeline.active.name == "custom"
+    assert service.active is not None
+    assert service.active.name == "custom"
