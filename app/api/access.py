@@ -75,6 +75,11 @@ class KeyCheck:
         admin = settings.admin_api_key
         self._admin = (admin.get_secret_value().encode(),) if admin else ()
         self._pseudonyms = Pseudonyms.keyed(settings.pseudonym_secret)
+        keys = (*settings.api_keys, *settings.eval_api_keys, *([admin] if admin else []))
+        # each configured key's id, worked out once: an HMAC a request costs more than its route
+        self._ids = {
+            k.get_secret_value(): self._pseudonyms.key_id(k.get_secret_value()) for k in keys
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):  # lifespan
@@ -100,7 +105,7 @@ class KeyCheck:
         role = self._role(key)
         if path in ADMIN_PATHS:
             if role == "admin":
-                return Caller(role, self._pseudonyms.key_id(key or ""))
+                return Caller(role, self._ids[key or ""])
             if role is not None:
                 raise Forbidden(ADMIN_ONLY)
             raise _unauthorized(_missing("admin key") if key is None else "invalid admin key")
@@ -108,7 +113,7 @@ class KeyCheck:
             return Caller("open", OPEN)
         if role is None:
             raise _unauthorized(_missing("API key") if key is None else "invalid API key")
-        return Caller(role, self._pseudonyms.key_id(key or ""))
+        return Caller(role, self._ids[key or ""])
 
     def _role(self, key: str | None) -> Literal["user", "evaluator", "admin"] | None:
         if key is None:

@@ -41,16 +41,28 @@ class ModelStream:
                 self._leased.exit()
 
     async def texts(self, record: RequestRecord, deadline: Deadline) -> AsyncIterator[str]:
-        """The raw output as it comes, each wait within the deadline; the first token's time
-        and the usage go on the record, and why it ended on `finish`."""
+        """The raw output as it comes, each wait within the deadline."""
         piece = self.first
         while piece is not None:
-            if piece.text:
-                record.mark_token()
-                yield piece.text
-            if piece.usage is not None and piece.finish_reason is not None:
-                record.usage, self.finish = piece.usage, piece.finish_reason
+            if text := self._take(piece, record):
+                yield text
             piece = await deadline.bound(anext(self.pieces, None))
+
+    async def whole(self, record: RequestRecord) -> str:
+        """The raw output read to its end in one loop (the caller bounds the whole wait)."""
+        texts = [self._take(self.first, record)] if self.first is not None else []
+        async for piece in self.pieces:
+            texts.append(self._take(piece, record))
+        return "".join(texts)
+
+    def _take(self, piece: Piece, record: RequestRecord) -> str:
+        """One piece: the first token's time and the usage go on the record, and why the
+        stream ended on `finish`."""
+        if piece.text:
+            record.mark_token()
+        if piece.usage is not None and piece.finish_reason is not None:
+            record.usage, self.finish = piece.usage, piece.finish_reason
+        return piece.text
 
 
 async def open_answer(
@@ -98,21 +110,17 @@ async def open_answer(
 
 
 async def reply_deltas(
-    answer: ModelStream,
-    splitter: IntentSplitter,
-    streamed: bool,
-    record: RequestRecord,
-    deadline: Deadline,
+    answer: ModelStream, splitter: IntentSplitter, record: RequestRecord, deadline: Deadline
 ) -> AsyncIterator[str]:
-    """The reply without its intent line: delta by delta when streamed, else in one piece
-    split from the whole output (a test holds the two equal)."""
-    texts = answer.texts(record, deadline)
-    if streamed:
-        async for text in texts:
-            if delta := splitter.feed(text):
-                yield delta
-    else:
-        if whole := splitter.feed("".join([text async for text in texts])):
-            yield whole
+    """The reply without its intent line, delta by delta as the model writes it."""
+    async for text in answer.texts(record, deadline):
+        if delta := splitter.feed(text):
+            yield delta
     if tail := splitter.finish():
         yield tail
+
+
+async def whole_reply(answer: ModelStream, splitter: IntentSplitter, record: RequestRecord) -> str:
+    """The reply without its intent line, split from the whole output: the same split as the
+    deltas' (a test holds the two equal)."""
+    return splitter.feed(await answer.whole(record)) + splitter.finish()

@@ -17,7 +17,7 @@ from app.models.mirror import Mirror
 from app.models.shadow import Shadow
 from app.models.switching import ActiveModel
 from app.serving.admission import Admission
-from app.serving.answering import open_answer, reply_deltas
+from app.serving.answering import open_answer, reply_deltas, whole_reply
 from app.serving.deadline import Deadline
 from app.serving.drain import Drain
 from app.serving.failures import recorded_failure
@@ -156,16 +156,19 @@ class Pipeline:
                 async with answer:
                     mirror = self._shadow.offer(record, conversation, params)
                     splitter = IntentSplitter(self._intents)
-                    reply: list[str] = []
-                    async for delta in reply_deltas(answer, splitter, streamed, record, deadline):
-                        reply.append(delta)
-                        if streamed:
+                    if streamed:
+                        reply: list[str] = []
+                        async for delta in reply_deltas(answer, splitter, record, deadline):
+                            reply.append(delta)
                             yield StreamEvent(record.request_id, delta, model=record.model)
+                        text = "".join(reply)
+                    else:
+                        text = await whole_reply(answer, splitter, record)
                     record.intent = splitter.intent
                     record.end()
                 if record.fallback_from is None:
                     self._model.answered(active)
-            result = GenerateResult.of(record, "".join(reply), answer.finish)
+            result = GenerateResult.of(record, text, answer.finish)
             yield StreamEvent(record.request_id, result=result, model=record.model)
         except BaseException as exc:
             error = recorded_failure(exc, record, deadline)

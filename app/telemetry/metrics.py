@@ -180,6 +180,7 @@ class ModelSeries:
     def __init__(self, metrics: PerModelMetrics, model: str, backend: str) -> None:
         self._requests = metrics.requests
         self._labels = (model, backend)
+        self._requests_by_status: dict[str, Counter] = {}  # children made on first use
         self.latency = metrics.request_latency.labels(model, backend)
         self.ttft = metrics.ttft.labels(model, backend)
         self.tpot = metrics.tpot.labels(model, backend)
@@ -197,7 +198,11 @@ class ModelSeries:
         usage: Usage,
     ) -> None:
         """One finished request: its outcome, its times and its tokens."""
-        self._requests.labels(*self._labels, status).inc()
+        if (requests := self._requests_by_status.get(status)) is None:
+            requests = self._requests_by_status[status] = self._requests.labels(
+                *self._labels, status
+            )
+        requests.inc()
         self.latency.observe(latency_s)
         if ttft_s is not None:
             self.ttft.observe(ttft_s)
