@@ -221,8 +221,9 @@ def memory(monkeypatch: pytest.MonkeyPatch) -> Memory:
 
 @pytest.fixture
 def memory_settings(tmp_path: Path, memory: Memory) -> SettingsFactory:
-    """Settings serving in-memory models: `mem` (active), `mem-b`, `remote` (its prompts
-    leave the process) and `broken` (fails to load); the benchmark log in the test's folder."""
+    """Settings serving in-memory models: `mem` (active), `mem-b`, `mem-away` (answers out of
+    scope), `remote` (its prompts leave the process) and `broken` (fails to load); the
+    benchmark log in the test's folder."""
     models_file = tmp_path / "memory-models.json"
     entries = [
         {"name": "mem", "backend": "memory"},
@@ -230,6 +231,11 @@ def memory_settings(tmp_path: Path, memory: Memory) -> SettingsFactory:
             "name": "mem-b",
             "backend": "memory",
             "options": {"reply": "intent: lost_or_stolen_card\nWe blocked it."},
+        },
+        {
+            "name": "mem-away",
+            "backend": "memory",
+            "options": {"reply": "intent: out_of_scope\nTomorrow will be sunny."},
         },
         {"name": "remote", "backend": "memory-remote"},
         {"name": "broken", "backend": "memory", "options": {"loads": False}},

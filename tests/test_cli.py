@@ -8,6 +8,8 @@ import pytest
 from app.backends.custom.gpt.checkpoint import load_checkpoint
 from app.backends.custom.gpt.train import TrainConfig
 from app.banking.corpus import Example, write_csv
+from app.banking.intents import OUT_OF_SCOPE
+from app.banking.out_of_scope import out_of_scope_examples
 from app.cli import build_parser, main
 
 
@@ -38,6 +40,7 @@ def test_train_on_a_csv_writes_a_servable_checkpoint(
             "8",
             "--val-fraction",
             "0.2",
+            "--no-out-of-scope",
         ]
     )
     out = capsys.readouterr().out
@@ -54,6 +57,30 @@ def test_train_on_a_csv_writes_a_servable_checkpoint(
     assert f"saved {tmp_path / 'ck'} (version {ckpt.version}): " in out
     assert ckpt.meta["data"] == str(tmp_path / "data.csv")
     assert ckpt.model.config.n_embd == 32
+
+
+def test_train_mixes_our_out_of_scope_messages_in_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [Example(f"my card has not come {i}", "card_arrival") for i in range(6)]
+    write_csv(tmp_path / "data.csv", rows)
+    flags = ["--epochs", "1", "--layers", "1", "--heads", "2", "--width", "32"]
+    flags += ["--vocab", "400", "--batch-size", "64", "--val-fraction", "0"]
+    where = ["--data", str(tmp_path / "data.csv"), "--out", str(tmp_path / "ck")]
+    code = main(["train", *where, *flags])
+    out = capsys.readouterr().out
+    taught = len(out_of_scope_examples("train"))
+    assert code == 0
+    assert out.startswith(
+        f"training on {6 + taught} examples from {tmp_path / 'data.csv'} + {taught} "
+        "out-of-scope messages (app/banking/data/out_of_scope.json)\n"
+    )
+    # the hand-off is one label token, as every intent is
+    tokenizer = load_checkpoint(tmp_path / "ck").tokenizer
+    assert tokenizer.token_to_id(OUT_OF_SCOPE) is not None
+    assert tokenizer.encode(OUT_OF_SCOPE, add_special_tokens=False).ids == [
+        tokenizer.token_to_id(OUT_OF_SCOPE)
+    ]
 
 
 @pytest.mark.parametrize("decay", ["1", "-0.1", "1.5"])

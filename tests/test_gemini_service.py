@@ -44,6 +44,7 @@ async def test_generate_and_stream_through_the_sdk(
             "latency_ms": ANY,
             "ttft_ms": ANY,
             "fallback_from": None,
+            "handoff": None,
         },
     )
     events = parse_sse(streamed.text)

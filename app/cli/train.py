@@ -11,6 +11,7 @@ from app.backends.custom.gpt.runs import CURVE, HELD_OUT, Epoch
 from app.backends.custom.gpt.train import TrainConfig, train
 from app.banking.corpus import build_corpus, read_csv
 from app.banking.intents import IntentSet
+from app.banking.out_of_scope import out_of_scope_examples
 from app.cli.flags import config_from
 
 
@@ -24,6 +25,13 @@ def add_parser(commands: Any) -> None:
         ),
     )
     p.add_argument("--data", type=Path, help="a text,category CSV (default: our own corpus)")
+    p.add_argument(
+        "--out-of-scope",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mix in our own out-of-scope messages (its training part), so the model learns to "
+        "hand off what it does not serve (default: on)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -111,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     examples = read_csv(args.data) if args.data else build_corpus()
     source = str(args.data) if args.data else "bankllm corpus (app/banking/data/phrasings.json)"
+    if args.out_of_scope:
+        handoffs = out_of_scope_examples("train")
+        examples = [*examples, *handoffs]
+        source += f" + {len(handoffs)} out-of-scope messages (app/banking/data/out_of_scope.json)"
     cfg = config_from(TrainConfig, args)
 
     def report(e: Epoch) -> None:

@@ -70,6 +70,7 @@ class Limits:
         if prompt is not None:
             self._check_length(len(prompt), ["prompt"])
             _check_text(prompt, ["prompt"])
+            _check_words(prompt, ["prompt"])
             return (Message("user", prompt),)
         assert messages is not None
         if not any(m.role == "user" for m in messages):
@@ -88,6 +89,8 @@ class Limits:
         self._check_length(sum(len(m.content) for m in messages), ["messages"])
         for i, message in enumerate(messages):
             _check_text(message.content, ["messages", i, "content"])
+        last = max(i for i, m in enumerate(messages) if m.role == "user")
+        _check_words(messages[last].content, ["messages", last, "content"])
         return tuple(messages)
 
     def params(
@@ -128,6 +131,13 @@ class Limits:
 
 
 _NOT_TEXT = "is not Unicode text: a lone surrogate at character {at}"
+
+
+def _check_words(text: str, loc: list[str | int]) -> None:
+    """A question a model can answer: white space alone asks nothing (and a model would
+    answer it with a guess)."""
+    if not text.strip():
+        raise InvalidRequest.fields((loc, "must contain more than white space", text))
 
 
 def _check_text(text: str, loc: list[str | int]) -> None:

@@ -164,7 +164,7 @@ class Pipeline:
                         text = "".join(reply)
                     else:
                         text = await whole_reply(answer, splitter, record)
-                    record.intent = splitter.intent
+                    record.intent, record.handoff = splitter.intent, splitter.handoff
                     record.end()
                 if record.fallback_from is None:
                     self._model.answered(active)

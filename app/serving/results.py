@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.backends.protocol import FinishReason, ModelInfo
+from app.banking.intents import Handoff
 from app.telemetry.record import NO_MODEL, RequestRecord
 
 
@@ -42,6 +43,14 @@ class GenerateResult:
         default=None,
         metadata={"description": "The remote model that failed before FALLBACK_MODEL answered."},
     )
+    handoff: Handoff | None = field(
+        default=None,
+        metadata={
+            "description": "Why the answer is a hand-off to a person (`intent` is then null and "
+            "`text` the approved hand-off reply): `out_of_scope`, a message the assistant does "
+            "not serve; null for an answer of an intent."
+        },
+    )
 
     def fields(self) -> dict[str, Any]:
         """Every field by name, in order: the JSON of /generate's answer (`GeneratePublic`,
@@ -66,6 +75,7 @@ class GenerateResult:
             latency_ms=round(record.latency_s * 1000, 2),
             ttft_ms=None if ttft is None else round(ttft * 1000, 2),
             fallback_from=record.fallback_from,
+            handoff=record.handoff,
         )
 
 

@@ -41,6 +41,12 @@ class Metrics:
             ("model", "fallback", "error_type"),
             registry=r,
         )
+        self.handoffs = Counter(
+            "bankllm_handoffs_total",
+            "Answers handed off to a person, by model and reason (out_of_scope).",
+            ("model", "backend", "reason"),
+            registry=r,
+        )
         self.pii_redactions = Counter(
             "bankllm_pii_redactions_total",
             "Customer numbers found in prompts to remote models (action: redacted|blocked).",

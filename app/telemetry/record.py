@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from app.backends.protocol import ModelInfo, Usage
+from app.banking.intents import Handoff
 from app.banking.pii import PiiKind
 from app.errors import RequestStatus, ServiceError
 from app.telemetry.benchlog import BenchmarkLog
@@ -51,6 +52,7 @@ class RequestRecord:
         "fallback_from",
         "finished_at",
         "first_token_at",
+        "handoff",
         "intent",
         "label",
         "model",
@@ -76,6 +78,9 @@ class RequestRecord:
         self.error_type: str | None = None
         self.usage = _NO_USAGE
         self.intent: str | None = None
+        self.handoff: Handoff | None = (
+            None  # why the answer was handed off (out_of_scope), if it was
+        )
         self.label: str | None = None  # the intent an evaluation knows the prompt has
         self.fallback_from: str | None = None  # the remote model that failed before `model`
         self._in_flight: ModelSeries | None = None  # the series counting it in flight, meanwhile
@@ -171,6 +176,7 @@ class RequestRecord:
             "completion_tokens": usage.completion_tokens,
             "tokens_per_s": round(usage.completion_tokens / latency_s, 2) if latency_s > 0 else 0.0,
             "intent": self.intent,
+            "handoff": self.handoff,
             "label": self.label,
             "cost_usd": usage.cost_usd,
             "fallback_from": self.fallback_from,
@@ -186,6 +192,8 @@ class RequestRecord:
     def _observe(self, info: ModelInfo, figures: _Figures) -> None:
         series = self._ledger.metrics.series(info.name, info.backend)
         series.count(self.status, figures.latency_s, figures.ttft_s, figures.tpot_s, self.usage)
+        if self.handoff is not None:
+            self._ledger.metrics.handoffs.labels(info.name, info.backend, self.handoff).inc()
 
 
 class _Figures(NamedTuple):

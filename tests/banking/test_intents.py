@@ -39,9 +39,14 @@ def test_parse_intent_line(line: str, expected: tuple[bool, str | None]) -> None
 
 
 def _split(deltas: list[str]) -> tuple[str, str | None]:
+    text, intent, _ = _split_all(deltas)
+    return text, intent
+
+
+def _split_all(deltas: list[str]) -> tuple[str, str | None, str | None]:
     splitter = IntentSplitter(IntentSet.load())
     text = "".join(splitter.feed(d) for d in deltas) + splitter.finish()
-    return text, splitter.intent
+    return text, splitter.intent, splitter.handoff
 
 
 @pytest.mark.parametrize(
@@ -79,6 +84,8 @@ def test_splitter_streams_the_reply_once_the_first_line_is_decided() -> None:
         "  Intent\t:card_arrival \nYour card",
         "\u0131ntent: card_arrival\nYour card",  # a dotless i: the parser folds it to i
         "intent: unknown\nHello",
+        "intent: out_of_scope\nWhatever the model wrote",
+        "intent: out_of_scope",
         "intentional reply\nsecond line",
         "intent",
         "in the app",
@@ -88,7 +95,22 @@ def test_splitter_streams_the_reply_once_the_first_line_is_decided() -> None:
 )
 def test_splitter_gives_the_same_split_however_the_output_is_cut(output: str) -> None:
     # a whole answer is split in one piece, a stream delta by delta: both must agree
-    whole = _split([output])
+    whole = _split_all([output])
     for i in range(len(output) + 1):
-        assert _split([output[:i], output[i:]]) == whole, i
-    assert _split(list(output)) == whole
+        assert _split_all([output[:i], output[i:]]) == whole, i
+    assert _split_all(list(output)) == whole
+
+
+@pytest.mark.parametrize(
+    "deltas",
+    [
+        ["intent: out_of_scope\nI can tell you the weather: sunny."],
+        ["intent: out_of", "_scope", "\nI can", " tell you"],
+        ["intent: out_of_scope"],
+    ],
+)
+def test_an_out_of_scope_answer_is_the_approved_hand_off_whatever_the_model_wrote(
+    deltas: list[str],
+) -> None:
+    intents = IntentSet.load()
+    assert _split_all(deltas) == (intents.handoffs["out_of_scope"], None, "out_of_scope")

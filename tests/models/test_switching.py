@@ -95,5 +95,5 @@ async def test_switching_to_the_active_model_or_an_unknown_one(
     await model.close()
     assert same == SwitchResult("mem", "mem", 0.0)
     assert len(memory.adapters["mem"]) == 1
-    names = ["broken", "custom", "gemini", "mem", "mem-b", "qlora", "remote"]
+    names = ["broken", "custom", "gemini", "mem", "mem-away", "mem-b", "qlora", "remote"]
     assert unknown.value.details == {"models": names}

@@ -10,6 +10,7 @@ from unittest.mock import ANY
 import pytest
 
 from app.backends.protocol import Message
+from app.banking.intents import IntentSet
 from app.errors import GenerationTimeout, InvalidRequest, UpstreamError, UpstreamTimeout
 from app.service import Service
 from app.serving.pipeline import GenerateResult
@@ -40,6 +41,7 @@ def _row(**fields: object) -> dict[str, object]:
         "completion_tokens": 0,
         "tokens_per_s": ANY,
         "intent": None,
+        "handoff": None,
         "label": None,
         "cost_usd": None,
         "fallback_from": None,
@@ -271,3 +273,50 @@ async def test_a_refused_request_gets_its_row(start_service: ServiceFactory) -> 
         )
     assert rows == [_row(status="bad_request", error_type="invalid_request", ttft_ms=None)]
     assert counted == 1
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_out_of_scope_answer_is_the_approved_hand_off_counted_and_logged(
+    start_service: ServiceFactory, streamed: bool
+) -> None:
+    async with start_service(active_model="mem-away") as service:
+        if streamed:
+            async with aclosing(service.pipeline.stream("weather tomorrow?")) as events:
+                received = [event async for event in events]
+            result = received[-1].result
+            assert result is not None
+            assert "".join(e.delta for e in received) == result.text
+        else:
+            result = await service.pipeline.generate("weather tomorrow?")
+        rows = _requests(service)
+        counted = sample(
+            service,
+            "bankllm_handoffs_total",
+            model="mem-away",
+            backend="memory",
+            reason="out_of_scope",
+        )
+    handoff = IntentSet.load().handoffs["out_of_scope"]
+    assert (result.intent, result.handoff, result.text) == (None, "out_of_scope", handoff)
+    assert "sunny" not in result.text  # what the model wrote after the label is not shown
+    assert [(r["intent"], r["handoff"]) for r in rows] == [(None, "out_of_scope")]
+    assert counted == 1
+
+
+@pytest.mark.parametrize(
+    ("prompt", "messages", "where"),
+    [
+        (" \t\n ", None, "prompt"),
+        (None, [Message("user", "hello"), Message("user", "\u3000 ")], "messages.1.content"),
+    ],
+)
+async def test_white_space_alone_asks_nothing_and_is_refused(
+    start_service: ServiceFactory,
+    prompt: str | None,
+    messages: list[Message] | None,
+    where: str,
+) -> None:
+    async with start_service() as service:
+        with pytest.raises(InvalidRequest) as refused:
+            await service.pipeline.generate(prompt, messages=messages)
+    assert refused.value.message == f"{where}: must contain more than white space"

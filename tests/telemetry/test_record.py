@@ -58,6 +58,7 @@ def test_a_served_request_writes_its_row_and_samples_once(tmp_path: Path) -> Non
             "completion_tokens": 5,
             "tokens_per_s": ANY,
             "intent": "card_arrival",
+            "handoff": None,
             "label": None,
             "cost_usd": 0.0001,
             "fallback_from": None,

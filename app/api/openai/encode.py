@@ -35,6 +35,7 @@ def bankllm(result: GenerateResult) -> dict[str, Any]:
         "backend": result.backend,
         "version": result.version,
         "intent": result.intent,
+        "handoff": result.handoff,
         "latency_ms": result.latency_ms,
         "ttft_ms": result.ttft_ms,
         "fallback_from": result.fallback_from,

@@ -12,9 +12,10 @@ import httpx
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from app.banking.intents import IntentSet
 from app.service import Service
 from app.settings import Settings
-from tests.conftest import ServeFactory
+from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import PSEUDONYM_SECRET, USER_KEY, openai_client, parse_sse, read_log
 
 pytestmark = pytest.mark.anyio
@@ -29,6 +30,7 @@ def _bankllm(request_id: Any = ANY) -> dict[str, Any]:
         "backend": "echo",
         "version": "fixed-reply-1",
         "intent": "card_arrival",
+        "handoff": None,
         "latency_ms": ANY,
         "ttft_ms": ANY,
         "fallback_from": None,
@@ -208,3 +210,30 @@ async def test_conversation_turns_reach_the_model_as_given(serve: ServeFactory) 
     assert refused.json()["error"]["param"] == "messages.2.role"
     assert served.json()["usage"]["prompt_tokens"] == 4  # echo counts the words of every turn
     assert json.loads(served.text)["choices"][0]["message"]["content"] == ECHO_TEXT
+
+
+async def test_a_hand_off_is_named_on_both_apis_and_white_space_is_refused(
+    serve: ServeFactory, memory_settings: SettingsFactory
+) -> None:
+    keys = {"api_keys": USER_KEY, "pseudonym_secret": PSEUDONYM_SECRET}
+    async with serve(memory_settings(active_model="mem-away", **keys)) as (_, client, _):
+        chat = await client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "weather?"}]}
+        )
+        plain = await client.post("/generate", json={"prompt": "weather tomorrow?"})
+        blank = [{"role": "user", "content": " \n "}]
+        refused_chat = await client.post("/v1/chat/completions", json={"messages": blank})
+        refused_plain = await client.post("/generate", json={"prompt": "\t"})
+    handoff = IntentSet.load().handoffs["out_of_scope"]
+    assert chat.json()["choices"][0]["message"]["content"] == handoff
+    assert (chat.json()["bankllm"]["intent"], chat.json()["bankllm"]["handoff"]) == (
+        None,
+        "out_of_scope",
+    )
+    assert (plain.json()["text"], plain.json()["handoff"]) == (handoff, "out_of_scope")
+    assert refused_chat.status_code == 400
+    assert refused_chat.json()["error"]["param"] == "messages.0.content"
+    assert refused_plain.status_code == 422
+    assert refused_plain.json()["error"]["message"] == (
+        "prompt: must contain more than white space"
+    )

@@ -28,6 +28,7 @@ ROW_FIELDS = [
     "completion_tokens",
     "tokens_per_s",
     "intent",
+    "handoff",
     "label",
     "cost_usd",
     "fallback_from",

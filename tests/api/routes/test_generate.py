@@ -55,6 +55,7 @@ async def test_generate_whole_body_from_the_echo_model(
         "latency_ms": ANY,
         "ttft_ms": ANY,
         "fallback_from": None,
+        "handoff": None,
     }
 
 

@@ -203,8 +203,9 @@ def _encoded(
 ) -> tuple[Tokenizer, list[list[int]], list[list[int]]]:
     """The tokenizer trained on the data and the replies, the training sequences (the
     examples, then each taught reply `reply_repeats` times), and the replies alone."""
-    corpus = [e.text for e in train_set] + [intents.answer(label) for label in intents.labels]
-    tokenizer = train_tokenizer(corpus, cfg.vocab_size, label_tokens=intents.labels)
+    labels = intents.answer_labels
+    corpus = [e.text for e in train_set] + [intents.answer(label) for label in labels]
+    tokenizer = train_tokenizer(corpus, cfg.vocab_size, label_tokens=labels)
     seqs = [encode_example(tokenizer, e, cfg.block_size) for e in train_set]
     taught = sorted({e.category for e in train_set})  # the intents this data has
     replies = [encode_reply(tokenizer, intents, label, cfg.block_size) for label in taught]
@@ -224,7 +225,7 @@ def train(
     """Train a tokenizer and a GPT on examples; save the checkpoint folder to out, with the
     held-out split and the training curve beside it. With a hold-out, the best epoch's
     weights are kept (early stopping)."""
-    unknown = sorted({e.category for e in examples} - set(intents.labels))
+    unknown = sorted({e.category for e in examples} - set(intents.answer_labels))
     if unknown:
         raise ValueError(f"categories not in the intent set: {unknown[:5]}")
     started = time.perf_counter()
@@ -236,7 +237,7 @@ def train(
     averaged = _averaged(model, cfg.ema_decay)
     judged = model if averaged is None else cast(GPT, averaged.module)  # scored, kept, saved
     pad, sep = special_id(tokenizer, PAD), special_id(tokenizer, SEP)
-    label_ids = torch.tensor([tokenizer.token_to_id(label) for label in intents.labels])
+    label_ids = torch.tensor([tokenizer.token_to_id(label) for label in intents.answer_labels])
     total = math.ceil(len(seqs) / cfg.batch_size) * cfg.epochs + cfg.reply_steps
     budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     steps = _Steps(model, _optimizer(model, cfg), averaged, label_ids, cfg, total, budget)
