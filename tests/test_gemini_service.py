@@ -45,6 +45,7 @@ async def test_generate_and_stream_through_the_sdk(
             "ttft_ms": ANY,
             "fallback_from": None,
             "handoff": None,
+            "confidence": None,
         },
     )
     events = parse_sse(streamed.text)

@@ -78,6 +78,9 @@ class Piece:
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    # the probability the model gave the intent it named, on the piece that names it (None:
+    # a model that gives none)
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

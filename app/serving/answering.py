@@ -56,12 +56,14 @@ class ModelStream:
         return "".join(texts)
 
     def _take(self, piece: Piece, record: RequestRecord) -> str:
-        """One piece: the first token's time and the usage go on the record, and why the
-        stream ended on `finish`."""
+        """One piece: the first token's time, the intent's confidence and the usage go on the
+        record, and why the stream ended on `finish`."""
         if piece.text:
             record.mark_token()
         if piece.usage is not None and piece.finish_reason is not None:
             record.usage, self.finish = piece.usage, piece.finish_reason
+        if piece.confidence is not None:
+            record.confidence = piece.confidence
         return piece.text
 
 

@@ -51,6 +51,13 @@ class GenerateResult:
             "not serve; null for an answer of an intent."
         },
     )
+    confidence: float | None = field(
+        default=None,
+        metadata={
+            "description": "The probability the model gave the intent (or the hand-off) it "
+            "chose, among all it could choose; null for a model that gives none."
+        },
+    )
 
     def fields(self) -> dict[str, Any]:
         """Every field by name, in order: the JSON of /generate's answer (`GeneratePublic`,
@@ -76,6 +83,7 @@ class GenerateResult:
             ttft_ms=None if ttft is None else round(ttft * 1000, 2),
             fallback_from=record.fallback_from,
             handoff=record.handoff,
+            confidence=None if record.confidence is None else round(record.confidence, 4),
         )
 
 

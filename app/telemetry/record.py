@@ -48,6 +48,7 @@ class RequestRecord:
         "_in_flight",
         "_ledger",
         "api",
+        "confidence",
         "error_type",
         "fallback_from",
         "finished_at",
@@ -78,9 +79,8 @@ class RequestRecord:
         self.error_type: str | None = None
         self.usage = _NO_USAGE
         self.intent: str | None = None
-        self.handoff: Handoff | None = (
-            None  # why the answer was handed off (out_of_scope), if it was
-        )
+        self.handoff: Handoff | None = None  # why the answer was handed off, if it was
+        self.confidence: float | None = None  # the probability the model gave its intent
         self.label: str | None = None  # the intent an evaluation knows the prompt has
         self.fallback_from: str | None = None  # the remote model that failed before `model`
         self._in_flight: ModelSeries | None = None  # the series counting it in flight, meanwhile
@@ -177,6 +177,7 @@ class RequestRecord:
             "tokens_per_s": round(usage.completion_tokens / latency_s, 2) if latency_s > 0 else 0.0,
             "intent": self.intent,
             "handoff": self.handoff,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
             "label": self.label,
             "cost_usd": usage.cost_usd,
             "fallback_from": self.fallback_from,

@@ -42,6 +42,7 @@ def _row(**fields: object) -> dict[str, object]:
         "tokens_per_s": ANY,
         "intent": None,
         "handoff": None,
+        "confidence": None,
         "label": None,
         "cost_usd": None,
         "fallback_from": None,

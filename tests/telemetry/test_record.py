@@ -59,6 +59,7 @@ def test_a_served_request_writes_its_row_and_samples_once(tmp_path: Path) -> Non
             "tokens_per_s": ANY,
             "intent": "card_arrival",
             "handoff": None,
+            "confidence": None,
             "label": None,
             "cost_usd": 0.0001,
             "fallback_from": None,

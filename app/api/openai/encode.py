@@ -36,6 +36,7 @@ def bankllm(result: GenerateResult) -> dict[str, Any]:
         "version": result.version,
         "intent": result.intent,
         "handoff": result.handoff,
+        "confidence": result.confidence,
         "latency_ms": result.latency_ms,
         "ttft_ms": result.ttft_ms,
         "fallback_from": result.fallback_from,

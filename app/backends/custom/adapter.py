@@ -7,11 +7,13 @@ import contextlib
 import threading
 import weakref
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 from tokenizers.decoders import DecodeStream
 
 from app.backends.custom.gpt.batching import BatchDecoder, Emit, Row
 from app.backends.custom.gpt.checkpoint import Checkpoint, load_checkpoint, read_config
+from app.backends.custom.gpt.dataset import ANSWER_PREFIX
 from app.backends.custom.gpt.generate import Sampling
 from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
 from app.backends.custom.options import CustomOptions
@@ -55,6 +57,7 @@ class CustomAdapter:
         self._info = ModelInfo(spec.name, spec.backend, checkpoint_version(spec))
         self._ckpt: Checkpoint | None = None
         self._decoder: BatchDecoder | None = None
+        self._answer: AnswerShape | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -79,15 +82,18 @@ class CustomAdapter:
             compile=self._compile,
         )
         self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version)
+        self._answer = AnswerShape.of(self._ckpt)
 
     async def stream(
         self, messages: Conversation, params: SamplingParams
     ) -> AsyncGenerator[Piece, None]:
-        """Answers the latest user turn: the model was trained on single questions."""
-        if self._ckpt is None or self._decoder is None:
+        """Answers the latest user turn: the model was trained on single questions. The intent
+        is decided (the most likely label, whatever the sampling) and the sampling applies to
+        the reply alone; `max_tokens` and the usage count the reply's tokens only."""
+        if self._ckpt is None or self._decoder is None or self._answer is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
-        tokenizer = self._ckpt.tokenizer
-        ids = encode_prompt(tokenizer, user_text(messages))
+        tokenizer, answer = self._ckpt.tokenizer, self._answer
+        ids = [*encode_prompt(tokenizer, user_text(messages)), *answer.prefix]
         context = self._ckpt.model.config.block_size
         if len(ids) >= context:
             raise InvalidRequest.fields(
@@ -103,37 +109,76 @@ class CustomAdapter:
         row = Row(
             ids,
             Sampling(params.temperature, params.top_p, params.seed),
-            params.max_tokens,
+            params.max_tokens + answer.hidden,
             tokens.emitter(),
             end_token=eos,
+            choices=answer.labels,
+            then=answer.then,
         )
         self._decoder.submit(row)
         decoder = DecodeStream(skip_special_tokens=True)
         scanner = StopScanner(params.stop)
         count = 0
         finish: FinishReason = "length"
+        pending = answer.prefix_text  # the prompt's end: the answer's first words
+        confidence: float | None = None  # the intent's, on the first piece that goes out
         try:
             while (token := await tokens.get()) is not None:
                 count += 1
+                if count == 1:
+                    confidence = row.chosen_p
                 if token == eos:
                     finish = "stop"
                     break
-                if (text := decoder.step(tokenizer, token)) and (text := scanner.feed(text)):
-                    yield Piece(text)
+                text, pending = pending + (decoder.step(tokenizer, token) or ""), ""
+                if text and (text := scanner.feed(text)):
+                    yield Piece(text, confidence=confidence)
+                    confidence = None
                 if scanner.stopped:
                     finish = "stop"
                     break
         finally:
             row.cancelled = True  # a stop string, an error or a cancelled request
+        usage = Usage(len(ids), max(0, count - answer.hidden))
         if tail := scanner.flush():
-            yield Piece(tail)
-        yield Piece("", finish, Usage(len(ids), count))
+            yield Piece(tail, confidence=confidence)
+            confidence = None
+        yield Piece("", finish, usage, confidence=confidence)
 
     async def close(self) -> None:
         if self._decoder is not None:
             decoder, self._decoder = self._decoder, None
             await asyncio.to_thread(decoder.close)
         self._ckpt = None
+
+
+@dataclass(frozen=True)
+class AnswerShape:
+    """How a checkpoint's answer starts. One trained to decode its reply from the label (its
+    labels restart the context) is given `intent: ` in its prompt and chooses the label from
+    its labels; the label and the newline after it are not the caller's tokens."""
+
+    prefix: tuple[int, ...] = ()
+    prefix_text: str = ""
+    labels: tuple[int, ...] = ()
+    then: tuple[int, ...] = ()  # the newline that ends the intent line, when it is one token
+
+    @classmethod
+    def of(cls, ckpt: Checkpoint) -> AnswerShape:
+        if not ckpt.restart_tokens:  # an answer decoded freely, as it was trained
+            return cls()
+        tokenizer, labels = ckpt.tokenizer, tuple(sorted(ckpt.restart_tokens))
+        prefix = tuple(tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False).ids)
+        label = tokenizer.id_to_token(labels[0])
+        answer = tokenizer.encode(f"{ANSWER_PREFIX}{label}\nYes", add_special_tokens=False).ids
+        after = answer[answer.index(labels[0]) + 1 :]
+        newline = tuple(after[:1]) if after and tokenizer.decode(after[:1]) == "\n" else ()
+        return cls(prefix, ANSWER_PREFIX, labels, newline)
+
+    @property
+    def hidden(self) -> int:
+        """The answer's tokens that are not the caller's: the label and its newline."""
+        return len(self.labels[:1]) + len(self.then)
 
 
 Item = int | BaseException | None  # a token, the end (None), or the decoder's failure

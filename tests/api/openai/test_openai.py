@@ -31,6 +31,7 @@ def _bankllm(request_id: Any = ANY) -> dict[str, Any]:
         "version": "fixed-reply-1",
         "intent": "card_arrival",
         "handoff": None,
+        "confidence": None,
         "latency_ms": ANY,
         "ttft_ms": ANY,
         "fallback_from": None,

@@ -29,6 +29,7 @@ ROW_FIELDS = [
     "tokens_per_s",
     "intent",
     "handoff",
+    "confidence",
     "label",
     "cost_usd",
     "fallback_from",

@@ -56,6 +56,7 @@ async def test_generate_whole_body_from_the_echo_model(
         "ttft_ms": ANY,
         "fallback_from": None,
         "handoff": None,
+        "confidence": None,
     }
 
 

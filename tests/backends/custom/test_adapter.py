@@ -129,3 +129,28 @@ async def test_a_burst_of_tokens_from_the_decoding_thread_wakes_the_loop_once(
     got = [[q._queue.get_nowait() for _ in range(q._queue.qsize())] for q in queues]
     assert got == [[0, None, 0, None], [1, 1], [2, 2]]  # each queue's own order
     assert len(wakes) == 2  # one wake-up a step, not one a token
+
+
+async def test_the_intent_is_decided_and_only_the_reply_is_sampled(adapter: Adapter) -> None:
+    greedy = await _pieces(adapter, "my card has not arrived", GREEDY)
+    intent_line = "".join(p.text for p in greedy).split("\n", 1)[0]
+    confidence = greedy[0].confidence
+    assert intent_line.removeprefix("intent: ") in IntentSet.load().answer_labels
+    assert confidence is not None
+    assert 0.0 < confidence <= 1.0
+    for seed in range(6):
+        for temperature in (1.0, 2.0):
+            params = SamplingParams(max_tokens=40, temperature=temperature, seed=seed)
+            sampled = await _pieces(adapter, "my card has not arrived", params)
+            assert "".join(p.text for p in sampled).split("\n", 1)[0] == intent_line
+            assert sampled[0].confidence == confidence
+
+
+async def test_max_tokens_counts_the_reply_alone(adapter: Adapter) -> None:
+    for max_tokens in (1, 3):
+        params = SamplingParams(max_tokens=max_tokens, temperature=0)
+        completion = await answer(adapter, "I lost my card", params)
+        intent_line, _, reply = completion.text.partition("\n")
+        assert intent_line.startswith("intent: ")
+        assert completion.usage.completion_tokens == max_tokens
+        assert reply  # the caller's tokens went to the reply, not to the intent line

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.backends.custom.gpt.generate import Sampling, sample
+from app.backends.custom.gpt.generate import Sampling, choose, sample
 from app.backends.custom.gpt.model import GPT
 from app.backends.custom.gpt.step import Stepper
 
@@ -36,12 +36,16 @@ class Row:
     max_new_tokens: int
     emit: Emit
     end_token: int | None = None  # ends the sequence after it is emitted (end of sequence)
+    choices: tuple[int, ...] = ()  # the first token is the most likely of these (`choose`)
+    then: tuple[int, ...] = ()  # the tokens after the choice, as they are (never sampled)
+    chosen_p: float | None = None  # the probability of that choice, set before it is emitted
     cancelled: bool = False  # set from any thread; the decoder drops the row at its next step
     generator: torch.Generator | None = field(init=False, default=None)
     last: int = field(init=False, default=-1)  # the token to feed at the next step
     pos: int = field(init=False, default=0)  # tokens in the cache
     budget: int = field(init=False, default=0)  # tokens it may still produce
     context: int = field(init=False, default=0)  # the model's block size
+    following: list[int] = field(init=False, default_factory=list)  # `then`, still to come
 
     def __post_init__(self) -> None:
         if self.sampling.seed is not None:
@@ -195,7 +199,12 @@ class BatchDecoder:
             seq.pos = len(seq.prompt)  # error reaches every one of them
             self._active.append(seq)
         for seq, row_logits in zip(joining, logits, strict=True):
-            self._produce(seq, sample(row_logits, seq.sampling, seq.generator))
+            if seq.choices:
+                token, seq.chosen_p = choose(row_logits, seq.choices)
+                seq.following = list(seq.then)
+                self._produce(seq, token)
+            else:
+                self._produce(seq, sample(row_logits, seq.sampling, seq.generator))
 
     def _step(self) -> None:
         """One forward pass for every running sequence, each at its own position."""
@@ -210,7 +219,9 @@ class BatchDecoder:
         greedy = logits.argmax(dim=-1).tolist()  # one pass for every greedy row
         for row, seq in enumerate(self._active):
             seq.pos += 1
-            if seq.sampling.temperature > 0.0:
+            if seq.following:
+                self._produce(seq, seq.following.pop(0))
+            elif seq.sampling.temperature > 0.0:
                 self._produce(seq, sample(logits[row], seq.sampling, seq.generator))
             else:
                 self._produce(seq, greedy[row])

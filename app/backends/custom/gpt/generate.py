@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +45,14 @@ def sample(logits: Tensor, sampling: Sampling, generator: torch.Generator | None
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def choose(logits: Tensor, choices: Sequence[int]) -> tuple[int, float]:
+    """The most likely of `choices` (token ids) and the probability the model gives it among
+    them: a decision, the same at any temperature (the intent label, never sampled)."""
+    probs = torch.softmax(logits[list(choices)].float(), dim=-1)
+    best = int(torch.argmax(probs))
+    return choices[best], float(probs[best])
+
+
 def prefill(model: GPT, prompt: Tensor, caches: list[KVCache]) -> Tensor:
     """Run the prompt (T,) through the model, filling the caches; logits (vocab,) of its end."""
     input_pos = torch.arange(prompt.numel())
@@ -82,11 +90,15 @@ def generate(
     max_new_tokens: int,
     use_cache: bool = True,
     restart: Collection[int] = frozenset(),
+    choices: Sequence[int] = (),
+    then: Sequence[int] = (),
 ) -> Iterator[int]:
     """Yield new token ids one at a time, up to max_new_tokens or the end of the context.
 
     A token in `restart` starts the context again: the sequence goes on from that token alone,
-    at position 0 (a checkpoint trained to decode its reply from the intent label alone).
+    at position 0 (a checkpoint trained to decode its reply from the intent label alone). With
+    `choices`, the first token is the most likely of them, whatever the sampling (`choose`),
+    and `then` follows it as it is.
     The caller stops early (end of sequence, stop string, cancellation) by not asking for more.
     Each step may run on any thread, one step at a time, which lets an async server interleave
     requests token by token. This loop is the reference the batch decoder is held equal to.
@@ -97,11 +109,16 @@ def generate(
     caches = model.new_cache() if use_cache else None
     tokens = list(prompt)
     fresh = len(tokens)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         if len(tokens) >= model.config.block_size:
             return
         logits = _next_logits(model, tokens, caches, fresh)
-        token = sample(logits, sampling, generator)
+        if choices and step == 0:
+            token, _ = choose(logits, choices)
+        elif choices and step <= len(then):
+            token = then[step - 1]
+        else:
+            token = sample(logits, sampling, generator)
         tokens = [token] if token in restart else [*tokens, token]
         fresh = 1
         yield token

@@ -195,3 +195,28 @@ def test_a_decoder_that_cannot_replace_its_thread_fails_every_request_at_once() 
         repr(RuntimeError("injected fault")),
         repr(MemoryError("no room")),
     )
+
+
+def test_a_first_token_chosen_from_choices_is_the_same_at_any_temperature() -> None:
+    model = _model()
+    decoder = BatchDecoder(model, max_batch=4)
+    choices = (40, 41, 42, 43)
+    samplings = [Sampling(), Sampling(1.0, seed=1), Sampling(2.0, seed=2), Sampling(1.5, 0.5, 3)]
+    outputs = [Collected() for _ in samplings]
+    pairs = zip(samplings, outputs, strict=True)
+    rows = [Row([1, 2, 3], s, 6, out, choices=choices, then=(7,)) for s, out in pairs]
+    for row in rows:
+        decoder.submit(row)
+    results = [out.wait() for out in outputs]
+    decoder.close()
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 2, 3]]))[0, -1]
+    expected = torch.softmax(logits[list(choices)], dim=-1)
+    first = choices[int(expected.argmax())]
+    assert {(r[0], r[1]) for r in results} == {(first, 7)}  # the choice, then `then` as is
+    assert {row.chosen_p for row in rows} == {float(expected.max())}
+    # the rest is sampled as asked, and the reference loop decides the same way
+    assert results == [
+        list(generate(model, [1, 2, 3], s, max_new_tokens=6, choices=choices, then=(7,)))
+        for s in samplings
+    ]
