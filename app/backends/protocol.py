@@ -45,6 +45,9 @@ class ModelInfo:
     name: str  # the registry name, e.g. "custom"
     backend: str  # custom | qlora | gemini | echo
     version: str  # checkpoint digest, adapter revision or upstream model id
+    # an answer whose confidence is below this is a `low_confidence` hand-off (calibrated by
+    # `bankllm eval --calibrate`); None: never
+    handoff_below: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

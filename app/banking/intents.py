@@ -92,17 +92,22 @@ class IntentSplitter:
     Holds back only the first line, and only while it may still be an intent line, so the reply
     streams as soon as it starts. Deltas it returns concatenate to the non-streamed `text`.
     An answer of `out_of_scope` is a hand-off: its reply is the approved hand-off text, whatever
-    the model wrote after the label.
+    the model wrote after the label. So is an intent whose confidence (given with the delta that
+    names it) is below `handoff_below`: a `low_confidence` hand-off, never a guess.
     """
 
-    def __init__(self, intents: IntentSet):
+    def __init__(self, intents: IntentSet, handoff_below: float | None = None):
         self._intents = intents
+        self._below = handoff_below
         self._head = ""
         self._decided = False
+        self._confidence: float | None = None
         self.intent: str | None = None
         self.handoff: Handoff | None = None
 
-    def feed(self, delta: str) -> str:
+    def feed(self, delta: str, confidence: float | None = None) -> str:
+        if confidence is not None:
+            self._confidence = confidence
         if self._decided:
             return "" if self.handoff else delta
         self._head += delta
@@ -110,7 +115,7 @@ class IntentSplitter:
             line, rest = self._head.split("\n", 1)
             if not self._take(line):
                 return self._head
-            return self._intents.handoffs[OUT_OF_SCOPE] if self.handoff else rest
+            return self._intents.handoffs[self.handoff] if self.handoff else rest
         if _may_be_intent_line(self._head):
             return ""  # may still become an intent line: hold it back
         self._decided = True
@@ -122,13 +127,17 @@ class IntentSplitter:
             return ""
         if not self._take(self._head):
             return self._head
-        return self._intents.handoffs[OUT_OF_SCOPE] if self.handoff else ""
+        return self._intents.handoffs[self.handoff] if self.handoff else ""
 
     def _take(self, line: str) -> bool:
         self._decided = True
         is_intent, label = parse_intent_line(line, self._intents)
+        below, confidence = self._below, self._confidence
+        doubted = below is not None and confidence is not None and confidence < below
         if label == OUT_OF_SCOPE:
             self.handoff = cast(Handoff, OUT_OF_SCOPE)
+        elif label is not None and doubted:
+            self.handoff = "low_confidence"
         else:
             self.intent = label
         return is_intent

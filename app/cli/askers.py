@@ -45,7 +45,15 @@ async def in_process(
                     exc.type,
                 )
             return ExampleAnswer(
-                r.intent, r.text, r.latency_ms, r.completion_tokens, r.model, r.backend, r.version
+                r.intent,
+                r.text,
+                r.latency_ms,
+                r.completion_tokens,
+                r.model,
+                r.backend,
+                r.version,
+                handoff=r.handoff,
+                confidence=r.confidence,
             )
 
         yield ask
@@ -82,6 +90,8 @@ async def over_http(
                 r["model"],
                 r["backend"],
                 r["version"],
+                handoff=r.get("handoff"),
+                confidence=r.get("confidence"),
             )
 
         yield ask

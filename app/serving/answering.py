@@ -116,7 +116,7 @@ async def reply_deltas(
 ) -> AsyncIterator[str]:
     """The reply without its intent line, delta by delta as the model writes it."""
     async for text in answer.texts(record, deadline):
-        if delta := splitter.feed(text):
+        if delta := splitter.feed(text, record.confidence):
             yield delta
     if tail := splitter.finish():
         yield tail
@@ -125,4 +125,5 @@ async def reply_deltas(
 async def whole_reply(answer: ModelStream, splitter: IntentSplitter, record: RequestRecord) -> str:
     """The reply without its intent line, split from the whole output: the same split as the
     deltas' (a test holds the two equal)."""
-    return splitter.feed(await answer.whole(record)) + splitter.finish()
+    whole = await answer.whole(record)
+    return splitter.feed(whole, record.confidence) + splitter.finish()

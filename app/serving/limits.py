@@ -54,9 +54,10 @@ class Limits:
                 "`label` counts toward the accuracy that admins switch models on: only an "
                 "evaluation key (EVAL_API_KEYS) or the admin key may send it"
             )
-        if context.label not in self._intents.intents:
+        if context.label not in self._intents.answer_labels:
             raise InvalidRequest(
-                "`label` must name one of the service's intents (app/banking/data/intents.json)",
+                "`label` must name one of the service's intents (app/banking/data/intents.json) "
+                "or out_of_scope",
                 {"label": "not an intent"},
             )
         return context.label

@@ -155,7 +155,8 @@ class Pipeline:
                 )
                 async with answer:
                     mirror = self._shadow.offer(record, conversation, params)
-                    splitter = IntentSplitter(self._intents)
+                    below = record.model.handoff_below if record.model else None
+                    splitter = IntentSplitter(self._intents, below)
                     if streamed:
                         reply: list[str] = []
                         async for delta in reply_deltas(answer, splitter, record, deadline):

@@ -48,7 +48,8 @@ class GenerateResult:
         metadata={
             "description": "Why the answer is a hand-off to a person (`intent` is then null and "
             "`text` the approved hand-off reply): `out_of_scope`, a message the assistant does "
-            "not serve; null for an answer of an intent."
+            "not serve; `low_confidence`, an intent less likely than the model's calibrated "
+            "threshold; null for an answer of an intent."
         },
     )
     confidence: float | None = field(

@@ -43,7 +43,7 @@ class Metrics:
         )
         self.handoffs = Counter(
             "bankllm_handoffs_total",
-            "Answers handed off to a person, by model and reason (out_of_scope).",
+            "Answers handed off to a person, by model and reason (out_of_scope, low_confidence).",
             ("model", "backend", "reason"),
             registry=r,
         )

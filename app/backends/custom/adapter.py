@@ -31,6 +31,7 @@ from app.backends.stops import StopScanner
 from app.errors import InvalidRequest, ModelUnavailable
 
 DEFAULT_MAX_BATCH = 16
+HANDOFF_BELOW = "handoff_below"  # the checkpoint's calibrated threshold, in its config's meta
 
 
 def checkpoint_version(spec: ModelSpec) -> str:
@@ -81,7 +82,8 @@ class CustomAdapter:
             restart=self._ckpt.restart_tokens,
             compile=self._compile,
         )
-        self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version)
+        below = self._ckpt.meta.get(HANDOFF_BELOW)
+        self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version, below)
         self._answer = AnswerShape.of(self._ckpt)
 
     async def stream(

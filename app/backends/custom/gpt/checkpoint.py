@@ -66,6 +66,13 @@ def read_config(folder: Path) -> dict[str, Any]:
     return data
 
 
+def update_meta(folder: Path, **values: Any) -> None:
+    """Set entries of the checkpoint's metadata (its weights, so its version, unchanged)."""
+    config = read_config(folder)
+    config["meta"] = {**config.get("meta", {}), **values}
+    (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+
 def load_checkpoint(folder: Path) -> Checkpoint:
     """Load weights, config and tokenizer; the model comes back in eval mode on the CPU."""
     config = read_config(folder)
