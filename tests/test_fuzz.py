@@ -28,6 +28,18 @@ CONFIG = {
     # every check; a body over the size limit is refused (413) before it is validated
     "checks": {"enabled": True, "negative_data_rejection": {"expected-statuses": REFUSED}},
     "output": {"sanitization": {"enabled": False}},  # the test keys are no secret
+    # A conversation whose latest user turn is white space alone (or has no content) asks
+    # nothing: 400 on /v1, documented; the schema of a turn cannot say which turn is the latest.
+    "operations": [
+        {
+            "include-path": "/v1/chat/completions",
+            "checks": {
+                "positive_data_acceptance": {
+                    "expected-statuses": ["2XX", "400", "401", "403", "404", "409", "429"]
+                }
+            },
+        }
+    ],
 }
 _LOGS = Path(tempfile.mkdtemp(prefix="bankllm-fuzz-"))
 app = create_app(

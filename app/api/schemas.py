@@ -36,8 +36,9 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # no "5" for 5, no false for 0
 
     prompt: str = Field(
-        description="The customer's message (1 to MAX_PROMPT_CHARS characters).",
-        json_schema_extra=_bounds(minLength=1),
+        description="The customer's message (1 to MAX_PROMPT_CHARS characters, not white "
+        "space alone).",
+        json_schema_extra=_bounds(minLength=1, pattern=r"\S"),
     )
     max_tokens: JsonInt = Field(
         DEFAULT_SAMPLING.max_tokens,

@@ -91,6 +91,7 @@ class Completion:
     text: str
     finish_reason: FinishReason
     usage: Usage
+    confidence: float | None = None  # the intent's, when the model gives one
 
 
 class Adapter(Protocol):
@@ -117,13 +118,16 @@ async def collect(pieces: AsyncIterator[Piece]) -> Completion:
     """Join a stream of pieces into one completion, reading it to its end."""
     parts: list[str] = []
     finish: Piece | None = None
+    confidence: float | None = None
     async for piece in pieces:
         parts.append(piece.text)
+        if piece.confidence is not None:
+            confidence = piece.confidence
         if piece.finish_reason is not None and piece.usage is not None:
             finish = piece
     if finish is None or finish.finish_reason is None or finish.usage is None:
         raise RuntimeError("the stream ended without a finish piece")
-    return Completion("".join(parts), finish.finish_reason, finish.usage)
+    return Completion("".join(parts), finish.finish_reason, finish.usage, confidence)
 
 
 def user_text(messages: Conversation) -> str:

@@ -30,6 +30,8 @@ class ModelReply:
     latency_ms: float
     completion_tokens: int
     cost_usd: float | None
+    handoff: str | None = None  # why the answer was a hand-off, if it was
+    confidence: float | None = None
 
 
 async def ask_once(
@@ -54,11 +56,19 @@ async def ask_once(
     except Exception:  # a bug in one answer must not stop a shadow or an evaluation
         logger.exception("asking %s failed", adapter.info.name)
         return _failed(started, "upstream_error", InternalError().type)
-    splitter = IntentSplitter(intents)
-    reply = splitter.feed(completion.text) + splitter.finish()
+    splitter = IntentSplitter(intents, adapter.info.handoff_below)
+    reply = splitter.feed(completion.text, completion.confidence) + splitter.finish()
     usage = completion.usage
     return ModelReply(
-        "ok", None, splitter.intent, reply, _since(started), usage.completion_tokens, usage.cost_usd
+        "ok",
+        None,
+        splitter.intent,
+        reply,
+        _since(started),
+        usage.completion_tokens,
+        usage.cost_usd,
+        splitter.handoff,
+        completion.confidence,
     )
 
 

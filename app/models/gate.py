@@ -113,6 +113,8 @@ async def evaluate_adapter(
             info.backend,
             info.version,
             r.error_type,
+            r.handoff,
+            r.confidence,
         )
 
     return await evaluate(
