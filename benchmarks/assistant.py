@@ -10,7 +10,8 @@ Prints, for one checkpoint (its calibrated `handoff_below` applied, if it has on
 3. replies at temperature 1.0 (seeded, `--samples` of the questions): the share that are the
    approved reply of their intent word for word;
 4. on our follow-up conversations (`app/evaluation/data/followups.json`): the last turn's intent
-   read with the whole conversation, beside the last turn asked alone.
+   read with the whole conversation, beside the last turn asked alone (the same for a model
+   that reads the latest user turn only, as the custom model does today).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from app.backends.catalog import load_adapter
 from app.backends.custom.options import CustomOptions
 from app.backends.protocol import Adapter, Message, ModelSpec, SamplingParams
-from app.banking.corpus import Example, read_csv
+from app.banking.corpus import read_csv
 from app.banking.intents import OUT_OF_SCOPE, IntentSet
 from app.banking.out_of_scope import out_of_scope_examples
 from app.models.asking import ModelReply, ask_once
@@ -63,7 +64,8 @@ async def measure(args: argparse.Namespace) -> None:
     adapter = await load_adapter(spec, intents)
     c = args.concurrency
     try:
-        banking: list[Example] = read_csv(args.data)[: args.limit]
+        # a checkpoint's held-out split holds out-of-scope rows too: measured apart below
+        banking = [e for e in read_csv(args.data) if e.category != OUT_OF_SCOPE][: args.limit]
         asked = [(Message("user", e.text),) for e in banking]
         answers = await _ask_all(adapter, asked, [GREEDY] * len(asked), intents, c)
         right = sum(_choice(a) == e.category for e, a in zip(banking, answers, strict=True))

@@ -66,6 +66,12 @@ class IntentSet:
         )
 
 
+def choice(intent: str | None, handoff: str | None) -> str | None:
+    """What an answer chose: its intent, or `out_of_scope` for a hand-off of any reason (what
+    a label of `out_of_scope` is scored against)."""
+    return OUT_OF_SCOPE if handoff is not None else intent
+
+
 def format_answer(label: str, reply: str) -> str:
     return f"intent: {label}\n{reply}"
 
@@ -76,7 +82,9 @@ def parse_intent_line(line: str, intents: IntentSet) -> tuple[bool, str | None]:
     if match is None:
         return False, None
     label = match.group(1)
-    return True, label if label in intents.intents or label == OUT_OF_SCOPE else None
+    if label.casefold() == OUT_OF_SCOPE:  # a remote model's `OUT_OF_SCOPE` is the hand-off too
+        return True, OUT_OF_SCOPE
+    return True, label if label in intents.intents else None
 
 
 def _may_be_intent_line(head: str) -> bool:

@@ -69,12 +69,19 @@ def print_report(report: EvalReport) -> None:
         f"approved reply {report.reply_match:.1%}   no intent {report.unparsed}   "
         f"failed {report.errors}"
     )
-    recall = report.out_of_scope_recall
-    print(
-        f"in scope: accuracy {report.in_scope_accuracy:.1%} (a hand-off counted wrong), "
-        f"handed off {report.in_scope_handoffs:.1%}"
-        + ("" if recall is None else f"   out of scope: handed off {recall:.1%}")
+    recall, right, away = (
+        report.out_of_scope_recall,
+        report.in_scope_accuracy,
+        report.in_scope_handoffs,
     )
+    parts = (
+        []
+        if right is None or away is None
+        else [f"in scope: accuracy {right:.1%} (a hand-off counted wrong), handed off {away:.1%}"]
+    )
+    parts += [] if recall is None else [f"out of scope: handed off {recall:.1%}"]
+    if parts:
+        print("   ".join(parts))
     print(
         f"latency p50 {report.p50_ms:.0f} ms   p95 {report.p95_ms:.0f} ms   "
         f"{report.tokens_per_s:.0f} tokens/s   {report.seconds:.0f} s in all"
@@ -107,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
     report = scored(examples, answers, intents, data=str(args.data), seconds=seconds)
     print_report(report)
     if checkpoint is not None:
-        below = handoff_threshold(examples, answers, args.handoff_share)
+        try:
+            below = handoff_threshold(examples, answers, args.handoff_share)
+        except ValueError as exc:
+            raise SystemExit(f"--calibrate: {exc}; {checkpoint} is unchanged") from None
         update_meta(checkpoint, **{HANDOFF_BELOW: below})
         print(
             f"hand-off threshold {below:.4f} written into {checkpoint}: at most "

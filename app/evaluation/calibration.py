@@ -19,7 +19,10 @@ def handoff_threshold(
 ) -> float:
     """The highest threshold that hands off at most `share` of the in-scope examples: the
     confidences of the answers that named an intent, the budget what `out_of_scope` answers
-    left of it. 0.0 (never) when they used it all up or no answer gave a confidence."""
+    left of it. 0.0 (never) when they used it all up; ValueError when there is nothing to
+    choose from (no in-scope example, no confidence) or the share would hand off them all."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"a hand-off share is at least 0 and below 1, not {share}")
     in_scope = [a for e, a in zip(examples, answers, strict=True) if e.category != OUT_OF_SCOPE]
     away = sum(a.handoff == OUT_OF_SCOPE for a in in_scope)
     confidences = sorted(
@@ -27,9 +30,11 @@ def handoff_threshold(
         for a in in_scope
         if a.confidence is not None and a.handoff != OUT_OF_SCOPE and a.error is None
     )
-    budget = math.floor(share * len(in_scope)) - away
-    if budget <= 0 or not confidences:
+    if not confidences:
+        raise ValueError("no in-scope answer gave a confidence: nothing to calibrate on")
+    budget = math.floor(share * len(in_scope) + 1e-9) - away  # 0.29 * 100 is 28.999...
+    if budget <= 0:
         return 0.0
     if budget >= len(confidences):
-        return confidences[-1]
+        raise ValueError(f"a share of {share} would hand off every in-scope answer")
     return confidences[budget]  # the `budget` below it are handed off (fewer on a tie)

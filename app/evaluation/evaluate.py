@@ -57,8 +57,8 @@ class EvalReport:
     tokens_per_s: float  # completion tokens over the run's wall time
     seconds: float
     confused: list[tuple[str, str, int]]
-    in_scope_accuracy: float  # on the examples of an intent, a hand-off counted wrong
-    in_scope_handoffs: float  # the share of those handed off
+    in_scope_accuracy: float | None  # on the examples of an intent, a hand-off counted wrong
+    in_scope_handoffs: float | None  # the share of those handed off
     out_of_scope_recall: float | None  # the share of `out_of_scope` examples handed off
 
     def row(self) -> dict[str, Any]:
@@ -139,11 +139,11 @@ def scored(
         tokens_per_s=sum(a.completion_tokens for a in served) / seconds,
         seconds=seconds,
         confused=confusions(pairs),
-        in_scope_accuracy=accuracy(in_scope) if in_scope else float("nan"),
+        in_scope_accuracy=accuracy(in_scope) if in_scope else None,
         in_scope_handoffs=(
             sum(chose == OUT_OF_SCOPE for _, chose in in_scope) / len(in_scope)
             if in_scope
-            else float("nan")
+            else None
         ),
         out_of_scope_recall=sum(c == OUT_OF_SCOPE for c in away) / len(away) if away else None,
     )

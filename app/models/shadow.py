@@ -13,7 +13,7 @@ from typing import Any
 
 from app.backends.catalog import is_remote
 from app.backends.protocol import Message, ModelSpec, SamplingParams
-from app.banking.intents import IntentSet
+from app.banking.intents import IntentSet, choice
 from app.banking.pii import Policy
 from app.models.asking import ModelReply, ask_once
 from app.models.loaded import Loaded, LoadedAdapters
@@ -156,7 +156,8 @@ class Shadow:
         live = mirror.record
         info = mirror.loaded.adapter.info
         both = live.status == "ok" and answer.status == "ok"
-        agree = both and live.intent is not None and live.intent == answer.intent
+        chose = choice(live.intent, live.handoff)
+        agree = both and chose is not None and chose == choice(answer.intent, answer.handoff)
         metrics = self._metrics
         metrics.shadow.requests.labels(info.name, answer.status).inc()
         if both:
@@ -176,6 +177,8 @@ class Shadow:
                 "shadow_error_type": answer.error_type,
                 "intent": live.intent,
                 "shadow_intent": answer.intent,
+                "handoff": live.handoff,
+                "shadow_handoff": answer.handoff,
                 "agree": agree if both else None,
                 "label": live.label,
                 "latency_ms": round(live.latency_s * 1000, 2),

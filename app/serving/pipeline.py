@@ -205,5 +205,5 @@ def _settle(grant: Grant, record: RequestRecord) -> None:
     """Give back to the caller's quota what the request did not use. One cut after tokens came
     has no usage: it keeps all it took."""
     usage = record.usage
-    cut = record.first_token_at is not None and not usage.completion_tokens
+    cut = record.first_token_at is not None and not record.has_usage
     grant.settle(None if cut else usage.completion_tokens, usage.cost_usd)

@@ -140,6 +140,11 @@ class RequestRecord:
             self._ledger.on_latency(figures.latency_s)
 
     @property
+    def has_usage(self) -> bool:
+        """Whether the model told what the request used (its stream's finish piece came)."""
+        return self.usage is not _NO_USAGE
+
+    @property
     def latency_s(self) -> float:
         return (self.finished_at or time.perf_counter()) - self.started
 

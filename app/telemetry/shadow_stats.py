@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from app.banking.intents import choice
 from app.telemetry.summary import percentile
 
 Z_95 = 1.959964  # the normal quantile of a two-sided 95% interval
@@ -29,11 +30,13 @@ def _ms(values: list[float], q: float) -> float | None:
     return round(percentile(values, q), 2) if values else None
 
 
-def _accuracy(rows: list[Mapping[str, Any]], field: str) -> float | None:
+def _accuracy(rows: list[Mapping[str, Any]], side: str) -> float | None:
+    """The accuracy of one side (`""` live, `"shadow_"` the shadow) on labelled rows."""
     labelled = [r for r in rows if r.get("label") is not None]
     if not labelled:
         return None
-    right = sum(1 for r in labelled if r.get(field) == r["label"])
+    chose = [choice(r.get(f"{side}intent"), r.get(f"{side}handoff")) for r in labelled]
+    right = sum(1 for r, c in zip(labelled, chose, strict=True) if c == r["label"])
     return round(right / len(labelled), 4)
 
 
@@ -65,8 +68,8 @@ def shadow_figures(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
         "live_p50_ms": _ms(live_ok, 50),
         "live_p95_ms": _ms(live_ok, 95),
         "labelled": sum(r.get("label") is not None for r in rows),
-        "live_accuracy": _accuracy(rows, "intent"),
-        "shadow_accuracy": _accuracy(rows, "shadow_intent"),
+        "live_accuracy": _accuracy(rows, ""),
+        "shadow_accuracy": _accuracy(rows, "shadow_"),
     }
 
 

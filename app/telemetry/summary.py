@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from app.banking.intents import choice
 from app.telemetry.recommend import recommend
 
 
@@ -29,7 +30,7 @@ class Sample(NamedTuple):
             float(row.get("tokens_per_s") or 0.0),
             str(row.get("backend") or ""),
             float(row.get("cost_usd") or 0.0),
-            -1 if label is None else int(row.get("intent") == label),
+            -1 if label is None else int(choice(row.get("intent"), row.get("handoff")) == label),
         )
 
 

@@ -107,6 +107,7 @@ def test_splitter_gives_the_same_split_however_the_output_is_cut(output: str) ->
         ["intent: out_of_scope\nI can tell you the weather: sunny."],
         ["intent: out_of", "_scope", "\nI can", " tell you"],
         ["intent: out_of_scope"],
+        ["intent: OUT_OF_SCOPE\nThe weather is fine."],  # a remote model's capitals
     ],
 )
 def test_an_out_of_scope_answer_is_the_approved_hand_off_whatever_the_model_wrote(

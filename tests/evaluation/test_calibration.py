@@ -46,8 +46,18 @@ def test_out_of_scope_answers_to_in_scope_questions_spend_the_share_first() -> N
     assert handoff_threshold(_in_scope(100) + out, answers + [_answer(0.0)] * 10, 0.05) == 0.03
 
 
-def test_a_model_without_confidences_is_never_handed_off() -> None:
-    assert handoff_threshold(_in_scope(40), [_answer(None)] * 40, 0.5) == 0.0
+def test_nothing_to_choose_from_or_a_share_of_everything_is_refused() -> None:
+    with pytest.raises(ValueError, match="no in-scope answer gave a confidence"):
+        handoff_threshold(_in_scope(40), [_answer(None)] * 40, 0.5)
+    with pytest.raises(ValueError, match="would hand off every in-scope answer"):
+        handoff_threshold(_in_scope(4), [_answer(0.5)] * 2 + [_answer(None)] * 2, 0.5)
+    with pytest.raises(ValueError, match="below 1"):
+        handoff_threshold(_in_scope(4), [_answer(0.5)] * 4, 1.0)
+
+
+def test_a_share_that_floats_just_short_still_counts_whole_questions() -> None:
+    answers = [_answer(c / 100) for c in range(1, 101)]
+    assert handoff_threshold(_in_scope(100), answers, 0.29) == 0.30  # 29 handed off, not 28
 
 
 @pytest.mark.parametrize(("confidence", "expected"), [(0.3, "low_confidence"), (0.7, None)])

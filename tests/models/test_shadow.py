@@ -46,6 +46,8 @@ def _row(**fields: Any) -> dict[str, Any]:
         "shadow_error_type": None,
         "intent": "card_arrival",
         "shadow_intent": "lost_or_stolen_card",
+        "handoff": None,
+        "shadow_handoff": None,
         "agree": False,
         "label": None,
         "latency_ms": ANY,

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from app.telemetry.shadow_stats import shadow_figures
 from app.telemetry.summary import Sample, percentile, summarize
 
 
@@ -140,3 +141,25 @@ def test_a_safety_stop_is_counted_apart_from_the_model_s_errors() -> None:
     ]
     figures = summarize(samples)["models"]["gemini"]
     assert (figures["error_rate"], figures["refused"]) == (0.25, 1)
+
+
+def test_a_hand_off_is_scored_as_the_out_of_scope_choice_it_is() -> None:
+    row = {"model": "m", "status": "ok", "latency_ms": 1.0, "intent": None}
+    away = {**row, "handoff": "out_of_scope", "label": "out_of_scope"}
+    doubted = {**row, "handoff": "low_confidence", "label": "card_arrival"}
+    guessed = {**row, "handoff": None, "label": "out_of_scope"}
+    assert [Sample.from_row(r).correct for r in (away, doubted, guessed)] == [1, 0, 0]
+    pair = {
+        "label": "out_of_scope",
+        "intent": None,
+        "shadow_intent": None,
+        "handoff": "out_of_scope",
+        "shadow_handoff": "low_confidence",
+        "agree": True,
+        "status": "ok",
+        "shadow_status": "ok",
+        "latency_ms": 1.0,
+        "shadow_latency_ms": 1.0,
+    }
+    figures = shadow_figures([pair])
+    assert (figures["live_accuracy"], figures["shadow_accuracy"]) == (1.0, 1.0)

@@ -122,30 +122,33 @@ class CustomAdapter:
         scanner = StopScanner(params.stop)
         count = 0
         finish: FinishReason = "length"
-        pending = answer.prefix_text  # the prompt's end: the answer's first words
-        confidence: float | None = None  # the intent's, on the first piece that goes out
+        # The intent line (the prompt's `intent: `, the label, its newline) goes out whole and
+        # unscanned: the caller's stop strings apply to the reply, never cut the decided intent.
+        line = answer.prefix_text
         try:
             while (token := await tokens.get()) is not None:
                 count += 1
-                if count == 1:
-                    confidence = row.chosen_p
                 if token == eos:
                     finish = "stop"
                     break
-                text, pending = pending + (decoder.step(tokenizer, token) or ""), ""
-                if text and (text := scanner.feed(text)):
-                    yield Piece(text, confidence=confidence)
-                    confidence = None
+                text = decoder.step(tokenizer, token) or ""
+                if count <= answer.hidden:
+                    line += text
+                    if count == answer.hidden:
+                        yield Piece(line, confidence=row.chosen_p)
+                elif text and (text := scanner.feed(text)):
+                    yield Piece(text)
                 if scanner.stopped:
                     finish = "stop"
                     break
         finally:
             row.cancelled = True  # a stop string, an error or a cancelled request
         usage = Usage(len(ids), max(0, count - answer.hidden))
+        if 0 < count < answer.hidden:  # it ended inside the intent line
+            yield Piece(line, confidence=row.chosen_p)
         if tail := scanner.flush():
-            yield Piece(tail, confidence=confidence)
-            confidence = None
-        yield Piece("", finish, usage, confidence=confidence)
+            yield Piece(tail)
+        yield Piece("", finish, usage)
 
     async def close(self) -> None:
         if self._decoder is not None:

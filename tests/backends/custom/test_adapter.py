@@ -56,16 +56,18 @@ async def test_max_tokens_cuts_with_length(adapter: Adapter) -> None:
 
 async def test_stop_string_cuts_the_text(adapter: Adapter) -> None:
     full = await answer(adapter, "my card has not arrived", GREEDY)
-    cut_at = full.text[3:6]
+    intent_line, _, reply = full.text.partition("\n")
+    cut_at = reply[3:6]
     stopped = await answer(
         adapter,
         "my card has not arrived",
         SamplingParams(max_tokens=40, temperature=0, stop=(cut_at,)),
     )
     assert stopped == Completion(
-        full.text[: full.text.index(cut_at)],
+        f"{intent_line}\n{reply[: reply.index(cut_at)]}",
         "stop",
         Usage(full.usage.prompt_tokens, stopped.usage.completion_tokens),
+        full.confidence,
     )
     assert stopped.usage.completion_tokens < full.usage.completion_tokens
 
@@ -154,3 +156,16 @@ async def test_max_tokens_counts_the_reply_alone(adapter: Adapter) -> None:
         assert intent_line.startswith("intent: ")
         assert completion.usage.completion_tokens == max_tokens
         assert reply  # the caller's tokens went to the reply, not to the intent line
+
+
+async def test_stop_strings_apply_to_the_reply_never_to_the_decided_intent_line(
+    adapter: Adapter,
+) -> None:
+    whole = await answer(adapter, "I lost my card", GREEDY)
+    intent_line, _, reply = whole.text.partition("\n")
+    label = intent_line.removeprefix("intent: ")
+    for stop in ("\n", label[:4], "intent"):
+        params = SamplingParams(max_tokens=40, temperature=0, stop=(stop,))
+        stopped = await answer(adapter, "I lost my card", params)
+        assert stopped.text.startswith(f"{intent_line}\n"), stop
+        assert stopped.text == f"{intent_line}\n{reply.split(stop)[0]}", stop
