@@ -3,7 +3,9 @@
 It implements `POST /{v1,v1beta}/models/{model}:generateContent` and
 `:streamGenerateContent?alt=sse` with Google's response and error shapes (the SDK 3.x calls
 `v1`; earlier ones called `v1beta`), records every request
-it receives, and plays the faults a test queues, one per request.
+it receives, and plays the faults a test queues, one per request. Asked for JSON
+(`responseMimeType`), it answers its reply as the choice object the service's schema describes:
+`{"intent": ..., "confidence": ..., "reply": ...}`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.routing import Route
 API_KEY = "fake-gemini-key"
 REPLY = "intent: card_arrival\nYour card is on its way and usually arrives within 3 working days."
 REPLY_TEXT = REPLY.split("\n", 1)[1]  # what the service answers: the reply, no intent line
+CHOICE_CHUNKS = 18  # the chunks (the fake's tokens) of REPLY's JSON choice: `choice_json()`
 ASK = {"prompt": "my card has not arrived", "max_tokens": 64, "temperature": 0}  # to /generate
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -59,14 +62,15 @@ class Received:
 
 @dataclass
 class FakeGemini:
-    reply: str = REPLY
+    reply: str = REPLY  # `intent: <label>` on its first line, then the reply
+    confidence: float = 0.9  # the confidence its JSON answers state
     accepted_key: str = API_KEY  # set another to revoke the key the service holds
     faults: deque[Fault] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def reset(self) -> None:
-        self.reply, self.accepted_key = REPLY, API_KEY
+        self.reply, self.accepted_key, self.confidence = REPLY, API_KEY, 0.9
         self.faults.clear()
         self.received.clear()
 
@@ -106,8 +110,10 @@ class FakeGemini:
             return _error(fault.status, f"injected {fault.status}", retry_delay=fault.retry_delay)
         if fault.malformed:
             return Response("<html>upstream proxy error</html>", media_type="application/json")
-        words = _chunks(self.reply)
-        limit = body.get("generationConfig", {}).get("maxOutputTokens") or len(words)
+        generation = body.get("generationConfig", {})
+        as_json = generation.get("responseMimeType") == "application/json"
+        words = _chunks(self._choice() if as_json else self.reply)
+        limit = generation.get("maxOutputTokens") or len(words)
         finish = fault.finish_reason or ("MAX_TOKENS" if len(words) > limit else "STOP")
         words = words[:limit]
         prompt_tokens = len(json.dumps(body.get("contents", [])).split())
@@ -116,6 +122,9 @@ class FakeGemini:
         return StreamingResponse(
             self._events(words, finish, prompt_tokens, fault), media_type="text/event-stream"
         )
+
+    def _choice(self) -> str:
+        return choice_json(self.reply, self.confidence)
 
     async def _events(
         self, words: list[str], finish: str, prompt_tokens: int, fault: Fault
@@ -128,6 +137,13 @@ class FakeGemini:
             last = i == len(words) - 1
             chunk = _response(word, finish if last else None, prompt_tokens, i + 1)
             yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+
+
+def choice_json(reply: str = REPLY, confidence: float = 0.9) -> str:
+    """A reply (`intent: <label>` then the text) as the JSON choice object Gemini is asked for."""
+    line, _, text = reply.partition("\n")
+    intent = line.removeprefix("intent: ")
+    return json.dumps({"intent": intent, "confidence": confidence, "reply": text})
 
 
 def _chunks(text: str) -> list[str]:

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from app.backends.custom.gpt.checkpoint import load_checkpoint
+from app.backends.custom.gpt.tokenizer import TURN
 from app.backends.custom.gpt.train import TrainConfig
 from app.banking.corpus import Example, write_csv
+from app.banking.followups import followup_conversations
 from app.banking.intents import OUT_OF_SCOPE
 from app.banking.out_of_scope import out_of_scope_examples
 from app.cli import build_parser, main
@@ -41,6 +43,7 @@ def test_train_on_a_csv_writes_a_servable_checkpoint(
             "--val-fraction",
             "0.2",
             "--no-out-of-scope",
+            "--no-followups",
         ]
     )
     out = capsys.readouterr().out
@@ -59,7 +62,7 @@ def test_train_on_a_csv_writes_a_servable_checkpoint(
     assert ckpt.model.config.n_embd == 32
 
 
-def test_train_mixes_our_out_of_scope_messages_in_by_default(
+def test_train_mixes_our_out_of_scope_messages_and_followups_in_by_default(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows = [Example(f"my card has not come {i}", "card_arrival") for i in range(6)]
@@ -69,14 +72,16 @@ def test_train_mixes_our_out_of_scope_messages_in_by_default(
     where = ["--data", str(tmp_path / "data.csv"), "--out", str(tmp_path / "ck")]
     code = main(["train", *where, *flags])
     out = capsys.readouterr().out
-    taught = len(out_of_scope_examples("train"))
+    taught, conversations = len(out_of_scope_examples("train")), len(followup_conversations())
     assert code == 0
     assert out.startswith(
         f"training on {6 + taught} examples from {tmp_path / 'data.csv'} + {taught} "
-        "out-of-scope messages (app/banking/data/out_of_scope.json)\n"
+        "out-of-scope messages (app/banking/data/out_of_scope.json) + "
+        f"{conversations} follow-up conversations (app/banking/data/followup_training.json)\n"
     )
-    # the hand-off is one label token, as every intent is
+    # the hand-off is one label token, as every intent is; earlier turns have theirs
     tokenizer = load_checkpoint(tmp_path / "ck").tokenizer
+    assert tokenizer.token_to_id(TURN) is not None
     assert tokenizer.token_to_id(OUT_OF_SCOPE) is not None
     assert tokenizer.encode(OUT_OF_SCOPE, add_special_tokens=False).ids == [
         tokenizer.token_to_id(OUT_OF_SCOPE)

@@ -10,9 +10,10 @@ from unittest.mock import ANY
 import httpx
 import pytest
 
+from app.banking.intents import IntentSet
 from app.settings import Settings
 from tests.conftest import ServeFactory
-from tests.fake_gemini import API_KEY, ASK, REPLY_TEXT, FakeGemini, Fault
+from tests.fake_gemini import API_KEY, ASK, CHOICE_CHUNKS, REPLY, REPLY_TEXT, FakeGemini, Fault
 from tests.helpers import ADMIN_KEY, parse_sse, read_log, sample
 
 pytestmark = pytest.mark.anyio
@@ -40,12 +41,12 @@ async def test_generate_and_stream_through_the_sdk(
             "intent": "card_arrival",
             "finish_reason": "stop",
             "prompt_tokens": ANY,
-            "completion_tokens": 14,
+            "completion_tokens": CHOICE_CHUNKS,  # as Google counts: the whole JSON object
             "latency_ms": ANY,
             "ttft_ms": ANY,
             "fallback_from": None,
             "handoff": None,
-            "confidence": None,
+            "confidence": 0.9,  # as the model states it
         },
     )
     events = parse_sse(streamed.text)
@@ -57,7 +58,7 @@ async def test_generate_and_stream_through_the_sdk(
     }
     assert events[-1] == "[DONE]"
     row = rows[-1]
-    expected_cost = round((row["prompt_tokens"] * 0.30 + 14 * 2.50) / 1e6, 8)
+    expected_cost = round((row["prompt_tokens"] * 0.30 + CHOICE_CHUNKS * 2.50) / 1e6, 8)
     assert (row["model"], row["status"], row["cost_usd"]) == ("gemini", "ok", expected_cost)
     assert [r.path.rsplit(":", 1)[1] for r in fake_gemini.received] == [
         "streamGenerateContent",  # the warm-up at start, on the path traffic takes
@@ -241,3 +242,35 @@ async def test_switch_custom_gemini_custom_while_20_requests_run(
     assert {r.json()["model"] for r in answers[:20]} == {"custom-random"}
     assert {r.json()["model"] for r in last} == {"custom"}
     assert {r.json()["model"] for r in answers[20:]} == {"gemini"}
+
+
+async def test_gemini_hands_off_what_it_chooses_out_of_scope_and_what_it_doubts(
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    handoffs = IntentSet.load().handoffs
+    settings = gemini_settings(active_model="gemini", gemini_handoff_below=0.5)
+    async with serve(settings) as (_, client, service):
+        fake_gemini.reply = "intent: out_of_scope\nIt will rain."
+        away = (await client.post("/generate", json=ASK | {"prompt": "weather?"})).json()
+        fake_gemini.reply, fake_gemini.confidence = REPLY, 0.3
+        unsure = (await client.post("/generate", json=ASK)).json()
+        fake_gemini.confidence = 0.6
+        sure = (await client.post("/generate", json=ASK)).json()
+        counted = {
+            reason: sample(
+                service, "bankllm_handoffs_total", model="gemini", backend="gemini", reason=reason
+            )
+            for reason in ("out_of_scope", "low_confidence")
+        }
+    assert (away["text"], away["intent"], away["handoff"]) == (
+        handoffs["out_of_scope"],
+        None,
+        "out_of_scope",
+    )
+    assert (unsure["text"], unsure["handoff"], unsure["confidence"]) == (
+        handoffs["low_confidence"],
+        "low_confidence",
+        0.3,
+    )
+    assert (sure["text"], sure["intent"], sure["handoff"]) == (REPLY_TEXT, "card_arrival", None)
+    assert counted == {"out_of_scope": 1, "low_confidence": 1}

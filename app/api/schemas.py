@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
 from app.backends.protocol import DEFAULT_SAMPLING
+from app.serving.limits import MAX_EARLIER_TURNS
 from app.serving.results import GenerateResult
 
 
@@ -39,6 +40,15 @@ class GenerateRequest(BaseModel):
         description="The customer's message (1 to MAX_PROMPT_CHARS characters, not white "
         "space alone).",
         json_schema_extra=_bounds(minLength=1, pattern=r"\S"),
+    )
+    earlier: list[str] = Field(
+        [],
+        description=f"The customer's earlier messages in this conversation, oldest first (at "
+        f"most {MAX_EARLIER_TURNS}, none white space alone): a follow-up is read in their light. "
+        "The prompt and these share MAX_PROMPT_CHARS.",
+        json_schema_extra=_bounds(
+            maxItems=MAX_EARLIER_TURNS, items={"type": "string", "minLength": 1, "pattern": r"\S"}
+        ),
     )
     max_tokens: JsonInt = Field(
         DEFAULT_SAMPLING.max_tokens,

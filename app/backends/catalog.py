@@ -46,7 +46,7 @@ BACKENDS: dict[str, Backend] = {
     ),
     "qlora": Backend(
         QLoRAOptions,
-        lambda spec, intents: qlora.QLoRAAdapter(spec),
+        qlora.QLoRAAdapter,
         qlora.unavailable_reason,
         qlora.adapter_version,
     ),

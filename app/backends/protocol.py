@@ -131,8 +131,14 @@ async def collect(pieces: AsyncIterator[Piece]) -> Completion:
 
 
 def user_text(messages: Conversation) -> str:
-    """The latest user turn: what a single-turn model (custom, echo) answers."""
+    """The latest user turn: what a single-turn model (echo) answers."""
     for message in reversed(messages):
         if message.role == "user":
             return message.content
     return ""
+
+
+def earlier_user_turns(messages: Conversation) -> tuple[str, ...]:
+    """The user turns before the latest, oldest first: what a follow-up is read with."""
+    turns = tuple(m.content for m in messages if m.role == "user")
+    return turns[:-1]

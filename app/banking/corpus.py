@@ -33,6 +33,7 @@ class Example:
     text: str
     category: str
     group: str = ""  # the phrasing a templated example came from; held out together
+    earlier: tuple[str, ...] = ()  # the customer's earlier turns, oldest first: a follow-up
 
 
 def read_csv(path: Path) -> list[Example]:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from app.backends.qlora.finetune import FinetuneConfig, finetune
-from app.banking.corpus import build_corpus, read_csv
 from app.banking.intents import IntentSet
 from app.cli.flags import config_from
+from app.cli.training_data import add_data_flags, training_data
 
 
 def add_parser(commands: Any) -> None:
@@ -24,7 +24,7 @@ def add_parser(commands: Any) -> None:
     )
     d = FinetuneConfig()
     p.add_argument("--base", required=True, help="the base model: a local folder or a hub id")
-    p.add_argument("--data", type=Path, help="a text,category CSV (default: our own corpus)")
+    add_data_flags(p)
     p.add_argument("--out", type=Path, required=True, help="the adapter folder to write")
     p.add_argument("--rank", type=int, default=d.rank, help="LoRA rank")
     p.add_argument("--alpha", type=int, default=d.alpha, help="LoRA alpha")
@@ -52,10 +52,17 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    examples = read_csv(args.data) if args.data else build_corpus()
+    data = training_data(args)
     config = config_from(FinetuneConfig, args)
-    print(f"fine-tuning {args.base} on {len(examples)} examples")
-    report = finetune(args.base, examples, IntentSet.load(), args.out, config)
+    print(f"fine-tuning {args.base} on {len(data.examples)} examples from {data.source}")
+    report = finetune(
+        args.base,
+        data.examples,
+        IntentSet.load(),
+        args.out,
+        config,
+        conversations=data.conversations,
+    )
     accuracy = "n/a" if report.val_accuracy is None else f"{report.val_accuracy:.1%}"
     print(
         f"saved {report.out}: {report.steps} steps on {report.train_examples} examples, "

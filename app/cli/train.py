@@ -9,10 +9,9 @@ from typing import Any
 
 from app.backends.custom.gpt.runs import CURVE, HELD_OUT, Epoch
 from app.backends.custom.gpt.train import TrainConfig, train
-from app.banking.corpus import build_corpus, read_csv
 from app.banking.intents import IntentSet
-from app.banking.out_of_scope import out_of_scope_examples
 from app.cli.flags import config_from
+from app.cli.training_data import add_data_flags, training_data
 
 
 def add_parser(commands: Any) -> None:
@@ -24,14 +23,7 @@ def add_parser(commands: Any) -> None:
             "then the approved reply. Without --data it trains on our own corpus."
         ),
     )
-    p.add_argument("--data", type=Path, help="a text,category CSV (default: our own corpus)")
-    p.add_argument(
-        "--out-of-scope",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="mix in our own out-of-scope messages (its training part), so the model learns to "
-        "hand off what it does not serve (default: on)",
-    )
+    add_data_flags(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -117,12 +109,7 @@ def _add_schedule_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    examples = read_csv(args.data) if args.data else build_corpus()
-    source = str(args.data) if args.data else "bankllm corpus (app/banking/data/phrasings.json)"
-    if args.out_of_scope:
-        handoffs = out_of_scope_examples("train")
-        examples = [*examples, *handoffs]
-        source += f" + {len(handoffs)} out-of-scope messages (app/banking/data/out_of_scope.json)"
+    data = training_data(args)
     cfg = config_from(TrainConfig, args)
 
     def report(e: Epoch) -> None:
@@ -137,9 +124,15 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    print(f"training on {len(examples)} examples from {source}")
+    print(f"training on {len(data.examples)} examples from {data.source}")
     result = train(
-        examples, IntentSet.load(), args.out, cfg, meta={"data": source}, on_epoch=report
+        data.examples,
+        IntentSet.load(),
+        args.out,
+        cfg,
+        conversations=data.conversations,
+        meta={"data": data.source},
+        on_epoch=report,
     )
     accuracy = (
         "n/a"

@@ -14,6 +14,7 @@ from app.settings import Settings
 from app.telemetry.record import RequestRecord
 
 MAX_STOPS = 4
+MAX_EARLIER_TURNS = 8  # a conversation's earlier customer turns that /generate takes
 # A stop string is held back and searched on every delta: its length bounds that work.
 MAX_STOP_CHARS = 64
 _NO_SYSTEM_TURNS = (
@@ -33,6 +34,7 @@ class Limits:
     def checked(
         self,
         prompt: str | None,
+        earlier: Sequence[str],
         messages: Sequence[Message] | None,
         context: RequestContext,
         options: dict[str, Any],
@@ -45,7 +47,7 @@ class Limits:
             raise ModelNotFound(
                 f"no model named '{context.model}'", {"models": sorted(self._models)}
             )
-        return self.conversation(prompt, messages), self.params(**options)
+        return self.conversation(prompt, messages, earlier), self.params(**options)
 
     def _known_label(self, context: RequestContext) -> str:
         assert context.label is not None
@@ -63,16 +65,17 @@ class Limits:
         return context.label
 
     def conversation(
-        self, prompt: str | None, messages: Sequence[Message] | None
+        self, prompt: str | None, messages: Sequence[Message] | None, earlier: Sequence[str] = ()
     ) -> tuple[Message, ...]:
-        """The turns to answer: `prompt` as one user turn, or `messages` as given."""
-        if (prompt is None) == (messages is None):
+        """The turns to answer: `prompt` as a user turn after the `earlier` ones, or `messages`
+        as given."""
+        if (prompt is None) == (messages is None) or (earlier and prompt is None):
             raise InvalidRequest.fields(([], "give either a prompt or messages", None))
         if prompt is not None:
             self._check_length(len(prompt), ["prompt"])
             _check_text(prompt, ["prompt"])
             _check_words(prompt, ["prompt"])
-            return (Message("user", prompt),)
+            return (*self._earlier(earlier, len(prompt)), Message("user", prompt))
         assert messages is not None
         if not any(m.role == "user" for m in messages):
             raise InvalidRequest.fields((["messages"], "needs a message with the role user", None))
@@ -93,6 +96,20 @@ class Limits:
         last = max(i for i, m in enumerate(messages) if m.role == "user")
         _check_words(messages[last].content, ["messages", last, "content"])
         return tuple(messages)
+
+    def _earlier(self, earlier: Sequence[str], prompt_chars: int) -> list[Message]:
+        """The customer's earlier turns, each text, all of them and the prompt within the
+        prompt's limit."""
+        if len(earlier) > MAX_EARLIER_TURNS:
+            raise InvalidRequest.fields(
+                (["earlier"], f"at most {MAX_EARLIER_TURNS} turns", len(earlier))
+            )
+        for i, text in enumerate(earlier):
+            _check_text(text, ["earlier", i])
+            _check_words(text, ["earlier", i])
+        if earlier:
+            self._check_length(prompt_chars + sum(map(len, earlier)), ["earlier"])
+        return [Message("user", text) for text in earlier]
 
     def params(
         self,

@@ -87,6 +87,7 @@ class Pipeline:
         self,
         prompt: str | None = None,
         *,
+        earlier: Sequence[str] = (),
         messages: Sequence[Message] | None = None,
         origin: RequestContext = GENERATE,
         **options: Any,
@@ -96,7 +97,8 @@ class Pipeline:
         result: GenerateResult | None = None
         # One timer for the whole answer: nothing runs between its pieces but this loop.
         async with deadline:
-            async for event in self._serve_one(prompt, messages, origin, options, False, deadline):
+            asked = self._serve_one(prompt, earlier, messages, origin, options, False, deadline)
+            async for event in asked:
                 result = event.result
         assert result is not None, "a walk that ends without an error ends with its result"
         return result
@@ -105,15 +107,16 @@ class Pipeline:
         self,
         prompt: str | None = None,
         *,
+        earlier: Sequence[str] = (),
         messages: Sequence[Message] | None = None,
         origin: RequestContext = GENERATE,
         **options: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """Reply deltas, then one event with the result. A `prompt` is one user turn, or give
-        `messages`; `origin` says which API asked, for which model and user; options:
-        max_tokens, temperature, top_p, stop, seed."""
+        """Reply deltas, then one event with the result. A `prompt` is one user turn (after the
+        customer's `earlier` ones, oldest first), or give `messages`; `origin` says which API
+        asked, for which model and user; options: max_tokens, temperature, top_p, stop, seed."""
         deadline = Deadline(self._timeout_s)
-        return self._serve_one(prompt, messages, origin, options, True, deadline)
+        return self._serve_one(prompt, earlier, messages, origin, options, True, deadline)
 
     def refuse(self, error: ServiceError, api: str = "generate") -> None:
         """Record a request refused before it reached the pipeline (401, 413, a bad body)."""
@@ -130,6 +133,7 @@ class Pipeline:
     async def _serve_one(
         self,
         prompt: str | None,
+        earlier: Sequence[str],
         messages: Sequence[Message] | None,
         context: RequestContext,
         options: dict[str, Any],
@@ -145,7 +149,8 @@ class Pipeline:
         grant: Grant | None = None
         try:
             self._drain.admit(deadline)
-            conversation, params = self.limits.checked(prompt, messages, context, options, record)
+            asked = (prompt, earlier, messages)
+            conversation, params = self.limits.checked(*asked, context, options, record)
             # before the queue, so one key cannot fill it either
             grant = self._quotas.admit(context.key, params.max_tokens, self._serves_remote)
             async with self._admission.slot(deadline), self._model.lease(deadline) as active:

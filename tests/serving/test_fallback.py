@@ -22,7 +22,7 @@ async def test_a_stream_that_breaks_off_ends_with_an_error_event(
 ) -> None:
     settings = gemini_settings(active_model="gemini", fallback_model="custom")
     async with serve(settings) as (_, client, _):
-        fake_gemini.faults.append(Fault(cut_after=4))
+        fake_gemini.faults.append(Fault(cut_after=8))  # the choice object has begun its reply
         response = await client.post("/generate", json=ASK | {"stream": True})
     events = parse_sse(response.text)
     assert response.status_code == 200

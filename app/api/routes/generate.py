@@ -17,7 +17,8 @@ from app.serving.pipeline import RequestContext, StreamEvent
 router = APIRouter(tags=["generate"])
 PATH = "/generate"
 # GenerateRequest's fields that are sampling options, passed on as they are (a test holds them
-# to be every field but the prompt, `stream` and `label`, so a new one is not silently dropped)
+# to be every field but the prompt, `earlier`, `stream` and `label`, so a new one is not
+# silently dropped)
 OPTIONS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": EVENT_STREAM, "description": "The result; with `stream: true`, SSE."},
@@ -33,11 +34,11 @@ async def generate(
     options: dict[str, Any] = {name: getattr(body, name) for name in OPTIONS}
     origin = RequestContext(label=body.label, may_label=caller.may_label, key=caller.key_id)
     if not body.stream:
-        answer = pipeline.generate(body.prompt, origin=origin, **options)
+        answer = pipeline.generate(body.prompt, earlier=body.earlier, origin=origin, **options)
         result = await cancel_on_disconnect(request, answer)
         # The result's fields are GeneratePublic's (a test holds them equal).
         return JSONResponse(result.fields())
-    events = pipeline.stream(body.prompt, origin=origin, **options)
+    events = pipeline.stream(body.prompt, earlier=body.earlier, origin=origin, **options)
     return await event_stream(request, events, _payloads, ServiceError.body)
 
 

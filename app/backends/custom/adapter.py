@@ -25,6 +25,7 @@ from app.backends.protocol import (
     Piece,
     SamplingParams,
     Usage,
+    earlier_user_turns,
     user_text,
 )
 from app.backends.stops import StopScanner
@@ -89,14 +90,17 @@ class CustomAdapter:
     async def stream(
         self, messages: Conversation, params: SamplingParams
     ) -> AsyncGenerator[Piece, None]:
-        """Answers the latest user turn: the model was trained on single questions. The intent
-        is decided (the most likely label, whatever the sampling) and the sampling applies to
-        the reply alone; `max_tokens` and the usage count the reply's tokens only."""
+        """Answers the latest user turn, read with the earlier ones (a checkpoint trained on
+        follow-ups reads them; an older one, the latest alone). The intent is decided (the most
+        likely label, whatever the sampling) and the sampling applies to the reply alone;
+        `max_tokens` and the usage count the reply's tokens only."""
         if self._ckpt is None or self._decoder is None or self._answer is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
         tokenizer, answer = self._ckpt.tokenizer, self._answer
-        ids = [*encode_prompt(tokenizer, user_text(messages)), *answer.prefix]
         context = self._ckpt.model.config.block_size
+        room = context - 1 - len(answer.prefix)
+        prompt = encode_prompt(tokenizer, user_text(messages), earlier_user_turns(messages), room)
+        ids = [*prompt, *answer.prefix]
         if len(ids) >= context:
             raise InvalidRequest.fields(
                 (

@@ -21,6 +21,7 @@ import tenacity
 from pydantic import ValidationError
 
 from app.backends.gemini.breaker import CircuitBreaker
+from app.backends.gemini.choice import CHOICE_TOKENS, ChoiceReader, choice_schema
 from app.backends.gemini.options import GeminiOptions
 from app.backends.gemini.reply import finish_reason, text_and_reason
 from app.backends.gemini.upstream import (
@@ -66,11 +67,12 @@ async def _count_attempt(request: Any) -> None:
 class GeminiAdapter:
     def __init__(self, spec: ModelSpec, intents: IntentSet):
         self._o = spec.options_as(GeminiOptions)
-        self._info = ModelInfo(spec.name, spec.backend, self._o.model)
+        self._info = ModelInfo(spec.name, spec.backend, self._o.model, self._o.handoff_below)
         self._breaker = CircuitBreaker(
             spec.name, self._o.breaker_failures, self._o.breaker_cooldown_s
         )
-        self._system = intents.system_prompt()
+        self._system = intents.choice_prompt()
+        self._choices = choice_schema(intents)
         self._client: Client | None = None
         self._auth_problem: str | None = None
 
@@ -145,7 +147,7 @@ class GeminiAdapter:
                 raise
 
         first, chunks = await self._guarded(first_chunk)
-        scanner = StopScanner(params.stop)
+        choice, scanner = ChoiceReader(), StopScanner(params.stop)
         reason: str | None = None
         last = first
         count = 0
@@ -156,8 +158,8 @@ class GeminiAdapter:
                 text, reason = text_and_reason(self._info.name, chunk)
                 if text:
                     count += 1
-                    if kept := scanner.feed(text):
-                        yield Piece(kept)
+                    for piece in self._read(choice.feed, text, scanner):
+                        yield piece
                     if scanner.stopped:
                         break
                 # The SDK parses chunks already buffered without giving the loop a turn: a
@@ -169,6 +171,8 @@ class GeminiAdapter:
                 if reason is None:
                     raise UpstreamError(f"{self._info.name}'s stream ended without a finish reason")
                 finish = finish_reason(self._info.name, reason)
+                for piece in self._read(lambda _: choice.end(finish == "stop"), "", scanner):
+                    yield piece
                 if tail := scanner.flush():
                     yield Piece(tail)
             yield Piece("", "stop" if scanner.stopped else finish, self._usage(last, count))
@@ -178,6 +182,20 @@ class GeminiAdapter:
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+
+    def _read(
+        self, step: Callable[[str], tuple[Piece | None, str]], text: str, scanner: StopScanner
+    ) -> list[Piece]:
+        """The pieces one step of the choice gives: the intent line whole and unscanned (the
+        caller's stop strings cut the reply, never the decided intent), then the reply's text."""
+        try:
+            line, reply = step(text)
+        except ValueError as exc:
+            raise malformed(self._info.name, exc) from exc
+        pieces = [line] if line is not None else []
+        if reply and (kept := scanner.feed(reply)):
+            pieces.append(Piece(kept))
+        return pieces
 
     def _ready(self) -> Client:
         if self._client is None:
@@ -189,13 +207,15 @@ class GeminiAdapter:
 
         budget = self._o.thinking_budget
         thinking = None if budget is None else types.ThinkingConfig(thinking_budget=budget)
+        # The caller's stop strings are the reply's, cut here: in the object, one would cut it.
         return types.GenerateContentConfig(
             system_instruction=system,
-            max_output_tokens=params.max_tokens,
+            max_output_tokens=params.max_tokens + CHOICE_TOKENS,
             temperature=params.temperature,
             top_p=params.top_p,
-            stop_sequences=list(params.stop) or None,
             seed=params.seed,
+            response_mime_type="application/json",
+            response_json_schema=self._choices,
             thinking_config=thinking,
             # no tools are declared: skip the SDK's function-calling loop and its log line
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),

@@ -28,8 +28,11 @@ class GeminiOptions(BaseModel):
     price_input_per_mtok: float = Field(0.30, ge=0)  # USD per million prompt tokens
     price_output_per_mtok: float = Field(2.50, ge=0)  # USD per million output tokens
     thinking_budget: int | None = 0  # 0: no thinking tokens; None: the model's default
+    # An answer whose stated confidence is below this is a `low_confidence` hand-off. The
+    # model's own word, uncalibrated: None (the default) hands off only its `out_of_scope`.
+    handoff_below: float | None = Field(None, ge=0, le=1)
 
-    @field_validator("base_url", "thinking_budget", mode="before")
+    @field_validator("base_url", "thinking_budget", "handoff_below", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -21,14 +21,22 @@ from app.backends.protocol import (
     SamplingParams,
     Usage,
 )
-from app.backends.qlora.engine import Engine, EngineDied, Sampling
+from app.backends.qlora.engine import Engine, EngineDied, Sampling, choose
 from app.backends.qlora.options import QLoRAOptions
-from app.backends.qlora.prompting import SYSTEM_PROMPT, chat_ids, read_meta
+from app.backends.qlora.prompting import (
+    SYSTEM_PROMPT,
+    chat_ids,
+    intent_prefix_ids,
+    label_ids,
+    read_meta,
+)
 from app.backends.stops import StopScanner
+from app.banking.intents import IntentSet, format_answer
 from app.errors import InvalidRequest, ModelFailed, ModelUnavailable
 
 logger = logging.getLogger(__name__)
 RESTART_INITIAL_S, RESTART_MAX_S = 1.0, 60.0  # a dead engine's restarts, the wait doubling
+HANDOFF_BELOW = "handoff_below"  # the adapter's calibrated threshold, in its META_FILE
 
 
 def _installed(*modules: str) -> bool:
@@ -60,11 +68,16 @@ def adapter_version(spec: ModelSpec) -> str:
 
 
 class QLoRAAdapter:
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, intents: IntentSet):
         self._o = spec.options_as(QLoRAOptions)
-        self._info = ModelInfo(spec.name, spec.backend, adapter_version(spec))
-        self._system = str(read_meta(Path(self._o.adapter)).get("system_prompt", SYSTEM_PROMPT))
+        meta = read_meta(Path(self._o.adapter)) if self._o.adapter else {}
+        below = meta.get(HANDOFF_BELOW)
+        self._info = ModelInfo(spec.name, spec.backend, adapter_version(spec), below)
+        self._system = str(meta.get("system_prompt", SYSTEM_PROMPT))
+        self._labels = intents.answer_labels
         self._tokenizer: Any = None
+        self._prefix: list[int] = []  # `intent:`
+        self._label_ids: list[list[int]] = []  # each label's tokens, in `_labels` order
         self._engine: Engine | None = None
         self._problem: str | None = None  # the engine died: why, while it restarts
         self._restart: asyncio.Task[None] | None = None
@@ -84,6 +97,8 @@ class QLoRAAdapter:
         self._tokenizer = await asyncio.to_thread(
             AutoTokenizer.from_pretrained, _tokenizer_source(self._o)
         )
+        self._prefix = intent_prefix_ids(self._tokenizer)
+        self._label_ids = [label_ids(self._tokenizer, label) for label in self._labels]
         config = await asyncio.to_thread(AutoConfig.from_pretrained, self._o.base_model)
         self._o = self._o.model_copy(update={"max_model_len": context_length(self._o, config)})
         self._engine = await self._start_engine()
@@ -104,37 +119,49 @@ class QLoRAAdapter:
             raise ModelFailed(self._problem)
         if self._engine is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
-        turns = [(m.role, m.content) for m in messages]
-        ids = chat_ids(self._tokenizer, turns, self._system)
+        ids = [*chat_ids(self._tokenizer, [(m.role, m.content) for m in messages], self._system)]
         limit = self._o.max_model_len or 0  # set by load()
-        if (length := len(ids)) >= limit:
+        longest = max(map(len, self._label_ids))
+        if (length := len(ids)) + len(self._prefix) + longest >= limit:
             raise InvalidRequest.fields(
                 (
                     ["prompt"],
                     f"{length} tokens with the chat template; the model takes fewer "
-                    f"than {self._o.max_model_len} (QLORA_MAX_MODEL_LEN)",
+                    f"than {self._o.max_model_len} (QLORA_MAX_MODEL_LEN) with the answer's start",
                     length,
                 ),
                 kind="too_long",
             )
-        sampling = Sampling(params.max_tokens, params.temperature, params.top_p, params.seed)
         engine = self._engine  # this request's, even if a restart replaces it meanwhile
+        try:
+            # decided, whatever the sampling: the most likely label after `intent:`
+            label, confidence = await choose(engine, [*ids, *self._prefix], self._label_ids)
+            yield Piece(format_answer(self._labels[label], ""), confidence=confidence)
+            asked = [*ids, *self._prefix, *self._label_ids[label]]
+            async for piece in self._reply(engine, asked, params):
+                yield piece
+        except EngineDied as exc:
+            raise ModelFailed(self._died(engine, str(exc))) from exc
+
+    async def _reply(
+        self, engine: Engine, ids: list[int], params: SamplingParams
+    ) -> AsyncGenerator[Piece, None]:
+        """The reply after the decided intent line, sampled as asked; `max_tokens` and the
+        usage count its tokens alone."""
+        sampling = Sampling(params.max_tokens, params.temperature, params.top_p, params.seed)
         scanner = StopScanner(params.stop)
         finish: FinishReason = "length"
         generated = 0
-        try:
-            async with contextlib.aclosing(engine.stream(ids, sampling)) as deltas:
-                async for delta in deltas:
-                    generated = delta.tokens
-                    if kept := scanner.feed(delta.text):
-                        yield Piece(kept)
-                    if scanner.stopped:  # leaving the loop closes the engine's sequence
-                        finish = "stop"
-                        break
-                    if delta.finish is not None:
-                        finish = delta.finish
-        except EngineDied as exc:
-            raise ModelFailed(self._died(engine, str(exc))) from exc
+        async with contextlib.aclosing(engine.stream(ids, sampling)) as deltas:
+            async for delta in deltas:
+                generated = delta.tokens
+                if kept := scanner.feed(delta.text):
+                    yield Piece(kept)
+                if scanner.stopped:  # leaving the loop closes the engine's sequence
+                    finish = "stop"
+                    break
+                if delta.finish is not None:
+                    finish = delta.finish
         if tail := scanner.flush():
             yield Piece(tail)
         yield Piece("", finish, Usage(len(ids), generated))

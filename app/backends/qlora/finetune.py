@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from app.backends.custom.gpt.dataset import split_stratified
+from app.backends.custom.gpt.dataset import in_conversation, split_stratified
 from app.backends.qlora.hf_loading import load_base
-from app.backends.qlora.prompting import META_FILE, SYSTEM_PROMPT, chat_ids
+from app.backends.qlora.prompting import META_FILE, SYSTEM_PROMPT, answer_ids, chat_ids
 from app.banking.corpus import Example
-from app.banking.intents import IntentSet, format_answer, parse_intent_line
+from app.banking.followups import FollowUpConversation
+from app.banking.intents import IntentSet, parse_intent_line
 
 IGNORE = -100  # labels that the loss skips: the prompt's tokens
 
@@ -54,11 +55,13 @@ class FinetuneReport:
 
 
 def encode(tokenizer: Any, example: Example, intents: IntentSet) -> tuple[list[int], list[int]]:
-    """(input ids, labels): the chat prompt, then the answer and EOS, which alone is learned."""
-    prompt = chat_ids(tokenizer, [("user", example.text)])
-    answer = format_answer(example.category, intents.intents[example.category].reply)
-    target = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return list(prompt) + list(target), [IGNORE] * len(prompt) + list(target)
+    """(input ids, labels): the chat prompt (the customer's earlier turns, then the latest),
+    then the answer and EOS, which alone is learned."""
+    turns = [("user", text) for text in (*example.earlier, example.text)]
+    prompt = chat_ids(tokenizer, turns)
+    _, _, reply = intents.answer(example.category).partition("\n")
+    target = [*answer_ids(tokenizer, example.category, reply), tokenizer.eos_token_id]
+    return list(prompt) + target, [IGNORE] * len(prompt) + target
 
 
 def _pad(rows: Sequence[list[int]], value: int) -> torch.Tensor:
@@ -73,10 +76,14 @@ def finetune(
     out: Path,
     config: FinetuneConfig = FinetuneConfig(),
     log: Callable[[str], None] = print,
+    conversations: Sequence[FollowUpConversation] = (),
 ) -> FinetuneReport:
+    """Fine-tune a LoRA adapter on examples (and, trained on alone, the later turns of
+    `conversations` read with the turns before them); save it to out with its tokenizer and
+    META_FILE."""
     from transformers import AutoTokenizer
 
-    unknown = sorted({e.category for e in examples} - intents.intents.keys())
+    unknown = sorted({e.category for e in examples} - set(intents.answer_labels))
     if unknown:
         raise ValueError(f"labels not in the intent set: {', '.join(unknown[:5])}")
     torch.manual_seed(config.seed)
@@ -85,7 +92,8 @@ def finetune(
         tokenizer.pad_token = tokenizer.eos_token
     model = _with_lora(load_base(base_model, config.quantization), config)
     train_set, val_set = split_stratified(examples, config.val_fraction, config.seed)
-    encoded = [encode(tokenizer, e, intents) for e in train_set]
+    followups = in_conversation(train_set, conversations, 0.0, random.Random(config.seed))
+    encoded = [encode(tokenizer, e, intents) for e in [*train_set, *followups]]
     steps, loss_value = _train(model, tokenizer.pad_token_id, encoded, config)
     accuracy = validate(model, tokenizer, val_set[: config.eval_limit], intents)
     if accuracy is not None:

@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -46,6 +46,33 @@ class _Row:
         if p.seed is not None:
             return ("seeded", id(self))
         return ("greedy",) if p.temperature == 0 else ("sample", p.temperature, p.top_p)
+
+
+@dataclass(eq=False)
+class _Step:
+    """One decided token after a prompt: a job of its own, between batches."""
+
+    ids: list[int]
+    allowed: list[int]
+    loop: asyncio.AbstractEventLoop
+    result: asyncio.Future[tuple[int, float]]
+    cancelled: bool = False
+    done: bool = False
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return ("step", id(self))  # batched with nothing else
+
+    def push(self, item: tuple[int, float] | BaseException) -> None:
+        def settle() -> None:
+            if self.result.done():  # its caller left
+                return
+            if isinstance(item, BaseException):
+                self.result.set_exception(item)
+            else:
+                self.result.set_result(item)
+
+        self.loop.call_soon_threadsafe(settle)
 
 
 class _RowStreamer(BaseStreamer):
@@ -103,8 +130,8 @@ class _RowsDone(StoppingCriteria):
 class TransformersEngine:
     def __init__(self, model: Any, tokenizer: Any, max_batch: int):
         self._model, self._tokenizer, self._max_batch = model, tokenizer, max_batch
-        self._pending: queue.SimpleQueue[_Row | None] = queue.SimpleQueue()
-        self._deferred: list[_Row] = []
+        self._pending: queue.SimpleQueue[_Row | _Step | None] = queue.SimpleQueue()
+        self._deferred: list[_Row | _Step] = []
         self._eos = _eos_ids(model, tokenizer)
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos)
         self._thread = threading.Thread(target=self._run, name="hf-generate", daemon=True)
@@ -124,6 +151,15 @@ class TransformersEngine:
         finally:
             row.cancelled = True  # the worker stops this row at its next step
 
+    async def next_token(self, ids: list[int], allowed: list[int]) -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        job = _Step(ids, allowed, loop, loop.create_future())
+        self._pending.put(job)
+        try:
+            return await job.result
+        finally:
+            job.cancelled = True  # a caller that left: the worker skips it
+
     async def close(self) -> None:
         self._pending.put(None)
         await asyncio.to_thread(self._thread.join)
@@ -131,14 +167,26 @@ class TransformersEngine:
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
             try:
-                self._generate(batch)
+                if batch and isinstance(batch[0], _Step):
+                    batch[0].push(self._step(batch[0]))
+                    continue
+                self._generate(cast(list[_Row], batch))
             except Exception as exc:  # one bad batch must not stop the engine
                 logger.exception("generation failed")
                 for row in batch:
                     if not row.done:
                         row.push(RuntimeError(f"generation failed: {exc}"))
 
-    def _next_batch(self) -> list[_Row] | None:
+    def _step(self, job: _Step) -> tuple[int, float]:
+        ids = torch.tensor([job.ids], device=self._model.device)
+        with torch.inference_mode():
+            logits = self._model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1).cpu()
+        allowed = torch.tensor(job.allowed)
+        best = int(allowed[int(torch.argmax(logprobs[allowed]))])
+        return best, float(logprobs[best])
+
+    def _next_batch(self) -> list[_Row | _Step] | None:
         """The oldest waiting request and those like it, up to max_batch; None to stop."""
         first = self._deferred.pop(0) if self._deferred else self._pending.get()
         if first is None:

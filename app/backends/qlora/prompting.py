@@ -15,6 +15,7 @@ SYSTEM_PROMPT = (
     "You are the assistant of a retail bank. Answer with a first line `intent: <label>` naming "
     "the customer's intent, then a short, polite reply."
 )
+INTENT_PREFIX = "intent:"
 META_FILE = "bankllm.json"  # beside the adapter: how it was trained, and its system prompt
 
 
@@ -57,6 +58,23 @@ def chat_ids(
             read = tokenizer(piece, add_special_tokens=False)
         ids += read["input_ids"]
     return ids
+
+
+def intent_prefix_ids(tokenizer: ChatTokenizer) -> list[int]:
+    """`intent:`, the answer's start: the label is chosen after it, never sampled."""
+    return list(tokenizer(INTENT_PREFIX, add_special_tokens=False)["input_ids"])
+
+
+def label_ids(tokenizer: ChatTokenizer, label: str) -> list[int]:
+    """` <label>` and the newline that ends the intent line: the tokens a label is scored by.
+    Fine-tuning writes its answers from these same pieces, so serving scores what it learned."""
+    return list(tokenizer(f" {label}\n", add_special_tokens=False)["input_ids"])
+
+
+def answer_ids(tokenizer: ChatTokenizer, label: str, reply: str) -> list[int]:
+    """The answer a fine-tune teaches: `intent: <label>`, a newline, the approved reply."""
+    said = tokenizer(reply, add_special_tokens=False)["input_ids"]
+    return [*intent_prefix_ids(tokenizer), *label_ids(tokenizer, label), *said]
 
 
 def read_meta(adapter: Path) -> dict[str, Any]:

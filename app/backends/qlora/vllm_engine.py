@@ -89,6 +89,36 @@ class VLLMEngine:
             if not finished and not engine.errored:  # the caller left: free its KV cache now
                 await engine.abort(request_id)
 
+    async def next_token(self, ids: list[int], allowed: list[int]) -> tuple[int, float]:
+        """One greedy token held to `allowed`; its log-probability is vLLM's raw one (before
+        the mask). Prompt logprobs would score a label whole in one request, but vLLM computes
+        them wrongly with a LoRA (vllm#16668)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            max_tokens=1, temperature=0.0, allowed_token_ids=allowed, logprobs=0
+        )
+        request_id = f"bankllm-choose-{uuid.uuid4().hex}"
+        engine = self._engine
+        final: Any = None
+        outputs = engine.generate(
+            {"prompt_token_ids": ids}, params, request_id, lora_request=self._lora
+        )
+        try:
+            async for out in outputs:
+                final = out
+        except Exception as exc:
+            if not engine.errored:
+                raise
+            raise EngineDied(f"the vLLM engine died ({type(exc).__name__})") from exc
+        finally:
+            await outputs.aclose()
+            if (final is None or not final.finished) and not engine.errored:
+                await engine.abort(request_id)
+        chosen = final.outputs[0]
+        token = int(chosen.token_ids[0])
+        return token, float(chosen.logprobs[0][token].logprob)
+
     async def close(self) -> None:
         engine, self._engine = self._engine, None
         if engine is not None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Any
 from unittest.mock import ANY
 
 import httpx
@@ -10,9 +11,18 @@ from fastapi import FastAPI
 
 from app.api.routes.generate import OPTIONS
 from app.api.schemas import GeneratePublic, GenerateRequest
+from app.backends.protocol import Message
 from app.service import Service
 from tests.conftest import ServeFactory, SettingsFactory
-from tests.helpers import error_body, parse_sse, read_log, sample
+from tests.helpers import (
+    PSEUDONYM_SECRET,
+    USER_KEY,
+    error_body,
+    parse_sse,
+    read_log,
+    sample,
+)
+from tests.memory import Memory
 
 pytestmark = pytest.mark.anyio
 ECHO_TEXT = "This is the echo model. It answers the same words to every prompt."
@@ -32,8 +42,10 @@ async def test_generate_answers_from_the_active_model(
     assert response.json()["id"].startswith("gen-")
 
 
-def test_every_field_of_a_request_but_its_prompt_stream_and_label_is_an_option() -> None:
-    assert set(GenerateRequest.model_fields) - {"prompt", "stream", "label"} == set(OPTIONS)
+def test_every_field_of_a_request_but_its_turns_stream_and_label_is_an_option() -> None:
+    assert set(GenerateRequest.model_fields) - {"prompt", "earlier", "stream", "label"} == set(
+        OPTIONS
+    )
 
 
 async def test_generate_whole_body_from_the_echo_model(
@@ -253,6 +265,7 @@ async def test_generate_request_schema_is_documented(app: FastAPI) -> None:
     schema = app.openapi()["components"]["schemas"]["GenerateRequest"]
     assert list(schema["properties"]) == [
         "prompt",
+        "earlier",
         "max_tokens",
         "temperature",
         "top_p",
@@ -262,3 +275,24 @@ async def test_generate_request_schema_is_documented(app: FastAPI) -> None:
         "label",
     ]
     assert json.dumps(schema).count("exclusiveMinimum") == 1  # top_p > 0
+
+
+async def test_earlier_turns_reach_the_model_before_the_prompt(
+    serve: ServeFactory, memory_settings: SettingsFactory, memory: Memory
+) -> None:
+    earlier = ["I lost my card", "ok"]
+    asked: dict[str, Any] = {"prompt": "when will the new one come?", "earlier": earlier}
+    keys = {"api_keys": USER_KEY, "pseudonym_secret": PSEUDONYM_SECRET}
+    async with serve(memory_settings(max_prompt_chars=50, **keys)) as (_, client, _):
+        whole = await client.post("/generate", json=asked)
+        streamed = await client.post("/generate", json={**asked, "stream": True})
+        blank = await client.post("/generate", json={**asked, "earlier": ["fine", " "]})
+        many = await client.post("/generate", json={**asked, "earlier": ["a"] * 9})
+        long = await client.post("/generate", json={**asked, "earlier": ["x" * 30]})
+    turns = tuple(Message("user", t) for t in (*earlier, asked["prompt"]))
+    assert (whole.status_code, streamed.status_code) == (200, 200)
+    assert memory.latest("mem").received[-2:] == [turns, turns]  # after its warm-up
+    assert [r.status_code for r in (blank, many, long)] == [422, 422, 422]
+    assert blank.json()["error"]["details"][0]["loc"] == ["body", "earlier", 1]
+    assert many.json()["error"]["details"][0]["loc"] == ["body", "earlier"]
+    assert long.json()["error"]["message"] == "earlier: must be 1 to 50 characters, got 57"

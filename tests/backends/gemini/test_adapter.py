@@ -11,6 +11,7 @@ import pytest
 from app.backends.catalog import unavailable_reason
 from app.backends.gemini import options as gemini_options
 from app.backends.gemini.adapter import GeminiAdapter
+from app.backends.gemini.choice import CHOICE_TOKENS, choice_schema
 from app.backends.protocol import Completion, Message, Piece, SamplingParams, Usage, collect
 from app.banking.intents import IntentSet
 from app.errors import (
@@ -21,12 +22,12 @@ from app.errors import (
 )
 from app.models.registry import build_registry
 from app.settings import Settings
-from tests.fake_gemini import REPLY, FakeGemini, Fault
+from tests.fake_gemini import CHOICE_CHUNKS, REPLY, FakeGemini, Fault, choice_json
 from tests.helpers import answer, ask
 
 pytestmark = pytest.mark.anyio
 GREEDY = SamplingParams(max_tokens=64, temperature=0.0)
-REPLY_TOKENS = len(REPLY.split(" "))
+REPLY_TOKENS = CHOICE_CHUNKS  # Google's tokens: the whole JSON object's
 
 
 @pytest.fixture
@@ -47,22 +48,27 @@ async def test_a_whole_answer_is_one_streamed_call(
     [request] = fake_gemini.received
     prompt_tokens = completion.usage.prompt_tokens
     assert completion == Completion(
-        REPLY, "stop", Usage(prompt_tokens, REPLY_TOKENS, _cost(prompt_tokens, REPLY_TOKENS))
+        REPLY, "stop", Usage(prompt_tokens, REPLY_TOKENS, _cost(prompt_tokens, REPLY_TOKENS)), 0.9
     )
+    assert len(choice_json().split(" ")) == CHOICE_CHUNKS
     assert prompt_tokens > 0
     assert request.path == "/v1/models/gemini-2.5-flash:streamGenerateContent"
     assert request.body["contents"] == [
         {"parts": [{"text": "my card has not arrived"}], "role": "user"}
     ]
     assert request.body["systemInstruction"]["parts"] == [
-        {"text": IntentSet.load().system_prompt()}
+        {"text": IntentSet.load().choice_prompt()}
     ]
     assert request.body["generationConfig"] == {
-        "maxOutputTokens": 64,
+        "maxOutputTokens": 64 + CHOICE_TOKENS,  # the reply's, and the object's own
         "temperature": 0.0,
         "topP": 1.0,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": choice_schema(IntentSet.load()),
         "thinkingConfig": {"thinking_budget": 0},  # as the SDK writes it; Google takes both
     }
+    enum = request.body["generationConfig"]["responseJsonSchema"]["properties"]["intent"]["enum"]
+    assert enum == IntentSet.load().answer_labels  # the 77 intents and the hand-off
 
 
 async def test_a_conversation_keeps_its_turns_and_system_turns_join_the_instruction(
@@ -82,7 +88,7 @@ async def test_a_conversation_keeps_its_turns_and_system_turns_join_the_instruct
         {"parts": [{"text": "the new one"}], "role": "user"},
     ]
     assert request.body["systemInstruction"]["parts"] == [
-        {"text": IntentSet.load().system_prompt() + "\n\nAnswer in French."}
+        {"text": IntentSet.load().choice_prompt() + "\n\nAnswer in French."}
     ]
 
 
@@ -91,21 +97,45 @@ async def test_stream_yields_the_reply_then_a_finish_piece(
 ) -> None:
     pieces = [piece async for piece in adapter.stream(ask("hello"), GREEDY)]
     assert "".join(p.text for p in pieces) == REPLY
-    assert len(pieces) == REPLY_TOKENS + 1
+    # the intent line once the choice is made, with its stated confidence, then a piece a
+    # chunk of the reply: each of its 13 words
+    assert pieces[0] == Piece("intent: card_arrival\n", confidence=0.9)
+    assert len(pieces) == 1 + 13 + 1
     usage = pieces[-1].usage
     assert usage is not None
-    assert pieces[-1] == Piece(
-        "", "stop", Usage(usage.prompt_tokens, REPLY_TOKENS, _cost(usage.prompt_tokens, 14))
-    )
+    cost = _cost(usage.prompt_tokens, REPLY_TOKENS)
+    assert pieces[-1] == Piece("", "stop", Usage(usage.prompt_tokens, REPLY_TOKENS, cost))
     assert fake_gemini.received[0].path.endswith(":streamGenerateContent")
 
 
 async def test_max_tokens_and_stop_strings(adapter: GeminiAdapter, fake_gemini: FakeGemini) -> None:
-    short = await collect(adapter.stream(ask("hello"), SamplingParams(max_tokens=3, temperature=0)))
-    assert (short.text, short.finish_reason) == ("intent: card_arrival\nYour card ", "length")
+    fake_gemini.reply = "intent: card_arrival\n" + " ".join(["word"] * 40)
+    few = SamplingParams(max_tokens=1, temperature=0)  # and the object's own 32: 28 words
+    short = await collect(adapter.stream(ask("hello"), few))
+    assert (short.text, short.finish_reason) == ("intent: card_arrival\n" + "word " * 28, "length")
+    fake_gemini.reset()
     cut = await collect(adapter.stream(ask("hello"), SamplingParams(stop=("way",), temperature=0)))
     assert (cut.text, cut.finish_reason) == ("intent: card_arrival\nYour card is on its ", "stop")
-    assert fake_gemini.received[1].body["generationConfig"]["stopSequences"] == ["way"]
+    # cut here, not by Google: in the JSON object, a stop string would cut the object
+    assert "stopSequences" not in fake_gemini.received[-1].body["generationConfig"]
+
+
+async def test_a_hand_off_and_a_stated_confidence_are_the_choice_given(
+    adapter: GeminiAdapter, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.reply = "intent: out_of_scope\nI can only help with banking."
+    fake_gemini.confidence = 0.25
+    away = await collect(adapter.stream(ask("weather?"), GREEDY))
+    assert (away.text, away.confidence) == (fake_gemini.reply, 0.25)
+
+
+async def test_an_answer_that_is_not_the_choice_object_is_an_upstream_error(
+    adapter: GeminiAdapter, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.reply = "intent: card_arrival\nfine"
+    fake_gemini.confidence = 7.0  # not a confidence: the schema says 0 to 1
+    with pytest.raises(UpstreamError, match="gemini sent a malformed response: not the JSON"):
+        await collect(adapter.stream(ask("hello"), GREEDY))
 
 
 async def test_5xx_are_retried_with_backoff(
@@ -214,6 +244,11 @@ async def test_a_stream_cut_midway_raises_after_its_first_pieces(
         async for piece in adapter.stream(ask("hello"), GREEDY):
             seen.append(piece.text)
 
+    with pytest.raises(UpstreamError, match="could not be reached or broke off"):
+        await read()
+    # three chunks are `{"intent": "card_arrival", "confidence":`: no choice yet
+    assert seen == []
+    fake_gemini.faults.append(Fault(cut_after=7))
     with pytest.raises(UpstreamError, match="could not be reached or broke off"):
         await read()
     assert "".join(seen) == "intent: card_arrival\nYour card "

@@ -30,7 +30,7 @@ GREEDY = SamplingParams(max_tokens=12, temperature=0.0)
 
 @pytest.fixture
 async def adapter(qlora_settings: Callable[..., Settings]) -> AsyncIterator[QLoRAAdapter]:
-    loaded = QLoRAAdapter(build_registry(qlora_settings())["qlora"])
+    loaded = QLoRAAdapter(build_registry(qlora_settings())["qlora"], IntentSet.load())
     await loaded.load()
     yield loaded
     await loaded.close()
@@ -47,7 +47,7 @@ async def test_4bit_generation_streams_to_its_max_tokens(
     qlora_settings: Callable[..., Settings],
 ) -> None:
     spec = build_registry(qlora_settings(qlora_quantization="bitsandbytes"))["qlora"]
-    adapter = QLoRAAdapter(spec)
+    adapter = QLoRAAdapter(spec, IntentSet.load())
     await adapter.load()
     pieces = [p async for p in adapter.stream(ask("my card has not arrived"), GREEDY)]
     await adapter.close()
@@ -68,12 +68,13 @@ async def test_concurrent_requests_batch_to_the_same_greedy_tokens(adapter: QLoR
 async def test_stop_strings_and_max_tokens(adapter: QLoRAAdapter) -> None:
     full = await collect(adapter.stream(ask("hello"), SamplingParams(max_tokens=12, temperature=0)))
     assert (full.finish_reason, full.usage.completion_tokens) == ("length", 12)
-    stop = full.text[len(full.text) // 2 :][:3]
+    reply = full.text.partition("\n")[2]  # stop strings cut the reply, never the intent line
+    stop = reply[len(reply) // 2 :][:3]
     cut = await collect(
         adapter.stream(ask("hello"), SamplingParams(max_tokens=12, temperature=0, stop=(stop,)))
     )
     assert cut.finish_reason == "stop"
-    assert stop not in cut.text
+    assert stop not in cut.text.partition("\n")[2]
     assert full.text.startswith(cut.text)
 
 
@@ -126,7 +127,7 @@ async def test_finetune_writes_an_adapter_that_serves(
         max_model_len=512,
     )
     spec = ModelSpec("qlora", "qlora", options)
-    adapter = QLoRAAdapter(spec)
+    adapter = QLoRAAdapter(spec, IntentSet.load())
     assert adapter.info.version == meta["version"]
     await adapter.load()
     completion = await collect(adapter.stream(ask("where is my card"), GREEDY))
@@ -148,7 +149,9 @@ def test_the_context_is_ours_or_the_model_s_own(
 async def test_a_context_longer_than_the_model_s_own_is_a_clear_start_up_error(
     qlora_settings: Callable[..., Settings],
 ) -> None:
-    adapter = QLoRAAdapter(build_registry(qlora_settings(qlora_max_model_len=4096))["qlora"])
+    adapter = QLoRAAdapter(
+        build_registry(qlora_settings(qlora_max_model_len=4096))["qlora"], IntentSet.load()
+    )
     with pytest.raises(ModelUnavailable) as refused:
         await adapter.load()
     await adapter.close()

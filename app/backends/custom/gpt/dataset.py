@@ -12,6 +12,7 @@ from torch import Tensor
 
 from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
 from app.banking.corpus import Example
+from app.banking.followups import FollowUpConversation
 from app.banking.intents import IntentSet
 
 ANSWER_PREFIX = "intent: "
@@ -37,13 +38,42 @@ def split_stratified(
     return train, val
 
 
+def in_conversation(
+    train_set: Sequence[Example],
+    conversations: Sequence[FollowUpConversation],
+    share: float,
+    rng: random.Random,
+) -> list[Example]:
+    """Training examples read with earlier turns: each later turn of the conversations whose
+    intents the training set has, as written and with the opening said another way (a training
+    question of its intent); and `share` of the single questions after an unrelated question,
+    their label unchanged, so that a latest turn clear alone decides."""
+    by_label: dict[str, list[Example]] = defaultdict(list)
+    for e in train_set:
+        by_label[e.category].append(e)
+    examples: list[Example] = []
+    for n, c in enumerate(conversations):
+        if not set(c.intents) <= by_label.keys():
+            continue
+        for opening in (c.turns[0], rng.choice(by_label[c.intents[0]]).text):
+            turns = (opening, *c.turns[1:])
+            examples += [
+                Example(turns[k], c.intents[k], f"conversation {n}", turns[:k])
+                for k in range(1, len(turns))
+            ]
+    for e in rng.sample(list(train_set), round(len(train_set) * share)):
+        if (other := rng.choice(train_set)).category != e.category:
+            examples.append(Example(e.text, e.category, e.group, (other.text,)))
+    return examples
+
+
 def encode_example(tokenizer: Tokenizer, e: Example, block: int) -> list[int]:
     """<bos> text <sep> intent: <label>: the question and the answer up to its label. The
     reply is trained apart, from the label alone (`encode_reply`), so it is learnt once per
     intent instead of once per example, and decoded the same whatever the question."""
-    prompt = encode_prompt(tokenizer, e.text)
     answer = [*tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False).ids]
     answer.append(special_id(tokenizer, e.category))  # each label is one added token
+    prompt = encode_prompt(tokenizer, e.text, e.earlier, room=block - len(answer))
     if len(prompt) + len(answer) > block:  # cut the customer's text, keeping <sep>
         prompt = [*prompt[: max(1, block - len(answer) - 1)], prompt[-1]]
     return [*prompt, *answer]

@@ -11,15 +11,24 @@ SEP = "<|sep|>"  # ends the customer's message; the assistant's answer follows
 EOS = "<|eos|>"  # ends the answer
 PAD = "<|pad|>"  # fills batches in training
 SPECIAL_TOKENS = (PAD, BOS, SEP, EOS)
+# Ends an earlier user turn, the latest following: only a tokenizer trained for conversations
+# has it, and only a checkpoint that has it is shown earlier turns.
+TURN = "<|turn|>"
+EARLIER_TURNS = 2  # earlier user turns a follow-up is read with, the latest of them
 
 
 def train_tokenizer(
-    texts: Iterable[str], vocab_size: int, label_tokens: Sequence[str] = ()
+    texts: Iterable[str],
+    vocab_size: int,
+    label_tokens: Sequence[str] = (),
+    *,
+    turns: bool = False,
 ) -> Tokenizer:
     """Train a byte-level BPE tokenizer on texts.
 
     Each label in label_tokens becomes one whole token, so the model names an intent in a
-    single prediction instead of spelling it piece by piece.
+    single prediction instead of spelling it piece by piece. With `turns`, it has the token
+    that ends an earlier user turn (a model trained on conversations).
     """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -27,7 +36,7 @@ def train_tokenizer(
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *([TURN] if turns else [])],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -52,8 +61,19 @@ def special_id(tokenizer: Tokenizer, token: str) -> int:
     return int(token_id)
 
 
-def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
-    """The tokens the model sees before it answers: <bos> text <sep> (the text's own
-    special-token look-alikes are plain text: `plain_specials`)."""
-    ids: list[int] = tokenizer.encode(text, add_special_tokens=False).ids
-    return [special_id(tokenizer, BOS), *ids, special_id(tokenizer, SEP)]
+def encode_prompt(
+    tokenizer: Tokenizer, text: str, earlier: Sequence[str] = (), room: int | None = None
+) -> list[int]:
+    """The tokens the model sees before it answers: <bos> [earlier <turn>]... text <sep> (the
+    texts' own special-token look-alikes are plain text: `plain_specials`). Earlier user turns
+    are read only by a tokenizer trained with the turn token, at most `EARLIER_TURNS` of them;
+    the oldest go first when the prompt would pass `room` tokens."""
+    latest: list[int] = tokenizer.encode(text, add_special_tokens=False).ids
+    turn: int | None = tokenizer.token_to_id(TURN)
+    before: list[int] = []
+    for past in reversed(earlier[-EARLIER_TURNS:] if turn is not None else ()):
+        more = [*tokenizer.encode(past, add_special_tokens=False).ids, special_id(tokenizer, TURN)]
+        if room is not None and 2 + len(before) + len(more) + len(latest) > room:
+            break
+        before = more + before
+    return [special_id(tokenizer, BOS), *before, *latest, special_id(tokenizer, SEP)]

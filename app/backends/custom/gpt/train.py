@@ -23,6 +23,7 @@ from app.backends.custom.gpt.dataset import (
     batches,
     encode_example,
     encode_reply,
+    in_conversation,
     pad_batch,
     split_stratified,
 )
@@ -31,6 +32,7 @@ from app.backends.custom.gpt.runs import Epoch, FinishedRun, TrainResult, epoch_
 from app.backends.custom.gpt.tokenizer import PAD, SEP, special_id, train_tokenizer
 from app.backends.custom.gpt.validation import answer_scores
 from app.banking.corpus import Example
+from app.banking.followups import FollowUpConversation
 from app.banking.intents import IntentSet
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,9 @@ class TrainConfig:
     # the model's next-token predictions away from the replies it memorized (word for word in
     # 3 minutes on Banking77: 1.5% with them, 90.1% without).
     question_loss: bool = False
+    # With conversations to train on, this share of the single questions is trained again after
+    # an unrelated earlier question: the latest turn, clear alone, outweighs what came before.
+    unrelated_share: float = 0.1
     epochs: int = 30
     max_minutes: float | None = 10.0  # time budget: the schedule follows time, then stops
     batch_size: int = 64
@@ -199,13 +204,26 @@ class _Steps:
 
 
 def _encoded(
-    train_set: Sequence[Example], intents: IntentSet, cfg: TrainConfig
+    train_set: Sequence[Example],
+    conversations: Sequence[FollowUpConversation],
+    intents: IntentSet,
+    cfg: TrainConfig,
+    rng: random.Random,
 ) -> tuple[Tokenizer, list[list[int]], list[list[int]]]:
     """The tokenizer trained on the data and the replies, the training sequences (the
-    examples, then each taught reply `reply_repeats` times), and the replies alone."""
+    examples, those read with earlier turns, then each taught reply `reply_repeats` times),
+    and the replies alone."""
     labels = intents.answer_labels
-    corpus = [e.text for e in train_set] + [intents.answer(label) for label in labels]
-    tokenizer = train_tokenizer(corpus, cfg.vocab_size, label_tokens=labels)
+    said = [turn for c in conversations for turn in c.turns]
+    corpus = [e.text for e in train_set] + said + [intents.answer(label) for label in labels]
+    tokenizer = train_tokenizer(
+        corpus, cfg.vocab_size, label_tokens=labels, turns=bool(conversations)
+    )
+    if conversations:
+        train_set = [
+            *train_set,
+            *in_conversation(train_set, conversations, cfg.unrelated_share, rng),
+        ]
     seqs = [encode_example(tokenizer, e, cfg.block_size) for e in train_set]
     taught = sorted({e.category for e in train_set})  # the intents this data has
     replies = [encode_reply(tokenizer, intents, label, cfg.block_size) for label in taught]
@@ -218,13 +236,15 @@ def train(
     out: Path,
     cfg: TrainConfig,
     *,
+    conversations: Sequence[FollowUpConversation] = (),
     meta: dict[str, Any] | None = None,
     progress: bool = True,
     on_epoch: Callable[[Epoch], None] | None = None,
 ) -> TrainResult:
     """Train a tokenizer and a GPT on examples; save the checkpoint folder to out, with the
     held-out split and the training curve beside it. With a hold-out, the best epoch's
-    weights are kept (early stopping)."""
+    weights are kept (early stopping). With `conversations`, the model also learns to read a
+    follow-up with the customer's earlier turns (training only: the hold-out is of examples)."""
     unknown = sorted({e.category for e in examples} - set(intents.answer_labels))
     if unknown:
         raise ValueError(f"categories not in the intent set: {unknown[:5]}")
@@ -232,7 +252,7 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     train_set, val_set = split_stratified(examples, cfg.val_fraction, cfg.seed)
-    tokenizer, seqs, replies = _encoded(train_set, intents, cfg)
+    tokenizer, seqs, replies = _encoded(train_set, conversations, intents, cfg, rng)
     model = _build_model(tokenizer, cfg)
     averaged = _averaged(model, cfg.ema_decay)
     judged = model if averaged is None else cast(GPT, averaged.module)  # scored, kept, saved

@@ -1,0 +1,89 @@
+"""Gemini answers with a structured choice: a JSON object, constrained by Google to the schema
+below, naming one of the service's labels (or `out_of_scope`), the confidence the model states
+for it (uncalibrated: the model's own word, not a probability we measured) and the reply. It
+is read as it streams: the intent line goes out once the choice is made, then the reply as it
+grows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json
+
+from app.backends.protocol import Piece
+from app.banking.intents import IntentSet, format_answer
+
+# The object's own tokens ({"intent": ..., "confidence": ..., "reply": "...}), not the reply's:
+# added to the caller's max_tokens so that the reply still has them all.
+CHOICE_TOKENS = 32
+_FIELDS = ("intent", "confidence", "reply")
+
+
+class Choice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    intent: str
+    confidence: float = Field(ge=0, le=1)
+    reply: str
+
+
+def choice_schema(intents: IntentSet) -> dict[str, Any]:
+    """The JSON Schema Gemini's answer is held to, its fields in the order they are written."""
+    return {
+        "type": "object",
+        "properties": {
+            "intent": {"type": "string", "enum": list(intents.answer_labels)},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "reply": {"type": "string"},
+        },
+        "required": list(_FIELDS),
+        "propertyOrdering": list(_FIELDS),
+    }
+
+
+class ChoiceReader:
+    """Gemini's streamed JSON text in; the intent line (with the stated confidence), then the
+    reply's new text, out. The fields come in order, so once `reply` has begun the intent and
+    the confidence are whole."""
+
+    def __init__(self) -> None:
+        self._text = ""
+        self._decided = False
+        self._sent = 0  # characters of the reply already given out
+
+    def feed(self, text: str) -> tuple[Piece | None, str]:
+        """The intent line once it is decided, and the reply's text that came with `text`."""
+        self._text += text
+        so_far = from_json(self._text, allow_partial="trailing-strings")
+        if not isinstance(so_far, dict) or "reply" not in so_far:
+            return None, ""
+        return self._decide(so_far), self._new_reply(so_far)
+
+    def end(self, whole: bool) -> tuple[Piece | None, str]:
+        """What is left when the stream ends. A `whole` answer (one that was not cut by the
+        token limit) must be the object the schema asks for."""
+        if whole:
+            try:
+                answer = Choice.model_validate(json.loads(self._text)).model_dump()
+            except (ValueError, ValidationError) as exc:
+                raise ValueError(f"not the JSON object asked for: {exc}") from exc
+        else:
+            answer = from_json(self._text or "{}", allow_partial="trailing-strings")
+            if "reply" not in answer:
+                return None, ""
+        return self._decide(answer), self._new_reply(answer)
+
+    def _decide(self, answer: dict[str, Any]) -> Piece | None:
+        if self._decided:
+            return None
+        self._decided = True
+        confidence = answer.get("confidence")
+        stated = float(confidence) if isinstance(confidence, int | float) else None
+        return Piece(format_answer(str(answer["intent"]), ""), confidence=stated)
+
+    def _new_reply(self, answer: dict[str, Any]) -> str:
+        reply = str(answer.get("reply", ""))
+        new, self._sent = reply[self._sent :], len(reply)
+        return new
