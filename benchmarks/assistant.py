@@ -69,6 +69,7 @@ async def measure(args: argparse.Namespace) -> None:
         asked = [(Message("user", e.text),) for e in banking]
         answers = await _ask_all(adapter, asked, [GREEDY] * len(asked), intents, c)
         right = sum(_choice(a) == e.category for e, a in zip(banking, answers, strict=True))
+        unthresholded = sum(a.named == e.category for e, a in zip(banking, answers, strict=True))
         handed = sum(a.handoff is not None for a in answers)
         away = out_of_scope_examples("held_out")
         away_answers = await _ask_all(
@@ -93,6 +94,7 @@ async def measure(args: argparse.Namespace) -> None:
     below = adapter.info.handoff_below
     print(f"checkpoint {args.checkpoint} (version {adapter.info.version}), hand-off below {below}")
     print(f"held-out banking questions ({args.data}):")
+    print(f"  intent accuracy, no threshold               {_share(unthresholded, len(banking))}")
     print(f"  intent accuracy, a hand-off counted wrong   {_share(right, len(banking))}")
     print(f"  handed off                                  {_share(handed, len(banking))}")
     print("our out-of-scope messages, kept aside:")

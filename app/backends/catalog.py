@@ -26,23 +26,23 @@ class Backend(NamedTuple):
     unavailable: Callable[[ModelSpec], str | None]  # why this install cannot load it, or None
     version: Callable[[ModelSpec], str]  # shown by /models before the model is loaded
     remote: bool = False  # prompts leave the process: CLOUD_PII_POLICY applies
-    single_turn: bool = False  # answers the latest user turn, not the whole conversation
+    turns: str = "whole conversation"  # what of a conversation it reads, in words
 
 
 BACKENDS: dict[str, Backend] = {
     "custom": Backend(
         CustomOptions,
-        lambda spec, intents: custom.CustomAdapter(spec),
+        custom.CustomAdapter,
         custom.unavailable_reason,
         custom.checkpoint_version,
-        single_turn=True,
+        turns="latest user turn, with the two before it",
     ),
     "echo": Backend(
         EchoOptions,
         lambda spec, intents: EchoAdapter(spec),
         lambda spec: None,
         lambda spec: ECHO_VERSION,
-        single_turn=True,
+        turns="latest user turn",
     ),
     "qlora": Backend(
         QLoRAOptions,
@@ -70,10 +70,10 @@ def is_remote(backend: str) -> bool:
     return entry is not None and entry.remote
 
 
-def is_single_turn(backend: str) -> bool:
-    """Whether the backend answers only the latest user turn of a conversation."""
+def turns_read(backend: str) -> str:
+    """What of a conversation the backend reads, in words."""
     entry = BACKENDS.get(backend)
-    return entry is not None and entry.single_turn
+    return entry.turns if entry is not None else "whole conversation"
 
 
 def spec_version(spec: ModelSpec) -> str:

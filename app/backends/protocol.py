@@ -138,7 +138,16 @@ def user_text(messages: Conversation) -> str:
     return ""
 
 
-def earlier_user_turns(messages: Conversation) -> tuple[str, ...]:
-    """The user turns before the latest, oldest first: what a follow-up is read with."""
-    turns = tuple(m.content for m in messages if m.role == "user")
-    return turns[:-1]
+def earlier_user_turns(messages: Conversation) -> tuple[tuple[str, str | None], ...]:
+    """The user turns before the latest, oldest first, each with the assistant's reply that
+    followed it (None where none did): what a follow-up is read with."""
+    users = [i for i, m in enumerate(messages) if m.role == "user"][:-1]
+    return tuple(
+        (
+            messages[i].content,
+            messages[i + 1].content
+            if i + 1 < len(messages) and messages[i + 1].role == "assistant"
+            else None,
+        )
+        for i in users
+    )

@@ -34,6 +34,7 @@ class Example:
     category: str
     group: str = ""  # the phrasing a templated example came from; held out together
     earlier: tuple[str, ...] = ()  # the customer's earlier turns, oldest first: a follow-up
+    established: tuple[str | None, ...] = ()  # the intent each earlier turn was answered with
 
 
 def read_csv(path: Path) -> list[Example]:

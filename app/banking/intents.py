@@ -53,6 +53,15 @@ class IntentSet:
             return format_answer(label, self.handoffs[OUT_OF_SCOPE])
         return format_answer(label, self.intents[label].reply)
 
+    def intent_of_reply(self, reply: str | None) -> str | None:
+        """The intent whose approved reply this is (`out_of_scope` for its hand-off), or None:
+        what an earlier turn was answered with, told by the reply the customer saw."""
+        if reply is None:
+            return None
+        if (text := reply.strip()) == self.handoffs[OUT_OF_SCOPE]:
+            return OUT_OF_SCOPE
+        return next((i.label for i in self.intents.values() if i.reply == text), None)
+
     def system_prompt(self) -> str:
         """The task, in words, for instruction-following backends."""
         return self._task(
@@ -125,6 +134,7 @@ class IntentSplitter:
         self._confidence: float | None = None
         self.intent: str | None = None
         self.handoff: Handoff | None = None
+        self.named: str | None = None  # the label the model named, handed off or not
 
     def feed(self, delta: str, confidence: float | None = None) -> str:
         if confidence is not None:
@@ -153,6 +163,7 @@ class IntentSplitter:
     def _take(self, line: str) -> bool:
         self._decided = True
         is_intent, label = parse_intent_line(line, self._intents)
+        self.named = label
         below, confidence = self._below, self._confidence
         doubted = below is not None and confidence is not None and confidence < below
         if label == OUT_OF_SCOPE:

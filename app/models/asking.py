@@ -32,6 +32,7 @@ class ModelReply:
     cost_usd: float | None
     handoff: str | None = None  # why the answer was a hand-off, if it was
     confidence: float | None = None
+    named: str | None = None  # the label the model named, before any threshold
 
 
 async def ask_once(
@@ -69,6 +70,7 @@ async def ask_once(
         usage.cost_usd,
         splitter.handoff,
         completion.confidence,
+        splitter.named,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from app.backends.catalog import BACKENDS, is_single_turn, spec_version, unavailable_reason
+from app.backends.catalog import BACKENDS, spec_version, turns_read, unavailable_reason
 from app.backends.custom.options import CustomOptions
 from app.backends.protocol import ModelInfo, ModelSpec
 from app.settings import Settings
@@ -92,7 +92,7 @@ class ModelStatus:
     available: bool
     reason: str | None
     loaded: bool
-    single_turn: bool = False  # it answers the latest user turn only
+    turns: str = "whole conversation"  # what of a conversation it reads
 
 
 def model_statuses(registry: dict[str, ModelSpec], active: ModelInfo | None) -> list[ModelStatus]:
@@ -102,8 +102,8 @@ def model_statuses(registry: dict[str, ModelSpec], active: ModelInfo | None) -> 
         reason = unavailable_reason(spec)
         loaded = active is not None and name == active.name
         version = active.version if active and loaded else spec_version(spec)
-        single = is_single_turn(spec.backend)
+        turns = turns_read(spec.backend)
         statuses.append(
-            ModelStatus(name, spec.backend, version, reason is None, reason, loaded, single)
+            ModelStatus(name, spec.backend, version, reason is None, reason, loaded, turns)
         )
     return statuses

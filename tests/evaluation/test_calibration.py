@@ -68,6 +68,7 @@ def test_an_intent_less_confident_than_the_threshold_is_a_hand_off(
     splitter = IntentSplitter(intents, handoff_below=0.5)
     text = splitter.feed("intent: card_arrival\nYour card", confidence) + splitter.finish()
     assert splitter.handoff == expected
+    assert splitter.named == "card_arrival"  # what the model said, whatever became of it
     if expected:
         assert (splitter.intent, text) == (None, intents.handoffs["low_confidence"])
     else:

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from app.banking.followups import followup_conversations
 from app.banking.intents import IntentSet
 
 FOLLOWUPS = Path(__file__).resolve().parents[2] / "app" / "evaluation" / "data" / "followups.json"
@@ -28,3 +29,16 @@ def test_every_conversation_is_well_formed_and_labelled_with_an_intent() -> None
                 assert after["content"] == intents.intents[c["intents"][turn]].reply, c["id"]
     # a set that is not one intent's: no label more than a few times
     assert max(Counter(c["label"] for c in conversations).values()) <= 8
+
+
+def test_the_conversations_trained_on_share_no_message_with_the_set_measured_on() -> None:
+    measured = {
+        " ".join(t["content"].casefold().split())
+        for c in json.loads(FOLLOWUPS.read_text())
+        for t in c["turns"]
+        if t["role"] == "user"
+    }
+    trained = {
+        " ".join(turn.casefold().split()) for c in followup_conversations() for turn in c.turns
+    }
+    assert not trained & measured

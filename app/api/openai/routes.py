@@ -89,7 +89,7 @@ def _models(service: Service) -> list[dict[str, Any]]:
             "active": active is not None and m.name == active.name,
             "backend": m.backend,
             "version": m.version,
-            "turns": "latest user turn" if m.single_turn else "whole conversation",
+            "turns": m.turns,
         }
         for m in service.models()
         if m.available

@@ -29,6 +29,7 @@ from app.backends.protocol import (
     user_text,
 )
 from app.backends.stops import StopScanner
+from app.banking.intents import IntentSet
 from app.errors import InvalidRequest, ModelUnavailable
 
 DEFAULT_MAX_BATCH = 16
@@ -51,7 +52,8 @@ def unavailable_reason(spec: ModelSpec) -> str | None:
 
 
 class CustomAdapter:
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, intents: IntentSet):
+        self._intents = intents
         options = spec.options_as(CustomOptions)
         self._path = options.checkpoint
         self._max_batch = options.max_batch or DEFAULT_MAX_BATCH
@@ -98,9 +100,7 @@ class CustomAdapter:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
         tokenizer, answer = self._ckpt.tokenizer, self._answer
         context = self._ckpt.model.config.block_size
-        room = context - 1 - len(answer.prefix)
-        prompt = encode_prompt(tokenizer, user_text(messages), earlier_user_turns(messages), room)
-        ids = [*prompt, *answer.prefix]
+        ids = self.prompt_ids(messages)
         if len(ids) >= context:
             raise InvalidRequest.fields(
                 (
@@ -153,6 +153,18 @@ class CustomAdapter:
         if tail := scanner.flush():
             yield Piece(tail)
         yield Piece("", finish, usage)
+
+    def prompt_ids(self, messages: Conversation) -> list[int]:
+        """The tokens the model reads before its label: the latest user turn after the earlier
+        ones, each with the intent its reply shows (an approved reply names its intent)."""
+        if self._ckpt is None or self._answer is None:
+            raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
+        room = self._ckpt.model.config.block_size - 1 - len(self._answer.prefix)
+        earlier = earlier_user_turns(messages)
+        established = [self._intents.intent_of_reply(reply) for _, reply in earlier]
+        said = [text for text, _ in earlier]
+        prompt = encode_prompt(self._ckpt.tokenizer, user_text(messages), said, room, established)
+        return [*prompt, *self._answer.prefix]
 
     async def close(self) -> None:
         if self._decoder is not None:

@@ -47,7 +47,9 @@ def in_conversation(
     """Training examples read with earlier turns: each later turn of the conversations whose
     intents the training set has, as written and with the opening said another way (a training
     question of its intent); and `share` of the single questions after an unrelated question,
-    their label unchanged, so that a latest turn clear alone decides."""
+    their label unchanged, so that a latest turn clear alone decides. Each earlier turn's intent
+    is shown with it three times in four: a conversation whose replies are not the approved ones
+    tells none, and the model must read those too."""
     by_label: dict[str, list[Example]] = defaultdict(list)
     for e in train_set:
         by_label[e.category].append(e)
@@ -57,14 +59,20 @@ def in_conversation(
             continue
         for opening in (c.turns[0], rng.choice(by_label[c.intents[0]]).text):
             turns = (opening, *c.turns[1:])
+            known = tuple(_shown(intent, rng) for intent in c.intents)
             examples += [
-                Example(turns[k], c.intents[k], f"conversation {n}", turns[:k])
+                Example(turns[k], c.intents[k], f"conversation {n}", turns[:k], known[:k])
                 for k in range(1, len(turns))
             ]
     for e in rng.sample(list(train_set), round(len(train_set) * share)):
         if (other := rng.choice(train_set)).category != e.category:
-            examples.append(Example(e.text, e.category, e.group, (other.text,)))
+            shown = (_shown(other.category, rng),)
+            examples.append(Example(e.text, e.category, e.group, (other.text,), shown))
     return examples
+
+
+def _shown(intent: str, rng: random.Random) -> str | None:
+    return intent if rng.random() < 0.75 else None
 
 
 def encode_example(tokenizer: Tokenizer, e: Example, block: int) -> list[int]:
@@ -73,7 +81,7 @@ def encode_example(tokenizer: Tokenizer, e: Example, block: int) -> list[int]:
     intent instead of once per example, and decoded the same whatever the question."""
     answer = [*tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False).ids]
     answer.append(special_id(tokenizer, e.category))  # each label is one added token
-    prompt = encode_prompt(tokenizer, e.text, e.earlier, room=block - len(answer))
+    prompt = encode_prompt(tokenizer, e.text, e.earlier, block - len(answer), e.established)
     if len(prompt) + len(answer) > block:  # cut the customer's text, keeping <sep>
         prompt = [*prompt[: max(1, block - len(answer) - 1)], prompt[-1]]
     return [*prompt, *answer]

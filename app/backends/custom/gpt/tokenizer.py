@@ -62,17 +62,26 @@ def special_id(tokenizer: Tokenizer, token: str) -> int:
 
 
 def encode_prompt(
-    tokenizer: Tokenizer, text: str, earlier: Sequence[str] = (), room: int | None = None
+    tokenizer: Tokenizer,
+    text: str,
+    earlier: Sequence[str] = (),
+    room: int | None = None,
+    established: Sequence[str | None] = (),
 ) -> list[int]:
-    """The tokens the model sees before it answers: <bos> [earlier <turn>]... text <sep> (the
-    texts' own special-token look-alikes are plain text: `plain_specials`). Earlier user turns
-    are read only by a tokenizer trained with the turn token, at most `EARLIER_TURNS` of them;
-    the oldest go first when the prompt would pass `room` tokens."""
+    """The tokens the model sees before it answers: <bos> [earlier [<label>] <turn>]... text
+    <sep> (the texts' own special-token look-alikes are plain text: `plain_specials`). Earlier
+    user turns are read only by a tokenizer trained with the turn token, at most
+    `EARLIER_TURNS` of them, each followed by the label of the intent it was answered with
+    where `established` knows it; the oldest go first when the prompt would pass `room`."""
     latest: list[int] = tokenizer.encode(text, add_special_tokens=False).ids
     turn: int | None = tokenizer.token_to_id(TURN)
+    labels = [*([None] * (len(earlier) - len(established))), *established][-len(earlier) :]
+    read = list(zip(earlier, labels, strict=True))[-EARLIER_TURNS:] if turn is not None else []
     before: list[int] = []
-    for past in reversed(earlier[-EARLIER_TURNS:] if turn is not None else ()):
-        more = [*tokenizer.encode(past, add_special_tokens=False).ids, special_id(tokenizer, TURN)]
+    for past, label in reversed(read):
+        said = tokenizer.encode(past, add_special_tokens=False).ids
+        known = tokenizer.token_to_id(label) if label is not None else None
+        more = [*said, *([known] if known is not None else []), special_id(tokenizer, TURN)]
         if room is not None and 2 + len(before) + len(more) + len(latest) > room:
             break
         before = more + before

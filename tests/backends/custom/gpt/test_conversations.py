@@ -5,10 +5,13 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from app.backends.catalog import load_adapter
+from app.backends.custom.adapter import CustomAdapter
+from app.backends.custom.gpt.checkpoint import load_checkpoint
 from app.backends.custom.gpt.dataset import in_conversation
 from app.backends.custom.gpt.tokenizer import (
     BOS,
@@ -21,7 +24,7 @@ from app.backends.custom.gpt.tokenizer import (
 )
 from app.backends.custom.gpt.train import train
 from app.backends.custom.options import CustomOptions
-from app.backends.protocol import Message, ModelSpec, SamplingParams
+from app.backends.protocol import Message, ModelSpec, SamplingParams, earlier_user_turns
 from app.banking.corpus import Example
 from app.banking.followups import FollowUpConversation, followup_conversations
 from app.banking.intents import IntentSet
@@ -55,6 +58,34 @@ def test_the_oldest_turns_go_first_when_the_prompt_would_not_fit() -> None:
     assert alone == encode_prompt(tokenizer, TEXTS[2])
 
 
+def test_an_earlier_turn_s_established_intent_follows_it_as_its_label_token() -> None:
+    labels = IntentSet.load().answer_labels
+    tokenizer = train_tokenizer(TEXTS, 300, labels, turns=True)
+    turn, lost = special_id(tokenizer, TURN), special_id(tokenizer, "lost_or_stolen_card")
+    ids = encode_prompt(tokenizer, TEXTS[2], TEXTS[:2], None, ["lost_or_stolen_card", None])
+    first, second = (_words(tokenizer, t) for t in TEXTS[:2])
+    assert ids[1:-1] == [*first, lost, turn, *second, turn, *_words(tokenizer, TEXTS[2])]
+
+
+def test_the_established_intent_is_read_from_the_approved_reply_that_answered_a_turn() -> None:
+    intents = IntentSet.load()
+    conversation = (
+        Message("user", "I lost my card"),
+        Message("assistant", intents.intents["lost_or_stolen_card"].reply),
+        Message("user", "and?"),
+        Message("assistant", "something the model made up"),
+        Message("user", "when does the new one come"),
+    )
+    earlier = earlier_user_turns(conversation)
+    assert [text for text, _ in earlier] == ["I lost my card", "and?"]
+    assert [intents.intent_of_reply(reply) for _, reply in earlier] == [
+        "lost_or_stolen_card",
+        None,
+    ]
+    assert earlier_user_turns((Message("user", "a"), Message("user", "b"))) == (("a", None),)
+    assert intents.intent_of_reply(intents.handoffs["out_of_scope"]) == "out_of_scope"
+
+
 def test_a_tokenizer_without_the_turn_token_reads_the_latest_turn_alone() -> None:
     tokenizer = train_tokenizer(TEXTS, 300)
     assert tokenizer.token_to_id(TURN) is None
@@ -78,6 +109,9 @@ def test_the_mix_retells_each_opening_and_skips_intents_the_data_lacks() -> None
     )
     untaught = FollowUpConversation(("exchange rate?", "and the fee"), ("exchange_rate", "fees"))
     mixed = in_conversation(train_set, [taught, untaught], 0.0, random.Random(0))
+    for e in mixed:  # each earlier turn's intent, where it is shown
+        assert len(e.established) == len(e.earlier)
+        assert set(e.established) <= {"lost_or_stolen_card", "card_arrival", None}
     assert [(e.text, e.category, e.earlier) for e in mixed] == [
         ("when does the new one come", "card_arrival", ("I lost my card",)),
         ("and now?", "card_arrival", ("I lost my card", "when does the new one come")),
@@ -136,5 +170,14 @@ async def test_a_model_trained_on_conversations_reads_a_followup_by_its_context(
             turns = (*asked, Message("user", "how long will it take"))
             reply = await ask_once(adapter, turns, greedy, IntentSet.load(), "block", 60.0)
             assert reply.intent == label
+            # answered with the approved reply of an intent, the turn is read with its label
+            answered = Message("assistant", IntentSet.load().intents[label].reply)
+            turns = (Message("user", opening), answered, Message("user", "how long will it take"))
+            prompt = cast(CustomAdapter, adapter).prompt_ids(turns)
+            assert adapter_tokens(tmp_path).token_to_id(label) in prompt
     finally:
         await adapter.close()
+
+
+def adapter_tokens(checkpoint: Path) -> Any:
+    return load_checkpoint(checkpoint).tokenizer
