@@ -79,9 +79,9 @@ test: install-test lint typecheck  ## lint, type-check and run the whole suite (
 # The committed default: every setting pinned, epochs instead of a time budget (the same
 # checkpoint on any machine), and dropout 0.1 for our corpus of 60-100 phrasings per intent.
 train-default: install  ## retrain the committed default checkpoint from our own corpus
-	$(BIN)/bankllm train --out app/checkpoints/default --minutes 0 --epochs 12 \
+	$(BIN)/bankllm train --out app/checkpoints/default --minutes 0 --epochs 10 \
 	    --layers 3 --heads 4 --width 192 --vocab 2048 --batch-size 64 --lr 0.001 \
-	    --label-weight 10 --reply-steps 100 --reply-repeats 8 --dropout 0.1 --ema-decay 0 \
+	    --label-weight 10 --reply-steps 100 --reply-repeats 24 --dropout 0.1 --ema-decay 0 \
 	    --val-fraction 0.1 --seed 0
 
 bench: install-test  ## decoding benchmarks (prints the tables in docs/performance.md)

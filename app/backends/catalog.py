@@ -8,6 +8,7 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from app.backends.custom import adapter as custom
+from app.backends.custom.gpt.tokenizer import EARLIER_TURNS
 from app.backends.custom.options import CustomOptions
 from app.backends.echo import VERSION as ECHO_VERSION
 from app.backends.echo import EchoAdapter, EchoOptions
@@ -35,7 +36,8 @@ BACKENDS: dict[str, Backend] = {
         custom.CustomAdapter,
         custom.unavailable_reason,
         custom.checkpoint_version,
-        turns="latest user turn, with the two before it",
+        turns=f"latest user turn, with up to {EARLIER_TURNS} before it (a checkpoint trained "
+        "on conversations)",
     ),
     "echo": Backend(
         EchoOptions,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel
@@ -141,13 +142,10 @@ def user_text(messages: Conversation) -> str:
 def earlier_user_turns(messages: Conversation) -> tuple[tuple[str, str | None], ...]:
     """The user turns before the latest, oldest first, each with the assistant's reply that
     followed it (None where none did): what a follow-up is read with."""
-    users = [i for i, m in enumerate(messages) if m.role == "user"][:-1]
-    return tuple(
-        (
-            messages[i].content,
-            messages[i + 1].content
-            if i + 1 < len(messages) and messages[i + 1].role == "assistant"
-            else None,
-        )
-        for i in users
-    )
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    return tuple((messages[i].content, _answer(messages[i + 1 : j])) for i, j in pairwise(users))
+
+
+def _answer(between: Conversation) -> str | None:
+    """The assistant's reply among the turns between two user turns (system turns aside)."""
+    return next((m.content for m in between if m.role == "assistant"), None)

@@ -58,7 +58,11 @@ class IntentSet:
         what an earlier turn was answered with, told by the reply the customer saw."""
         if reply is None:
             return None
-        if (text := reply.strip()) == self.handoffs[OUT_OF_SCOPE]:
+        text = reply.strip()
+        head, _, rest = text.partition("\n")
+        if parse_intent_line(head.strip(), self)[0]:  # a client that kept the raw answer
+            text = rest.strip()
+        if text == self.handoffs[OUT_OF_SCOPE]:
             return OUT_OF_SCOPE
         return next((i.label for i in self.intents.values() if i.reply == text), None)
 

@@ -69,8 +69,12 @@ class Limits:
     ) -> tuple[Message, ...]:
         """The turns to answer: `prompt` as a user turn after the `earlier` ones, or `messages`
         as given."""
-        if (prompt is None) == (messages is None) or (earlier and prompt is None):
+        if (prompt is None) == (messages is None):
             raise InvalidRequest.fields(([], "give either a prompt or messages", None))
+        if earlier and prompt is None:
+            raise InvalidRequest.fields(
+                (["earlier"], "goes with a prompt, not with messages", None)
+            )
         if prompt is not None:
             self._check_length(len(prompt), ["prompt"])
             _check_text(prompt, ["prompt"])
@@ -107,8 +111,12 @@ class Limits:
         for i, text in enumerate(earlier):
             _check_text(text, ["earlier", i])
             _check_words(text, ["earlier", i])
-        if earlier:
-            self._check_length(prompt_chars + sum(map(len, earlier)), ["earlier"])
+        if (
+            earlier
+            and not 1 <= (n := prompt_chars + sum(map(len, earlier))) <= self.max_prompt_chars
+        ):
+            message = f"with the prompt, must be 1 to {self.max_prompt_chars} characters, got {n}"
+            raise InvalidRequest.fields((["earlier"], message, n), kind="string_length")
         return [Message("user", text) for text in earlier]
 
     def params(

@@ -73,6 +73,7 @@ class GeminiAdapter:
         )
         self._system = intents.choice_prompt()
         self._choices = choice_schema(intents)
+        self._labels = frozenset(intents.answer_labels)
         self._client: Client | None = None
         self._auth_problem: str | None = None
 
@@ -147,7 +148,8 @@ class GeminiAdapter:
                 raise
 
         first, chunks = await self._guarded(first_chunk)
-        choice, scanner = ChoiceReader(), StopScanner(params.stop)
+        choice = ChoiceReader(self._info.name, self._labels)
+        scanner = StopScanner(params.stop)
         reason: str | None = None
         last = first
         count = 0
@@ -158,7 +160,7 @@ class GeminiAdapter:
                 text, reason = text_and_reason(self._info.name, chunk)
                 if text:
                     count += 1
-                    for piece in self._read(choice.feed, text, scanner):
+                    for piece in _pieces(*choice.feed(text), scanner):
                         yield piece
                     if scanner.stopped:
                         break
@@ -171,7 +173,7 @@ class GeminiAdapter:
                 if reason is None:
                     raise UpstreamError(f"{self._info.name}'s stream ended without a finish reason")
                 finish = finish_reason(self._info.name, reason)
-                for piece in self._read(lambda _: choice.end(finish == "stop"), "", scanner):
+                for piece in _pieces(*choice.end(finish == "stop"), scanner):
                     yield piece
                 if tail := scanner.flush():
                     yield Piece(tail)
@@ -182,20 +184,6 @@ class GeminiAdapter:
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
-
-    def _read(
-        self, step: Callable[[str], tuple[Piece | None, str]], text: str, scanner: StopScanner
-    ) -> list[Piece]:
-        """The pieces one step of the choice gives: the intent line whole and unscanned (the
-        caller's stop strings cut the reply, never the decided intent), then the reply's text."""
-        try:
-            line, reply = step(text)
-        except ValueError as exc:
-            raise malformed(self._info.name, exc) from exc
-        pieces = [line] if line is not None else []
-        if reply and (kept := scanner.feed(reply)):
-            pieces.append(Piece(kept))
-        return pieces
 
     def _ready(self) -> Client:
         if self._client is None:
@@ -300,3 +288,12 @@ class GeminiAdapter:
         output = meta.candidates_token_count or 0
         billed = output + (meta.thoughts_token_count or 0)
         return Usage(prompt, output, self._o.cost_usd(prompt, billed))
+
+
+def _pieces(line: Piece | None, reply: str, scanner: StopScanner) -> list[Piece]:
+    """The intent line whole and unscanned (the caller's stop strings cut the reply, never the
+    decided intent), then the reply's text through the stop strings."""
+    pieces = [line] if line is not None else []
+    if reply and (kept := scanner.feed(reply)):
+        pieces.append(Piece(kept))
+    return pieces

@@ -7,11 +7,13 @@ grows."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
+from app.backends.gemini.upstream import malformed
 from app.backends.protocol import Piece
 from app.banking.intents import IntentSet, format_answer
 
@@ -46,44 +48,71 @@ def choice_schema(intents: IntentSet) -> dict[str, Any]:
 class ChoiceReader:
     """Gemini's streamed JSON text in; the intent line (with the stated confidence), then the
     reply's new text, out. The fields come in order, so once `reply` has begun the intent and
-    the confidence are whole."""
+    the confidence are whole. What is not the object asked for is a malformed response."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, labels: Collection[str]) -> None:
+        self._name = name
+        self._labels = labels
         self._text = ""
         self._decided = False
         self._sent = 0  # characters of the reply already given out
 
     def feed(self, text: str) -> tuple[Piece | None, str]:
         """The intent line once it is decided, and the reply's text that came with `text`."""
+        try:
+            return self._feed(text)
+        except ValueError as exc:
+            raise malformed(self._name, exc) from exc
+
+    def end(self, whole: bool) -> tuple[Piece | None, str]:
+        """What is left when the stream ends. A `whole` answer (one the token limit did not cut)
+        must be the object the schema asks for; a cut one keeps the choice if it was made."""
+        try:
+            return self._end(whole)
+        except ValueError as exc:
+            raise malformed(self._name, exc) from exc
+
+    def _feed(self, text: str) -> tuple[Piece | None, str]:
         self._text += text
-        so_far = from_json(self._text, allow_partial="trailing-strings")
-        if not isinstance(so_far, dict) or "reply" not in so_far:
+        so_far = _object(from_json(self._text, allow_partial="trailing-strings"))
+        if "reply" not in so_far:
             return None, ""
         return self._decide(so_far), self._new_reply(so_far)
 
-    def end(self, whole: bool) -> tuple[Piece | None, str]:
-        """What is left when the stream ends. A `whole` answer (one that was not cut by the
-        token limit) must be the object the schema asks for."""
+    def _end(self, whole: bool) -> tuple[Piece | None, str]:
         if whole:
             try:
                 answer = Choice.model_validate(json.loads(self._text)).model_dump()
-            except (ValueError, ValidationError) as exc:
+            except ValidationError as exc:
                 raise ValueError(f"not the JSON object asked for: {exc}") from exc
         else:
-            answer = from_json(self._text or "{}", allow_partial="trailing-strings")
-            if "reply" not in answer:
-                return None, ""
+            answer = _object(from_json(self._text or "{}", allow_partial="trailing-strings"))
+            if "reply" not in answer and not {"intent", "confidence"} <= answer.keys():
+                return None, ""  # cut before the choice was whole
         return self._decide(answer), self._new_reply(answer)
 
     def _decide(self, answer: dict[str, Any]) -> Piece | None:
         if self._decided:
             return None
+        intent, confidence = answer.get("intent"), answer.get("confidence")
+        if intent not in self._labels:
+            raise ValueError(f"not the JSON object asked for: intent {intent!r}")
+        if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+            raise ValueError(f"not the JSON object asked for: confidence {confidence!r}")
+        if not 0 <= confidence <= 1:
+            raise ValueError(f"not the JSON object asked for: confidence {confidence!r}")
         self._decided = True
-        confidence = answer.get("confidence")
-        stated = float(confidence) if isinstance(confidence, int | float) else None
-        return Piece(format_answer(str(answer["intent"]), ""), confidence=stated)
+        return Piece(format_answer(str(intent), ""), confidence=float(confidence))
 
     def _new_reply(self, answer: dict[str, Any]) -> str:
-        reply = str(answer.get("reply", ""))
+        reply = answer.get("reply", "")
+        if not isinstance(reply, str):
+            raise ValueError(f"not the JSON object asked for: reply {reply!r}")
         new, self._sent = reply[self._sent :], len(reply)
         return new
+
+
+def _object(parsed: Any) -> dict[str, Any]:
+    if not isinstance(parsed, dict):
+        raise ValueError(f"not the JSON object asked for: {type(parsed).__name__}")
+    return parsed

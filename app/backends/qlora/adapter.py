@@ -21,9 +21,10 @@ from app.backends.protocol import (
     SamplingParams,
     Usage,
 )
-from app.backends.qlora.engine import Engine, EngineDied, Sampling, choose
+from app.backends.qlora.engine import Engine, EngineDied, Sampling
 from app.backends.qlora.options import QLoRAOptions
 from app.backends.qlora.prompting import (
+    META_FILE,
     SYSTEM_PROMPT,
     chat_ids,
     intent_prefix_ids,
@@ -71,7 +72,7 @@ class QLoRAAdapter:
     def __init__(self, spec: ModelSpec, intents: IntentSet):
         self._o = spec.options_as(QLoRAOptions)
         meta = read_meta(Path(self._o.adapter)) if self._o.adapter else {}
-        below = meta.get(HANDOFF_BELOW)
+        below = _threshold(meta.get(HANDOFF_BELOW), self._o.adapter)
         self._info = ModelInfo(spec.name, spec.backend, adapter_version(spec), below)
         self._system = str(meta.get("system_prompt", SYSTEM_PROMPT))
         self._labels = intents.answer_labels
@@ -135,7 +136,7 @@ class QLoRAAdapter:
         engine = self._engine  # this request's, even if a restart replaces it meanwhile
         try:
             # decided, whatever the sampling: the most likely label after `intent:`
-            label, confidence = await choose(engine, [*ids, *self._prefix], self._label_ids)
+            label, confidence = await engine.choose([*ids, *self._prefix], self._label_ids)
             yield Piece(format_answer(self._labels[label], ""), confidence=confidence)
             asked = [*ids, *self._prefix, *self._label_ids[label]]
             async for piece in self._reply(engine, asked, params):
@@ -238,3 +239,14 @@ def _tokenizer_source(o: QLoRAOptions) -> str:
     """`bankllm finetune` saves the tokenizer (with its chat template) beside the adapter."""
     adapter = Path(o.adapter)
     return str(adapter) if (adapter / "tokenizer_config.json").is_file() else o.base_model
+
+
+def _threshold(value: Any, adapter: str) -> float | None:
+    """The adapter's `handoff_below`, a probability, or None where it has none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ModelUnavailable(
+            f"{adapter}/{META_FILE}: handoff_below must be a number from 0 to 1, not {value!r}"
+        )
+    return float(value)

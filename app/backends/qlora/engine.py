@@ -3,7 +3,6 @@ backend's decoder. Stop strings, pieces and usage are the adapter's business."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -35,25 +34,21 @@ class Engine(Protocol):
         """Decode after `ids`; closing the generator early stops the sequence in the engine."""
         ...
 
-    async def next_token(self, ids: list[int], allowed: list[int]) -> tuple[int, float]:
-        """The most likely of the `allowed` tokens after `ids`, and its log-probability as the
-        model gives it (among all tokens): a step of a decided label, never sampled."""
+    async def choose(self, ids: list[int], continuations: list[list[int]]) -> tuple[int, float]:
+        """A decided label, never sampled: greedy down the continuations' tree after `ids`, a
+        token a step among those that keep to one (`following`), until one is `spelled`. The
+        continuation chosen, and the probability the model gives it (its tokens', multiplied,
+        each among all tokens). Every engine takes these steps, so all choose the same."""
         ...
 
     async def close(self) -> None: ...
 
 
-async def choose(
-    engine: Engine, ids: list[int], continuations: list[list[int]]
-) -> tuple[int, float]:
-    """Greedy down the continuations' tree, a token a step among those that keep to one: the
-    continuation chosen, and the probability the model gives it (its tokens', multiplied).
-    The same steps on every engine, so both choose the same label."""
-    path: list[int] = []
-    logprob = 0.0
-    while (index := next((i for i, c in enumerate(continuations) if c == path), None)) is None:
-        following = sorted({c[len(path)] for c in continuations if c[: len(path)] == path})
-        token, step = await engine.next_token([*ids, *path], following)
-        path.append(token)
-        logprob += step
-    return index, math.exp(logprob)
+def spelled(path: list[int], continuations: list[list[int]]) -> int | None:
+    """The continuation `path` has spelled out whole, if any."""
+    return next((i for i, c in enumerate(continuations) if c == path), None)
+
+
+def following(path: list[int], continuations: list[list[int]]) -> list[int]:
+    """The tokens that keep `path` to a continuation."""
+    return sorted({c[len(path)] for c in continuations if c[: len(path)] == path})

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from app.backends.custom.gpt.dataset import in_conversation, split_stratified
+from app.backends.custom.gpt.dataset import split_stratified
 from app.backends.qlora.hf_loading import load_base
 from app.backends.qlora.prompting import META_FILE, SYSTEM_PROMPT, answer_ids, chat_ids
 from app.banking.corpus import Example
-from app.banking.followups import FollowUpConversation
+from app.banking.followups import FollowUpConversation, in_conversation
 from app.banking.intents import IntentSet, parse_intent_line
 
 IGNORE = -100  # labels that the loss skips: the prompt's tokens

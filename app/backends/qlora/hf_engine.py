@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 from collections.abc import AsyncGenerator
@@ -21,7 +22,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from app.backends.qlora.engine import Delta, Sampling
+from app.backends.qlora.engine import Delta, Sampling, following, spelled
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,11 @@ class _Row:
 
 
 @dataclass(eq=False)
-class _Step:
-    """One decided token after a prompt: a job of its own, between batches."""
+class _Choice:
+    """A decided label after a prompt: a job of its own, between batches."""
 
     ids: list[int]
-    allowed: list[int]
+    continuations: list[list[int]]
     loop: asyncio.AbstractEventLoop
     result: asyncio.Future[tuple[int, float]]
     cancelled: bool = False
@@ -61,7 +62,7 @@ class _Step:
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return ("step", id(self))  # batched with nothing else
+        return ("choice", id(self))  # batched with nothing else
 
     def push(self, item: tuple[int, float] | BaseException) -> None:
         def settle() -> None:
@@ -130,8 +131,8 @@ class _RowsDone(StoppingCriteria):
 class TransformersEngine:
     def __init__(self, model: Any, tokenizer: Any, max_batch: int):
         self._model, self._tokenizer, self._max_batch = model, tokenizer, max_batch
-        self._pending: queue.SimpleQueue[_Row | _Step | None] = queue.SimpleQueue()
-        self._deferred: list[_Row | _Step] = []
+        self._pending: queue.SimpleQueue[_Row | _Choice | None] = queue.SimpleQueue()
+        self._deferred: list[_Row | _Choice] = []
         self._eos = _eos_ids(model, tokenizer)
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos)
         self._thread = threading.Thread(target=self._run, name="hf-generate", daemon=True)
@@ -151,9 +152,9 @@ class TransformersEngine:
         finally:
             row.cancelled = True  # the worker stops this row at its next step
 
-    async def next_token(self, ids: list[int], allowed: list[int]) -> tuple[int, float]:
+    async def choose(self, ids: list[int], continuations: list[list[int]]) -> tuple[int, float]:
         loop = asyncio.get_running_loop()
-        job = _Step(ids, allowed, loop, loop.create_future())
+        job = _Choice(ids, continuations, loop, loop.create_future())
         self._pending.put(job)
         try:
             return await job.result
@@ -167,8 +168,8 @@ class TransformersEngine:
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
             try:
-                if batch and isinstance(batch[0], _Step):
-                    batch[0].push(self._step(batch[0]))
+                if batch and isinstance(batch[0], _Choice):
+                    batch[0].push(self._choose(batch[0]))
                     continue
                 self._generate(cast(list[_Row], batch))
             except Exception as exc:  # one bad batch must not stop the engine
@@ -177,16 +178,29 @@ class TransformersEngine:
                     if not row.done:
                         row.push(RuntimeError(f"generation failed: {exc}"))
 
-    def _step(self, job: _Step) -> tuple[int, float]:
-        ids = torch.tensor([job.ids], device=self._model.device)
+    def _choose(self, job: _Choice) -> tuple[int, float]:
+        """The label's steps in one job: the prompt once, then a token a step on its cache."""
+        path: list[int] = []
+        logprob = 0.0
+        fresh, cache = job.ids, None
         with torch.inference_mode():
-            logits = self._model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
-        logprobs = torch.log_softmax(logits, dim=-1).cpu()
-        allowed = torch.tensor(job.allowed)
-        best = int(allowed[int(torch.argmax(logprobs[allowed]))])
-        return best, float(logprobs[best])
+            while (index := spelled(path, job.continuations)) is None:
+                out = self._model(
+                    input_ids=torch.tensor([fresh], device=self._model.device),
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                cache = out.past_key_values
+                logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
+                allowed = torch.tensor(following(path, job.continuations))
+                token = int(allowed[int(torch.argmax(logprobs[allowed]))])
+                path.append(token)
+                logprob += float(logprobs[token])
+                fresh = [token]
+        return index, math.exp(logprob)
 
-    def _next_batch(self) -> list[_Row | _Step] | None:
+    def _next_batch(self) -> list[_Row | _Choice] | None:
         """The oldest waiting request and those like it, up to max_batch; None to stop."""
         first = self._deferred.pop(0) if self._deferred else self._pending.get()
         if first is None:

@@ -8,11 +8,12 @@ entry point with `if __name__ == "__main__":` (the `bankllm` console script does
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
-from app.backends.qlora.engine import Delta, EngineDied, Sampling
+from app.backends.qlora.engine import Delta, EngineDied, Sampling, following, spelled
 from app.backends.qlora.options import QLoRAOptions
 
 LORA_ID = 1  # one adapter per engine; vLLM caches it by this id
@@ -34,6 +35,7 @@ def engine_args(o: QLoRAOptions) -> Any:
         gpu_memory_utilization=o.gpu_memory_utilization,
         kv_cache_memory_bytes=o.kv_cache_bytes,
         disable_log_stats=True,
+        logprobs_mode="raw_logprobs",  # a label's confidence: the model's, before any mask
     )
 
 
@@ -89,10 +91,20 @@ class VLLMEngine:
             if not finished and not engine.errored:  # the caller left: free its KV cache now
                 await engine.abort(request_id)
 
-    async def next_token(self, ids: list[int], allowed: list[int]) -> tuple[int, float]:
-        """One greedy token held to `allowed`; its log-probability is vLLM's raw one (before
-        the mask). Prompt logprobs would score a label whole in one request, but vLLM computes
-        them wrongly with a LoRA (vllm#16668)."""
+    async def choose(self, ids: list[int], continuations: list[list[int]]) -> tuple[int, float]:
+        """A request a step, its one token held to `allowed_token_ids`, its log-probability
+        vLLM's raw one (before the mask: `logprobs_mode`). Prompt logprobs would score a label
+        whole in one request, but vLLM computes them wrongly with a LoRA (vllm#16668); prefix
+        caching keeps each step to its new token."""
+        path: list[int] = []
+        logprob = 0.0
+        while (index := spelled(path, continuations)) is None:
+            token, step = await self._next_token([*ids, *path], following(path, continuations))
+            path.append(token)
+            logprob += step
+        return index, math.exp(logprob)
+
+    async def _next_token(self, ids: list[int], allowed: list[int]) -> tuple[int, float]:
         from vllm import SamplingParams
 
         params = SamplingParams(
@@ -115,6 +127,8 @@ class VLLMEngine:
             await outputs.aclose()
             if (final is None or not final.finished) and not engine.errored:
                 await engine.abort(request_id)
+        if final is None or not final.outputs[0].token_ids:
+            raise EngineDied("the vLLM engine ended a step of the label with no token")
         chosen = final.outputs[0]
         token = int(chosen.token_ids[0])
         return token, float(chosen.logprobs[0][token].logprob)

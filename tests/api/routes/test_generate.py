@@ -295,4 +295,6 @@ async def test_earlier_turns_reach_the_model_before_the_prompt(
     assert [r.status_code for r in (blank, many, long)] == [422, 422, 422]
     assert blank.json()["error"]["details"][0]["loc"] == ["body", "earlier", 1]
     assert many.json()["error"]["details"][0]["loc"] == ["body", "earlier"]
-    assert long.json()["error"]["message"] == "earlier: must be 1 to 50 characters, got 57"
+    assert long.json()["error"]["message"] == (
+        "earlier: with the prompt, must be 1 to 50 characters, got 57"
+    )

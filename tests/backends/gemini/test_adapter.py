@@ -11,7 +11,7 @@ import pytest
 from app.backends.catalog import unavailable_reason
 from app.backends.gemini import options as gemini_options
 from app.backends.gemini.adapter import GeminiAdapter
-from app.backends.gemini.choice import CHOICE_TOKENS, choice_schema
+from app.backends.gemini.choice import CHOICE_TOKENS, ChoiceReader, choice_schema
 from app.backends.protocol import Completion, Message, Piece, SamplingParams, Usage, collect
 from app.banking.intents import IntentSet
 from app.errors import (
@@ -127,6 +127,33 @@ async def test_a_hand_off_and_a_stated_confidence_are_the_choice_given(
     fake_gemini.confidence = 0.25
     away = await collect(adapter.stream(ask("weather?"), GREEDY))
     assert (away.text, away.confidence) == (fake_gemini.reply, 0.25)
+
+
+async def test_a_choice_cut_by_the_token_limit_keeps_its_intent(
+    adapter: GeminiAdapter, fake_gemini: FakeGemini
+) -> None:
+    few = SamplingParams(max_tokens=1, temperature=0)
+    # 33 tokens: `{"intent":`, the label, `"confidence":`, `0.9,`, `"reply":` and 28 words
+    fake_gemini.reply = "intent: card_arrival\n" + " ".join(["word"] * 100)
+    cut = await collect(adapter.stream(ask("hello"), few))
+    assert (cut.finish_reason, cut.confidence) == ("length", 0.9)
+    assert cut.text.startswith("intent: card_arrival\nword word")
+
+
+def test_a_reader_refuses_what_is_not_the_choice_object() -> None:
+    labels = IntentSet.load().answer_labels
+    for text in (
+        '{"reply": "hi", "intent": "card_arrival"',
+        '{"intent": "weather", "confidence": 1, "reply": "',
+        '{"intent": "card_arrival", "confidence": true, "reply": "',
+        "[1, 2",
+    ):
+        with pytest.raises(UpstreamError, match="malformed response: not the JSON object"):
+            ChoiceReader("gemini", labels).feed(text)
+    reader = ChoiceReader("gemini", labels)
+    assert reader.feed('{"intent": "card_arrival", "confidence": 0.5') == (None, "")
+    line, reply = reader.end(whole=False)  # cut before its reply: the choice was made
+    assert (line, reply) == (Piece("intent: card_arrival\n", confidence=0.5), "")
 
 
 async def test_an_answer_that_is_not_the_choice_object_is_an_upstream_error(

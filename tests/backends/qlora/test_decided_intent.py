@@ -18,6 +18,7 @@ from app.banking.corpus import Example
 from app.banking.followups import FollowUpConversation
 from app.banking.intents import IntentSet
 from app.banking.out_of_scope import out_of_scope_examples
+from app.errors import ModelUnavailable
 from app.models.registry import build_registry
 from app.settings import Settings
 from tests.conftest import ServeFactory
@@ -125,3 +126,14 @@ async def test_a_fine_tune_on_the_hand_off_hands_off_and_its_threshold_applies(
     assert (doubted.text, doubted.handoff) == (handoffs["low_confidence"], "low_confidence")
     assert doubted.confidence is not None
     assert doubted.confidence < 0.5
+
+
+def test_a_threshold_that_is_not_a_probability_is_refused_naming_it(
+    tmp_path: Path, tiny_llama: tuple[Path, Path], qlora_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "adapter"
+    shutil.copytree(tiny_llama[1], folder)
+    (folder / META_FILE).write_text(json.dumps({"handoff_below": "0.5"}))
+    spec = build_registry(qlora_settings(qlora_adapter=str(folder)))["qlora"]
+    with pytest.raises(ModelUnavailable, match="handoff_below must be a number from 0 to 1"):
+        QLoRAAdapter(spec, IntentSet.load())

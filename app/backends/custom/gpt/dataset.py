@@ -12,7 +12,6 @@ from torch import Tensor
 
 from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
 from app.banking.corpus import Example
-from app.banking.followups import FollowUpConversation
 from app.banking.intents import IntentSet
 
 ANSWER_PREFIX = "intent: "
@@ -38,45 +37,9 @@ def split_stratified(
     return train, val
 
 
-def in_conversation(
-    train_set: Sequence[Example],
-    conversations: Sequence[FollowUpConversation],
-    share: float,
-    rng: random.Random,
-) -> list[Example]:
-    """Training examples read with earlier turns: each later turn of the conversations whose
-    intents the training set has, as written and with the opening said another way (a training
-    question of its intent); and `share` of the single questions after an unrelated question,
-    their label unchanged, so that a latest turn clear alone decides. Each earlier turn's intent
-    is shown with it three times in four: a conversation whose replies are not the approved ones
-    tells none, and the model must read those too."""
-    by_label: dict[str, list[Example]] = defaultdict(list)
-    for e in train_set:
-        by_label[e.category].append(e)
-    examples: list[Example] = []
-    for n, c in enumerate(conversations):
-        if not set(c.intents) <= by_label.keys():
-            continue
-        for opening in (c.turns[0], rng.choice(by_label[c.intents[0]]).text):
-            turns = (opening, *c.turns[1:])
-            known = tuple(_shown(intent, rng) for intent in c.intents)
-            examples += [
-                Example(turns[k], c.intents[k], f"conversation {n}", turns[:k], known[:k])
-                for k in range(1, len(turns))
-            ]
-    for e in rng.sample(list(train_set), round(len(train_set) * share)):
-        if (other := rng.choice(train_set)).category != e.category:
-            shown = (_shown(other.category, rng),)
-            examples.append(Example(e.text, e.category, e.group, (other.text,), shown))
-    return examples
-
-
-def _shown(intent: str, rng: random.Random) -> str | None:
-    return intent if rng.random() < 0.75 else None
-
-
 def encode_example(tokenizer: Tokenizer, e: Example, block: int) -> list[int]:
-    """<bos> text <sep> intent: <label>: the question and the answer up to its label. The
+    """<bos> [earlier turns] text <sep> intent: <label>: the question and the answer up to its
+    label. The
     reply is trained apart, from the label alone (`encode_reply`), so it is learnt once per
     intent instead of once per example, and decoded the same whatever the question."""
     answer = [*tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False).ids]

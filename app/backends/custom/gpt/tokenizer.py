@@ -75,7 +75,9 @@ def encode_prompt(
     where `established` knows it; the oldest go first when the prompt would pass `room`."""
     latest: list[int] = tokenizer.encode(text, add_special_tokens=False).ids
     turn: int | None = tokenizer.token_to_id(TURN)
-    labels = [*([None] * (len(earlier) - len(established))), *established][-len(earlier) :]
+    if established and len(established) != len(earlier):
+        raise ValueError(f"{len(established)} established intents for {len(earlier)} turns")
+    labels = established or [None] * len(earlier)
     read = list(zip(earlier, labels, strict=True))[-EARLIER_TURNS:] if turn is not None else []
     before: list[int] = []
     for past, label in reversed(read):

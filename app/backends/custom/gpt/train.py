@@ -23,7 +23,6 @@ from app.backends.custom.gpt.dataset import (
     batches,
     encode_example,
     encode_reply,
-    in_conversation,
     pad_batch,
     split_stratified,
 )
@@ -32,7 +31,7 @@ from app.backends.custom.gpt.runs import Epoch, FinishedRun, TrainResult, epoch_
 from app.backends.custom.gpt.tokenizer import PAD, SEP, special_id, train_tokenizer
 from app.backends.custom.gpt.validation import answer_scores
 from app.banking.corpus import Example
-from app.banking.followups import FollowUpConversation
+from app.banking.followups import FollowUpConversation, in_conversation
 from app.banking.intents import IntentSet
 
 logger = logging.getLogger(__name__)

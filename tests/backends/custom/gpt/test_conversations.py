@@ -12,7 +12,6 @@ import pytest
 from app.backends.catalog import load_adapter
 from app.backends.custom.adapter import CustomAdapter
 from app.backends.custom.gpt.checkpoint import load_checkpoint
-from app.backends.custom.gpt.dataset import in_conversation
 from app.backends.custom.gpt.tokenizer import (
     BOS,
     EARLIER_TURNS,
@@ -26,7 +25,11 @@ from app.backends.custom.gpt.train import train
 from app.backends.custom.options import CustomOptions
 from app.backends.protocol import Message, ModelSpec, SamplingParams, earlier_user_turns
 from app.banking.corpus import Example
-from app.banking.followups import FollowUpConversation, followup_conversations
+from app.banking.followups import (
+    FollowUpConversation,
+    followup_conversations,
+    in_conversation,
+)
 from app.banking.intents import IntentSet
 from app.models.asking import ask_once
 from tests.helpers import TINY
@@ -84,6 +87,18 @@ def test_the_established_intent_is_read_from_the_approved_reply_that_answered_a_
     ]
     assert earlier_user_turns((Message("user", "a"), Message("user", "b"))) == (("a", None),)
     assert intents.intent_of_reply(intents.handoffs["out_of_scope"]) == "out_of_scope"
+    # a system turn before the reply, and a client that kept the raw answer's intent line
+    raw = intents.answer("card_arrival")
+    turns = (Message("user", "a"), Message("system", "x"), Message("assistant", raw))
+    [(_, reply)] = earlier_user_turns((*turns, Message("user", "b")))
+    assert intents.intent_of_reply(reply) == "card_arrival"
+
+
+def test_established_intents_are_one_per_earlier_turn_or_none() -> None:
+    tokenizer = train_tokenizer(TEXTS, 300, turns=True)
+    assert encode_prompt(tokenizer, "fees", (), None, ()) == encode_prompt(tokenizer, "fees")
+    with pytest.raises(ValueError, match="1 established intents for 2 turns"):
+        encode_prompt(tokenizer, "fees", TEXTS[:2], None, ["card_arrival"])
 
 
 def test_a_tokenizer_without_the_turn_token_reads_the_latest_turn_alone() -> None:
@@ -118,7 +133,7 @@ def test_the_mix_retells_each_opening_and_skips_intents_the_data_lacks() -> None
         ("when does the new one come", "card_arrival", ("card gone",)),
         ("and now?", "card_arrival", ("card gone", "when does the new one come")),
     ]
-    assert len({e.group for e in mixed}) == 1  # one conversation: held out together
+    assert len({e.group for e in mixed}) == 1  # one conversation's turns: one group
 
 
 def test_a_share_of_single_questions_is_also_asked_after_an_unrelated_one() -> None:
