@@ -8,7 +8,13 @@ import torch
 from app.backends.custom.gpt.checkpoint import load_checkpoint, read_config, save_checkpoint
 from app.backends.custom.gpt.generate import Sampling, generate
 from app.backends.custom.gpt.model import GPT, GPTConfig
-from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id, train_tokenizer
+from app.backends.custom.gpt.tokenizer import (
+    EOS,
+    TURN,
+    encode_prompt,
+    special_id,
+    train_tokenizer,
+)
 from app.banking.intents import IntentSet
 from app.settings import DEFAULT_CHECKPOINT
 
@@ -55,9 +61,11 @@ def test_default_checkpoint_answers_a_customer() -> None:
     prompt = encode_prompt(ckpt.tokenizer, "I still have not received my new card")
     eos = special_id(ckpt.tokenizer, EOS)
     out = []
-    assert ckpt.restart_tokens == {
-        ckpt.tokenizer.token_to_id(label) for label in IntentSet.load().labels
+    assert ckpt.restart_tokens == {  # every intent, and the hand-off
+        ckpt.tokenizer.token_to_id(label) for label in IntentSet.load().answer_labels
     }
+    assert ckpt.tokenizer.token_to_id(TURN) is not None  # it reads earlier turns
+    assert 0 < ckpt.meta["handoff_below"] < 1  # calibrated
     for token in generate(
         ckpt.model, prompt, Sampling(), max_new_tokens=128, restart=ckpt.restart_tokens
     ):
