@@ -42,22 +42,26 @@ def _holding(
 ) -> Iterator[Held]:
     """A `bankllm serve` process on the fake Gemini, with a plain and a streamed request in
     flight, each held by the fake until `hold` is set (the stream after its reply's first two
-    words: past its first event, so its status is 200)."""
+    words, past the choice object's five opening chunks: past its first event, so its status is
+    200)."""
     fake, url = upstream
     env = gemini_env(url, tmp_path, SHUTDOWN_GRACE_S=str(grace_s))
     fake.reset()
     with ThreadPoolExecutor(2) as pool, service_process(env, tmp_path) as process:
         arrived = len(fake.received)
-        fake.faults.extend([Fault(hold=hold), Fault(hold=hold, hold_after=3)])
+        fake.faults.extend([Fault(hold=hold), Fault(hold=hold, hold_after=7)])
 
         def plain() -> httpx.Response:
             return httpx.post(f"{process.url}/generate", json=ASK, headers=HEADERS, timeout=60)
+
+        begun = threading.Event()  # the stream's status, sent with its first event
 
         def streamed() -> list[Any]:
             body = ASK | {"stream": True}
             with httpx.stream(
                 "POST", f"{process.url}/generate", json=body, headers=HEADERS, timeout=60
             ) as response:
+                begun.set()
                 assert response.status_code == 200
                 return parse_sse(response.read().decode())
 
@@ -65,6 +69,7 @@ def _holding(
         assert fake.wait_received(arrived + 1, timeout_s=30)
         streaming = pool.submit(streamed)
         assert fake.wait_received(arrived + 2, timeout_s=30)
+        assert begun.wait(timeout=30)
         yield process, answered, streaming
 
 
