@@ -9,6 +9,8 @@ from typing import Literal, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel
 
+from app.errors import ModelUnavailable
+
 FinishReason = Literal["stop", "length"]
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -49,6 +51,19 @@ class ModelInfo:
     # an answer whose confidence is below this is a `low_confidence` hand-off (calibrated by
     # `bankllm eval --calibrate`); None: never
     handoff_below: float | None = None
+
+
+HANDOFF_BELOW = "handoff_below"  # a checkpoint's or adapter's calibrated threshold, in its metadata
+
+
+def handoff_threshold(value: object, source: str) -> float | None:
+    """A model's `handoff_below` from its metadata: a probability, or None where it has none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        message = f"{source}: handoff_below must be a number from 0 to 1, not {value!r}"
+        raise ModelUnavailable(message)
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from app.backends.custom.adapter import HANDOFF_BELOW
 from app.backends.custom.gpt.checkpoint import update_meta
 from app.backends.custom.options import CustomOptions
+from app.backends.protocol import HANDOFF_BELOW
 from app.banking.corpus import read_csv
 from app.banking.intents import IntentSet
 from app.banking.out_of_scope import out_of_scope_examples

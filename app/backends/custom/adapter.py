@@ -18,6 +18,7 @@ from app.backends.custom.gpt.generate import Sampling
 from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
 from app.backends.custom.options import CustomOptions
 from app.backends.protocol import (
+    HANDOFF_BELOW,
     Conversation,
     FinishReason,
     ModelInfo,
@@ -26,6 +27,7 @@ from app.backends.protocol import (
     SamplingParams,
     Usage,
     earlier_user_turns,
+    handoff_threshold,
     user_text,
 )
 from app.backends.stops import StopScanner
@@ -33,7 +35,6 @@ from app.banking.intents import IntentSet
 from app.errors import InvalidRequest, ModelUnavailable
 
 DEFAULT_MAX_BATCH = 16
-HANDOFF_BELOW = "handoff_below"  # the checkpoint's calibrated threshold, in its config's meta
 
 
 def checkpoint_version(spec: ModelSpec) -> str:
@@ -85,7 +86,7 @@ class CustomAdapter:
             restart=self._ckpt.restart_tokens,
             compile=self._compile,
         )
-        below = self._ckpt.meta.get(HANDOFF_BELOW)
+        below = handoff_threshold(self._ckpt.meta.get(HANDOFF_BELOW), f"{self._path}/config.json")
         self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version, below)
         self._answer = AnswerShape.of(self._ckpt)
 

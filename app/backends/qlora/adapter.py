@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.backends.protocol import (
+    HANDOFF_BELOW,
     Conversation,
     FinishReason,
     ModelInfo,
@@ -20,6 +21,7 @@ from app.backends.protocol import (
     Piece,
     SamplingParams,
     Usage,
+    handoff_threshold,
 )
 from app.backends.qlora.engine import Engine, EngineDied, Sampling
 from app.backends.qlora.options import QLoRAOptions
@@ -37,7 +39,6 @@ from app.errors import InvalidRequest, ModelFailed, ModelUnavailable
 
 logger = logging.getLogger(__name__)
 RESTART_INITIAL_S, RESTART_MAX_S = 1.0, 60.0  # a dead engine's restarts, the wait doubling
-HANDOFF_BELOW = "handoff_below"  # the adapter's calibrated threshold, in its META_FILE
 
 
 def _installed(*modules: str) -> bool:
@@ -72,7 +73,7 @@ class QLoRAAdapter:
     def __init__(self, spec: ModelSpec, intents: IntentSet):
         self._o = spec.options_as(QLoRAOptions)
         meta = read_meta(Path(self._o.adapter)) if self._o.adapter else {}
-        below = _threshold(meta.get(HANDOFF_BELOW), self._o.adapter)
+        below = handoff_threshold(meta.get(HANDOFF_BELOW), f"{self._o.adapter}/{META_FILE}")
         self._info = ModelInfo(spec.name, spec.backend, adapter_version(spec), below)
         self._system = str(meta.get("system_prompt", SYSTEM_PROMPT))
         self._labels = intents.answer_labels
@@ -239,14 +240,3 @@ def _tokenizer_source(o: QLoRAOptions) -> str:
     """`bankllm finetune` saves the tokenizer (with its chat template) beside the adapter."""
     adapter = Path(o.adapter)
     return str(adapter) if (adapter / "tokenizer_config.json").is_file() else o.base_model
-
-
-def _threshold(value: Any, adapter: str) -> float | None:
-    """The adapter's `handoff_below`, a probability, or None where it has none."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ModelUnavailable(
-            f"{adapter}/{META_FILE}: handoff_below must be a number from 0 to 1, not {value!r}"
-        )
-    return float(value)
