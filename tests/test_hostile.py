@@ -99,7 +99,7 @@ def live(make_settings: SettingsFactory) -> Iterator[tuple[str, Service]]:
             JSON,
             422,
             "invalid_request",
-            "note: Extra inputs are not permitted",
+            "note: not a field of this API: refused, never ignored (docs/api.md lists the fields)",
         ),
     ],
 )

@@ -117,10 +117,17 @@ def _http_error(status: int) -> type[ServiceError]:
     return type(f"HTTPError{status}", (ServiceError,), fields)
 
 
+# pydantic's words for a field the body's model does not have
+_UNKNOWN_FIELD = "not a field of this API: refused, never ignored (docs/api.md lists the fields)"
+
+
 def _invalid_body(exc: RequestValidationError) -> InvalidRequest:
     errors = [
         {k: v for k, v in e.items() if k in ("type", "loc", "msg", "input")} for e in exc.errors()
     ]
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            error["msg"] = _UNKNOWN_FIELD
     message = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors
     )

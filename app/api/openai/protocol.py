@@ -1,12 +1,24 @@
-"""OpenAI's request shapes as we accept them, and what they mean to the pipeline. Unknown
-fields are ignored (clients send `logprobs`, `ignore_eos`, ...); every optional field takes
-null; what we cannot serve (n > 1, images, tool turns) is refused, naming the field."""
+"""OpenAI's request shapes as we accept them, and what they mean to the pipeline. A field we do
+not serve is refused with 400 naming it, never ignored (a caller who asks for JSON, tools or a
+penalty must not get prose and believe it was honoured); fields that change nothing here are
+taken, some only at their neutral values (`_only`). Every optional field takes null."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from app.api.schemas import JsonInt
 from app.backends.protocol import DEFAULT_SAMPLING, Message, Role
@@ -21,10 +33,39 @@ _OPENAI_ROLES: dict[str, Role] = {
 
 
 _NON_EMPTY = {"type": "string", "minLength": 1}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Only:
+    """A field taken only at values that change nothing here (null always does): any other is
+    refused, and the API's document lists the values it takes."""
+
+    neutral: tuple[Any, ...]
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "enum": [*self.neutral, None]}
+
+    def _check(self, value: T) -> T:
+        if value is not None and value not in self.neutral:
+            named = " or ".join(json.dumps(v) for v in self.neutral) or "null"
+            raise ValueError(f"not served: only {named} (or null), which changes nothing here")
+        return value
+
+
+def _only(*neutral: object) -> _Only:
+    return _Only(neutral)
 
 
 class _OpenAIBody(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)  # unknown fields ignored, types exact
+    model_config = ConfigDict(extra="forbid", strict=True)  # unknown fields refused, types exact
 
 
 class ContentPart(_OpenAIBody):
@@ -39,6 +80,13 @@ class ChatMessageIn(_OpenAIBody):
         json_schema_extra={"enum": list(_OPENAI_ROLES)},
     )
     content: str | list[ContentPart] | None = None
+    name: str | None = None  # a participant's name: a label, it changes no answer
+    # what an assistant turn passed back as the SDK returned it may carry, empty
+    refusal: str | None = None
+    tool_calls: Annotated[list[dict[str, Any]] | None, _only([])] = None
+    function_call: Annotated[dict[str, Any] | None, _only()] = None
+    audio: Annotated[dict[str, Any] | None, _only()] = None
+    annotations: Annotated[list[dict[str, Any]] | None, _only([])] = None
 
     @field_validator("role")
     @classmethod
@@ -63,6 +111,7 @@ class ChatMessageIn(_OpenAIBody):
 
 class StreamOptions(_OpenAIBody):
     include_usage: bool | None = None
+    include_obfuscation: bool | None = None  # padding against side channels: none is sent
 
 
 class _Sampling(_OpenAIBody):
@@ -86,6 +135,17 @@ class _Sampling(_OpenAIBody):
     user: str | None = None
     logprobs: bool | JsonInt | None = Field(None, json_schema_extra={"enum": [False, 0, None]})
     top_logprobs: JsonInt | None = Field(None, json_schema_extra={"enum": [0, None]})
+    # Taken at the values that change nothing; any other is refused, naming the field.
+    frequency_penalty: Annotated[float | None, _only(0.0)] = None
+    presence_penalty: Annotated[float | None, _only(0.0)] = None
+    logit_bias: Annotated[dict[str, float] | None, _only({})] = None
+    store: Annotated[bool | None, _only(False)] = None  # no completion is kept for later
+    service_tier: Annotated[str | None, _only("auto", "default")] = None
+    ignore_eos: Annotated[bool | None, _only(False)] = None  # vLLM's; benchmarks send it
+    # Hints and labels for the caller's own bookkeeping: they change no answer.
+    metadata: dict[str, str] | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
 
     @field_validator("logprobs", "top_logprobs")
     @classmethod
@@ -136,6 +196,11 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: JsonInt | None = Field(
         None, json_schema_extra={"minimum": 1}
     )  # the newer name of max_tokens; it wins
+    modalities: Annotated[list[str] | None, _only(["text"])] = None
+    # Without tools there is nothing to call: only their absence is taken (issue 22 serves them).
+    tools: Annotated[list[dict[str, Any]] | None, _only([])] = None
+    tool_choice: Annotated[str | None, _only("none", "auto")] = None
+    parallel_tool_calls: bool | None = None  # a rule for tool calls: nothing without tools
 
     def conversation(self) -> list[Message]:
         return [m.message() for m in self.messages]
@@ -153,6 +218,10 @@ class CompletionRequest(_Sampling):
             "items": {"type": "string", "minLength": 1},
         }
     )
+
+    best_of: Annotated[JsonInt | None, _only(1)] = None
+    echo: Annotated[bool | None, _only(False)] = None
+    suffix: Annotated[str | None, _only("")] = None
 
     @field_validator("prompt")
     @classmethod

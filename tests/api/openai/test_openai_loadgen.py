@@ -37,10 +37,13 @@ def test_vllm_bench_serve_completes_every_request_it_sends(
             "--endpoint", "/v1/chat/completions",
             "--model", "custom-random",
             "--tokenizer", str(tmp_path / "tokenizer"),
-            "--dataset-name", "random",
+            # not `random`, which sends vLLM's `ignore_eos: true`: a field we refuse
+            "--dataset-name", "prefix_repetition",
             "--num-prompts", "6",
-            "--random-input-len", "8",
-            "--random-output-len", "8",
+            "--prefix-repetition-prefix-len", "4",
+            "--prefix-repetition-suffix-len", "4",
+            "--prefix-repetition-num-prefixes", "2",
+            "--prefix-repetition-output-len", "8",
             "--max-concurrency", "3",
             "--disable-tqdm",
         ]
