@@ -15,6 +15,7 @@ from app.backends.protocol import (
     Piece,
     SamplingParams,
     Usage,
+    cannot_format,
 )
 from app.backends.stops import StopScanner
 
@@ -50,6 +51,8 @@ class EchoAdapter:
     ) -> AsyncGenerator[Piece, None]:
         # No await between tokens, and no work a token beyond the scanner's: echo measures
         # the service, not a model.
+        if params.response_format is not None:
+            raise cannot_format(self.info, params.response_format)
         tokens = self._tokens[: params.max_tokens]
         stopped = False
         if not params.stop:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal, Protocol, TypeVar, get_args
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel
 
-from app.errors import ModelUnavailable
+from app.errors import InvalidRequest, ModelUnavailable
 
 FinishReason = Literal["stop", "length"]
 Role = Literal["system", "user", "assistant"]
@@ -67,6 +67,32 @@ def handoff_threshold(value: object, source: str) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """The shape a reply must have (OpenAI's `response_format`): a JSON object, valid against
+    `schema` when there is one. A backend that cannot constrain its output to it refuses the
+    request (400 naming `response_format`), never answers in prose."""
+
+    schema: Mapping[str, Any] | None = None  # a JSON Schema; None: any JSON object
+    name: str = "response"
+
+    def json_schema(self) -> Mapping[str, Any]:
+        return self.schema if self.schema is not None else {"type": "object"}
+
+
+def cannot_format(model: ModelInfo, response_format: ResponseFormat) -> InvalidRequest:
+    """The refusal of a model that cannot constrain its output to `response_format`."""
+    what = "a JSON schema" if response_format.schema is not None else "JSON"
+    return InvalidRequest.fields(
+        (
+            ["response_format"],
+            f"model {model.name!r} ({model.backend}) cannot constrain its output to {what}; "
+            "docs/api.md lists the backends that can",
+            None,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class SamplingParams:
     """How a model samples its answer; the defaults are every API's where its request is silent
     (OpenAI's temperature excepted: its API says 1.0)."""
@@ -76,6 +102,7 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    response_format: ResponseFormat | None = None  # None: text
 
 
 DEFAULT_SAMPLING = SamplingParams()

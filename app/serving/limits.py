@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from app.backends.protocol import DEFAULT_SAMPLING, ROLES, Message, SamplingParams
+from app.backends.protocol import DEFAULT_SAMPLING, ROLES, Message, ResponseFormat, SamplingParams
 from app.banking.intents import IntentSet
 from app.errors import Forbidden, InvalidRequest, ModelNotFound, Problem, lone_surrogate
 from app.serving.results import RequestContext
@@ -126,6 +126,7 @@ class Limits:
         top_p: float = DEFAULT_SAMPLING.top_p,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        response_format: ResponseFormat | None = None,
     ) -> SamplingParams:
         """The request's options, checked against the configured limits."""
         limit = self.max_tokens
@@ -147,7 +148,8 @@ class Limits:
                 problems.append((["stop", i], _NOT_TEXT.format(at=at), text))
         if problems:
             raise InvalidRequest.fields(*problems)
-        return SamplingParams(max_tokens, temperature, top_p, tuple(stop or ()), seed)
+        stops = tuple(stop or ())
+        return SamplingParams(max_tokens, temperature, top_p, stops, seed, response_format)
 
     def _check_length(self, n: int, loc: list[str | int]) -> None:
         limit = self.max_prompt_chars

@@ -166,7 +166,12 @@ class Pipeline:
                         reply: list[str] = []
                         async for delta in reply_deltas(answer, splitter, record, deadline):
                             reply.append(delta)
-                            yield StreamEvent(record.request_id, delta, model=record.model)
+                            yield StreamEvent(
+                                record.request_id,
+                                delta,
+                                model=record.model,
+                                handoff=splitter.handoff,
+                            )
                         text = "".join(reply)
                     else:
                         text = await whole_reply(answer, splitter, record)
@@ -174,7 +179,9 @@ class Pipeline:
                     record.end()
                 if record.fallback_from is None:
                     self._model.answered(active)
-            result = GenerateResult.of(record, text, answer.finish)
+            # a hand-off's text is whole, however far the model's own reply went
+            finish = "stop" if record.handoff is not None else answer.finish
+            result = GenerateResult.of(record, text, finish)
             yield StreamEvent(record.request_id, result=result, model=record.model)
         except BaseException as exc:
             error = recorded_failure(exc, record, deadline)

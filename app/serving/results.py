@@ -96,3 +96,4 @@ class StreamEvent:
     delta: str = ""
     result: GenerateResult | None = None
     model: ModelInfo | None = None  # the model answering (the fallback, when it answers)
+    handoff: str | None = None  # why a delta is the hand-off text, not the model's reply

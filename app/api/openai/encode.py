@@ -43,10 +43,15 @@ def bankllm(result: GenerateResult) -> dict[str, Any]:
     }
 
 
-def completion(kind: OpenAIEndpoint, result: GenerateResult, created: int) -> dict[str, Any]:
-    """The whole answer."""
+def completion(
+    kind: OpenAIEndpoint, result: GenerateResult, created: int, structured: bool = False
+) -> dict[str, Any]:
+    """The whole answer. A hand-off asked for structured output is a chat's `refusal` (its text
+    is no JSON): what OpenAI's SDKs read as a refusal, `parsed` None."""
     choice: dict[str, Any] = {"index": 0}
-    if kind == "chat":
+    if kind == "chat" and structured and result.handoff is not None:
+        choice["message"] = {"role": "assistant", "content": None, "refusal": result.text}
+    elif kind == "chat":
         choice["message"] = {"role": "assistant", "content": result.text}
     else:
         choice["text"] = result.text
@@ -88,9 +93,9 @@ class Chunks:
         """Chat's opening chunk (the role), sent once the first output exists."""
         return self._choice({"delta": {"role": "assistant", "content": ""}})
 
-    def text(self, delta: str) -> dict[str, Any]:
+    def text(self, delta: str, refusal: bool = False) -> dict[str, Any]:
         if self._kind == "chat":
-            return self._choice({"delta": {"content": delta}})
+            return self._choice({"delta": {"refusal" if refusal else "content": delta}})
         return self._choice({"text": delta})
 
     def last(self, result: GenerateResult) -> dict[str, Any]:
@@ -116,10 +121,13 @@ class ChunkEncoder:
     """A stream's events as chunks: chat's role chunk before the first output, and with
     `include_usage` the usage chunk after the last."""
 
-    def __init__(self, kind: OpenAIEndpoint, created: int, include_usage: bool):
+    def __init__(
+        self, kind: OpenAIEndpoint, created: int, include_usage: bool, structured: bool = False
+    ):
         self._kind = kind
         self._created = created
         self._include_usage = include_usage
+        self._structured = structured  # a hand-off's deltas are a refusal, not content
         self._chunks: Chunks | None = None
 
     def __call__(self, event: StreamEvent) -> list[dict[str, Any]]:
@@ -137,5 +145,6 @@ class ChunkEncoder:
             if self._include_usage:
                 payloads.append(chunks.usage(event.result))
         elif event.delta:
-            payloads.append(chunks.text(event.delta))
+            refusal = self._structured and event.handoff is not None
+            payloads.append(chunks.text(event.delta, refusal))
         return payloads

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -21,7 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from app.api.schemas import JsonInt
-from app.backends.protocol import DEFAULT_SAMPLING, Message, Role
+from app.backends.protocol import DEFAULT_SAMPLING, Message, ResponseFormat, Role
 
 OPENAI_TEMPERATURE = 1.0  # OpenAI's default; `/generate` keeps ours
 _OPENAI_ROLES: dict[str, Role] = {
@@ -107,6 +107,40 @@ class ChatMessageIn(_OpenAIBody):
         if isinstance(content, list):
             content = "".join(part.text or "" for part in content)
         return Message(_OPENAI_ROLES[self.role], content or "")
+
+
+class JsonSchemaFormat(_OpenAIBody):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None  # every schema is enforced, strict or not
+
+
+class TextFormat(_OpenAIBody):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_OpenAIBody):
+    type: Literal["json_object"]
+
+
+class JsonSchemaResponse(_OpenAIBody):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormatIn = Annotated[
+    TextFormat | JsonObjectFormat | JsonSchemaResponse, Field(discriminator="type")
+]
+
+
+def response_shape(
+    asked: TextFormat | JsonObjectFormat | JsonSchemaResponse | None,
+) -> ResponseFormat | None:
+    """What the pipeline constrains the reply to; None for text."""
+    if isinstance(asked, JsonSchemaResponse):
+        return ResponseFormat(asked.json_schema.json_schema, asked.json_schema.name)
+    return ResponseFormat() if isinstance(asked, JsonObjectFormat) else None
 
 
 class StreamOptions(_OpenAIBody):
@@ -196,6 +230,7 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: JsonInt | None = Field(
         None, json_schema_extra={"minimum": 1}
     )  # the newer name of max_tokens; it wins
+    response_format: ResponseFormatIn | None = None
     modalities: Annotated[list[str] | None, _only(["text"])] = None
     # Without tools there is nothing to call: only their absence is taken (issue 22 serves them).
     tools: Annotated[list[dict[str, Any]] | None, _only([])] = None
@@ -206,7 +241,13 @@ class ChatCompletionRequest(_Sampling):
         return [m.message() for m in self.messages]
 
     def chat_options(self) -> dict[str, Any]:
-        return self.options(self.max_completion_tokens)
+        shape = response_shape(self.response_format)
+        return {**self.options(self.max_completion_tokens), "response_format": shape}
+
+    @property
+    def structured(self) -> bool:
+        """Whether the reply must be JSON (a hand-off is then a refusal)."""
+        return response_shape(self.response_format) is not None
 
 
 class CompletionRequest(_Sampling):

@@ -45,7 +45,9 @@ async def chat_completions(
             raise
     origin = RequestContext("chat", body.model, body.user, key=caller.key_id)
     arguments = {"messages": body.conversation(), "origin": origin, **body.chat_options()}
-    return await _answer("chat", pipeline, request, arguments, body.stream, body.include_usage)
+    return await _answer(
+        "chat", pipeline, request, arguments, body.stream, body.include_usage, body.structured
+    )
 
 
 @router.post("/completions", response_model=None, responses=_ANSWER | _ERRORS)
@@ -103,10 +105,11 @@ async def _answer(
     arguments: dict[str, Any],
     stream: bool | None,
     include_usage: bool,
+    structured: bool = False,
 ) -> JSONResponse | EventStreamResponse:
     created = int(time.time())
     if not stream:
         result = await cancel_on_disconnect(request, pipeline.generate(**arguments))
-        return JSONResponse(completion(kind, result, created))
-    encode = ChunkEncoder(kind, created, include_usage)
+        return JSONResponse(completion(kind, result, created, structured))
+    encode = ChunkEncoder(kind, created, include_usage, structured)
     return await event_stream(request, pipeline.stream(**arguments), encode, openai_body)

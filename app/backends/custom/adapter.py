@@ -9,10 +9,17 @@ import weakref
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+import llguidance
 from tokenizers.decoders import DecodeStream
 
-from app.backends.custom.gpt.batching import BatchDecoder, Emit, Row
+from app.backends.custom.gpt.batching import BatchDecoder, Emit, MaskFor, Row
 from app.backends.custom.gpt.checkpoint import Checkpoint, load_checkpoint, read_config
+from app.backends.custom.gpt.constrain import (
+    ANY_OBJECT,
+    JsonGrammar,
+    SchemaRefused,
+    tokenizer_for,
+)
 from app.backends.custom.gpt.dataset import ANSWER_PREFIX
 from app.backends.custom.gpt.generate import Sampling
 from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
@@ -24,6 +31,7 @@ from app.backends.protocol import (
     ModelInfo,
     ModelSpec,
     Piece,
+    ResponseFormat,
     SamplingParams,
     Usage,
     earlier_user_turns,
@@ -63,6 +71,7 @@ class CustomAdapter:
         self._ckpt: Checkpoint | None = None
         self._decoder: BatchDecoder | None = None
         self._answer: AnswerShape | None = None
+        self._grammar_tokenizer: llguidance.LLTokenizer | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -89,6 +98,10 @@ class CustomAdapter:
         below = handoff_threshold(self._ckpt.meta.get(HANDOFF_BELOW), f"{self._path}/config.json")
         self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version, below)
         self._answer = AnswerShape.of(self._ckpt)
+        tokenizer, vocab = self._ckpt.tokenizer, self._ckpt.model.config.vocab_size
+        self._grammar_tokenizer = tokenizer_for(
+            tokenizer.to_str(), vocab, special_id(tokenizer, EOS)
+        )
 
     async def stream(
         self, messages: Conversation, params: SamplingParams
@@ -112,6 +125,7 @@ class CustomAdapter:
                 kind="too_long",
             )
         eos = special_id(tokenizer, EOS)
+        grammar = self._grammar(params.response_format)
         tokens = _TokenQueue()
         row = Row(
             ids,
@@ -121,6 +135,7 @@ class CustomAdapter:
             end_token=eos,
             choices=answer.labels,
             then=answer.then,
+            grammar=grammar,
         )
         self._decoder.submit(row)
         decoder = DecodeStream(skip_special_tokens=True)
@@ -154,6 +169,21 @@ class CustomAdapter:
         if tail := scanner.flush():
             yield Piece(tail)
         yield Piece("", finish, usage)
+
+    def _grammar(self, shape: ResponseFormat | None) -> MaskFor | None:
+        """The mask a structured reply is decoded under, given the label chosen; a schema
+        the grammar library cannot compile is refused, naming why."""
+        if shape is None or self._ckpt is None or self._grammar_tokenizer is None:
+            return None
+        try:
+            schema = ANY_OBJECT if shape.schema is None else shape.schema
+            grammar = JsonGrammar(self._grammar_tokenizer, schema)
+        except SchemaRefused as exc:
+            raise InvalidRequest.fields((["response_format"], str(exc), None)) from None
+        tokenizer = self._ckpt.tokenizer
+        return lambda chosen: grammar.mask(
+            None if chosen is None else tokenizer.id_to_token(chosen)
+        )
 
     def prompt_ids(self, messages: Conversation) -> list[int]:
         """The tokens the model reads before its label: the latest user turn after the earlier

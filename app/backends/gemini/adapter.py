@@ -39,6 +39,7 @@ from app.backends.protocol import (
     Piece,
     SamplingParams,
     Usage,
+    cannot_format,
 )
 from app.backends.stops import StopScanner
 from app.banking.intents import IntentSet
@@ -127,6 +128,8 @@ class GeminiAdapter:
         from google.genai import types
 
         client = self._ready()
+        if params.response_format is not None:
+            raise cannot_format(self._info, params.response_format)
         system = "\n\n".join([self._system, *(m.content for m in messages if m.role == "system")])
         config = self._config(params, system)
         contents: Any = [

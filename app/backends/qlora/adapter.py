@@ -21,6 +21,7 @@ from app.backends.protocol import (
     Piece,
     SamplingParams,
     Usage,
+    cannot_format,
     handoff_threshold,
 )
 from app.backends.qlora.engine import Engine, EngineDied, Sampling
@@ -121,6 +122,8 @@ class QLoRAAdapter:
             raise ModelFailed(self._problem)
         if self._engine is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
+        if params.response_format is not None:
+            raise cannot_format(self._info, params.response_format)
         ids = [*chat_ids(self._tokenizer, [(m.role, m.content) for m in messages], self._system)]
         limit = self._o.max_model_len or 0  # set by load()
         longest = max(map(len, self._label_ids))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from app.backends.custom.gpt.constrain import TokenMask
 from app.backends.custom.gpt.generate import Sampling, choose, sample
 from app.backends.custom.gpt.model import GPT
 from app.backends.custom.gpt.step import Stepper
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 # What a sequence receives, on the decoding thread: a token id, None when it has ended, or the
 # exception that stopped the decoder.
 Emit = Callable[[int | BaseException | None], None]
+# The mask of a structured reply, given the token the sequence chose (None: it chose none)
+MaskFor = Callable[[int | None], TokenMask]
 
 
 @dataclass(eq=False)
@@ -39,6 +42,7 @@ class Row:
     choices: tuple[int, ...] = ()  # the first token is the most likely of these (`choose`)
     then: tuple[int, ...] = ()  # the tokens after the choice, as they are (never sampled)
     chosen_p: float | None = None  # the probability of that choice, set before it is emitted
+    grammar: MaskFor | None = None  # what the reply after the choice must be (JSON of a schema)
     cancelled: bool = False  # set from any thread; the decoder drops the row at its next step
     generator: torch.Generator | None = field(init=False, default=None)
     last: int = field(init=False, default=-1)  # the token to feed at the next step
@@ -46,6 +50,8 @@ class Row:
     budget: int = field(init=False, default=0)  # tokens it may still produce
     context: int = field(init=False, default=0)  # the model's block size
     following: list[int] = field(init=False, default_factory=list)  # `then`, still to come
+    chosen: int | None = field(init=False, default=None)  # the token `choices` gave
+    mask: TokenMask | None = field(init=False, default=None)  # the grammar, once the reply starts
 
     def __post_init__(self) -> None:
         if self.sampling.seed is not None:
@@ -200,11 +206,11 @@ class BatchDecoder:
             self._active.append(seq)
         for seq, row_logits in zip(joining, logits, strict=True):
             if seq.choices:
-                token, seq.chosen_p = choose(row_logits, seq.choices)
+                seq.chosen, seq.chosen_p = choose(row_logits, seq.choices)
                 seq.following = list(seq.then)
-                self._produce(seq, token)
+                self._produce(seq, seq.chosen)
             else:
-                self._produce(seq, sample(row_logits, seq.sampling, seq.generator))
+                self._produce(seq, _next_token(seq, row_logits))
 
     def _step(self) -> None:
         """One forward pass for every running sequence, each at its own position."""
@@ -221,15 +227,17 @@ class BatchDecoder:
             seq.pos += 1
             if seq.following:
                 self._produce(seq, seq.following.pop(0))
-            elif seq.sampling.temperature > 0.0:
-                self._produce(seq, sample(logits[row], seq.sampling, seq.generator))
-            else:
+            elif seq.grammar is None and seq.sampling.temperature <= 0.0:
                 self._produce(seq, greedy[row])
+            else:
+                self._produce(seq, _next_token(seq, logits[row]))
 
     def _produce(self, seq: Row, token: int) -> None:
         seq.last = token
         seq.budget -= 1
-        if token in self._restart:  # the answer goes on from this token alone, at position 0
+        # the answer goes on from this token alone, at position 0; inside a structured reply
+        # a label is only text
+        if token in self._restart and seq.mask is None:
             seq.pos = 0
         seq.emit(token)
 
@@ -255,3 +263,18 @@ class BatchDecoder:
                 return
             if isinstance(item, Row):
                 item.emit(outcome)
+
+
+def _next_token(seq: Row, logits: torch.Tensor) -> int:
+    """The row's next token from its logits (vocab,): sampled as it asks, among the tokens its
+    grammar allows when it has one."""
+    if seq.grammar is None:
+        return sample(logits, seq.sampling, seq.generator)
+    if seq.mask is None:
+        seq.mask = seq.grammar(seq.chosen)
+    allowed = seq.mask.allowed()
+    if seq.end_token is not None and not bool(allowed.any()):  # a grammar in error: it ends
+        return seq.end_token
+    token = sample(logits.masked_fill(~allowed, -torch.inf), seq.sampling, seq.generator)
+    seq.mask.take(token)
+    return token

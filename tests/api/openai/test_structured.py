@@ -1,0 +1,156 @@
+"""Structured outputs on /v1 (`response_format`): the custom model's reply always parses and
+validates, whatever its sampling; a hand-off is a refusal; a model or a schema that cannot be
+honoured is a 400 naming `response_format`, never prose."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx2
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from pydantic import BaseModel, Field
+
+from app.backends.custom.gpt.constrain import MAX_ITEMS, MAX_STRING_CHARS
+from app.banking.intents import IntentSet
+from tests.conftest import ServeFactory
+from tests.helpers import USER_KEY
+
+pytestmark = pytest.mark.anyio
+QUESTIONS = ["I still have not received my new card", "my card payment was declined"]
+
+
+class CardAnswer(BaseModel):
+    intent: str
+    reply: str
+    urgent: bool
+    steps: list[str]
+    fee: int = Field(ge=0, le=99)
+    channel: Literal["app", "phone", "branch"]
+
+
+def ask(text: str) -> list[ChatCompletionMessageParam]:
+    return [{"role": "user", "content": text}]
+
+
+@asynccontextmanager
+async def sdk_for(serve: ServeFactory, **settings: Any) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with (
+        serve(**settings) as (app, _, _service),
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http,
+    ):
+        yield openai.AsyncOpenAI(
+            base_url="http://testserver/v1", api_key=USER_KEY, max_retries=0, http_client=http
+        )
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+async def test_parse_returns_the_schema_s_object_with_the_decided_intent(
+    serve: ServeFactory, temperature: float
+) -> None:
+    async with sdk_for(serve) as sdk:  # custom, checkpoint `a`
+        answers = [
+            await sdk.chat.completions.parse(
+                model="custom",
+                messages=ask(question),
+                response_format=CardAnswer,
+                temperature=temperature,
+                seed=seed,
+                max_tokens=400,
+            )
+            for question in QUESTIONS
+            for seed in (1, 2)
+        ]
+    for answer in answers:
+        message = answer.choices[0].message
+        assert answer.choices[0].finish_reason == "stop"
+        assert isinstance(message.parsed, CardAnswer)
+        assert message.parsed.intent == answer.model_extra["bankllm"]["intent"]  # type: ignore[index]
+        assert len(message.parsed.reply) <= MAX_STRING_CHARS  # unbounded strings are bounded
+        assert len(message.parsed.steps) <= MAX_ITEMS
+
+
+async def test_json_object_streams_an_object_with_the_intent_and_a_reply(
+    serve: ServeFactory,
+) -> None:
+    async with sdk_for(serve) as sdk:
+        whole = await sdk.chat.completions.create(
+            model="custom", messages=ask(QUESTIONS[0]), response_format={"type": "json_object"}
+        )
+        stream = await sdk.chat.completions.create(
+            model="custom",
+            messages=ask(QUESTIONS[1]),
+            response_format={"type": "json_object"},
+            stream=True,
+        )
+        deltas = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+    for text, intent in [
+        (whole.choices[0].message.content or "", whole.model_extra["bankllm"]["intent"]),  # type: ignore[index]
+        ("".join(deltas), None),
+    ]:
+        answer = json.loads(text)
+        assert set(answer) == {"intent", "reply"}
+        assert answer["intent"] in IntentSet.load().intents
+        assert intent in (None, answer["intent"])
+
+
+async def test_a_hand_off_asked_for_json_is_a_refusal(
+    serve: ServeFactory, checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    doubting = tmp_path / "doubting"  # checkpoint `a`, handing off every answer it doubts
+    shutil.copytree(checkpoints["a"], doubting)
+    config = json.loads((doubting / "config.json").read_text())
+    config["meta"]["handoff_below"] = 1.0
+    (doubting / "config.json").write_text(json.dumps(config))
+    async with sdk_for(serve, custom_checkpoint=doubting) as sdk:
+        whole = await sdk.chat.completions.parse(
+            model="custom", messages=ask(QUESTIONS[0]), response_format=CardAnswer
+        )
+        stream = await sdk.chat.completions.create(
+            model="custom",
+            messages=ask(QUESTIONS[0]),
+            response_format={"type": "json_object"},
+            stream=True,
+        )
+        deltas = [chunk.choices[0].delta async for chunk in stream if chunk.choices]
+    handoff = IntentSet.load().handoffs["low_confidence"]
+    message = whole.choices[0].message
+    assert (message.parsed, message.content, message.refusal) == (None, None, handoff)
+    assert "".join(d.refusal or "" for d in deltas) == handoff
+    assert not any(d.content for d in deltas)
+
+
+@pytest.mark.parametrize(
+    ("settings", "response_format", "says"),
+    [
+        ({"active_model": "echo"}, {"type": "json_object"}, "'echo' (echo) cannot constrain"),
+        (
+            {},
+            {
+                "type": "json_schema",
+                "json_schema": {"name": "bad", "schema": {"$ref": "#/$defs/missing"}},
+            },
+            "response_format: ",
+        ),
+        ({}, {"type": "json_schema"}, "response_format.json_schema.json_schema: Field required"),
+    ],
+)
+async def test_what_cannot_be_honoured_is_a_400_naming_response_format(
+    serve: ServeFactory, settings: dict[str, Any], response_format: dict[str, Any], says: str
+) -> None:
+    async with sdk_for(serve, **settings) as sdk:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await sdk.chat.completions.create(
+                model=settings.get("active_model", "custom"),
+                messages=ask(QUESTIONS[0]),
+                extra_body={"response_format": response_format},
+            )
+    error = raised.value.response.json()["error"]
+    assert error["param"].split(".")[0] == "response_format"
+    assert says in error["message"]
