@@ -5,7 +5,8 @@ It implements `POST /{v1,v1beta}/models/{model}:generateContent` and
 `v1`; earlier ones called `v1beta`), records every request
 it receives, and plays the faults a test queues, one per request. Asked for JSON
 (`responseMimeType`), it answers its reply as the choice object the service's schema describes:
-`{"intent": ..., "confidence": ..., "reply": ...}`.
+`{"intent": ..., "confidence": ..., "reply": ...}`; where the schema holds `reply` to an object
+(structured output), `reply` is an instance of that schema made from it (`instance`).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class FakeGemini:
             return Response("<html>upstream proxy error</html>", media_type="application/json")
         generation = body.get("generationConfig", {})
         as_json = generation.get("responseMimeType") == "application/json"
-        words = _chunks(self._choice() if as_json else self.reply)
+        schema = generation.get("responseJsonSchema") or {}
+        words = _chunks(self._choice(schema) if as_json else self.reply)
         limit = generation.get("maxOutputTokens") or len(words)
         finish = fault.finish_reason or ("MAX_TOKENS" if len(words) > limit else "STOP")
         words = words[:limit]
@@ -123,8 +125,13 @@ class FakeGemini:
             self._events(words, finish, prompt_tokens, fault), media_type="text/event-stream"
         )
 
-    def _choice(self) -> str:
-        return choice_json(self.reply, self.confidence)
+    def _choice(self, schema: dict[str, Any]) -> str:
+        reply = schema.get("properties", {}).get("reply", {"type": "string"})
+        if reply.get("type") == "string":
+            return choice_json(self.reply, self.confidence)
+        intent = self.reply.partition("\n")[0].removeprefix("intent: ")
+        made = instance(reply, schema.get("$defs", {}))
+        return json.dumps({"intent": intent, "confidence": self.confidence, "reply": made})
 
     async def _events(
         self, words: list[str], finish: str, prompt_tokens: int, fault: Fault
@@ -144,6 +151,28 @@ def choice_json(reply: str = REPLY, confidence: float = 0.9) -> str:
     line, _, text = reply.partition("\n")
     intent = line.removeprefix("intent: ")
     return json.dumps({"intent": intent, "confidence": confidence, "reply": text})
+
+
+def instance(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
+    """A value the schema accepts, as a model held to it would write one (the schemas the
+    tests send: objects, arrays, enums, strings, numbers, booleans, references)."""
+    if "$ref" in schema:
+        return instance(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return instance(schema["anyOf"][0], defs)
+    kind = schema.get("type", "object")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: instance(sub, defs) for name, sub in properties.items()}
+    if kind == "array":
+        return [instance(schema.get("items", {"type": "string"}), defs)]
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    return {"boolean": True, "null": None}.get(kind, "the card is on its way")
 
 
 def _chunks(text: str) -> list[str]:

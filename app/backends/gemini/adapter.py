@@ -21,7 +21,12 @@ import tenacity
 from pydantic import ValidationError
 
 from app.backends.gemini.breaker import CircuitBreaker
-from app.backends.gemini.choice import CHOICE_TOKENS, ChoiceReader, choice_schema
+from app.backends.gemini.choice import (
+    CHOICE_TOKENS,
+    ChoiceReader,
+    choice_schema,
+    structured_schema,
+)
 from app.backends.gemini.options import GeminiOptions
 from app.backends.gemini.reply import finish_reason, text_and_reason
 from app.backends.gemini.upstream import (
@@ -37,9 +42,9 @@ from app.backends.protocol import (
     ModelInfo,
     ModelSpec,
     Piece,
+    ResponseFormat,
     SamplingParams,
     Usage,
-    cannot_format,
 )
 from app.backends.stops import StopScanner
 from app.banking.intents import IntentSet
@@ -128,8 +133,6 @@ class GeminiAdapter:
         from google.genai import types
 
         client = self._ready()
-        if params.response_format is not None:
-            raise cannot_format(self._info, params.response_format)
         system = "\n\n".join([self._system, *(m.content for m in messages if m.role == "system")])
         config = self._config(params, system)
         contents: Any = [
@@ -151,7 +154,8 @@ class GeminiAdapter:
                 raise
 
         first, chunks = await self._guarded(first_chunk)
-        choice = ChoiceReader(self._info.name, self._labels)
+        structured = params.response_format is not None
+        choice = ChoiceReader(self._info.name, self._labels, structured)
         scanner = StopScanner(params.stop)
         reason: str | None = None
         last = first
@@ -206,11 +210,17 @@ class GeminiAdapter:
             top_p=params.top_p,
             seed=params.seed,
             response_mime_type="application/json",
-            response_json_schema=self._choices,
+            response_json_schema=self._schema(params.response_format),
             thinking_config=thinking,
             # no tools are declared: skip the SDK's function-calling loop and its log line
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )
+
+    def _schema(self, shape: ResponseFormat | None) -> dict[str, Any]:
+        """The choice's schema; with a response format, its reply held to that format."""
+        if shape is None:
+            return self._choices
+        return structured_schema(self._choices, shape.json_schema())
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         """One call through the breaker and the 429 retries, translated to our errors."""

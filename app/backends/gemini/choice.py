@@ -2,12 +2,14 @@
 below, naming one of the service's labels (or `out_of_scope`), the confidence the model states
 for it (uncalibrated: the model's own word, not a probability we measured) and the reply. It
 is read as it streams: the intent line goes out once the choice is made, then the reply as it
-grows."""
+grows. Asked for structured output, its reply is itself JSON (the caller's schema, in the
+same object): it goes out as its own JSON text."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,6 +33,19 @@ class Choice(BaseModel):
     reply: str
 
 
+class StructuredChoice(Choice):
+    reply: Any  # held to the caller's schema by Google
+
+
+def structured_schema(choice: Mapping[str, Any], reply: Mapping[str, Any]) -> dict[str, Any]:
+    """The choice's schema with `reply` the caller's schema; the caller's definitions move to
+    the top, where their `#/$defs/...` references point."""
+    reply = dict(reply)
+    definitions = reply.pop("$defs", {})
+    schema = {**choice, "properties": {**choice["properties"], "reply": reply}}
+    return {**schema, "$defs": definitions} if definitions else schema
+
+
 def choice_schema(intents: IntentSet) -> dict[str, Any]:
     """The JSON Schema Gemini's answer is held to, its fields in the order they are written."""
     return {
@@ -50,9 +65,10 @@ class ChoiceReader:
     reply's new text, out. The fields come in order, so once `reply` has begun the intent and
     the confidence are whole. What is not the object asked for is a malformed response."""
 
-    def __init__(self, name: str, labels: Collection[str]) -> None:
+    def __init__(self, name: str, labels: Collection[str], structured: bool = False) -> None:
         self._name = name
         self._labels = labels
+        self._structured = structured  # the reply is JSON, given out as its text
         self._text = ""
         self._decided = False
         self._sent = 0  # characters of the reply already given out
@@ -77,19 +93,20 @@ class ChoiceReader:
         so_far = _object(from_json(self._text, allow_partial="trailing-strings"))
         if "reply" not in so_far:
             return None, ""
-        return self._decide(so_far), self._new_reply(so_far)
+        return self._decide(so_far), self._new_reply(so_far, whole=False)
 
     def _end(self, whole: bool) -> tuple[Piece | None, str]:
         if whole:
+            kind = StructuredChoice if self._structured else Choice
             try:
-                answer = Choice.model_validate(json.loads(self._text)).model_dump()
+                answer = kind.model_validate(json.loads(self._text)).model_dump()
             except ValidationError as exc:
                 raise ValueError(f"not the JSON object asked for: {exc}") from exc
         else:
             answer = _object(from_json(self._text or "{}", allow_partial="trailing-strings"))
             if "reply" not in answer and not {"intent", "confidence"} <= answer.keys():
                 return None, ""  # cut before the choice was whole
-        return self._decide(answer), self._new_reply(answer)
+        return self._decide(answer), self._new_reply(answer, whole)
 
     def _decide(self, answer: dict[str, Any]) -> Piece | None:
         if self._decided:
@@ -104,12 +121,27 @@ class ChoiceReader:
         self._decided = True
         return Piece(format_answer(str(intent), ""), confidence=float(confidence))
 
-    def _new_reply(self, answer: dict[str, Any]) -> str:
-        reply = answer.get("reply", "")
+    def _new_reply(self, answer: dict[str, Any], whole: bool) -> str:
+        reply = self._reply_text(whole) if self._structured else answer.get("reply", "")
         if not isinstance(reply, str):
             raise ValueError(f"not the JSON object asked for: reply {reply!r}")
         new, self._sent = reply[self._sent :], len(reply)
         return new
+
+    def _reply_text(self, whole: bool) -> str:
+        """The reply's own JSON text so far: what follows `"reply":`, less the object's end.
+        Until the answer is whole, closing braces and white space at its end are held back:
+        they may be the object's, not the reply's."""
+        start = _REPLY_KEY.search(self._text)
+        if start is None:
+            return ""
+        text = self._text[start.end() :].rstrip()
+        if whole:
+            return text.removesuffix("}").rstrip()
+        return text.rstrip("} \t\r\n")
+
+
+_REPLY_KEY = re.compile(r'"reply"\s*:\s*')  # the last field: intent and confidence come first
 
 
 def _object(parsed: Any) -> dict[str, Any]:

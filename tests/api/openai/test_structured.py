@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +19,9 @@ from pydantic import BaseModel, Field
 
 from app.backends.custom.gpt.constrain import MAX_ITEMS, MAX_STRING_CHARS
 from app.banking.intents import IntentSet
+from app.settings import Settings
 from tests.conftest import ServeFactory
+from tests.fake_gemini import FakeGemini
 from tests.helpers import USER_KEY
 
 pytestmark = pytest.mark.anyio
@@ -39,10 +41,23 @@ def ask(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
+class Note(BaseModel):
+    channel: Literal["app", "phone", "branch"]
+    text: str
+
+
+class GeminiAnswer(BaseModel):  # nested models: their definitions travel in `$defs`
+    urgent: bool
+    notes: list[Note]
+    fee: int = Field(ge=0)
+
+
 @asynccontextmanager
-async def sdk_for(serve: ServeFactory, **settings: Any) -> AsyncIterator[openai.AsyncOpenAI]:
+async def sdk_for(
+    serve: ServeFactory, settings: Settings | None = None, **overrides: Any
+) -> AsyncIterator[openai.AsyncOpenAI]:
     async with (
-        serve(**settings) as (app, _, _service),
+        serve(settings, **overrides) as (app, _, _service),
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http,
     ):
         yield openai.AsyncOpenAI(
@@ -154,3 +169,29 @@ async def test_what_cannot_be_honoured_is_a_400_naming_response_format(
     error = raised.value.response.json()["error"]
     assert error["param"].split(".")[0] == "response_format"
     assert says in error["message"]
+
+
+async def test_gemini_holds_its_reply_to_the_schema_inside_its_choice(
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    async with sdk_for(serve, gemini_settings(active_model="gemini")) as sdk:
+        whole = await sdk.chat.completions.parse(
+            model="gemini", messages=ask(QUESTIONS[0]), response_format=GeminiAnswer
+        )
+        stream = await sdk.chat.completions.create(
+            model="gemini",
+            messages=ask(QUESTIONS[0]),
+            response_format={"type": "json_object"},
+            stream=True,
+        )
+        deltas = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+    schemas = [r.body["generationConfig"]["responseJsonSchema"] for r in fake_gemini.received]
+    sent = next(s for s in schemas if "properties" in s["properties"]["reply"])  # the parse
+    assert sent["properties"]["intent"]["enum"]  # the choice, with the caller's schema inside
+    assert sent["properties"]["reply"]["properties"]["notes"]["items"] == {"$ref": "#/$defs/Note"}
+    assert "Note" in sent["$defs"]
+    assert whole.choices[0].message.parsed == GeminiAnswer(
+        urgent=True, notes=[Note(channel="app", text="the card is on its way")], fee=0
+    )
+    assert whole.model_extra["bankllm"]["intent"] == "card_arrival"  # type: ignore[index]
+    assert json.loads("".join(deltas)) == {}  # any object: the fake writes an empty one
