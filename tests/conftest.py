@@ -230,7 +230,10 @@ def memory_settings(tmp_path: Path, memory: Memory) -> SettingsFactory:
         {
             "name": "mem-b",
             "backend": "memory",
-            "options": {"reply": "intent: lost_or_stolen_card\nWe blocked it."},
+            "options": {
+                "reply": "intent: lost_or_stolen_card\nWe blocked it.",
+                "formats": False,  # refuses a response_format
+            },
         },
         {
             "name": "mem-away",

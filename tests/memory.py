@@ -18,6 +18,7 @@ from app.backends.protocol import (
     Piece,
     SamplingParams,
     Usage,
+    cannot_format,
 )
 from app.banking.intents import IntentSet
 from app.errors import ServiceError
@@ -30,6 +31,7 @@ class MemoryOptions(BaseModel):
 
     reply: str = REPLY
     loads: bool = True  # False: load() fails, as a model with no weights would
+    formats: bool = True  # False: a response_format is refused, as echo refuses it
 
 
 @dataclass
@@ -90,6 +92,8 @@ class MemoryAdapter:
         self, messages: Conversation, params: SamplingParams
     ) -> AsyncGenerator[Piece, None]:
         name = self._info.name
+        if params.response_format is not None and not self._options.formats:
+            raise cannot_format(self._info, params.response_format)
         self.received.append(messages)
         if (started := self._memory.started.get(name)) is not None:
             started.set()

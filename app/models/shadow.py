@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,6 +143,9 @@ class Shadow:
         if self._capped(held):
             self._drop("cost_cap")
             return None
+        # the shadow is judged by its intent: asked in prose, whatever format the caller asked
+        # for, so a shadow that cannot honour a response_format is not counted as failing
+        params = replace(params, response_format=None)
         mirror = Mirror(self.compared, held, record, conversation, params)
         try:
             self._queue.put_nowait(mirror)

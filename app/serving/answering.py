@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from app.backends.protocol import Adapter, FinishReason, Message, Piece, SamplingParams
 from app.banking.intents import IntentSplitter
 from app.banking.pii import Policy
-from app.errors import UpstreamError
+from app.errors import InvalidRequest, UpstreamError
 from app.models.loaded import Loaded
 from app.models.outbound import outbound
 from app.serving.deadline import Deadline
@@ -103,9 +103,13 @@ async def open_answer(
             failure = exc
             if leased is not None:
                 leased.exit()
-        except BaseException:
+        except BaseException as exc:
             if leased is not None:
                 leased.exit()
+            if failure is not None and isinstance(exc, InvalidRequest):
+                # a fallback that cannot take this request (its response_format, say): the
+                # caller is told of the upstream's failure, not of a mistake of its own
+                raise failure from exc
             raise
     assert failure is not None
     raise failure

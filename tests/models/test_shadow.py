@@ -12,6 +12,7 @@ from unittest.mock import ANY
 import pytest
 from pydantic import ValidationError
 
+from app.backends.protocol import ResponseFormat
 from app.banking.corpus import Example, write_csv
 from app.errors import OneModelOnly, SwitchRefused, UpstreamError
 from app.models.gate import Requirements
@@ -257,3 +258,15 @@ async def test_under_drain_first_nothing_loads_a_second_model(
         "holds one at a time"
     )
     assert loaded == ["mem"]
+
+
+async def test_a_shadow_is_asked_in_prose_whatever_format_the_caller_asked_for(
+    start_service: ServiceFactory,
+) -> None:
+    """mem-b refuses a response_format: mirrored with it, it would count as failing."""
+    async with start_service(shadow_model="mem-b", shadow_sample=1.0) as service:
+        asked = ResponseFormat({"type": "object"}, "answer")
+        result = await service.pipeline.generate(ASK, temperature=0, response_format=asked)
+        await service.shadow.settled()
+        rows = _shadow_rows(service)
+    assert rows == [_row(request_id=result.id)]  # shadow_status ok

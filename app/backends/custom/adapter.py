@@ -180,6 +180,9 @@ class CustomAdapter:
             grammar = JsonGrammar(self._grammar_tokenizer, schema)
         except SchemaRefused as exc:
             raise InvalidRequest.fields((["response_format"], str(exc), None)) from None
+        except (TypeError, ValueError, AttributeError) as exc:  # no JSON Schema at all
+            reason = f"not a JSON Schema this service reads ({exc})"
+            raise InvalidRequest.fields((["response_format"], reason, None)) from None
         tokenizer = self._ckpt.tokenizer
         return lambda chosen: grammar.mask(
             None if chosen is None else tokenizer.id_to_token(chosen)

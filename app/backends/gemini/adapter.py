@@ -49,6 +49,7 @@ from app.backends.protocol import (
 from app.backends.stops import StopScanner
 from app.banking.intents import IntentSet
 from app.errors import (
+    InvalidRequest,
     ModelUnavailable,
     UpstreamAuthRejected,
     UpstreamError,
@@ -220,7 +221,10 @@ class GeminiAdapter:
         """The choice's schema; with a response format, its reply held to that format."""
         if shape is None:
             return self._choices
-        return structured_schema(self._choices, shape.json_schema())
+        try:
+            return structured_schema(self._choices, shape.json_schema())
+        except ValueError as exc:
+            raise InvalidRequest.fields((["response_format"], str(exc), None)) from None
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         """One call through the breaker and the 429 retries, translated to our errors."""

@@ -39,11 +39,24 @@ class StructuredChoice(Choice):
 
 def structured_schema(choice: Mapping[str, Any], reply: Mapping[str, Any]) -> dict[str, Any]:
     """The choice's schema with `reply` the caller's schema; the caller's definitions move to
-    the top, where their `#/$defs/...` references point."""
+    the top, where their `#/$defs/...` and `#/definitions/...` references point. A reference
+    to anything else of the caller's schema would point into the choice: refused."""
     reply = dict(reply)
-    definitions = reply.pop("$defs", {})
-    schema = {**choice, "properties": {**choice["properties"], "reply": reply}}
-    return {**schema, "$defs": definitions} if definitions else schema
+    moved: dict[str, Any] = {k: reply.pop(k) for k in ("$defs", "definitions") if k in reply}
+    for ref in _references(reply) + _references(moved):
+        if not ref.startswith(("#/$defs/", "#/definitions/")):
+            raise ValueError(f"a $ref to {ref!r}: only references into $defs are served")
+    return {**choice, "properties": {**choice["properties"], "reply": reply}, **moved}
+
+
+def _references(schema: Any) -> list[str]:
+    """Every `$ref` in a schema, at any depth."""
+    if isinstance(schema, Mapping):
+        found = [str(schema["$ref"])] if "$ref" in schema else []
+        return found + [ref for value in schema.values() for ref in _references(value)]
+    if isinstance(schema, list):
+        return [ref for value in schema for ref in _references(value)]
+    return []
 
 
 def choice_schema(intents: IntentSet) -> dict[str, Any]:

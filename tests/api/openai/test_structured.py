@@ -4,6 +4,7 @@ honoured is a 400 naming `response_format`, never prose."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +22,7 @@ from app.backends.custom.gpt.constrain import MAX_ITEMS, MAX_STRING_CHARS
 from app.banking.intents import IntentSet
 from app.settings import Settings
 from tests.conftest import ServeFactory
-from tests.fake_gemini import FakeGemini
+from tests.fake_gemini import FakeGemini, Fault
 from tests.helpers import USER_KEY
 
 pytestmark = pytest.mark.anyio
@@ -104,15 +105,15 @@ async def test_json_object_streams_an_object_with_the_intent_and_a_reply(
             response_format={"type": "json_object"},
             stream=True,
         )
-        deltas = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
-    for text, intent in [
-        (whole.choices[0].message.content or "", whole.model_extra["bankllm"]["intent"]),  # type: ignore[index]
-        ("".join(deltas), None),
+        chunks = [chunk async for chunk in stream if chunk.choices]
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    for text, extension in [
+        (whole.choices[0].message.content or "", whole.model_extra),
+        (streamed, chunks[-1].model_extra),  # the last chunk carries the figures
     ]:
         answer = json.loads(text)
         assert set(answer) == {"intent", "reply"}
-        assert answer["intent"] in IntentSet.load().intents
-        assert intent in (None, answer["intent"])
+        assert answer["intent"] == extension["bankllm"]["intent"]  # type: ignore[index]
 
 
 async def test_a_hand_off_asked_for_json_is_a_refusal(
@@ -195,3 +196,99 @@ async def test_gemini_holds_its_reply_to_the_schema_inside_its_choice(
     )
     assert whole.model_extra["bankllm"]["intent"] == "card_arrival"  # type: ignore[index]
     assert json.loads("".join(deltas)) == {}  # any object: the fake writes an empty one
+
+
+async def test_a_hand_written_schema_with_optional_fields_and_plain_requests_share_a_batch(
+    serve: ServeFactory,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "intent": {"type": "string", "pattern": "^[a-z_]+$"},  # the label fits: fixed
+            "name": {"type": "string", "maxLength": 16},
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            "tags": {  # a map: its keys bounded too
+                "type": "object",
+                "additionalProperties": {"type": "boolean"},
+                "maxProperties": 2,
+            },
+        },
+        "required": ["intent", "name"],  # open, with optional fields
+    }
+    response_format: Any = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+    async with sdk_for(serve) as sdk:
+        structured = [
+            sdk.chat.completions.create(
+                model="custom",
+                messages=ask(question),
+                response_format=response_format,
+                max_tokens=400,
+            )
+            for question in QUESTIONS * 2
+        ]
+        plain = [
+            sdk.chat.completions.create(model="custom", messages=ask(q), temperature=0)
+            for q in QUESTIONS
+        ]
+        answers = await asyncio.gather(*structured, *plain)  # rows of one running batch
+    for answer in answers[: len(structured)]:
+        assert answer.choices[0].finish_reason == "stop"  # within the tiny model's context
+        parsed = json.loads(answer.choices[0].message.content or "")
+        assert parsed["intent"] == answer.model_extra["bankllm"]["intent"]  # type: ignore[index]
+        assert isinstance(parsed["name"], str)
+        assert set(parsed) <= set(schema["properties"])
+    for answer in answers[len(structured) :]:
+        with pytest.raises(json.JSONDecodeError):  # prose, as asked
+            json.loads(answer.choices[0].message.content or "")
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"type": {"a": 1}}, {"type": "string", "minLength": "5"}, {"type": [{}]}],
+)
+async def test_what_is_no_json_schema_is_a_400(serve: ServeFactory, schema: Any) -> None:
+    async with sdk_for(serve) as sdk:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await sdk.chat.completions.create(
+                model="custom",
+                messages=ask(QUESTIONS[0]),
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": schema},
+                },
+            )
+    assert raised.value.response.json()["error"]["param"] == "response_format"
+
+
+async def test_a_fallback_that_cannot_format_leaves_the_upstream_s_failure(
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    settings = gemini_settings(active_model="gemini", fallback_model="echo")
+    async with sdk_for(serve, settings) as sdk:
+        fake_gemini.faults.extend([Fault(status=503)] * 3)
+        with pytest.raises(openai.APIStatusError) as raised:
+            await sdk.chat.completions.create(
+                model="gemini",
+                messages=ask(QUESTIONS[0]),
+                response_format={"type": "json_object"},
+            )
+    assert raised.value.status_code == 502  # gemini's failure, not a 400 the caller caused
+    assert raised.value.response.json()["error"]["code"] == "upstream_error"
+
+
+async def test_a_gemini_schema_that_refers_outside_its_definitions_is_a_400(
+    serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
+) -> None:
+    schema: Any = {"type": "object", "properties": {"a": {"$ref": "#/properties/b"}, "b": {}}}
+    async with sdk_for(serve, gemini_settings(active_model="gemini")) as sdk:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await sdk.chat.completions.create(
+                model="gemini",
+                messages=ask(QUESTIONS[0]),
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": schema},
+                },
+            )
+    error = raised.value.response.json()["error"]
+    assert (error["param"], "#/properties/b" in error["message"]) == ("response_format", True)

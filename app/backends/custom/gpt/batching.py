@@ -270,9 +270,15 @@ def _next_token(seq: Row, logits: torch.Tensor) -> int:
     grammar allows when it has one."""
     if seq.grammar is None:
         return sample(logits, seq.sampling, seq.generator)
-    if seq.mask is None:
-        seq.mask = seq.grammar(seq.chosen)
-    allowed = seq.mask.allowed()
+    try:
+        if seq.mask is None:
+            seq.mask = seq.grammar(seq.chosen)
+        allowed = seq.mask.allowed()
+    except Exception as exc:  # this row's grammar failed, not the batch: only this row ends
+        logger.exception("a structured reply's grammar failed")
+        seq.emit(exc)
+        seq.cancelled = True
+        return seq.end_token if seq.end_token is not None else 0
     if seq.end_token is not None and not bool(allowed.any()):  # a grammar in error: it ends
         return seq.end_token
     token = sample(logits.masked_fill(~allowed, -torch.inf), seq.sampling, seq.generator)

@@ -1,14 +1,16 @@
 """Structured outputs for our model: its next token masked, step by step, to what a JSON schema
 allows (llguidance's matcher), so even a tiny model's reply parses and validates.
 
-A string, an array or an open object the schema leaves unbounded is bounded here
-(`MAX_STRING_CHARS`, `MAX_ITEMS`): a small model rarely chooses to close one, and a reply cut
-by `max_tokens` is no JSON at all. A top-level `intent` string is the intent the model decided;
-JSON with no schema is `ANY_OBJECT`, the intent and a reply."""
+A string, an array or an object the schema leaves open is bounded here (`MAX_STRING_CHARS`,
+`MAX_ITEMS`; an object with named properties has no others): a small model rarely chooses to
+close one, and a reply cut by `max_tokens` is no JSON at all. A top-level `intent` string that
+the label fits is the intent the model decided; JSON with no schema is `ANY_OBJECT`, the intent
+and a reply."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ ANY_OBJECT = {
     "additionalProperties": False,
 }
 MAX_ITEMS = 8
+_KEY = "^[A-Za-z0-9_]{1,16}$"  # the name of a key no schema names
 INTENT_FIELD = "intent"
 # Compact JSON: no whitespace between tokens, which a small model could otherwise spend its
 # whole budget on.
@@ -105,23 +108,51 @@ def bounded(schema: Mapping[str, Any]) -> dict[str, Any]:
         out["maxLength"] = max(MAX_STRING_CHARS, out.get("minLength", 0))
     if "array" in kinds and "maxItems" not in out:
         out["maxItems"] = max(MAX_ITEMS, out.get("minItems", 0))
-    if "object" in kinds and out.get("additionalProperties", True) is not False:
-        out.setdefault("maxProperties", max(MAX_ITEMS, out.get("minProperties", 0)))
+    if "object" in kinds:
+        _close(out)
     return out
 
 
+def _close(schema: dict[str, Any]) -> None:
+    """An object's keys bounded: named properties only where it names some, else at most
+    MAX_ITEMS keys of a bounded name (a model writes a key as freely as a string)."""
+    extra = schema.get("additionalProperties", True)
+    if extra is False or "patternProperties" in schema:
+        return
+    if schema.get("properties"):
+        schema["additionalProperties"] = False
+        return
+    schema["patternProperties"] = {_KEY: extra if isinstance(extra, Mapping) else {}}
+    schema["additionalProperties"] = False
+    schema.setdefault("maxProperties", max(MAX_ITEMS, schema.get("minProperties", 0)))
+
+
 def with_intent(schema: Mapping[str, Any], label: str) -> Mapping[str, Any]:
-    """The schema with its top-level `intent` string fixed to the decided label, where the
-    schema asks for a free string or names the label among its choices."""
+    """The schema with its top-level `intent` fixed to the decided label, where the schema
+    asks for a string the label is one of (a free string, or an enum or pattern it fits)."""
     field = schema.get("properties", {}).get(INTENT_FIELD)
-    if not isinstance(field, Mapping):
-        return schema
-    free = field.get("type") == "string" and "const" not in field and "enum" not in field
-    listed = label in field.get("enum", ())
-    if not (free or listed):
+    if isinstance(field, Mapping) and "$ref" in field:  # a pydantic Enum: its definition
+        name = str(field["$ref"]).rsplit("/", 1)[-1]
+        field = schema.get("$defs", {}).get(name)
+    if not isinstance(field, Mapping) or not _admits(field, label):
         return schema
     properties = {**schema["properties"], INTENT_FIELD: {"const": label}}
     return {**schema, "properties": properties}
+
+
+def _admits(field: Mapping[str, Any], label: str) -> bool:
+    """Whether a string schema of the common keywords takes `label` (anything else: no)."""
+    known = {"type", "enum", "pattern", "minLength", "maxLength", "title", "description"}
+    if not set(field) <= known or field.get("type", "string") != "string":
+        return False
+    if "enum" in field and label not in field["enum"]:
+        return False
+    try:
+        if "pattern" in field and re.search(str(field["pattern"]), label) is None:
+            return False
+    except re.error:
+        return False
+    return bool(field.get("minLength", 0) <= len(label) <= field.get("maxLength", len(label)))
 
 
 def _compiled(schema: Mapping[str, Any]) -> str:

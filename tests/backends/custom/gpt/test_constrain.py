@@ -35,10 +35,16 @@ def test_every_open_string_array_and_object_is_bounded_and_nothing_else() -> Non
     assert props["tags"]["maxItems"] == MAX_ITEMS
     assert props["tags"]["items"]["maxLength"] == MAX_STRING_CHARS
     assert props["either"]["anyOf"][0]["maxLength"] == MAX_STRING_CHARS
-    note = out["$defs"]["Note"]
+    note = out["$defs"]["Note"]  # a map: at most MAX_ITEMS keys, each of a bounded name
     assert note["maxProperties"] == MAX_ITEMS
-    assert note["additionalProperties"]["maxLength"] == MAX_STRING_CHARS
-    assert "maxProperties" not in out  # closed: its properties bound it
+    assert note["additionalProperties"] is False
+    [(key, value)] = note["patternProperties"].items()
+    assert (key, value) == (
+        "^[A-Za-z0-9_]{1,16}$",
+        {"type": "string", "maxLength": MAX_STRING_CHARS},
+    )
+    assert "maxProperties" not in out  # named properties only: they bound it
+    assert out["additionalProperties"] is False
     assert schema["properties"]["name"] == {"type": "string"}  # the caller's schema untouched
 
 
@@ -48,6 +54,11 @@ def test_every_open_string_array_and_object_is_bounded_and_nothing_else() -> Non
         ({"type": "string"}, True),
         ({"type": "string", "enum": ["card_arrival", "card_linking"]}, True),
         ({"type": "string", "enum": ["card_linking"]}, False),
+        ({"type": "string", "pattern": "^[a-z_]+$"}, True),
+        ({"type": "string", "pattern": "^[A-Z]+$"}, False),  # the caller's rule stands
+        ({"type": "string", "maxLength": 5}, False),
+        ({"type": "string", "format": "email"}, False),
+        ({"$ref": "#/$defs/Intent"}, True),  # a pydantic Enum that names the label
         ({"type": "integer"}, False),
         (None, False),
     ],
@@ -55,7 +66,11 @@ def test_every_open_string_array_and_object_is_bounded_and_nothing_else() -> Non
 def test_the_intent_is_the_decided_label_where_the_schema_asks_for_it(
     field: dict[str, Any] | None, fixed: bool
 ) -> None:
-    schema: dict[str, Any] = {"type": "object", "properties": {"reply": {"type": "string"}}}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"reply": {"type": "string"}},
+        "$defs": {"Intent": {"enum": ["card_arrival", "card_linking"], "type": "string"}},
+    }
     if field is not None:
         schema["properties"]["intent"] = field
     out = with_intent(schema, "card_arrival")
