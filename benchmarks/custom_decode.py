@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from app.backends.protocol import Message, ModelSpec, SamplingParams, collect
 from app.banking.intents import IntentSet
 
 PROMPT = "I still have not received my new card"
+GREEDY_64 = SamplingParams(max_tokens=64, temperature=0.0)
 PROMPTS = [
     PROMPT,
     "I lost my card",
@@ -119,7 +121,13 @@ def hugging_face(model: Any, prompt: list[int], tokens: int) -> float:
     return produced / elapsed
 
 
-async def adapter_throughput(adapter: CustomAdapter, concurrency: int, requests: int) -> float:
+async def adapter_throughput(
+    adapter: CustomAdapter,
+    concurrency: int,
+    requests: int,
+    params: SamplingParams = GREEDY_64,
+    prompts: Sequence[str] = PROMPTS,
+) -> float:
     """Completion tokens per second with `concurrency` requests in flight at all times."""
     queue = list(range(requests))
     tokens = 0
@@ -128,8 +136,7 @@ async def adapter_throughput(adapter: CustomAdapter, concurrency: int, requests:
         nonlocal tokens
         while queue:
             i = queue.pop()
-            params = SamplingParams(max_tokens=64, temperature=0.0)
-            question = (Message("user", PROMPTS[i % len(PROMPTS)]),)
+            question = (Message("user", prompts[i % len(prompts)]),)
             completion = await collect(adapter.stream(question, params))
             tokens += completion.usage.completion_tokens  # after the await: no lost update
 

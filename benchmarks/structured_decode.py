@@ -20,9 +20,9 @@ from app.backends.custom.gpt.checkpoint import load_checkpoint
 from app.backends.custom.gpt.constrain import JsonGrammar, tokenizer_for
 from app.backends.custom.gpt.tokenizer import EOS, special_id
 from app.backends.custom.options import DEFAULT_CHECKPOINT, CustomOptions
-from app.backends.protocol import Message, ModelSpec, ResponseFormat, SamplingParams, collect
+from app.backends.protocol import ModelSpec, ResponseFormat, SamplingParams
 from app.banking.intents import IntentSet
-from benchmarks.custom_decode import require_compiled
+from benchmarks.custom_decode import adapter_throughput, require_compiled
 
 PROMPTS = (
     "I still have not received my new card",
@@ -54,21 +54,8 @@ async def ms_per_token(
     adapter: CustomAdapter, shape: ResponseFormat | None, concurrency: int, requests: int
 ) -> float:
     """Wall milliseconds per completion token with `concurrency` requests in flight."""
-    waiting = list(range(requests))
-    tokens = 0
-
-    async def client() -> None:
-        nonlocal tokens
-        while waiting:
-            i = waiting.pop()
-            params = SamplingParams(MAX_TOKENS, 0.0, response_format=shape)
-            question = (Message("user", PROMPTS[i % len(PROMPTS)]),)
-            completion = await collect(adapter.stream(question, params))
-            tokens += completion.usage.completion_tokens
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return (time.perf_counter() - started) * 1000 / tokens
+    params = SamplingParams(MAX_TOKENS, 0.0, response_format=shape)
+    return 1000 / await adapter_throughput(adapter, concurrency, requests, params, PROMPTS)
 
 
 def mask_cost_us(folder: Path, steps: int = 400) -> float:

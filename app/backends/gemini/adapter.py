@@ -24,8 +24,9 @@ from app.backends.gemini.breaker import CircuitBreaker
 from app.backends.gemini.choice import (
     CHOICE_TOKENS,
     ChoiceReader,
+    asked_schema,
+    choice_pieces,
     choice_schema,
-    structured_schema,
 )
 from app.backends.gemini.options import GeminiOptions
 from app.backends.gemini.reply import finish_reason, text_and_reason
@@ -42,14 +43,12 @@ from app.backends.protocol import (
     ModelInfo,
     ModelSpec,
     Piece,
-    ResponseFormat,
     SamplingParams,
     Usage,
 )
 from app.backends.stops import StopScanner
 from app.banking.intents import IntentSet
 from app.errors import (
-    InvalidRequest,
     ModelUnavailable,
     UpstreamAuthRejected,
     UpstreamError,
@@ -168,7 +167,7 @@ class GeminiAdapter:
                 text, reason = text_and_reason(self._info.name, chunk)
                 if text:
                     count += 1
-                    for piece in _pieces(*choice.feed(text), scanner):
+                    for piece in choice_pieces(*choice.feed(text), scanner):
                         yield piece
                     if scanner.stopped:
                         break
@@ -181,7 +180,7 @@ class GeminiAdapter:
                 if reason is None:
                     raise UpstreamError(f"{self._info.name}'s stream ended without a finish reason")
                 finish = finish_reason(self._info.name, reason)
-                for piece in _pieces(*choice.end(finish == "stop"), scanner):
+                for piece in choice_pieces(*choice.end(finish == "stop"), scanner):
                     yield piece
                 if tail := scanner.flush():
                     yield Piece(tail)
@@ -211,20 +210,11 @@ class GeminiAdapter:
             top_p=params.top_p,
             seed=params.seed,
             response_mime_type="application/json",
-            response_json_schema=self._schema(params.response_format),
+            response_json_schema=asked_schema(self._choices, params.response_format),
             thinking_config=thinking,
             # no tools are declared: skip the SDK's function-calling loop and its log line
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )
-
-    def _schema(self, shape: ResponseFormat | None) -> dict[str, Any]:
-        """The choice's schema; with a response format, its reply held to that format."""
-        if shape is None:
-            return self._choices
-        try:
-            return structured_schema(self._choices, shape.json_schema())
-        except ValueError as exc:
-            raise InvalidRequest.fields((["response_format"], str(exc), None)) from None
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         """One call through the breaker and the 429 retries, translated to our errors."""
@@ -305,12 +295,3 @@ class GeminiAdapter:
         output = meta.candidates_token_count or 0
         billed = output + (meta.thoughts_token_count or 0)
         return Usage(prompt, output, self._o.cost_usd(prompt, billed))
-
-
-def _pieces(line: Piece | None, reply: str, scanner: StopScanner) -> list[Piece]:
-    """The intent line whole and unscanned (the caller's stop strings cut the reply, never the
-    decided intent), then the reply's text through the stop strings."""
-    pieces = [line] if line is not None else []
-    if reply and (kept := scanner.feed(reply)):
-        pieces.append(Piece(kept))
-    return pieces

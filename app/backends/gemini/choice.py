@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from app.backends.gemini.upstream import malformed
-from app.backends.protocol import Piece
+from app.backends.protocol import Piece, ResponseFormat
+from app.backends.stops import StopScanner
 from app.banking.intents import IntentSet, format_answer
+from app.errors import InvalidRequest
 
 # The object's own tokens ({"intent": ..., "confidence": ..., "reply": "...}), not the reply's:
 # added to the caller's max_tokens so that the reply still has them all.
@@ -47,6 +49,26 @@ def structured_schema(choice: Mapping[str, Any], reply: Mapping[str, Any]) -> di
         if not ref.startswith(("#/$defs/", "#/definitions/")):
             raise ValueError(f"a $ref to {ref!r}: only references into $defs are served")
     return {**choice, "properties": {**choice["properties"], "reply": reply}, **moved}
+
+
+def asked_schema(choice: dict[str, Any], shape: ResponseFormat | None) -> dict[str, Any]:
+    """The schema Gemini is asked to hold its answer to: the choice's, with its reply held to
+    the caller's response format when there is one (a schema it cannot carry is a 400)."""
+    if shape is None:
+        return choice
+    try:
+        return structured_schema(choice, shape.json_schema())
+    except ValueError as exc:
+        raise InvalidRequest.fields((["response_format"], str(exc), None)) from None
+
+
+def choice_pieces(line: Piece | None, reply: str, scanner: StopScanner) -> list[Piece]:
+    """The intent line whole and unscanned (the caller's stop strings cut the reply, never the
+    decided intent), then the reply's text through the stop strings."""
+    pieces = [line] if line is not None else []
+    if reply and (kept := scanner.feed(reply)):
+        pieces.append(Piece(kept))
+    return pieces
 
 
 def _references(schema: Any) -> list[str]:

@@ -15,7 +15,8 @@ from typing import Any, Literal
 import httpx2
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam, ParsedChatCompletion
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel, Field
 
 from app.backends.custom.gpt.constrain import MAX_ITEMS, MAX_STRING_CHARS
@@ -64,6 +65,22 @@ async def sdk_for(
         yield openai.AsyncOpenAI(
             base_url="http://testserver/v1", api_key=USER_KEY, max_retries=0, http_client=http
         )
+
+
+async def parsed_then_streamed(
+    sdk: openai.AsyncOpenAI, model: str, shape: type[BaseModel]
+) -> tuple[ParsedChatCompletion[Any], list[ChoiceDelta]]:
+    """The first question parsed into `shape`, then asked for any JSON object, streamed."""
+    whole = await sdk.chat.completions.parse(
+        model=model, messages=ask(QUESTIONS[0]), response_format=shape
+    )
+    stream = await sdk.chat.completions.create(
+        model=model,
+        messages=ask(QUESTIONS[0]),
+        response_format={"type": "json_object"},
+        stream=True,
+    )
+    return whole, [chunk.choices[0].delta async for chunk in stream if chunk.choices]
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
@@ -125,16 +142,7 @@ async def test_a_hand_off_asked_for_json_is_a_refusal(
     config["meta"]["handoff_below"] = 1.0
     (doubting / "config.json").write_text(json.dumps(config))
     async with sdk_for(serve, custom_checkpoint=doubting) as sdk:
-        whole = await sdk.chat.completions.parse(
-            model="custom", messages=ask(QUESTIONS[0]), response_format=CardAnswer
-        )
-        stream = await sdk.chat.completions.create(
-            model="custom",
-            messages=ask(QUESTIONS[0]),
-            response_format={"type": "json_object"},
-            stream=True,
-        )
-        deltas = [chunk.choices[0].delta async for chunk in stream if chunk.choices]
+        whole, deltas = await parsed_then_streamed(sdk, "custom", CardAnswer)
     handoff = IntentSet.load().handoffs["low_confidence"]
     message = whole.choices[0].message
     assert (message.parsed, message.content, message.refusal) == (None, None, handoff)
@@ -176,16 +184,8 @@ async def test_gemini_holds_its_reply_to_the_schema_inside_its_choice(
     serve: ServeFactory, gemini_settings: Callable[..., Settings], fake_gemini: FakeGemini
 ) -> None:
     async with sdk_for(serve, gemini_settings(active_model="gemini")) as sdk:
-        whole = await sdk.chat.completions.parse(
-            model="gemini", messages=ask(QUESTIONS[0]), response_format=GeminiAnswer
-        )
-        stream = await sdk.chat.completions.create(
-            model="gemini",
-            messages=ask(QUESTIONS[0]),
-            response_format={"type": "json_object"},
-            stream=True,
-        )
-        deltas = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+        whole, streamed = await parsed_then_streamed(sdk, "gemini", GeminiAnswer)
+        deltas = [delta.content or "" for delta in streamed]
     schemas = [r.body["generationConfig"]["responseJsonSchema"] for r in fake_gemini.received]
     sent = next(s for s in schemas if "properties" in s["properties"]["reply"])  # the parse
     assert sent["properties"]["intent"]["enum"]  # the choice, with the caller's schema inside
