@@ -7,9 +7,13 @@ import os
 import signal
 from collections.abc import Callable
 from contextlib import aclosing
+from typing import Literal
 from unittest.mock import ANY
 
+import httpx2
+import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from app.backends.protocol import SamplingParams
 from app.backends.qlora.adapter import QLoRAAdapter
@@ -18,7 +22,7 @@ from app.errors import ModelFailed
 from app.models.registry import build_registry
 from app.settings import Settings
 from tests.conftest import ServeFactory
-from tests.helpers import ADMIN_KEY, answer, error_body, parse_sse, sample
+from tests.helpers import ADMIN_KEY, USER_KEY, answer, error_body, parse_sse, sample
 
 pytestmark = pytest.mark.anyio
 ASK = {"prompt": "my card has not arrived", "max_tokens": 16, "temperature": 0}
@@ -114,3 +118,42 @@ async def test_a_dead_vllm_engine_fails_its_requests_turns_health_503_and_comes_
     assert (health.status_code, health.json()["error"]["type"]) == (503, "degraded")
     assert (healed.status_code, healed.json()["status"]) == (200, "ok")
     assert again.status_code == 200
+
+
+class _Answer(BaseModel):
+    """Bounded, as a caller of a model that may not close a string by itself would write it."""
+
+    intent: str
+    reply: str = Field(max_length=24)
+    urgent: bool
+    channel: Literal["app", "phone", "branch"]
+
+
+@pytest.mark.parametrize("engine", ["transformers", "vllm"])
+async def test_both_engines_hold_the_reply_to_a_schema_with_the_decided_intent(
+    serve: ServeFactory, qlora_settings: Callable[..., Settings], engine: str
+) -> None:
+    if engine == "vllm":
+        pytest.importorskip("vllm", reason="CPU vLLM: `make install-test` installs it (CI does)")
+    settings = qlora_settings(active_model="qlora", qlora_engine=engine)
+    async with (
+        serve(settings) as (app, _, _),
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http,
+    ):
+        sdk = openai.AsyncOpenAI(
+            base_url="http://testserver/v1", api_key=USER_KEY, max_retries=0, http_client=http
+        )
+        answers = [
+            await sdk.chat.completions.parse(
+                model="qlora",
+                messages=[{"role": "user", "content": "my card has not arrived"}],
+                response_format=_Answer,
+                temperature=temperature,
+                max_tokens=120,
+            )
+            for temperature in (0.0, 1.0)
+        ]
+    for reply in answers:
+        parsed = reply.choices[0].message.parsed
+        assert isinstance(parsed, _Answer)
+        assert parsed.intent == reply.model_extra["bankllm"]["intent"]  # type: ignore[index]

@@ -14,16 +14,12 @@ from tokenizers.decoders import DecodeStream
 
 from app.backends.custom.gpt.batching import BatchDecoder, Emit, MaskFor, Row
 from app.backends.custom.gpt.checkpoint import Checkpoint, load_checkpoint, read_config
-from app.backends.custom.gpt.constrain import (
-    ANY_OBJECT,
-    JsonGrammar,
-    SchemaRefused,
-    tokenizer_for,
-)
+from app.backends.custom.gpt.constrain import ANY_OBJECT, JsonGrammar, tokenizer_for
 from app.backends.custom.gpt.dataset import ANSWER_PREFIX
 from app.backends.custom.gpt.generate import Sampling
 from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
 from app.backends.custom.options import CustomOptions
+from app.backends.grammar import SchemaRefused
 from app.backends.protocol import (
     HANDOFF_BELOW,
     Conversation,

@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
+from app.backends.grammar import SchemaRefused, checked_grammar, with_intent
 from app.backends.protocol import (
     HANDOFF_BELOW,
     Conversation,
@@ -19,9 +20,9 @@ from app.backends.protocol import (
     ModelInfo,
     ModelSpec,
     Piece,
+    ResponseFormat,
     SamplingParams,
     Usage,
-    cannot_format,
     handoff_threshold,
 )
 from app.backends.qlora.engine import Engine, EngineDied, Sampling
@@ -122,8 +123,7 @@ class QLoRAAdapter:
             raise ModelFailed(self._problem)
         if self._engine is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
-        if params.response_format is not None:
-            raise cannot_format(self._info, params.response_format)
+        schema = _checked_schema(params.response_format)
         ids = [*chat_ids(self._tokenizer, [(m.role, m.content) for m in messages], self._system)]
         limit = self._o.max_model_len or 0  # set by load()
         longest = max(map(len, self._label_ids))
@@ -143,17 +143,24 @@ class QLoRAAdapter:
             label, confidence = await engine.choose([*ids, *self._prefix], self._label_ids)
             yield Piece(format_answer(self._labels[label], ""), confidence=confidence)
             asked = [*ids, *self._prefix, *self._label_ids[label]]
-            async for piece in self._reply(engine, asked, params):
+            if schema is not None:
+                schema = with_intent(schema, self._labels[label])
+            async for piece in self._reply(engine, asked, params, schema):
                 yield piece
         except EngineDied as exc:
             raise ModelFailed(self._died(engine, str(exc))) from exc
 
     async def _reply(
-        self, engine: Engine, ids: list[int], params: SamplingParams
+        self,
+        engine: Engine,
+        ids: list[int],
+        params: SamplingParams,
+        schema: Mapping[str, Any] | None,
     ) -> AsyncGenerator[Piece, None]:
-        """The reply after the decided intent line, sampled as asked; `max_tokens` and the
-        usage count its tokens alone."""
-        sampling = Sampling(params.max_tokens, params.temperature, params.top_p, params.seed)
+        """The reply after the decided intent line, sampled as asked (JSON of `schema` when
+        there is one); `max_tokens` and the usage count its tokens alone."""
+        p = params
+        sampling = Sampling(p.max_tokens, p.temperature, p.top_p, p.seed, schema)
         scanner = StopScanner(params.stop)
         finish: FinishReason = "length"
         generated = 0
@@ -243,3 +250,19 @@ def _tokenizer_source(o: QLoRAOptions) -> str:
     """`bankllm finetune` saves the tokenizer (with its chat template) beside the adapter."""
     adapter = Path(o.adapter)
     return str(adapter) if (adapter / "tokenizer_config.json").is_file() else o.base_model
+
+
+def _checked_schema(shape: ResponseFormat | None) -> Mapping[str, Any] | None:
+    """The schema a structured reply is held to (any object for JSON); one the grammar
+    library cannot compile is refused, naming why."""
+    if shape is None:
+        return None
+    schema = shape.json_schema()
+    try:
+        checked_grammar(schema, None)
+    except SchemaRefused as exc:
+        raise InvalidRequest.fields((["response_format"], str(exc), None)) from None
+    except (TypeError, ValueError) as exc:  # no JSON Schema at all
+        reason = f"not a JSON Schema this service reads ({exc})"
+        raise InvalidRequest.fields((["response_format"], reason, None)) from None
+    return schema

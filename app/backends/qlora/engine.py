@@ -3,9 +3,9 @@ backend's decoder. Stop strings, pieces and usage are the adapter's business."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +14,7 @@ class Sampling:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     seed: int | None = None
+    json_schema: Mapping[str, Any] | None = None  # the reply is JSON of this schema
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 from transformers.generation.streamers import BaseStreamer
 
+from app.backends.grammar import TokenMask
 from app.backends.qlora.engine import Delta, Sampling, following, spelled
 
 logger = logging.getLogger(__name__)
@@ -44,8 +50,8 @@ class _Row:
     @property
     def key(self) -> tuple[Any, ...]:
         p = self.params
-        if p.seed is not None:
-            return ("seeded", id(self))
+        if p.seed is not None or p.json_schema is not None:  # one RNG, or one grammar, a call
+            return ("alone", id(self))
         return ("greedy",) if p.temperature == 0 else ("sample", p.temperature, p.top_p)
 
 
@@ -119,6 +125,22 @@ class _RowStreamer(BaseStreamer):
         row.push(Delta(text[row.sent :], len(row.tokens), reason))
 
 
+class _GrammarMask(LogitsProcessor):
+    """One row's scores masked to what its grammar allows next (a structured reply)."""
+
+    def __init__(self, mask: TokenMask, prompt_length: int):
+        self._mask, self._seen = mask, prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] > self._seen:  # the token chosen at the step before
+            self._mask.take(int(input_ids[0, -1]))
+            self._seen = input_ids.shape[1]
+        allowed = torch.zeros(scores.shape[-1], dtype=torch.bool)
+        grammar = self._mask.allowed()[: scores.shape[-1]]
+        allowed[: len(grammar)] = grammar
+        return scores.masked_fill(~allowed.to(scores.device), -torch.inf)  # type: ignore[return-value]
+
+
 class _RowsDone(StoppingCriteria):
     def __init__(self, rows: list[_Row]):
         self._rows = rows
@@ -134,6 +156,7 @@ class TransformersEngine:
         self._pending: queue.SimpleQueue[_Row | _Choice | None] = queue.SimpleQueue()
         self._deferred: list[_Row | _Choice] = []
         self._eos = _eos_ids(model, tokenizer)
+        self._grammar_tokenizer: Any = None  # llguidance's view of the tokenizer, made once
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos)
         self._thread = threading.Thread(target=self._run, name="hf-generate", daemon=True)
         self._thread.start()
@@ -229,6 +252,8 @@ class TransformersEngine:
             sampling = {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p}
         if p.seed is not None:
             torch.manual_seed(p.seed)
+        if p.json_schema is not None:  # a row alone: its key says so
+            sampling["logits_processor"] = LogitsProcessorList([self._masked(rows[0])])
         with torch.inference_mode():
             self._model.generate(
                 input_ids=ids.to(self._model.device),
@@ -239,6 +264,18 @@ class TransformersEngine:
                 pad_token_id=self._pad,
                 **sampling,
             )
+
+    def _masked(self, row: _Row) -> _GrammarMask:
+        assert row.params.json_schema is not None
+        if self._grammar_tokenizer is None:
+            from llguidance.hf import from_tokenizer
+
+            vocab = self._model.config.vocab_size
+            eos = sorted(self._eos)
+            self._grammar_tokenizer = from_tokenizer(self._tokenizer, n_vocab=vocab, eos_token=eos)
+        return _GrammarMask(
+            TokenMask(self._grammar_tokenizer, row.params.json_schema), len(row.ids)
+        )
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -22,6 +22,7 @@ LORA_ID = 1  # one adapter per engine; vLLM caches it by this id
 def engine_args(o: QLoRAOptions) -> Any:
     """vLLM's AsyncEngineArgs from our options (bitsandbytes 4-bit only where vLLM has it)."""
     from vllm import AsyncEngineArgs
+    from vllm.config import StructuredOutputsConfig
 
     return AsyncEngineArgs(
         model=o.base_model,
@@ -36,6 +37,10 @@ def engine_args(o: QLoRAOptions) -> Any:
         kv_cache_memory_bytes=o.kv_cache_bytes,
         disable_log_stats=True,
         logprobs_mode="raw_logprobs",  # a label's confidence: the model's, before any mask
+        # llguidance, as the custom model's: in every lock, where xgrammar is not (CPU)
+        structured_outputs_config=StructuredOutputsConfig(
+            backend="guidance", disable_any_whitespace=True
+        ),
     )
 
 
@@ -55,14 +60,17 @@ class VLLMEngine:
 
     async def stream(self, ids: list[int], sampling: Sampling) -> AsyncGenerator[Delta, None]:
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
+        schema = sampling.json_schema
+        shape = None if schema is None else StructuredOutputsParams(json=dict(schema))
         params = SamplingParams(
             max_tokens=sampling.max_tokens,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             seed=sampling.seed,
             output_kind=RequestOutputKind.DELTA,
+            structured_outputs=shape,
         )
         request_id = f"bankllm-{uuid.uuid4().hex}"
         generated, finished = 0, False

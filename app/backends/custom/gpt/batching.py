@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.backends.custom.gpt.constrain import TokenMask
 from app.backends.custom.gpt.generate import Sampling, choose, sample
 from app.backends.custom.gpt.model import GPT
 from app.backends.custom.gpt.step import Stepper
+from app.backends.grammar import TokenMask
 
 logger = logging.getLogger(__name__)
 

@@ -9,18 +9,12 @@ and a reply."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import llguidance
-import numpy as np
-import torch
-from torch import Tensor
 
-if TYPE_CHECKING:
-    from llguidance._lib import JsonCompileOptions
+from app.backends.grammar import TokenMask, checked_grammar, with_intent
 
 MAX_STRING_CHARS = 64
 # `response_format: json_object` asks for any object: this one says what the model decided
@@ -32,17 +26,9 @@ ANY_OBJECT = {
 }
 MAX_ITEMS = 8
 _KEY = "^[A-Za-z0-9_]{1,16}$"  # the name of a key no schema names
-INTENT_FIELD = "intent"
-# Compact JSON: no whitespace between tokens, which a small model could otherwise spend its
-# whole budget on.
-_COMPACT: JsonCompileOptions = {"whitespace_flexible": False}
 _SUBSCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
-
-
-class SchemaRefused(ValueError):
-    """A schema the grammar library cannot compile: its message says why."""
 
 
 class JsonGrammar:
@@ -51,36 +37,12 @@ class JsonGrammar:
     def __init__(self, tokenizer: llguidance.LLTokenizer, schema: Mapping[str, Any]):
         self._tokenizer = tokenizer
         self._schema = bounded(schema)
-        grammar = _compiled(self._schema)
-        failed, problems = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
-        if failed:
-            raise SchemaRefused(problems[0] if problems else "the schema does not compile")
+        checked_grammar(self._schema, tokenizer)
 
     def mask(self, label: str | None) -> TokenMask:
         """The mask of one reply, with `intent` the decided `label` where the schema asks."""
         schema = with_intent(self._schema, label) if label is not None else self._schema
-        matcher = llguidance.LLMatcher(self._tokenizer, _compiled(schema), log_level=0)
-        if matcher.is_error():
-            raise SchemaRefused(matcher.get_error())
-        return TokenMask(matcher, self._tokenizer.vocab_size)
-
-
-class TokenMask:
-    """Which tokens may come next; `take` moves it on by the token chosen."""
-
-    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int):
-        self._matcher = matcher
-        self._vocab_size = vocab_size
-
-    def allowed(self) -> Tensor:
-        """A bool per token of the vocabulary: True where the grammar allows it."""
-        words = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
-        bits = np.unpackbits(words, bitorder="little")[: self._vocab_size]
-        return torch.from_numpy(bits.astype(np.bool_))
-
-    def take(self, token: int) -> None:
-        """A token the grammar refuses puts it in error, and it then allows none."""
-        self._matcher.consume_token(token)
+        return TokenMask(self._tokenizer, schema)
 
 
 def tokenizer_for(tokenizer_json: str, vocab_size: int, eos: int) -> llguidance.LLTokenizer:
@@ -89,7 +51,7 @@ def tokenizer_for(tokenizer_json: str, vocab_size: int, eos: int) -> llguidance.
 
 
 def bounded(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema with a length on every string and array it leaves unbounded; what it
+    """The schema with every string, array and object it leaves open bounded; what it
     accepts is a subset of what the original accepts."""
     out: dict[str, Any] = {}
     for key, value in schema.items():
@@ -125,35 +87,3 @@ def _close(schema: dict[str, Any]) -> None:
     schema["patternProperties"] = {_KEY: extra if isinstance(extra, Mapping) else {}}
     schema["additionalProperties"] = False
     schema.setdefault("maxProperties", max(MAX_ITEMS, schema.get("minProperties", 0)))
-
-
-def with_intent(schema: Mapping[str, Any], label: str) -> Mapping[str, Any]:
-    """The schema with its top-level `intent` fixed to the decided label, where the schema
-    asks for a string the label is one of (a free string, or an enum or pattern it fits)."""
-    field = schema.get("properties", {}).get(INTENT_FIELD)
-    if isinstance(field, Mapping) and "$ref" in field:  # a pydantic Enum: its definition
-        name = str(field["$ref"]).rsplit("/", 1)[-1]
-        field = schema.get("$defs", {}).get(name)
-    if not isinstance(field, Mapping) or not _admits(field, label):
-        return schema
-    properties = {**schema["properties"], INTENT_FIELD: {"const": label}}
-    return {**schema, "properties": properties}
-
-
-def _admits(field: Mapping[str, Any], label: str) -> bool:
-    """Whether a string schema of the common keywords takes `label` (anything else: no)."""
-    known = {"type", "enum", "pattern", "minLength", "maxLength", "title", "description"}
-    if not set(field) <= known or field.get("type", "string") != "string":
-        return False
-    if "enum" in field and label not in field["enum"]:
-        return False
-    try:
-        if "pattern" in field and re.search(str(field["pattern"]), label) is None:
-            return False
-    except re.error:
-        return False
-    return bool(field.get("minLength", 0) <= len(label) <= field.get("maxLength", len(label)))
-
-
-def _compiled(schema: Mapping[str, Any]) -> str:
-    return llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=_COMPACT)

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.backends.custom.gpt.constrain import MAX_ITEMS, MAX_STRING_CHARS, bounded, with_intent
+from app.backends.custom.gpt.constrain import MAX_ITEMS, MAX_STRING_CHARS, bounded
+from app.backends.grammar import with_intent
 
 
 def test_every_open_string_array_and_object_is_bounded_and_nothing_else() -> None:
