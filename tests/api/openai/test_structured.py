@@ -39,6 +39,11 @@ class CardAnswer(BaseModel):
     channel: Literal["app", "phone", "branch"]
 
 
+def json_schema(schema: Any) -> Any:
+    """`response_format` asking for JSON valid against `schema`."""
+    return {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+
+
 def ask(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
@@ -252,10 +257,7 @@ async def test_what_is_no_json_schema_is_a_400(serve: ServeFactory, schema: Any)
             await sdk.chat.completions.create(
                 model="custom",
                 messages=ask(QUESTIONS[0]),
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": "x", "schema": schema},
-                },
+                response_format=json_schema(schema),
             )
     assert raised.value.response.json()["error"]["param"] == "response_format"
 
@@ -285,10 +287,7 @@ async def test_a_gemini_schema_that_refers_outside_its_definitions_is_a_400(
             await sdk.chat.completions.create(
                 model="gemini",
                 messages=ask(QUESTIONS[0]),
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": "x", "schema": schema},
-                },
+                response_format=json_schema(schema),
             )
     error = raised.value.response.json()["error"]
     assert (error["param"], "#/properties/b" in error["message"]) == ("response_format", True)
