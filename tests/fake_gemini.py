@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 API_KEY = "fake-gemini-key"
+REPLY_FUNCTION = "bankllm_reply"  # the service's own answer, declared beside a caller's tools
 REPLY = "intent: card_arrival\nYour card is on its way and usually arrives within 3 working days."
 REPLY_TEXT = REPLY.split("\n", 1)[1]  # what the service answers: the reply, no intent line
 CHOICE_CHUNKS = 18  # the chunks (the fake's tokens) of REPLY's JSON choice: `choice_json()`
@@ -68,10 +69,16 @@ class FakeGemini:
     accepted_key: str = API_KEY  # set another to revoke the key the service holds
     faults: deque[Fault] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
+    # Offered tools: call the first the request allows (its arguments these, or made from its
+    # schema), or answer in words through the service's reply function when `answers` is set
+    # or the last turn holds a tool's result.
+    tool_arguments: dict[str, Any] | None = None
+    answers: bool = False
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def reset(self) -> None:
         self.reply, self.accepted_key, self.confidence = REPLY, API_KEY, 0.9
+        self.tool_arguments, self.answers = None, False
         self.faults.clear()
         self.received.clear()
 
@@ -111,6 +118,8 @@ class FakeGemini:
             return _error(fault.status, f"injected {fault.status}", retry_delay=fault.retry_delay)
         if fault.malformed:
             return Response("<html>upstream proxy error</html>", media_type="application/json")
+        if "tools" in body:
+            return self._call(body, streamed)
         generation = body.get("generationConfig", {})
         as_json = generation.get("responseMimeType") == "application/json"
         schema = generation.get("responseJsonSchema") or {}
@@ -124,6 +133,29 @@ class FakeGemini:
         return StreamingResponse(
             self._events(words, finish, prompt_tokens, fault), media_type="text/event-stream"
         )
+
+    def _call(self, body: dict[str, Any], streamed: bool) -> Response:
+        """A function call, as Gemini held to calling one (mode ANY) answers."""
+        declared = {d["name"]: d for t in body["tools"] for d in t["functionDeclarations"]}
+        allowed = body["toolConfig"]["functionCallingConfig"]["allowedFunctionNames"]
+        last = body["contents"][-1]["parts"]
+        answered = any("functionResponse" in p for p in last)
+        if REPLY_FUNCTION in allowed and (self.answers or answered):
+            name, args = REPLY_FUNCTION, json.loads(choice_json(self.reply, self.confidence))
+        else:
+            name = next(n for n in allowed if n != REPLY_FUNCTION)
+            function = declared[name]  # the SDK sends this one key in snake case; Google takes both
+            schema = function.get("parametersJsonSchema") or function.get(
+                "parameters_json_schema", {}
+            )
+            args = self.tool_arguments or instance(schema, schema.get("$defs", {}))
+        call = {"functionCall": {"id": f"fc-{len(self.received)}", "name": name, "args": args}}
+        chunk = _response("", "STOP", len(json.dumps(body["contents"]).split()), 1)
+        chunk["candidates"][0]["content"]["parts"] = [call]
+        if not streamed:
+            return JSONResponse(chunk)
+        event = f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+        return StreamingResponse(iter([event]), media_type="text/event-stream")
 
     def _choice(self, schema: dict[str, Any]) -> str:
         reply = schema.get("properties", {}).get("reply", {"type": "string"})

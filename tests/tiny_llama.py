@@ -15,10 +15,23 @@ from app.banking.corpus import build_corpus
 from app.banking.intents import IntentSet, format_answer
 
 SPECIALS = ["<|pad|>", "<|begin|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
+SPECIALS += ["<|ipython|>", "<|python_tag|>"]  # Llama 3.1's tool turn, and vLLM's parser's mark
+# Llama 3.1's tool calling in our own words: the tools in the system turn, as JSON; a call is
+# the assistant's turn written as {"name": ..., "parameters": ...}; a result is an ipython turn.
+CHAT_TEMPLATE = """{%- for m in messages -%}
+{%- if m['role'] == 'tool' -%}<|ipython|>{{ m['content'] }}<|end|>
+{%- elif m['role'] == 'assistant' and m.get('tool_calls') -%}<|assistant|>
+{%- for c in m['tool_calls'] -%}
+{"name": "{{ c['function']['name'] }}", "parameters": {{ c['function']['arguments'] | tojson }}}
+{%- endfor -%}<|end|>
+{%- else -%}<|{{ m['role'] }}|>{{ m['content'] }}
+{%- if m['role'] == 'system' and tools -%}
+Call a function by answering with its JSON {"name": its name, "parameters": its arguments}:
+{%- for t in tools %} {{ t | tojson }}{% endfor -%}
+{%- endif -%}<|end|>
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"""
 
 
 def build_tokenizer(vocab_size: int = 600) -> Any:
@@ -53,7 +66,7 @@ def build_base(folder: Path, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,  # head_dim 64: a size every attention backend takes
         num_key_value_heads=1,
-        max_position_embeddings=512,
+        max_position_embeddings=1024,  # room for tool definitions in the prompt
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from app.backends.protocol import DEFAULT_SAMPLING
 from app.serving.limits import MAX_EARLIER_TURNS
-from app.serving.results import GenerateResult
+from app.serving.results import OPENAI_ONLY, GenerateResult
 
 
 def _json_integer(value: Any) -> Any:
@@ -89,6 +89,8 @@ def _public(name: str, result: type[Any]) -> type[BaseModel]:
     hints = get_type_hints(result)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(result):
+        if f.metadata.get(OPENAI_ONLY):
+            continue
         default = ... if f.default is dataclasses.MISSING else f.default
         fields[f.name] = (hints[f.name], Field(default, description=f.metadata.get("description")))
     return create_model(name, **fields)

@@ -39,11 +39,23 @@ def compiled(schema: Mapping[str, Any]) -> str:
     return llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=_COMPACT)
 
 
-class TokenMask:
-    """Which tokens may come next; `take` moves it on by the token chosen."""
+def call_or_text(call: Mapping[str, Any]) -> str:
+    """A Lark grammar: a tool call, JSON of `call` (compact), or prose, which a call's `{`
+    cannot begin. vLLM's guidance backend and `lark_compiled` read it."""
+    schema = {**call, "x-guidance": {"whitespace_flexible": False}}
+    return f"start: call | TEXT\ncall: %json {json.dumps(schema)}\nTEXT: /[^{{](?s:.)*/\n"
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer, schema: Mapping[str, Any]):
-        self._matcher = llguidance.LLMatcher(tokenizer, compiled(schema), log_level=0)
+
+def lark_compiled(lark: str) -> str:
+    return llguidance.LLMatcher.grammar_from_lark(lark)
+
+
+class TokenMask:
+    """Which tokens may come next under a grammar (`compiled` or `lark_compiled`); `take`
+    moves it on by the token chosen."""
+
+    def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str):
+        self._matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
         if self._matcher.is_error():
             raise SchemaRefused(self._matcher.get_error())
         self._vocab_size = tokenizer.vocab_size

@@ -9,19 +9,25 @@ from typing import Any, Literal, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel
 
+from app.backends.tools import ToolCall, Tools
 from app.errors import InvalidRequest, ModelUnavailable
 
-FinishReason = Literal["stop", "length"]
-Role = Literal["system", "user", "assistant"]
+# a model stops or runs out of tokens; an answer that calls tools ends for their results
+FinishReason = Literal["stop", "length", "tool_calls"]
+Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One turn of a conversation. `/generate`'s prompt is a single user turn."""
+    """One turn of a conversation. `/generate`'s prompt is a single user turn. An assistant
+    turn may carry the tool calls it made; a tool turn is one call's result, naming it."""
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None  # a tool turn's: the call it answers
+    name: str | None = None  # a tool turn's: the function that was called
 
 
 Conversation = Sequence[Message]
@@ -51,6 +57,7 @@ class ModelInfo:
     # an answer whose confidence is below this is a `low_confidence` hand-off (calibrated by
     # `bankllm eval --calibrate`); None: never
     handoff_below: float | None = None
+    calls_tools: bool = False  # whether the model is offered a request's tools
 
 
 HANDOFF_BELOW = "handoff_below"  # a checkpoint's or adapter's calibrated threshold, in its metadata
@@ -103,6 +110,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     response_format: ResponseFormat | None = None  # None: text
+    tools: Tools | None = None  # None: no tool may be called
 
 
 DEFAULT_SAMPLING = SamplingParams()
@@ -127,6 +135,7 @@ class Piece:
     # the probability the model gave the intent it named, on the piece that names it (None:
     # a model that gives none)
     confidence: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # calls the model made, each whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,7 @@ class Completion:
     finish_reason: FinishReason
     usage: Usage
     confidence: float | None = None  # the intent's, when the model gives one
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class Adapter(Protocol):
@@ -162,15 +172,18 @@ async def collect(pieces: AsyncIterator[Piece]) -> Completion:
     parts: list[str] = []
     finish: Piece | None = None
     confidence: float | None = None
+    calls: list[ToolCall] = []
     async for piece in pieces:
         parts.append(piece.text)
+        calls += piece.tool_calls
         if piece.confidence is not None:
             confidence = piece.confidence
         if piece.finish_reason is not None and piece.usage is not None:
             finish = piece
     if finish is None or finish.finish_reason is None or finish.usage is None:
         raise RuntimeError("the stream ended without a finish piece")
-    return Completion("".join(parts), finish.finish_reason, finish.usage, confidence)
+    text = "".join(parts)
+    return Completion(text, finish.finish_reason, finish.usage, confidence, tuple(calls))
 
 
 def user_text(messages: Conversation) -> str:

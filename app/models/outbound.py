@@ -1,13 +1,19 @@
-"""What of a request may leave the process: CLOUD_PII_POLICY applied to a remote model's whole
-request, every turn and stop string read as one text (redacted, or refused with a 422); local
-models get the request as written."""
+"""What of a request may leave the process: the tools a model can be offered (a model that
+cannot call them is refused a call it must make, and not shown them otherwise), and
+CLOUD_PII_POLICY applied to a remote model's whole request, every turn, tool call's arguments
+and stop string read as one text (redacted, or refused with a 422); local models get the
+request as written."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any
 
 from app.backends.catalog import is_remote
 from app.backends.protocol import Message, ModelInfo, SamplingParams
+from app.backends.tools import ToolCall, cannot_call_tools
 from app.banking.pii import Policy, blocked, redact_all
 from app.telemetry.record import RequestRecord
 
@@ -23,16 +29,89 @@ def outbound(
 ) -> Request:
     """The turns and parameters as they may be sent to `info`'s model; each find is counted
     on the record (an evaluation's questions have none)."""
+    params = _offered_tools(params, info, record)
     if policy == "allow" or not is_remote(info.backend):
         return conversation, params
-    turns = len(conversation)
-    redactions = redact_all([m.content for m in conversation] + list(params.stop))
+    said = _said(conversation)
+    redactions = redact_all(said + list(params.stop))
     if record is not None:
         record.found_pii(redactions.found, "blocked" if policy == "block" else "redacted")
     if policy == "block" and redactions.found:
         raise blocked(redactions.found)
     if not redactions.found:
         return conversation, params
-    texts = redactions.texts
-    masked = tuple(Message(m.role, t) for m, t in zip(conversation, texts[:turns], strict=True))
-    return masked, dataclasses.replace(params, stop=texts[turns:])
+    texts = iter(redactions.texts)
+    masked = tuple(_masked(m, texts) for m in conversation)
+    return masked, dataclasses.replace(params, stop=tuple(texts))
+
+
+def _offered_tools(
+    params: SamplingParams, info: ModelInfo, record: RequestRecord | None
+) -> SamplingParams:
+    """The tools as `info`'s model gets them: a model that calls none must not be asked to
+    call one (400), and answers in prose when it may (the record says it was not offered)."""
+    tools = params.tools
+    if tools is None:
+        return params
+    if record is not None:
+        record.tools = "offered" if info.calls_tools else "not_offered"
+    if info.calls_tools:
+        return params
+    if tools.must_call:
+        raise cannot_call_tools(info.name, info.backend)
+    return dataclasses.replace(params, tools=None)
+
+
+def _said(conversation: tuple[Message, ...]) -> list[str]:
+    """Every text of the turns, in order: each turn's content, then the strings of each of its
+    tool calls' arguments (a customer's card number may be one)."""
+    said: list[str] = []
+    for message in conversation:
+        said.append(message.content)
+        for call in message.tool_calls:
+            said += _strings(_arguments(call))
+    return said
+
+
+def _masked(message: Message, texts: Iterator[str]) -> Message:
+    """The turn with its texts as redacted, taken from `texts` in `_said`'s order."""
+    content = next(texts)
+    calls = tuple(
+        dataclasses.replace(call, arguments=json.dumps(_replaced(_arguments(call), texts)))
+        for call in message.tool_calls
+    )
+    return dataclasses.replace(message, content=content, tool_calls=calls)
+
+
+def _arguments(call: ToolCall) -> Any:
+    """A call's arguments as JSON values; text that is no JSON is one string."""
+    try:
+        return json.loads(call.arguments)
+    except json.JSONDecodeError:
+        return call.arguments
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings and numbers of a JSON value, depth first (a card number may be either)."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return [str(value)]
+    return []
+
+
+def _replaced(value: Any, texts: Iterator[str]) -> Any:
+    """The JSON value with each of `_strings` taken in turn from `texts`; a number that was
+    redacted stays a string, one that was not keeps its type."""
+    if isinstance(value, dict):
+        return {k: _replaced(v, texts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v, texts) for v in value]
+    if isinstance(value, str):
+        return next(texts)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = next(texts)
+        return value if text == str(value) else text
+    return value

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from app.backends.protocol import Adapter, FinishReason, Message, Piece, SamplingParams
+from app.backends.tools import ToolCall, Tools, arguments_problem
 from app.banking.intents import IntentSplitter
 from app.banking.pii import Policy
 from app.errors import InvalidRequest, UpstreamError
@@ -23,12 +24,18 @@ class ModelStream:
     lease on the model that answered when it was leased here (the fallback)."""
 
     def __init__(
-        self, pieces: AsyncGenerator[Piece, None], first: Piece | None, leased: Loaded | None
+        self,
+        pieces: AsyncGenerator[Piece, None],
+        first: Piece | None,
+        leased: Loaded | None,
+        tools: Tools | None = None,
     ):
         self.pieces = pieces
         self.first = first
         self.finish: FinishReason = "length"  # why it ended, once read to its end
+        self.tool_calls: list[ToolCall] = []  # the model's, each checked against its tool
         self._leased = leased
+        self._tools = tools  # those the model was offered
 
     async def __aenter__(self) -> ModelStream:
         return self
@@ -64,7 +71,22 @@ class ModelStream:
             record.usage, self.finish = piece.usage, piece.finish_reason
         if piece.confidence is not None:
             record.confidence = piece.confidence
+        for call in piece.tool_calls:
+            self.tool_calls.append(_checked_call(call, self._tools, record))
         return piece.text
+
+
+def _checked_call(call: ToolCall, tools: Tools | None, record: RequestRecord) -> ToolCall:
+    """A call the caller may run: of a tool it offered, with arguments that hold to that
+    tool's parameters (every backend's calls are checked here, constrained or not)."""
+    name = record.model.name if record.model is not None else "the model"
+    tool = tools.get(call.name) if tools is not None else None
+    if tool is None:
+        raise UpstreamError(f"{name} called {call.name!r}, a tool it was not offered")
+    if (problem := arguments_problem(tool, call.arguments)) is not None:
+        message = f"{name} called {call.name!r} with arguments its parameters refuse: {problem}"
+        raise UpstreamError(message)
+    return call
 
 
 async def open_answer(
@@ -93,9 +115,11 @@ async def open_answer(
                 name = adapter.info.name
                 logger.warning("%s failed (%s); %s answers", active.name, failure.type, name)
                 record.fell_back(active, failure, adapter.info)
-            pieces = adapter.stream(*outbound(conversation, params, adapter.info, policy, record))
+            sent = outbound(conversation, params, adapter.info, policy, record)
+            pieces = adapter.stream(*sent)
             try:
-                return ModelStream(pieces, await deadline.bound(anext(pieces, None)), leased)
+                opening = await deadline.bound(anext(pieces, None))
+                return ModelStream(pieces, opening, leased, sent[1].tools)
             except BaseException:
                 await pieces.aclose()
                 raise

@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from app.backends.protocol import DEFAULT_SAMPLING, ROLES, Message, ResponseFormat, SamplingParams
+from app.backends.tools import Tools, parameters_problem
 from app.banking.intents import IntentSet
 from app.errors import Forbidden, InvalidRequest, ModelNotFound, Problem, lone_surrogate
 from app.serving.results import RequestContext
@@ -17,6 +18,7 @@ MAX_STOPS = 4
 MAX_EARLIER_TURNS = 8  # a conversation's earlier customer turns that /generate takes
 # A stop string is held back and searched on every delta: its length bounds that work.
 MAX_STOP_CHARS = 64
+MAX_TOOLS = 64  # tools one request may offer; each is read by the model with every turn
 _NO_SYSTEM_TURNS = (
     "user or assistant: this service takes no system (or developer) turns from callers "
     "(ALLOW_SYSTEM_TURNS=false)"
@@ -94,9 +96,18 @@ class Limits:
                 raise InvalidRequest.fields(
                     (["messages", i, "role"], _NO_SYSTEM_TURNS, message.role)
                 )
-        self._check_length(sum(len(m.content) for m in messages), ["messages"])
+        said = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+        self._check_length(said, ["messages"])
         for i, message in enumerate(messages):
             _check_text(message.content, ["messages", i, "content"])
+            for j, call in enumerate(message.tool_calls):
+                _check_text(call.arguments, ["messages", i, "tool_calls", j, "arguments"])
+        for i, message in enumerate(messages):
+            if message.role == "tool" and message.name is None:
+                reason = "answers no tool call of an earlier assistant turn"
+                raise InvalidRequest.fields(
+                    (["messages", i, "tool_call_id"], reason, message.tool_call_id)
+                )
         last = max(i for i, m in enumerate(messages) if m.role == "user")
         _check_words(messages[last].content, ["messages", last, "content"])
         return tuple(messages)
@@ -127,6 +138,7 @@ class Limits:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         response_format: ResponseFormat | None = None,
+        tools: Tools | None = None,
     ) -> SamplingParams:
         """The request's options, checked against the configured limits."""
         limit = self.max_tokens
@@ -146,10 +158,37 @@ class Limits:
                 problems.append((["stop", i], f"at most {MAX_STOP_CHARS} characters", len(text)))
             elif (at := lone_surrogate(text)) is not None:
                 problems.append((["stop", i], _NOT_TEXT.format(at=at), text))
+        if tools is not None:
+            problems += self._tool_problems(tools, response_format)
         if problems:
             raise InvalidRequest.fields(*problems)
         stops = tuple(stop or ())
-        return SamplingParams(max_tokens, temperature, top_p, stops, seed, response_format)
+        return SamplingParams(max_tokens, temperature, top_p, stops, seed, response_format, tools)
+
+    def _tool_problems(self, tools: Tools, response_format: ResponseFormat | None) -> list[Problem]:
+        """Tools a model can be offered: at most MAX_TOOLS, named once each, their parameters
+        JSON Schemas of objects, their definitions within the prompt's limit (a model reads
+        every one); a tool the choice names is offered; JSON output is asked without them."""
+        if not tools.offered:
+            return [(["tool_choice"], "names a tool to call, but no tools are offered", None)]
+        if len(tools.offered) > MAX_TOOLS:
+            return [(["tools"], f"at most {MAX_TOOLS} tools", len(tools.offered))]
+        problems: list[Problem] = []
+        names = [t.name for t in tools.offered]
+        if len(set(names)) < len(names):
+            problems.append((["tools"], "each tool's name once", names))
+        if tools.named is not None and tools.get(tools.named) is None:
+            problems.append((["tool_choice"], "names no tool offered", tools.named))
+        for i, tool in enumerate(tools.offered):
+            if (problem := parameters_problem(tool.parameters)) is not None:
+                problems.append((["tools", i, "function", "parameters"], problem, None))
+        size = sum(len(t.name) + len(t.description) + len(str(t.parameters)) for t in tools.offered)
+        if size > self.max_prompt_chars:
+            problems.append((["tools"], f"at most {self.max_prompt_chars} characters in all", size))
+        if response_format is not None:
+            reason = "not served with tools: ask for JSON, or offer tools (or tool_choice none)"
+            problems.append((["response_format"], reason, None))
+        return problems
 
     def _check_length(self, n: int, loc: list[str | int]) -> None:
         limit = self.max_prompt_chars

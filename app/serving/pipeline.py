@@ -9,15 +9,16 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from app.backends.catalog import is_remote
-from app.backends.protocol import Adapter, Message, ModelSpec
+from app.backends.protocol import Adapter, FinishReason, Message, ModelSpec, SamplingParams
+from app.backends.tools import ToolCall
 from app.banking.intents import IntentSet, IntentSplitter
-from app.errors import ModelNotActive, ServiceError
+from app.errors import ModelNotActive, ServiceError, UpstreamError
 from app.models.loaded import Loaded
 from app.models.mirror import Mirror
 from app.models.shadow import Shadow
 from app.models.switching import ActiveModel
 from app.serving.admission import Admission
-from app.serving.answering import open_answer, reply_deltas, whole_reply
+from app.serving.answering import ModelStream, open_answer, reply_deltas, whole_reply
 from app.serving.deadline import Deadline
 from app.serving.drain import Drain
 from app.serving.failures import recorded_failure
@@ -176,12 +177,11 @@ class Pipeline:
                     else:
                         text = await whole_reply(answer, splitter, record)
                     record.intent, record.handoff = splitter.intent, splitter.handoff
+                    calls = _calls(answer, params, record)
                     record.end()
                 if record.fallback_from is None:
                     self._model.answered(active)
-            # a hand-off's text is whole, however far the model's own reply went
-            finish = "stop" if record.handoff is not None else answer.finish
-            result = GenerateResult.of(record, text, finish)
+            result = GenerateResult.of(record, text, _finish(answer, record, calls), calls)
             yield StreamEvent(record.request_id, result=result, model=record.model)
         except BaseException as exc:
             error = recorded_failure(exc, record, deadline)
@@ -211,6 +211,32 @@ class Pipeline:
         if self._fallback is not None and self._fallback.name != active.info.name:
             return [active, self._fallback]
         return [active]
+
+
+def _calls(
+    answer: ModelStream, params: SamplingParams, record: RequestRecord
+) -> tuple[ToolCall, ...]:
+    """The tool calls the caller is given: none with a hand-off (the assistant acts on no
+    request it hands to a person); a model that had to call one and ended without has failed."""
+    if record.handoff is not None:
+        return ()
+    calls = tuple(answer.tool_calls)
+    must_call = params.tools is not None and params.tools.must_call
+    if must_call and not calls and answer.finish != "length":  # max_tokens may cut a call
+        name = record.model.name if record.model is not None else "the model"
+        raise UpstreamError(f"{name} called no tool, though the request's tool_choice needs one")
+    record.tool_calls = tuple(call.name for call in calls)
+    return calls
+
+
+def _finish(
+    answer: ModelStream, record: RequestRecord, calls: tuple[ToolCall, ...]
+) -> FinishReason:
+    """Why the answer ended: a hand-off's text is whole, however far the model's own reply
+    went; an answer with tool calls waits for their results."""
+    if record.handoff is not None:
+        return "stop"
+    return "tool_calls" if calls else answer.finish
 
 
 def _settle(grant: Grant, record: RequestRecord) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.backends.protocol import FinishReason, ModelInfo
+from app.backends.tools import ToolCall
 from app.banking.intents import Handoff
 from app.telemetry.record import NO_MODEL, RequestRecord
+
+OPENAI_ONLY = "openai_only"  # a result field `/generate` does not answer with
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,10 @@ class GenerateResult:
             "threshold; null for an answer of an intent."
         },
     )
+    # OpenAI's API only (`/generate` offers no tools): the calls the model made, and whether it
+    # was offered the request's tools at all (None: none were asked for)
+    tool_calls: tuple[ToolCall, ...] = field(default=(), metadata={OPENAI_ONLY: True})
+    tools: str | None = field(default=None, metadata={OPENAI_ONLY: True})
     confidence: float | None = field(
         default=None,
         metadata={
@@ -63,10 +71,16 @@ class GenerateResult:
     def fields(self) -> dict[str, Any]:
         """Every field by name, in order: the JSON of /generate's answer (`GeneratePublic`,
         the API's schema, is made from this class)."""
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k not in _OPENAI_FIELDS}
 
     @classmethod
-    def of(cls, record: RequestRecord, text: str, finish: FinishReason) -> GenerateResult:
+    def of(
+        cls,
+        record: RequestRecord,
+        text: str,
+        finish: FinishReason,
+        tool_calls: tuple[ToolCall, ...] = (),
+    ) -> GenerateResult:
         """The answer of a finished request, from its record."""
         info = record.model or NO_MODEL
         ttft = record.ttft_s
@@ -84,8 +98,15 @@ class GenerateResult:
             ttft_ms=None if ttft is None else round(ttft * 1000, 2),
             fallback_from=record.fallback_from,
             handoff=record.handoff,
+            tool_calls=tool_calls,
+            tools=record.tools,
             confidence=None if record.confidence is None else round(record.confidence, 4),
         )
+
+
+_OPENAI_FIELDS = frozenset(
+    f.name for f in dataclasses.fields(GenerateResult) if f.metadata.get(OPENAI_ONLY)
+)
 
 
 @dataclass(slots=True)  # one a delta: not frozen, for GenerateResult's reason

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from app.backends.protocol import ModelInfo, Usage
 from app.banking.intents import Handoff
@@ -61,6 +61,8 @@ class RequestRecord:
         "started",
         "status",
         "stream",
+        "tool_calls",
+        "tools",
         "usage",
         "user",
     )
@@ -83,6 +85,9 @@ class RequestRecord:
         self.confidence: float | None = None  # the probability the model gave its intent
         self.label: str | None = None  # the intent an evaluation knows the prompt has
         self.fallback_from: str | None = None  # the remote model that failed before `model`
+        # with tools asked for: whether the model was offered them, and the ones it called
+        self.tools: Literal["offered", "not_offered"] | None = None
+        self.tool_calls: tuple[str, ...] = ()  # names only: arguments may be a customer's
         self._in_flight: ModelSeries | None = None  # the series counting it in flight, meanwhile
         self._committed = False
 
@@ -186,6 +191,8 @@ class RequestRecord:
             "label": self.label,
             "cost_usd": usage.cost_usd,
             "fallback_from": self.fallback_from,
+            "tools": self.tools,
+            "tool_calls": list(self.tool_calls),
             "api": self.api,
             "user": self.user,
         }

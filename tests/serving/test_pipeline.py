@@ -46,6 +46,8 @@ def _row(**fields: object) -> dict[str, object]:
         "label": None,
         "cost_usd": None,
         "fallback_from": None,
+        "tools": None,
+        "tool_calls": [],
         "api": "generate",
         "user": None,
         **fields,

@@ -63,6 +63,8 @@ def test_a_served_request_writes_its_row_and_samples_once(tmp_path: Path) -> Non
             "label": None,
             "cost_usd": 0.0001,
             "fallback_from": None,
+            "tools": None,
+            "tool_calls": [],
             "api": "generate",
             "user": None,
         }

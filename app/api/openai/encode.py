@@ -40,7 +40,21 @@ def bankllm(result: GenerateResult) -> dict[str, Any]:
         "latency_ms": result.latency_ms,
         "ttft_ms": result.ttft_ms,
         "fallback_from": result.fallback_from,
+        "tools": result.tools,  # "not_offered": the model answered without seeing them
     }
+
+
+def tool_calls(result: GenerateResult, indexed: bool = False) -> list[dict[str, Any]]:
+    """The calls in OpenAI's shape; a stream's deltas number them."""
+    return [
+        ({"index": i} if indexed else {})
+        | {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+        for i, call in enumerate(result.tool_calls)
+    ]
 
 
 def completion(
@@ -51,6 +65,10 @@ def completion(
     choice: dict[str, Any] = {"index": 0}
     if kind == "chat" and structured and result.handoff is not None:
         choice["message"] = {"role": "assistant", "content": None, "refusal": result.text}
+    elif kind == "chat" and result.tool_calls:
+        content = result.text or None  # what the model said beside its calls, if anything
+        choice["message"] = {"role": "assistant", "content": content}
+        choice["message"]["tool_calls"] = tool_calls(result)
     elif kind == "chat":
         choice["message"] = {"role": "assistant", "content": result.text}
     else:
@@ -98,6 +116,9 @@ class Chunks:
             return self._choice({"delta": {"refusal" if refusal else "content": delta}})
         return self._choice({"text": delta})
 
+    def calls(self, result: GenerateResult) -> dict[str, Any]:
+        return self._choice({"delta": {"tool_calls": tool_calls(result, indexed=True)}})
+
     def last(self, result: GenerateResult) -> dict[str, Any]:
         """The chunk with the finish reason, and our figures."""
         body: dict[str, Any] = {"delta": {}} if self._kind == "chat" else {"text": ""}
@@ -141,6 +162,8 @@ class ChunkEncoder:
             if self._kind == "chat":
                 payloads.append(chunks.first())
         if event.result is not None:
+            if event.result.tool_calls:  # each whole, in one delta before the finish
+                payloads.append(chunks.calls(event.result))
             payloads.append(chunks.last(event.result))
             if self._include_usage:
                 payloads.append(chunks.usage(event.result))

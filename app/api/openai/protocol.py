@@ -5,23 +5,21 @@ taken, some only at their neutral values (`_only`). Every optional field takes n
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
-    field_validator,
+from pydantic import Field, field_validator, model_validator
+
+from app.api.openai.body import OpenAIBody, only
+from app.api.openai.outputs import (
+    NamedToolChoice,
+    ResponseFormatIn,
+    ToolCallIn,
+    ToolIn,
+    response_shape,
 )
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
-
 from app.api.schemas import JsonInt
-from app.backends.protocol import DEFAULT_SAMPLING, Message, ResponseFormat, Role
+from app.backends.protocol import DEFAULT_SAMPLING, Message, Role
+from app.backends.tools import Tools
 
 OPENAI_TEMPERATURE = 1.0  # OpenAI's default; `/generate` keeps ours
 _OPENAI_ROLES: dict[str, Role] = {
@@ -29,51 +27,16 @@ _OPENAI_ROLES: dict[str, Role] = {
     "developer": "system",  # OpenAI's newer name for the system turn
     "user": "user",
     "assistant": "assistant",
+    "tool": "tool",  # a tool call's result
 }
 
 
-_NON_EMPTY = {"type": "string", "minLength": 1}
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class _Only:
-    """A field taken only at values that change nothing here (null always does): any other is
-    refused, and the API's document lists the values it takes."""
-
-    neutral: tuple[Any, ...]
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self._check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {**handler(schema), "enum": [*self.neutral, None]}
-
-    def _check(self, value: T) -> T:
-        if value is not None and value not in self.neutral:
-            named = " or ".join(json.dumps(v) for v in self.neutral) or "null"
-            raise ValueError(f"not served: only {named} (or null), which changes nothing here")
-        return value
-
-
-def _only(*neutral: object) -> _Only:
-    return _Only(neutral)
-
-
-class _OpenAIBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # unknown fields refused, types exact
-
-
-class ContentPart(_OpenAIBody):
+class ContentPart(OpenAIBody):
     type: str = Field(json_schema_extra={"const": "text"})
     text: str  # a part without text is refused
 
 
-class ChatMessageIn(_OpenAIBody):
+class ChatMessageIn(OpenAIBody):
     role: str = Field(
         description="system and developer turns only where the deployment sets "
         "ALLOW_SYSTEM_TURNS=true (400 otherwise): the bank's system prompt instructs the model",
@@ -83,72 +46,52 @@ class ChatMessageIn(_OpenAIBody):
     name: str | None = None  # a participant's name: a label, it changes no answer
     # what an assistant turn passed back as the SDK returned it may carry, empty
     refusal: str | None = None
-    tool_calls: Annotated[list[dict[str, Any]] | None, _only([])] = None
-    function_call: Annotated[dict[str, Any] | None, _only()] = None
-    audio: Annotated[dict[str, Any] | None, _only()] = None
-    annotations: Annotated[list[dict[str, Any]] | None, _only([])] = None
+    tool_calls: list[ToolCallIn] | None = None  # an assistant turn's calls
+    tool_call_id: str | None = None  # a tool turn's: the call whose result it is
+    function_call: Annotated[dict[str, Any] | None, only()] = None
+    audio: Annotated[dict[str, Any] | None, only()] = None
+    annotations: Annotated[list[dict[str, Any]] | None, only([])] = None
 
     @field_validator("role")
     @classmethod
     def _served_role(cls, role: str) -> str:
         if role not in _OPENAI_ROLES:
-            raise ValueError(f"one of {', '.join(_OPENAI_ROLES)} (no tool turns)")
+            raise ValueError(f"one of {', '.join(_OPENAI_ROLES)}")
         return role
+
+    @model_validator(mode="after")
+    def _tool_fields_in_their_turns(self) -> ChatMessageIn:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant turn carries tool_calls")
+        if (self.tool_call_id is not None) != (self.role == "tool"):
+            raise ValueError("a tool turn, and only a tool turn, names its tool_call_id")
+        return self
 
     @field_validator("content")
     @classmethod
-    def _text_only(cls, content: Any) -> Any:
+    def _textonly(cls, content: Any) -> Any:
         if isinstance(content, list) and any(p.type != "text" or p.text is None for p in content):
             raise ValueError("only text parts are served")
         return content
 
-    def message(self) -> Message:
+    def message(self, called: dict[str, str]) -> Message:
+        """The turn; a tool turn names the function whose call it answers (from `called`, the
+        earlier calls' ids and names)."""
         content = self.content
         if isinstance(content, list):
             content = "".join(part.text or "" for part in content)
-        return Message(_OPENAI_ROLES[self.role], content or "")
+        calls = tuple(call.call() for call in self.tool_calls or ())
+        answered = self.tool_call_id
+        name = called.get(answered) if answered is not None else None
+        return Message(_OPENAI_ROLES[self.role], content or "", calls, answered, name)
 
 
-class JsonSchemaFormat(_OpenAIBody):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: str | None = None
-    json_schema: dict[str, Any] | None = Field(None, alias="schema")
-    strict: bool | None = None  # every schema is enforced, strict or not
-
-
-class TextFormat(_OpenAIBody):
-    type: Literal["text"]
-
-
-class JsonObjectFormat(_OpenAIBody):
-    type: Literal["json_object"]
-
-
-class JsonSchemaResponse(_OpenAIBody):
-    type: Literal["json_schema"]
-    json_schema: JsonSchemaFormat
-
-
-ResponseFormatIn = Annotated[
-    TextFormat | JsonObjectFormat | JsonSchemaResponse, Field(discriminator="type")
-]
-
-
-def response_shape(
-    asked: TextFormat | JsonObjectFormat | JsonSchemaResponse | None,
-) -> ResponseFormat | None:
-    """What the pipeline constrains the reply to; None for text."""
-    if isinstance(asked, JsonSchemaResponse):
-        return ResponseFormat(asked.json_schema.json_schema, asked.json_schema.name)
-    return ResponseFormat() if isinstance(asked, JsonObjectFormat) else None
-
-
-class StreamOptions(_OpenAIBody):
+class StreamOptions(OpenAIBody):
     include_usage: bool | None = None
     include_obfuscation: bool | None = None  # padding against side channels: none is sent
 
 
-class _Sampling(_OpenAIBody):
+class _Sampling(OpenAIBody):
     model: str | None = None
     max_tokens: JsonInt | None = Field(None, json_schema_extra={"minimum": 1})
     temperature: float | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 2})
@@ -170,12 +113,12 @@ class _Sampling(_OpenAIBody):
     logprobs: bool | JsonInt | None = Field(None, json_schema_extra={"enum": [False, 0, None]})
     top_logprobs: JsonInt | None = Field(None, json_schema_extra={"enum": [0, None]})
     # Taken at the values that change nothing; any other is refused, naming the field.
-    frequency_penalty: Annotated[float | None, _only(0.0)] = None
-    presence_penalty: Annotated[float | None, _only(0.0)] = None
-    logit_bias: Annotated[dict[str, float] | None, _only({})] = None
-    store: Annotated[bool | None, _only(False)] = None  # no completion is kept for later
-    service_tier: Annotated[str | None, _only("auto", "default")] = None
-    ignore_eos: Annotated[bool | None, _only(False)] = None  # vLLM's; benchmarks send it
+    frequency_penalty: Annotated[float | None, only(0.0)] = None
+    presence_penalty: Annotated[float | None, only(0.0)] = None
+    logit_bias: Annotated[dict[str, float] | None, only({})] = None
+    store: Annotated[bool | None, only(False)] = None  # no completion is kept for later
+    service_tier: Annotated[str | None, only("auto", "default")] = None
+    ignore_eos: Annotated[bool | None, only(False)] = None  # vLLM's; benchmarks send it
     # Hints and labels for the caller's own bookkeeping: they change no answer.
     metadata: dict[str, str] | None = None
     prompt_cache_key: str | None = None
@@ -231,18 +174,33 @@ class ChatCompletionRequest(_Sampling):
         None, json_schema_extra={"minimum": 1}
     )  # the newer name of max_tokens; it wins
     response_format: ResponseFormatIn | None = None
-    modalities: Annotated[list[str] | None, _only(["text"])] = None
-    # Without tools there is nothing to call: only their absence is taken (issue 22 serves them).
-    tools: Annotated[list[dict[str, Any]] | None, _only([])] = None
-    tool_choice: Annotated[str | None, _only("none", "auto")] = None
-    parallel_tool_calls: bool | None = None  # a rule for tool calls: nothing without tools
+    modalities: Annotated[list[str] | None, only(["text"])] = None
+    tools: list[ToolIn] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None  # qlora calls one tool a turn; Gemini may call more
 
     def conversation(self) -> list[Message]:
-        return [m.message() for m in self.messages]
+        called: dict[str, str] = {}
+        turns = []
+        for m in self.messages:
+            turns.append(m.message(called))
+            called |= {call.id: call.function.name for call in m.tool_calls or ()}
+        return turns
 
     def chat_options(self) -> dict[str, Any]:
         shape = response_shape(self.response_format)
-        return {**self.options(self.max_completion_tokens), "response_format": shape}
+        options = self.options(self.max_completion_tokens)
+        return {**options, "response_format": shape, "tools": self.offered_tools()}
+
+    def offered_tools(self) -> Tools | None:
+        """The tools the model is offered, and what it must call; None: it may call none."""
+        choice = self.tool_choice
+        if choice == "none" or (not self.tools and choice in (None, "auto")):
+            return None
+        offered = tuple(t.tool() for t in self.tools or ())
+        if isinstance(choice, NamedToolChoice):
+            return Tools(offered, "required", choice.function.name)
+        return Tools(offered, "required" if choice == "required" else "auto")
 
     @property
     def structured(self) -> bool:
@@ -260,9 +218,9 @@ class CompletionRequest(_Sampling):
         }
     )
 
-    best_of: Annotated[JsonInt | None, _only(1)] = None
-    echo: Annotated[bool | None, _only(False)] = None
-    suffix: Annotated[str | None, _only("")] = None
+    best_of: Annotated[JsonInt | None, only(1)] = None
+    echo: Annotated[bool | None, only(False)] = None
+    suffix: Annotated[str | None, only("")] = None
 
     @field_validator("prompt")
     @classmethod

@@ -21,15 +21,15 @@ import tenacity
 from pydantic import ValidationError
 
 from app.backends.gemini.breaker import CircuitBreaker
+from app.backends.gemini.calls import CallsReader, answer_shape, calls_of, contents
 from app.backends.gemini.choice import (
     CHOICE_TOKENS,
     ChoiceReader,
-    asked_schema,
     choice_pieces,
     choice_schema,
 )
 from app.backends.gemini.options import GeminiOptions
-from app.backends.gemini.reply import finish_reason, text_and_reason
+from app.backends.gemini.reply import finish_reason, text_and_reason, usage_of
 from app.backends.gemini.upstream import (
     RETRY_STATUS_CODES,
     ServerDelay,
@@ -44,9 +44,9 @@ from app.backends.protocol import (
     ModelSpec,
     Piece,
     SamplingParams,
-    Usage,
 )
 from app.backends.stops import StopScanner
+from app.backends.tools import ToolCall
 from app.banking.intents import IntentSet
 from app.errors import (
     ModelUnavailable,
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
     from google.genai import Client, types
 
 T = TypeVar("T")
-_ROLES = {"user": "user", "assistant": "model"}  # system turns join the system instruction
 _attempts: ContextVar[list[int] | None] = ContextVar("gemini_attempts", default=None)
 
 
@@ -73,7 +72,9 @@ async def _count_attempt(request: Any) -> None:
 class GeminiAdapter:
     def __init__(self, spec: ModelSpec, intents: IntentSet):
         self._o = spec.options_as(GeminiOptions)
-        self._info = ModelInfo(spec.name, spec.backend, self._o.model, self._o.handoff_below)
+        self._info = ModelInfo(
+            spec.name, spec.backend, self._o.model, self._o.handoff_below, calls_tools=True
+        )
         self._breaker = CircuitBreaker(
             spec.name, self._o.breaker_failures, self._o.breaker_cooldown_s
         )
@@ -130,20 +131,15 @@ class GeminiAdapter:
     async def stream(
         self, messages: Conversation, params: SamplingParams
     ) -> AsyncGenerator[Piece, None]:
-        from google.genai import types
 
         client = self._ready()
         system = "\n\n".join([self._system, *(m.content for m in messages if m.role == "system")])
         config = self._config(params, system)
-        contents: Any = [
-            types.Content(role=_ROLES[m.role], parts=[types.Part(text=m.content)])
-            for m in messages
-            if m.role != "system"
-        ]
+        said: Any = contents(messages)
 
         async def first_chunk() -> tuple[types.GenerateContentResponse, AsyncIterator[Any]]:
             chunks = await client.aio.models.generate_content_stream(
-                model=self._o.model, contents=contents, config=config
+                model=self._o.model, contents=said, config=config
             )
             try:
                 return await anext(chunks), chunks
@@ -155,9 +151,12 @@ class GeminiAdapter:
 
         first, chunks = await self._guarded(first_chunk)
         structured = params.response_format is not None
-        choice = ChoiceReader(self._info.name, self._labels, structured)
+        choice: ChoiceReader | CallsReader = ChoiceReader(self._info.name, self._labels, structured)
+        if params.tools is not None:
+            choice = CallsReader(self._info.name, self._labels)
         scanner = StopScanner(params.stop)
         reason: str | None = None
+        made: tuple[ToolCall, ...] = ()
         last = first
         count = 0
         try:
@@ -165,6 +164,8 @@ class GeminiAdapter:
             while chunk is not None:
                 last = chunk
                 text, reason = text_and_reason(self._info.name, chunk)
+                if isinstance(choice, CallsReader):
+                    choice.made += calls_of(chunk)
                 if text:
                     count += 1
                     for piece in choice_pieces(*choice.feed(text), scanner):
@@ -180,11 +181,16 @@ class GeminiAdapter:
                 if reason is None:
                     raise UpstreamError(f"{self._info.name}'s stream ended without a finish reason")
                 finish = finish_reason(self._info.name, reason)
-                for piece in choice_pieces(*choice.end(finish == "stop"), scanner):
+                if isinstance(choice, CallsReader):
+                    line, reply, made = choice.end()
+                else:
+                    line, reply = choice.end(finish == "stop")
+                for piece in choice_pieces(line, reply, scanner):
                     yield piece
                 if tail := scanner.flush():
                     yield Piece(tail)
-            yield Piece("", "stop" if scanner.stopped else finish, self._usage(last, count))
+            finish = "stop" if scanner.stopped else finish
+            yield Piece("", finish, usage_of(last, count, self._o.cost_usd), tool_calls=made)
         except UpstreamError as exc:
             if not isinstance(exc, UpstreamRefused):
                 self._breaker.failed(probe=False)  # a stream that broke off counts against it
@@ -209,11 +215,10 @@ class GeminiAdapter:
             temperature=params.temperature,
             top_p=params.top_p,
             seed=params.seed,
-            response_mime_type="application/json",
-            response_json_schema=asked_schema(self._choices, params.response_format),
             thinking_config=thinking,
-            # no tools are declared: skip the SDK's function-calling loop and its log line
+            # the caller runs its tools: skip the SDK's function-calling loop and its log line
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+            **answer_shape(params, self._choices),
         )
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -286,12 +291,3 @@ class GeminiAdapter:
             ) from exc
         except (errors.UnknownApiResponseError, json.JSONDecodeError, ValidationError) as exc:
             raise malformed(name, exc) from exc
-
-    def _usage(self, response: types.GenerateContentResponse, chunks: int) -> Usage:
-        meta = response.usage_metadata
-        if meta is None:
-            return Usage(0, chunks)
-        prompt = meta.prompt_token_count or 0
-        output = meta.candidates_token_count or 0
-        billed = output + (meta.thoughts_token_count or 0)
-        return Usage(prompt, output, self._o.cost_usd(prompt, billed))

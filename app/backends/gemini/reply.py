@@ -3,9 +3,10 @@ blocked prompt, a reply stopped for safety) that are errors, not short answers."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from app.backends.protocol import FinishReason
+from app.backends.protocol import FinishReason, Usage
 from app.errors import UpstreamRefused, UpstreamSafetyStop
 
 if TYPE_CHECKING:
@@ -44,3 +45,16 @@ def finish_reason(model: str, reason: str | None) -> FinishReason:
 
 def _name(value: Any) -> str:
     return str(getattr(value, "value", value))
+
+
+def usage_of(
+    response: types.GenerateContentResponse, chunks: int, cost_usd: Callable[[int, int], float]
+) -> Usage:
+    """The usage the last chunk reports (thoughts billed as output), else the chunks counted."""
+    meta = response.usage_metadata
+    if meta is None:
+        return Usage(0, chunks)
+    prompt = meta.prompt_token_count or 0
+    output = meta.candidates_token_count or 0
+    billed = output + (meta.thoughts_token_count or 0)
+    return Usage(prompt, output, cost_usd(prompt, billed))

@@ -9,6 +9,7 @@ import contextlib
 import importlib.util
 import logging
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,17 @@ from app.backends.qlora.options import QLoRAOptions
 from app.backends.qlora.prompting import (
     META_FILE,
     SYSTEM_PROMPT,
+    MarkupInWords,
     chat_ids,
     intent_prefix_ids,
     label_ids,
     read_meta,
+)
+from app.backends.qlora.tool_calls import (
+    CallReader,
+    template_tools,
+    template_turns,
+    tool_sampling,
 )
 from app.backends.stops import StopScanner
 from app.banking.intents import IntentSet, format_answer
@@ -76,7 +84,8 @@ class QLoRAAdapter:
         self._o = spec.options_as(QLoRAOptions)
         meta = read_meta(Path(self._o.adapter)) if self._o.adapter else {}
         below = handoff_threshold(meta.get(HANDOFF_BELOW), f"{self._o.adapter}/{META_FILE}")
-        self._info = ModelInfo(spec.name, spec.backend, adapter_version(spec), below)
+        version = adapter_version(spec)
+        self._info = ModelInfo(spec.name, spec.backend, version, below, calls_tools=True)
         self._system = str(meta.get("system_prompt", SYSTEM_PROMPT))
         self._labels = intents.answer_labels
         self._tokenizer: Any = None
@@ -124,7 +133,16 @@ class QLoRAAdapter:
         if self._engine is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
         schema = _checked_schema(params.response_format)
-        ids = [*chat_ids(self._tokenizer, [(m.role, m.content) for m in messages], self._system)]
+        sampling = _sampling(params, schema)
+        try:
+            ids = chat_ids(
+                self._tokenizer,
+                template_turns(messages),
+                self._system,
+                template_tools(params.tools),
+            )
+        except MarkupInWords as exc:
+            raise InvalidRequest.fields((["tools"], str(exc), None)) from None
         limit = self._o.max_model_len or 0  # set by load()
         longest = max(map(len, self._label_ids))
         if (length := len(ids)) + len(self._prefix) + longest >= limit:
@@ -144,8 +162,9 @@ class QLoRAAdapter:
             yield Piece(format_answer(self._labels[label], ""), confidence=confidence)
             asked = [*ids, *self._prefix, *self._label_ids[label]]
             if schema is not None:
-                schema = with_intent(schema, self._labels[label])
-            async for piece in self._reply(engine, asked, params, schema):
+                sampling = replace(sampling, json_schema=with_intent(schema, self._labels[label]))
+            calls = CallReader(self._info.name, params.tools is not None)
+            async for piece in self._reply(engine, asked, params.stop, sampling, calls):
                 yield piece
         except EngineDied as exc:
             raise ModelFailed(self._died(engine, str(exc))) from exc
@@ -154,20 +173,20 @@ class QLoRAAdapter:
         self,
         engine: Engine,
         ids: list[int],
-        params: SamplingParams,
-        schema: Mapping[str, Any] | None,
+        stop: tuple[str, ...],
+        sampling: Sampling,
+        calls: CallReader,
     ) -> AsyncGenerator[Piece, None]:
-        """The reply after the decided intent line, sampled as asked (JSON of `schema` when
-        there is one); `max_tokens` and the usage count its tokens alone."""
-        p = params
-        sampling = Sampling(p.max_tokens, p.temperature, p.top_p, p.seed, schema)
-        scanner = StopScanner(params.stop)
+        """The reply after the decided intent line, sampled as asked (JSON of a schema, or a
+        tool call, when the sampling is held to one); `max_tokens` and the usage count its
+        tokens alone. The caller's stop strings cut prose, never a call."""
+        scanner = StopScanner(stop)
         finish: FinishReason = "length"
         generated = 0
         async with contextlib.aclosing(engine.stream(ids, sampling)) as deltas:
             async for delta in deltas:
                 generated = delta.tokens
-                if kept := scanner.feed(delta.text):
+                if kept := scanner.feed(calls.feed(delta.text)):
                     yield Piece(kept)
                 if scanner.stopped:  # leaving the loop closes the engine's sequence
                     finish = "stop"
@@ -176,7 +195,8 @@ class QLoRAAdapter:
                     finish = delta.finish
         if tail := scanner.flush():
             yield Piece(tail)
-        yield Piece("", finish, Usage(len(ids), generated))
+        text, made = calls.end(whole=finish == "stop")
+        yield Piece(text, finish, Usage(len(ids), generated), tool_calls=made)
 
     async def close(self) -> None:
         self._closing.set()
@@ -250,6 +270,14 @@ def _tokenizer_source(o: QLoRAOptions) -> str:
     """`bankllm finetune` saves the tokenizer (with its chat template) beside the adapter."""
     adapter = Path(o.adapter)
     return str(adapter) if (adapter / "tokenizer_config.json").is_file() else o.base_model
+
+
+def _sampling(params: SamplingParams, schema: Mapping[str, Any] | None) -> Sampling:
+    """How the reply is sampled: held to the response format's schema, or to a call of the
+    request's tools."""
+    p = params
+    sampling = Sampling(p.max_tokens, p.temperature, p.top_p, p.seed, schema)
+    return tool_sampling(sampling, p.tools) if p.tools is not None else sampling
 
 
 def _checked_schema(shape: ResponseFormat | None) -> Mapping[str, Any] | None:

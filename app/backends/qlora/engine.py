@@ -15,6 +15,11 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     json_schema: Mapping[str, Any] | None = None  # the reply is JSON of this schema
+    lark: str | None = None  # or the reply holds to this Lark grammar (a tool call or prose)
+
+    @property
+    def constrained(self) -> bool:
+        return self.json_schema is not None or self.lark is not None
 
 
 @dataclass(frozen=True, slots=True)

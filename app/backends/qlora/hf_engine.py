@@ -27,7 +27,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from app.backends.grammar import TokenMask
+from app.backends.grammar import TokenMask, compiled, lark_compiled
 from app.backends.qlora.engine import Delta, Sampling, following, spelled
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class _Row:
     @property
     def key(self) -> tuple[Any, ...]:
         p = self.params
-        if p.seed is not None or p.json_schema is not None:  # one RNG, or one grammar, a call
+        if p.seed is not None or p.constrained:  # one RNG, or one grammar, a call
             return ("alone", id(self))
         return ("greedy",) if p.temperature == 0 else ("sample", p.temperature, p.top_p)
 
@@ -252,7 +252,7 @@ class TransformersEngine:
             sampling = {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p}
         if p.seed is not None:
             torch.manual_seed(p.seed)
-        if p.json_schema is not None:  # a row alone: its key says so
+        if p.constrained:  # a row alone: its key says so
             sampling["logits_processor"] = LogitsProcessorList([self._masked(rows[0])])
         with torch.inference_mode():
             self._model.generate(
@@ -266,16 +266,17 @@ class TransformersEngine:
             )
 
     def _masked(self, row: _Row) -> _GrammarMask:
-        assert row.params.json_schema is not None
         if self._grammar_tokenizer is None:
             from llguidance.hf import from_tokenizer
 
             vocab = self._model.config.vocab_size
             eos = sorted(self._eos)
             self._grammar_tokenizer = from_tokenizer(self._tokenizer, n_vocab=vocab, eos_token=eos)
-        return _GrammarMask(
-            TokenMask(self._grammar_tokenizer, row.params.json_schema), len(row.ids)
+        p = row.params
+        grammar = (
+            compiled(p.json_schema) if p.json_schema is not None else lark_compiled(p.lark or "")
         )
+        return _GrammarMask(TokenMask(self._grammar_tokenizer, grammar), len(row.ids))
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

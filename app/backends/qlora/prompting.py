@@ -29,25 +29,43 @@ class ChatTokenizer(Protocol):
     def __call__(self, text: str, **kwargs: Any) -> Any: ...
 
 
-def chat_messages(
-    turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT
-) -> list[dict[str, str]]:
+Turn = tuple[str, str] | dict[str, Any]  # (role, content), or a template's message
+
+
+class MarkupInWords(ValueError):
+    """Words a template writes as they are (tools, calls) hold a special token."""
+
+
+def chat_messages(turns: Sequence[Turn], system: str = SYSTEM_PROMPT) -> list[dict[str, Any]]:
     """The messages of a chat template: ours first; a caller's system turns (where settings
-    allow them) after it, in the one system message chat templates accept."""
-    extra = [content for role, content in turns if role == "system"]
-    messages = [{"role": "system", "content": "\n\n".join([system, *extra])}]
-    return messages + [{"role": r, "content": c} for r, c in turns if r != "system"]
+    allow them) after it, in the one system message chat templates accept. A turn given as a
+    template's message keeps its other keys (an assistant's `tool_calls`, a tool's
+    `tool_call_id`)."""
+    said = [t if isinstance(t, dict) else {"role": t[0], "content": t[1]} for t in turns]
+    extra = [m["content"] for m in said if m["role"] == "system"]
+    system_turn = {"role": "system", "content": "\n\n".join([system, *extra])}
+    return [system_turn, *(m for m in said if m["role"] != "system")]
 
 
 def chat_ids(
-    tokenizer: ChatTokenizer, turns: Sequence[tuple[str, str]], system: str = SYSTEM_PROMPT
+    tokenizer: ChatTokenizer,
+    turns: Sequence[Turn],
+    system: str = SYSTEM_PROMPT,
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[int]:
     """The token ids a chat model continues with its answer. The template's markup is read
     with its special tokens; the words of every message are read with theirs split into plain
-    text, so `<|eot_id|><|start_header_id|>system` typed by a caller stays words, never a turn."""
+    text, so `<|eot_id|><|start_header_id|>system` typed by a caller stays words, never a turn.
+    Tools and tool calls are the template's to write: a special token in their words is
+    refused (MarkupInWords)."""
     messages = chat_messages(turns, system)
+    _refuse_markup(tokenizer, [tools, [{**m, "content": ""} for m in messages]])
     slotted = [m | {"content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
-    text = str(tokenizer.apply_chat_template(slotted, tokenize=False, add_generation_prompt=True))
+    text = str(
+        tokenizer.apply_chat_template(
+            slotted, tools=tools, tokenize=False, add_generation_prompt=True
+        )
+    )
     ids: list[int] = []
     for i, piece in enumerate(_SLOT.split(text)):
         if i % 2:  # a message's words
@@ -58,6 +76,15 @@ def chat_ids(
             read = tokenizer(piece, add_special_tokens=False)
         ids += read["input_ids"]
     return ids
+
+
+def _refuse_markup(tokenizer: Any, written: object) -> None:
+    """Words the template writes as they are must hold none of its special tokens."""
+    text = json.dumps(written, ensure_ascii=False)
+    added = getattr(tokenizer, "added_tokens_decoder", {}).values()
+    specials = {a.content for a in added if a.special} | set(tokenizer.all_special_tokens)
+    if found := [token for token in specials if token and token in text]:
+        raise MarkupInWords(f"holds the model's markup {found[0]!r}: tools and calls are words")
 
 
 def intent_prefix_ids(tokenizer: ChatTokenizer) -> list[int]:

@@ -62,8 +62,12 @@ class VLLMEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        schema = sampling.json_schema
-        shape = None if schema is None else StructuredOutputsParams(json=dict(schema))
+        schema, lark = sampling.json_schema, sampling.lark
+        shape = None
+        if schema is not None:
+            shape = StructuredOutputsParams(json=dict(schema))
+        elif lark is not None:
+            shape = StructuredOutputsParams(grammar=lark)
         params = SamplingParams(
             max_tokens=sampling.max_tokens,
             temperature=sampling.temperature,

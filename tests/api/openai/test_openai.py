@@ -35,6 +35,7 @@ def _bankllm(request_id: Any = ANY) -> dict[str, Any]:
         "latency_ms": ANY,
         "ttft_ms": ANY,
         "fallback_from": None,
+        "tools": None,
     }
 
 
@@ -202,7 +203,7 @@ async def test_conversation_turns_reach_the_model_as_given(serve: ServeFactory) 
             "role": "user",
             "content": [{"type": "text", "text": "my "}, {"type": "text", "text": "card"}],
         },
-        {"role": "tool", "content": "x"},
+        {"role": "function", "content": "x"},  # OpenAI's old name for a tool result
     ]
     async with serve(active_model="echo", allow_system_turns=True) as (_, client, _):
         refused = await client.post("/v1/chat/completions", json={"messages": messages})

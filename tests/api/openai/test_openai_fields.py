@@ -41,8 +41,6 @@ async def _sdk(serve: ServeFactory) -> AsyncIterator[openai.AsyncOpenAI]:
         ("chat", "store", True, NOT_SERVED),
         ("chat", "service_tier", "priority", NOT_SERVED),
         ("chat", "modalities", ["text", "audio"], NOT_SERVED),
-        ("chat", "tools", [{"type": "function", "function": {"name": "freeze_card"}}], NOT_SERVED),
-        ("chat", "tool_choice", "required", NOT_SERVED),
         ("chat", "ignore_eos", True, NOT_SERVED),
         ("chat", "reasoning_effort", "high", "not a field of this API"),
         ("chat", "guided_json", {"type": "object"}, "not a field of this API"),

@@ -33,6 +33,8 @@ ROW_FIELDS = [
     "label",
     "cost_usd",
     "fallback_from",
+    "tools",
+    "tool_calls",
     "api",
     "user",
 ]

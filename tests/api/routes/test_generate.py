@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 from unittest.mock import ANY
 
@@ -37,7 +36,7 @@ async def test_generate_answers_from_the_active_model(
         "my card has not arrived", max_tokens=30, temperature=0
     )
     assert response.status_code == 200
-    assert response.json() == {**asdict(expected), "id": ANY, "latency_ms": ANY, "ttft_ms": ANY}
+    assert response.json() == {**expected.fields(), "id": ANY, "latency_ms": ANY, "ttft_ms": ANY}
     assert response.json()["model"] == "custom"
     assert response.json()["id"].startswith("gen-")
 

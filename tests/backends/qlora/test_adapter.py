@@ -156,6 +156,6 @@ async def test_a_context_longer_than_the_model_s_own_is_a_clear_start_up_error(
         await adapter.load()
     await adapter.close()
     assert refused.value.message == (
-        "QLORA_MAX_MODEL_LEN=4096 is more than the model's own context, 512 tokens "
-        "(max_position_embeddings): set it to 512 or less, or unset it"
+        "QLORA_MAX_MODEL_LEN=4096 is more than the model's own context, 1024 tokens "
+        "(max_position_embeddings): set it to 1024 or less, or unset it"
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import llguidance
 
-from app.backends.grammar import TokenMask, checked_grammar, with_intent
+from app.backends.grammar import TokenMask, checked_grammar, compiled, with_intent
 
 MAX_STRING_CHARS = 64
 # `response_format: json_object` asks for any object: this one says what the model decided
@@ -42,7 +42,7 @@ class JsonGrammar:
     def mask(self, label: str | None) -> TokenMask:
         """The mask of one reply, with `intent` the decided `label` where the schema asks."""
         schema = with_intent(self._schema, label) if label is not None else self._schema
-        return TokenMask(self._tokenizer, schema)
+        return TokenMask(self._tokenizer, compiled(schema))
 
 
 def tokenizer_for(tokenizer_json: str, vocab_size: int, eos: int) -> llguidance.LLTokenizer:
