@@ -74,11 +74,12 @@ class FakeGemini:
     # or the last turn holds a tool's result.
     tool_arguments: dict[str, Any] | None = None
     answers: bool = False
+    parallel_calls: int = 1  # calls of that tool in one answer
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def reset(self) -> None:
         self.reply, self.accepted_key, self.confidence = REPLY, API_KEY, 0.9
-        self.tool_arguments, self.answers = None, False
+        self.tool_arguments, self.answers, self.parallel_calls = None, False, 1
         self.faults.clear()
         self.received.clear()
 
@@ -149,9 +150,12 @@ class FakeGemini:
                 "parameters_json_schema", {}
             )
             args = self.tool_arguments or instance(schema, schema.get("$defs", {}))
-        call = {"functionCall": {"id": f"fc-{len(self.received)}", "name": name, "args": args}}
+        calls = [
+            {"functionCall": {"id": f"fc-{len(self.received)}-{i}", "name": name, "args": args}}
+            for i in range(1 if name == REPLY_FUNCTION else self.parallel_calls)
+        ]
         chunk = _response("", "STOP", len(json.dumps(body["contents"]).split()), 1)
-        chunk["candidates"][0]["content"]["parts"] = [call]
+        chunk["candidates"][0]["content"]["parts"] = calls
         if not streamed:
             return JSONResponse(chunk)
         event = f"data: {json.dumps(chunk)}\r\n\r\n".encode()

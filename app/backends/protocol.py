@@ -58,6 +58,7 @@ class ModelInfo:
     # `bankllm eval --calibrate`); None: never
     handoff_below: float | None = None
     calls_tools: bool = False  # whether the model is offered a request's tools
+    gives_logprobs: bool = False  # whether it gives its reply's token log-probabilities
 
 
 HANDOFF_BELOW = "handoff_below"  # a checkpoint's or adapter's calibrated threshold, in its metadata
@@ -86,6 +87,17 @@ class ResponseFormat:
         return self.schema if self.schema is not None else {"type": "object"}
 
 
+def cannot_give_logprobs(model: ModelInfo) -> InvalidRequest:
+    return InvalidRequest.fields(
+        (
+            ["logprobs"],
+            f"model {model.name!r} ({model.backend}) gives no log probabilities of its reply; "
+            "docs/api.md lists the backends that do",
+            None,
+        )
+    )
+
+
 def cannot_format(model: ModelInfo, response_format: ResponseFormat) -> InvalidRequest:
     """The refusal of a model that cannot constrain its output to `response_format`."""
     what = "a JSON schema" if response_format.schema is not None else "JSON"
@@ -111,6 +123,7 @@ class SamplingParams:
     seed: int | None = None
     response_format: ResponseFormat | None = None  # None: text
     tools: Tools | None = None  # None: no tool may be called
+    logprobs: int | None = None  # the reply's token log-probabilities, with this many others
 
 
 DEFAULT_SAMPLING = SamplingParams()
@@ -121,6 +134,26 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None = None  # what the provider bills for this request, when known
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """A token the model could have written instead, with its log-probability."""
+
+    token: str  # its text (a part of a character where it holds one: `bytes` has it whole)
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A token of the reply, the model's log-probability of it (before temperature, top_p and
+    any grammar's mask), and the most likely tokens at its place."""
+
+    token: str
+    bytes: bytes
+    logprob: float
+    top: tuple[Alternative, ...] = ()
 
 
 @dataclass(slots=True)
@@ -136,6 +169,7 @@ class Piece:
     # a model that gives none)
     confidence: float | None = None
     tool_calls: tuple[ToolCall, ...] = ()  # calls the model made, each whole
+    logprobs: tuple[TokenLogprob, ...] = ()  # of the reply's tokens in `text`, when asked
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,11 +39,13 @@ class ToolCall:
 @dataclass(frozen=True, slots=True)
 class Tools:
     """The tools offered with a request, and whether the model must call one (`required`),
-    or must call `named`, or may answer in prose instead (`auto`)."""
+    or must call `named`, or may answer in prose instead (`auto`); and whether it may call
+    several at once."""
 
     offered: tuple[Tool, ...]
     choice: Literal["auto", "required"] = "auto"
     named: str | None = None
+    parallel: bool = True  # whether the model may call more than one at a turn
 
     @property
     def must_call(self) -> bool:
@@ -65,7 +67,23 @@ def parameters_problem(schema: Mapping[str, Any]) -> str | None:
         return f"not a JSON Schema: {exc.message}"
     if schema.get("type", "object") != "object":
         return "a function's parameters are an object"
+    for ref in _references(schema):
+        key, _, name = ref.removeprefix("#/").partition("/")
+        if not ref.startswith("#/") or key not in ("$defs", "definitions") or "/" in name:
+            return f"a $ref to {ref!r}: only references to a definition in $defs are served"
+        if name not in schema.get(key, {}):
+            return f"a $ref to {ref!r}, which is not defined"
     return None
+
+
+def _references(schema: Any) -> list[str]:
+    """Every `$ref` in a schema, at any depth."""
+    if isinstance(schema, Mapping):
+        found = [str(schema["$ref"])] if isinstance(schema.get("$ref"), str) else []
+        return found + [ref for value in schema.values() for ref in _references(value)]
+    if isinstance(schema, list):
+        return [ref for value in schema for ref in _references(value)]
+    return []
 
 
 def arguments_problem(tool: Tool, arguments: str) -> str | None:

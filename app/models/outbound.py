@@ -1,4 +1,5 @@
-"""What of a request may leave the process: the tools a model can be offered (a model that
+"""What of a request may leave the process: a model that gives no log-probabilities is not
+asked for them (400); the tools a model can be offered (a model that
 cannot call them is refused a call it must make, and not shown them otherwise), and
 CLOUD_PII_POLICY applied to a remote model's whole request, every turn, tool call's arguments
 and stop string read as one text (redacted, or refused with a 422); local models get the
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from app.backends.catalog import is_remote
-from app.backends.protocol import Message, ModelInfo, SamplingParams
+from app.backends.protocol import Message, ModelInfo, SamplingParams, cannot_give_logprobs
 from app.backends.tools import ToolCall, cannot_call_tools
 from app.banking.pii import Policy, blocked, redact_all
 from app.telemetry.record import RequestRecord
@@ -29,52 +30,48 @@ def outbound(
 ) -> Request:
     """The turns and parameters as they may be sent to `info`'s model; each find is counted
     on the record (an evaluation's questions have none)."""
-    params = _offered_tools(params, info, record)
+    if params.logprobs is not None and not info.gives_logprobs:
+        raise cannot_give_logprobs(info)
+    params = _offered_tools(params, info)
     if policy == "allow" or not is_remote(info.backend):
         return conversation, params
-    said = _said(conversation)
-    redactions = redact_all(said + list(params.stop))
+    texts = _texts(conversation)
+    redactions = redact_all(texts + list(params.stop))
     if record is not None:
         record.found_pii(redactions.found, "blocked" if policy == "block" else "redacted")
     if policy == "block" and redactions.found:
         raise blocked(redactions.found)
     if not redactions.found:
         return conversation, params
-    texts = iter(redactions.texts)
-    masked = tuple(_masked(m, texts) for m in conversation)
-    return masked, dataclasses.replace(params, stop=tuple(texts))
+    redacted = iter(redactions.texts)
+    masked = tuple(_masked(m, redacted) for m in conversation)
+    return masked, dataclasses.replace(params, stop=tuple(redacted))
 
 
-def _offered_tools(
-    params: SamplingParams, info: ModelInfo, record: RequestRecord | None
-) -> SamplingParams:
+def _offered_tools(params: SamplingParams, info: ModelInfo) -> SamplingParams:
     """The tools as `info`'s model gets them: a model that calls none must not be asked to
-    call one (400), and answers in prose when it may (the record says it was not offered)."""
+    call one (400), and answers in prose when it may."""
     tools = params.tools
-    if tools is None:
-        return params
-    if record is not None:
-        record.tools = "offered" if info.calls_tools else "not_offered"
-    if info.calls_tools:
+    if tools is None or info.calls_tools:
         return params
     if tools.must_call:
         raise cannot_call_tools(info.name, info.backend)
     return dataclasses.replace(params, tools=None)
 
 
-def _said(conversation: tuple[Message, ...]) -> list[str]:
+def _texts(conversation: tuple[Message, ...]) -> list[str]:
     """Every text of the turns, in order: each turn's content, then the strings of each of its
     tool calls' arguments (a customer's card number may be one)."""
-    said: list[str] = []
+    texts: list[str] = []
     for message in conversation:
-        said.append(message.content)
+        texts.append(message.content)
         for call in message.tool_calls:
-            said += _strings(_arguments(call))
-    return said
+            texts += _strings(_arguments(call))
+    return texts
 
 
 def _masked(message: Message, texts: Iterator[str]) -> Message:
-    """The turn with its texts as redacted, taken from `texts` in `_said`'s order."""
+    """The turn with its texts as redacted, taken from `texts` in `_texts`'s order."""
     content = next(texts)
     calls = tuple(
         dataclasses.replace(call, arguments=json.dumps(_replaced(_arguments(call), texts)))

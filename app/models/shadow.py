@@ -143,9 +143,10 @@ class Shadow:
         if self._capped(held):
             self._drop("cost_cap")
             return None
-        # the shadow is judged by its intent: asked in prose, whatever format the caller asked
-        # for, so a shadow that cannot honour a response_format is not counted as failing
-        params = replace(params, response_format=None)
+        # the shadow is judged by its intent: asked in prose, whatever format, tools or
+        # log-probabilities the caller asked for, so a shadow that cannot honour them is not
+        # counted as failing
+        params = replace(params, response_format=None, tools=None, logprobs=None)
         mirror = Mirror(self.compared, held, record, conversation, params)
         try:
             self._queue.put_nowait(mirror)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
-from app.backends.protocol import Adapter, FinishReason, Message, Piece, SamplingParams
+from app.backends.protocol import (
+    Adapter,
+    FinishReason,
+    Message,
+    Piece,
+    SamplingParams,
+    TokenLogprob,
+)
 from app.backends.tools import ToolCall, Tools, arguments_problem
 from app.banking.intents import IntentSplitter
 from app.banking.pii import Policy
@@ -33,7 +40,8 @@ class ModelStream:
         self.pieces = pieces
         self.first = first
         self.finish: FinishReason = "length"  # why it ended, once read to its end
-        self.tool_calls: list[ToolCall] = []  # the model's, each checked against its tool
+        self.tool_calls: list[ToolCall] = []  # the model's, as it made them
+        self.logprobs: list[TokenLogprob] = []  # of the reply's tokens, when asked
         self._leased = leased
         self._tools = tools  # those the model was offered
 
@@ -71,9 +79,18 @@ class ModelStream:
             record.usage, self.finish = piece.usage, piece.finish_reason
         if piece.confidence is not None:
             record.confidence = piece.confidence
-        for call in piece.tool_calls:
-            self.tool_calls.append(_checked_call(call, self._tools, record))
+        self.logprobs += piece.logprobs
+        self.tool_calls += piece.tool_calls
         return piece.text
+
+    def checked_calls(self, record: RequestRecord) -> tuple[ToolCall, ...]:
+        """The model's calls, each one the caller may run (every backend's are checked here,
+        constrained or not); more than one only where the caller takes parallel calls."""
+        calls = tuple(_checked_call(call, self._tools, record) for call in self.tool_calls)
+        if len(calls) > 1 and self._tools is not None and not self._tools.parallel:
+            name = record.model.name if record.model is not None else "the model"
+            raise UpstreamError(f"{name} called {len(calls)} tools; parallel_tool_calls is false")
+        return calls
 
 
 def _checked_call(call: ToolCall, tools: Tools | None, record: RequestRecord) -> ToolCall:
@@ -116,6 +133,8 @@ async def open_answer(
                 logger.warning("%s failed (%s); %s answers", active.name, failure.type, name)
                 record.fell_back(active, failure, adapter.info)
             sent = outbound(conversation, params, adapter.info, policy, record)
+            if params.tools is not None:  # what the model that answers saw
+                record.tools = "offered" if sent[1].tools is not None else "not_offered"
             pieces = adapter.stream(*sent)
             try:
                 opening = await deadline.bound(anext(pieces, None))
@@ -137,6 +156,28 @@ async def open_answer(
             raise
     assert failure is not None
     raise failure
+
+
+class ReplyLogprobs:
+    """The reply's token log-probabilities, given out only as far as its text has gone: a
+    stop string's cut, or text held back, leaves the tokens past it out."""
+
+    def __init__(self, answer: ModelStream) -> None:
+        self._answer = answer
+        self._given = 0  # entries given out
+        self._bytes = 0  # the bytes of their tokens
+
+    def upto(self, text_bytes: int) -> tuple[TokenLogprob, ...]:
+        """The entries not yet given whose tokens end within `text_bytes` of the reply."""
+        entries = self._answer.logprobs
+        start = self._given
+        while self._given < len(entries):
+            size = len(entries[self._given].bytes)
+            if self._bytes + size > text_bytes:
+                break
+            self._given += 1
+            self._bytes += size
+        return tuple(entries[start : self._given])
 
 
 async def reply_deltas(

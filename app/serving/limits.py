@@ -3,6 +3,7 @@ Python API and the OpenAI routes. Its errors are 4xx that name each field."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ MAX_STOPS = 4
 MAX_EARLIER_TURNS = 8  # a conversation's earlier customer turns that /generate takes
 # A stop string is held back and searched on every delta: its length bounds that work.
 MAX_STOP_CHARS = 64
+MAX_TOP_LOGPROBS = 20  # alternatives a token's log-probability may come with (OpenAI's most)
 MAX_TOOLS = 64  # tools one request may offer; each is read by the model with every turn
 _NO_SYSTEM_TURNS = (
     "user or assistant: this service takes no system (or developer) turns from callers "
@@ -96,12 +98,16 @@ class Limits:
                 raise InvalidRequest.fields(
                     (["messages", i, "role"], _NO_SYSTEM_TURNS, message.role)
                 )
-        said = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
-        self._check_length(said, ["messages"])
+        chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+        self._check_length(chars, ["messages"])
         for i, message in enumerate(messages):
             _check_text(message.content, ["messages", i, "content"])
+            _check_text(message.tool_call_id or "", ["messages", i, "tool_call_id"])
             for j, call in enumerate(message.tool_calls):
-                _check_text(call.arguments, ["messages", i, "tool_calls", j, "arguments"])
+                at: list[str | int] = ["messages", i, "tool_calls", j]
+                for name, text in (("id", call.id), ("name", call.name)):
+                    _check_text(text, [*at, name])
+                _check_arguments(call.arguments, [*at, "function", "arguments"])
         for i, message in enumerate(messages):
             if message.role == "tool" and message.name is None:
                 reason = "answers no tool call of an earlier assistant turn"
@@ -139,6 +145,7 @@ class Limits:
         seed: int | None = None,
         response_format: ResponseFormat | None = None,
         tools: Tools | None = None,
+        logprobs: int | None = None,
     ) -> SamplingParams:
         """The request's options, checked against the configured limits."""
         limit = self.max_tokens
@@ -158,12 +165,16 @@ class Limits:
                 problems.append((["stop", i], f"at most {MAX_STOP_CHARS} characters", len(text)))
             elif (at := lone_surrogate(text)) is not None:
                 problems.append((["stop", i], _NOT_TEXT.format(at=at), text))
+        if logprobs is not None and not 0 <= logprobs <= MAX_TOP_LOGPROBS:
+            problems.append((["top_logprobs"], f"0 to {MAX_TOP_LOGPROBS}", logprobs))
         if tools is not None:
             problems += self._tool_problems(tools, response_format)
         if problems:
             raise InvalidRequest.fields(*problems)
         stops = tuple(stop or ())
-        return SamplingParams(max_tokens, temperature, top_p, stops, seed, response_format, tools)
+        return SamplingParams(
+            max_tokens, temperature, top_p, stops, seed, response_format, tools, logprobs
+        )
 
     def _tool_problems(self, tools: Tools, response_format: ResponseFormat | None) -> list[Problem]:
         """Tools a model can be offered: at most MAX_TOOLS, named once each, their parameters
@@ -180,7 +191,10 @@ class Limits:
         if tools.named is not None and tools.get(tools.named) is None:
             problems.append((["tool_choice"], "names no tool offered", tools.named))
         for i, tool in enumerate(tools.offered):
-            if (problem := parameters_problem(tool.parameters)) is not None:
+            written = json.dumps([tool.name, tool.description, tool.parameters], ensure_ascii=False)
+            if (at := lone_surrogate(written)) is not None:
+                problems.append((["tools", i, "function"], _NOT_TEXT.format(at=at), None))
+            elif (problem := parameters_problem(tool.parameters)) is not None:
                 problems.append((["tools", i, "function", "parameters"], problem, None))
         size = sum(len(t.name) + len(t.description) + len(str(t.parameters)) for t in tools.offered)
         if size > self.max_prompt_chars:
@@ -205,6 +219,17 @@ def _check_words(text: str, loc: list[str | int]) -> None:
     answer it with a guess)."""
     if not text.strip():
         raise InvalidRequest.fields((loc, "must contain more than white space", text))
+
+
+def _check_arguments(arguments: str, loc: list[str | int]) -> None:
+    """A call's arguments: Unicode text holding one JSON object (nested within reason)."""
+    _check_text(arguments, loc)
+    try:
+        value = json.loads(arguments)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest.fields((loc, "must be the JSON text of an object", None))
 
 
 def _check_text(text: str, loc: list[str | int]) -> None:

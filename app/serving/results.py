@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.backends.protocol import FinishReason, ModelInfo
+from app.backends.protocol import FinishReason, ModelInfo, TokenLogprob
 from app.backends.tools import ToolCall
 from app.banking.intents import Handoff
 from app.telemetry.record import NO_MODEL, RequestRecord
@@ -60,6 +60,8 @@ class GenerateResult:
     # was offered the request's tools at all (None: none were asked for)
     tool_calls: tuple[ToolCall, ...] = field(default=(), metadata={OPENAI_ONLY: True})
     tools: str | None = field(default=None, metadata={OPENAI_ONLY: True})
+    # the reply's tokens' log-probabilities, when asked (None for a hand-off)
+    logprobs: tuple[TokenLogprob, ...] | None = field(default=None, metadata={OPENAI_ONLY: True})
     confidence: float | None = field(
         default=None,
         metadata={
@@ -80,6 +82,7 @@ class GenerateResult:
         text: str,
         finish: FinishReason,
         tool_calls: tuple[ToolCall, ...] = (),
+        logprobs: tuple[TokenLogprob, ...] | None = None,
     ) -> GenerateResult:
         """The answer of a finished request, from its record."""
         info = record.model or NO_MODEL
@@ -100,6 +103,7 @@ class GenerateResult:
             handoff=record.handoff,
             tool_calls=tool_calls,
             tools=record.tools,
+            logprobs=logprobs,
             confidence=None if record.confidence is None else round(record.confidence, 4),
         )
 
@@ -118,3 +122,4 @@ class StreamEvent:
     result: GenerateResult | None = None
     model: ModelInfo | None = None  # the model answering (the fallback, when it answers)
     handoff: str | None = None  # why a delta is the hand-off text, not the model's reply
+    logprobs: tuple[TokenLogprob, ...] | None = None  # the delta's tokens', when asked

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from app.backends.protocol import ModelInfo
+from app.backends.protocol import Alternative, ModelInfo, TokenLogprob
 from app.serving.pipeline import GenerateResult, StreamEvent
 
 OpenAIEndpoint = Literal["chat", "completions"]
@@ -57,6 +57,33 @@ def tool_calls(result: GenerateResult, indexed: bool = False) -> list[dict[str, 
     ]
 
 
+def shaped_logprobs(
+    kind: OpenAIEndpoint, entries: tuple[TokenLogprob, ...], offset: int = 0
+) -> dict[str, Any]:
+    """Log-probabilities in the endpoint's shape: chat's list of tokens with their
+    alternatives; completions' parallel lists, each token's character offset from `offset`."""
+    if kind == "chat":
+        content = [
+            _token(e) | {"top_logprobs": [_token(alternative) for alternative in e.top]}
+            for e in entries
+        ]
+        return {"content": content, "refusal": None}
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [{a.token: a.logprob for a in e.top} for e in entries],
+        "text_offset": offsets,
+    }
+
+
+def _token(entry: TokenLogprob | Alternative) -> dict[str, Any]:
+    return {"token": entry.token, "logprob": entry.logprob, "bytes": list(entry.bytes)}
+
+
 def completion(
     kind: OpenAIEndpoint, result: GenerateResult, created: int, structured: bool = False
 ) -> dict[str, Any]:
@@ -73,7 +100,8 @@ def completion(
         choice["message"] = {"role": "assistant", "content": result.text}
     else:
         choice["text"] = result.text
-    choice |= {"logprobs": None, "finish_reason": result.finish_reason}
+    logprobs = None if result.logprobs is None else shaped_logprobs(kind, result.logprobs)
+    choice |= {"logprobs": logprobs, "finish_reason": result.finish_reason}
     return {
         "id": response_id(kind, result.id),
         "object": _OBJECT[kind],
@@ -99,6 +127,7 @@ class Chunks:
     ):
         self._kind = kind
         self._usage = usage  # with include_usage, OpenAI puts `usage: null` on every chunk
+        self._offset = 0  # the characters of the tokens given so far (completions' offsets)
         self._head = {
             "id": response_id(kind, request_id),
             "object": _CHUNK[kind],
@@ -111,10 +140,19 @@ class Chunks:
         """Chat's opening chunk (the role), sent once the first output exists."""
         return self._choice({"delta": {"role": "assistant", "content": ""}})
 
-    def text(self, delta: str, refusal: bool = False) -> dict[str, Any]:
+    def text(
+        self,
+        delta: str,
+        refusal: bool = False,
+        logprobs: tuple[TokenLogprob, ...] | None = None,
+    ) -> dict[str, Any]:
+        shaped = None
+        if logprobs is not None:
+            shaped = shaped_logprobs(self._kind, logprobs, self._offset)
+            self._offset += sum(len(e.token) for e in logprobs)
         if self._kind == "chat":
-            return self._choice({"delta": {"refusal" if refusal else "content": delta}})
-        return self._choice({"text": delta})
+            return self._choice({"delta": {"refusal" if refusal else "content": delta}}, shaped)
+        return self._choice({"text": delta}, shaped)
 
     def calls(self, result: GenerateResult) -> dict[str, Any]:
         return self._choice({"delta": {"tool_calls": tool_calls(result, indexed=True)}})
@@ -122,7 +160,7 @@ class Chunks:
     def last(self, result: GenerateResult) -> dict[str, Any]:
         """The chunk with the finish reason, and our figures."""
         body: dict[str, Any] = {"delta": {}} if self._kind == "chat" else {"text": ""}
-        chunk = self._choice(body, result.finish_reason)
+        chunk = self._choice(body, finish=result.finish_reason)
         chunk["bankllm"] = bankllm(result)
         return chunk
 
@@ -130,8 +168,10 @@ class Chunks:
         """With `stream_options.include_usage`: the chunk before [DONE], with no choices."""
         return {**self._head, "choices": [], "usage": usage(result)}
 
-    def _choice(self, body: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, **body, "logprobs": None, "finish_reason": finish}
+    def _choice(
+        self, body: dict[str, Any], logprobs: Any = None, finish: str | None = None
+    ) -> dict[str, Any]:
+        choice = {"index": 0, **body, "logprobs": logprobs, "finish_reason": finish}
         chunk: dict[str, Any] = {**self._head, "choices": [choice]}
         if self._usage:
             chunk["usage"] = None
@@ -169,5 +209,5 @@ class ChunkEncoder:
                 payloads.append(chunks.usage(event.result))
         elif event.delta:
             refusal = self._structured and event.handoff is not None
-            payloads.append(chunks.text(event.delta, refusal))
+            payloads.append(chunks.text(event.delta, refusal, event.logprobs))
         return payloads

@@ -1,13 +1,13 @@
 """OpenAI's request shapes as we accept them, and what they mean to the pipeline. A field we do
 not serve is refused with 400 naming it, never ignored (a caller who asks for JSON, tools or a
 penalty must not get prose and believe it was honoured); fields that change nothing here are
-taken, some only at their neutral values (`_only`). Every optional field takes null."""
+taken, some only at their neutral values (`only`). Every optional field takes null."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from app.api.openai.body import OpenAIBody, only
 from app.api.openai.outputs import (
@@ -69,7 +69,7 @@ class ChatMessageIn(OpenAIBody):
 
     @field_validator("content")
     @classmethod
-    def _textonly(cls, content: Any) -> Any:
+    def _text_only(cls, content: Any) -> Any:
         if isinstance(content, list) and any(p.type != "text" or p.text is None for p in content):
             raise ValueError("only text parts are served")
         return content
@@ -110,8 +110,6 @@ class _Sampling(OpenAIBody):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = None
-    logprobs: bool | JsonInt | None = Field(None, json_schema_extra={"enum": [False, 0, None]})
-    top_logprobs: JsonInt | None = Field(None, json_schema_extra={"enum": [0, None]})
     # Taken at the values that change nothing; any other is refused, naming the field.
     frequency_penalty: Annotated[float | None, only(0.0)] = None
     presence_penalty: Annotated[float | None, only(0.0)] = None
@@ -123,13 +121,6 @@ class _Sampling(OpenAIBody):
     metadata: dict[str, str] | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
-
-    @field_validator("logprobs", "top_logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: bool | int | None) -> bool | int | None:
-        if value:  # null, false and 0 are what clients send when they want none
-            raise ValueError("log probabilities are not served")
-        return value
 
     @field_validator("n")
     @classmethod
@@ -154,7 +145,13 @@ class _Sampling(OpenAIBody):
             "top_p": 1.0 if self.top_p is None else self.top_p,
             "stop": stop,
             "seed": self.seed,
+            "logprobs": self.asked_logprobs,
         }
+
+    @property
+    def asked_logprobs(self) -> int | None:
+        """How many alternatives each token's log-probability comes with; None: none asked."""
+        return None
 
 
 class ChatCompletionRequest(_Sampling):
@@ -170,6 +167,8 @@ class ChatCompletionRequest(_Sampling):
             }
         }
     )
+    logprobs: bool | None = None
+    top_logprobs: JsonInt | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 20})
     max_completion_tokens: JsonInt | None = Field(
         None, json_schema_extra={"minimum": 1}
     )  # the newer name of max_tokens; it wins
@@ -177,7 +176,18 @@ class ChatCompletionRequest(_Sampling):
     modalities: Annotated[list[str] | None, only(["text"])] = None
     tools: list[ToolIn] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    parallel_tool_calls: bool | None = None  # qlora calls one tool a turn; Gemini may call more
+    parallel_tool_calls: bool | None = None  # false: more than one call is the model's failure
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs_with_logprobs(cls, top: int | None, info: ValidationInfo) -> int | None:
+        if top and not info.data.get("logprobs"):  # 0 is what clients send for none
+            raise ValueError("needs logprobs: true")
+        return top
+
+    @property
+    def asked_logprobs(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def conversation(self) -> list[Message]:
         called: dict[str, str] = {}
@@ -198,9 +208,10 @@ class ChatCompletionRequest(_Sampling):
         if choice == "none" or (not self.tools and choice in (None, "auto")):
             return None
         offered = tuple(t.tool() for t in self.tools or ())
+        parallel = self.parallel_tool_calls is not False
         if isinstance(choice, NamedToolChoice):
-            return Tools(offered, "required", choice.function.name)
-        return Tools(offered, "required" if choice == "required" else "auto")
+            return Tools(offered, "required", choice.function.name, parallel)
+        return Tools(offered, "required" if choice == "required" else "auto", parallel=parallel)
 
     @property
     def structured(self) -> bool:
@@ -218,6 +229,8 @@ class CompletionRequest(_Sampling):
         }
     )
 
+    # the sampled token's log-probability, and this many others' (OpenAI's most is 5)
+    logprobs: JsonInt | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 5})
     best_of: Annotated[JsonInt | None, only(1)] = None
     echo: Annotated[bool | None, only(False)] = None
     suffix: Annotated[str | None, only("")] = None
@@ -231,3 +244,7 @@ class CompletionRequest(_Sampling):
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    @property
+    def asked_logprobs(self) -> int | None:
+        return self.logprobs

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
-import weakref
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import llguidance
 from tokenizers.decoders import DecodeStream
 
-from app.backends.custom.gpt.batching import BatchDecoder, Emit, MaskFor, Row
+from app.backends.custom.gpt.batching import BatchDecoder, MaskFor, Row
 from app.backends.custom.gpt.checkpoint import Checkpoint, load_checkpoint, read_config
 from app.backends.custom.gpt.constrain import ANY_OBJECT, JsonGrammar, tokenizer_for
 from app.backends.custom.gpt.dataset import ANSWER_PREFIX
 from app.backends.custom.gpt.generate import Sampling
 from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
 from app.backends.custom.options import CustomOptions
+from app.backends.custom.token_queue import TokenQueue
 from app.backends.grammar import SchemaRefused
+from app.backends.logprobs import Scored, token_logprobs
 from app.backends.protocol import (
     HANDOFF_BELOW,
     Conversation,
@@ -29,6 +28,7 @@ from app.backends.protocol import (
     Piece,
     ResponseFormat,
     SamplingParams,
+    TokenLogprob,
     Usage,
     earlier_user_turns,
     handoff_threshold,
@@ -63,7 +63,9 @@ class CustomAdapter:
         self._path = options.checkpoint
         self._max_batch = options.max_batch or DEFAULT_MAX_BATCH
         self._compile = options.compile
-        self._info = ModelInfo(spec.name, spec.backend, checkpoint_version(spec))
+        self._info = ModelInfo(
+            spec.name, spec.backend, checkpoint_version(spec), gives_logprobs=True
+        )
         self._ckpt: Checkpoint | None = None
         self._decoder: BatchDecoder | None = None
         self._answer: AnswerShape | None = None
@@ -92,7 +94,7 @@ class CustomAdapter:
             compile=self._compile,
         )
         below = handoff_threshold(self._ckpt.meta.get(HANDOFF_BELOW), f"{self._path}/config.json")
-        self._info = ModelInfo(self._info.name, self._info.backend, self._ckpt.version, below)
+        self._info = replace(self._info, version=self._ckpt.version, handoff_below=below)
         self._answer = AnswerShape.of(self._ckpt)
         tokenizer, vocab = self._ckpt.tokenizer, self._ckpt.model.config.vocab_size
         self._grammar_tokenizer = tokenizer_for(
@@ -122,7 +124,7 @@ class CustomAdapter:
             )
         eos = special_id(tokenizer, EOS)
         grammar = self._grammar(params.response_format)
-        tokens = _TokenQueue()
+        tokens = TokenQueue()
         row = Row(
             ids,
             Sampling(params.temperature, params.top_p, params.seed),
@@ -132,11 +134,13 @@ class CustomAdapter:
             choices=answer.labels,
             then=answer.then,
             grammar=grammar,
+            logprobs=params.logprobs,
         )
         self._decoder.submit(row)
         decoder = DecodeStream(skip_special_tokens=True)
         scanner = StopScanner(params.stop)
         count = 0
+        scored: list[Scored] = []  # of tokens whose text is not out yet
         finish: FinishReason = "length"
         # The intent line (the prompt's `intent: `, the label, its newline) goes out whole and
         # unscanned: the caller's stop strings apply to the reply, never cut the decided intent.
@@ -152,8 +156,11 @@ class CustomAdapter:
                     line += text
                     if count == answer.hidden:
                         yield Piece(line, confidence=row.chosen_p)
-                elif text and (text := scanner.feed(text)):
-                    yield Piece(text)
+                else:
+                    scored += row.scores[count - answer.hidden - 1 : count - answer.hidden]
+                    if text and (text := scanner.feed(text)):
+                        yield Piece(text, logprobs=self._spelled(scored))
+                        scored = []
                 if scanner.stopped:
                     finish = "stop"
                     break
@@ -164,7 +171,12 @@ class CustomAdapter:
             yield Piece(line, confidence=row.chosen_p)
         if tail := scanner.flush():
             yield Piece(tail)
-        yield Piece("", finish, usage)
+        yield Piece("", finish, usage, logprobs=self._spelled(scored))
+
+    def _spelled(self, scored: list[Scored]) -> tuple[TokenLogprob, ...]:
+        if not scored or self._grammar_tokenizer is None:
+            return ()
+        return token_logprobs(self._grammar_tokenizer, scored)
 
     def _grammar(self, shape: ResponseFormat | None) -> MaskFor | None:
         """The mask a structured reply is decoded under, given the label chosen; a schema
@@ -230,59 +242,3 @@ class AnswerShape:
     def hidden(self) -> int:
         """The answer's tokens that are not the caller's: the label and its newline."""
         return len(self.labels[:1]) + len(self.then)
-
-
-Item = int | BaseException | None  # a token, the end (None), or the decoder's failure
-
-
-class _Outbox:
-    """Tokens on their way from the decoding thread to one event loop. A step of 16 rows wakes
-    the loop once, not 16 times: the first token queued schedules a flush, the rest of the
-    step's ride along with it."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._items: list[tuple[asyncio.Queue[Item], Item]] = []
-
-    def put(self, queue: asyncio.Queue[Item], item: Item) -> None:
-        with self._lock:
-            self._items.append((queue, item))
-            if len(self._items) > 1:  # a flush is already on its way
-                return
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-            self._loop.call_soon_threadsafe(self._flush)
-
-    def _flush(self) -> None:
-        with self._lock:
-            items, self._items = self._items, []
-        for queue, item in items:
-            queue.put_nowait(item)
-
-
-_OUTBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-class _TokenQueue:
-    """Hands tokens from the decoding thread to the request's event loop, in order."""
-
-    def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        if (outbox := _OUTBOXES.get(loop)) is None:
-            outbox = _OUTBOXES[loop] = _Outbox(loop)
-        self._outbox = outbox
-        self._queue: asyncio.Queue[Item] = asyncio.Queue()
-
-    def emitter(self) -> Emit:
-        def emit(item: Item) -> None:
-            self._outbox.put(self._queue, item)
-
-        return emit
-
-    async def get(self) -> int | None:
-        item = await self._queue.get()
-        if isinstance(item, BaseException):
-            raise RuntimeError("the decoding thread failed") from item
-        return item

@@ -14,14 +14,14 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 import tenacity
 from pydantic import ValidationError
 
 from app.backends.gemini.breaker import CircuitBreaker
-from app.backends.gemini.calls import CallsReader, answer_shape, calls_of, contents
+from app.backends.gemini.calls import CallsReader, answer_shape, contents
 from app.backends.gemini.choice import (
     CHOICE_TOKENS,
     ChoiceReader,
@@ -46,7 +46,6 @@ from app.backends.protocol import (
     SamplingParams,
 )
 from app.backends.stops import StopScanner
-from app.backends.tools import ToolCall
 from app.banking.intents import IntentSet
 from app.errors import (
     ModelUnavailable,
@@ -131,32 +130,15 @@ class GeminiAdapter:
     async def stream(
         self, messages: Conversation, params: SamplingParams
     ) -> AsyncGenerator[Piece, None]:
-
         client = self._ready()
         system = "\n\n".join([self._system, *(m.content for m in messages if m.role == "system")])
         config = self._config(params, system)
-        said: Any = contents(messages)
-
-        async def first_chunk() -> tuple[types.GenerateContentResponse, AsyncIterator[Any]]:
-            chunks = await client.aio.models.generate_content_stream(
-                model=self._o.model, contents=said, config=config
-            )
-            try:
-                return await anext(chunks), chunks
-            except StopAsyncIteration:
-                raise UpstreamError(f"{self._info.name} sent an empty stream") from None
-            except BaseException:
-                await chunks.aclose()  # type: ignore[attr-defined]  # release the connection
-                raise
-
-        first, chunks = await self._guarded(first_chunk)
+        first, chunks = await self._guarded(lambda: self._opened(client, messages, config))
+        calls = CallsReader(self._info.name, self._labels) if params.tools is not None else None
         structured = params.response_format is not None
-        choice: ChoiceReader | CallsReader = ChoiceReader(self._info.name, self._labels, structured)
-        if params.tools is not None:
-            choice = CallsReader(self._info.name, self._labels)
+        choice = calls or ChoiceReader(self._info.name, self._labels, structured)
         scanner = StopScanner(params.stop)
         reason: str | None = None
-        made: tuple[ToolCall, ...] = ()
         last = first
         count = 0
         try:
@@ -164,8 +146,8 @@ class GeminiAdapter:
             while chunk is not None:
                 last = chunk
                 text, reason = text_and_reason(self._info.name, chunk)
-                if isinstance(choice, CallsReader):
-                    choice.made += calls_of(chunk)
+                if calls is not None:
+                    calls.see(chunk)
                 if text:
                     count += 1
                     for piece in choice_pieces(*choice.feed(text), scanner):
@@ -181,15 +163,12 @@ class GeminiAdapter:
                 if reason is None:
                     raise UpstreamError(f"{self._info.name}'s stream ended without a finish reason")
                 finish = finish_reason(self._info.name, reason)
-                if isinstance(choice, CallsReader):
-                    line, reply, made = choice.end()
-                else:
-                    line, reply = choice.end(finish == "stop")
-                for piece in choice_pieces(line, reply, scanner):
+                for piece in choice_pieces(*choice.end(finish == "stop"), scanner):
                     yield piece
                 if tail := scanner.flush():
                     yield Piece(tail)
             finish = "stop" if scanner.stopped else finish
+            made = calls.calls if calls is not None else ()
             yield Piece("", finish, usage_of(last, count, self._o.cost_usd), tool_calls=made)
         except UpstreamError as exc:
             if not isinstance(exc, UpstreamRefused):
@@ -197,6 +176,21 @@ class GeminiAdapter:
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+
+    async def _opened(
+        self, client: Client, messages: Conversation, config: types.GenerateContentConfig
+    ) -> tuple[types.GenerateContentResponse, AsyncIterator[Any]]:
+        """A stream of the answer, and its first chunk."""
+        chunks = await client.aio.models.generate_content_stream(
+            model=self._o.model, contents=cast(Any, contents(messages)), config=config
+        )
+        try:
+            return await anext(chunks), chunks
+        except StopAsyncIteration:
+            raise UpstreamError(f"{self._info.name} sent an empty stream") from None
+        except BaseException:
+            await chunks.aclose()  # type: ignore[attr-defined]  # release the connection
+            raise
 
     def _ready(self) -> Client:
         if self._client is None:

@@ -74,16 +74,16 @@ def contents(messages: Conversation) -> list[types.Content]:
     results of one turn's calls in one content, as Gemini pairs them with the calls."""
     from google.genai import types
 
-    said: list[types.Content] = []
+    turns: list[types.Content] = []
     for m in messages:
         if m.role == "system":
             continue
         parts = _parts(m)
-        if m.role == "tool" and said and said[-1].role == "user" and _answers_calls(said[-1]):
-            said[-1].parts = [*(said[-1].parts or []), *parts]
+        if m.role == "tool" and turns and turns[-1].role == "user" and _answers_calls(turns[-1]):
+            turns[-1].parts = [*(turns[-1].parts or []), *parts]
             continue
-        said.append(types.Content(role=_ROLES[m.role], parts=parts))
-    return said
+        turns.append(types.Content(role=_ROLES[m.role], parts=parts))
+    return turns
 
 
 def _parts(m: Message) -> list[types.Part]:
@@ -113,45 +113,48 @@ def _object(call: ToolCall) -> dict[str, Any]:
     return arguments if isinstance(arguments, dict) else {"arguments": call.arguments}
 
 
-def calls_of(response: types.GenerateContentResponse) -> list[types.FunctionCall]:
-    """The function calls in a chunk."""
-    if not response.candidates:
-        return []
-    content = response.candidates[0].content
-    return [p.function_call for p in (content.parts if content else None) or [] if p.function_call]
-
-
 class CallsReader:
-    """Gemini's answer where tools were offered: the words it wrote (rarely any: it is held to
-    calling functions), then, at the end, its calls read whole."""
+    """Gemini's answer where tools were offered, read as ChoiceReader reads its JSON: the words
+    it wrote (rarely any: it is held to calling functions), then, at the end, its calls read
+    whole: the intent line and reply of its REPLY_FUNCTION call, and the caller's tool calls
+    (`calls`), each with an id."""
 
     def __init__(self, name: str, labels: Collection[str]) -> None:
         self._name, self._labels = name, labels
         self._text = ""
-        self.made: list[types.FunctionCall] = []
+        self._made: list[types.FunctionCall] = []
+        self.calls: tuple[ToolCall, ...] = ()
+
+    def see(self, chunk: types.GenerateContentResponse) -> None:
+        """Keep a chunk's function calls."""
+        if chunk.candidates and (content := chunk.candidates[0].content) is not None:
+            self._made += [p.function_call for p in content.parts or [] if p.function_call]
 
     def feed(self, text: str) -> tuple[Piece | None, str]:
         self._text += text
         return None, ""
 
-    def end(self) -> tuple[Piece | None, str, tuple[ToolCall, ...]]:
-        """The intent line of its REPLY_FUNCTION call (with the stated confidence) and that
-        call's reply after any words it wrote; and the caller's tool calls, each with an id."""
+    def end(self, whole: bool) -> tuple[Piece | None, str]:
         line: Piece | None = None
         reply = self._text
         calls: list[ToolCall] = []
-        for call in self.made:
+        for call in self._made:
             args = dict(call.args or {})
             if call.name != REPLY_FUNCTION:
                 id_ = call.id or f"call_{uuid.uuid4().hex[:24]}"
                 calls.append(ToolCall(id_, call.name or "", json.dumps(args, ensure_ascii=False)))
                 continue
-            try:
-                choice = Choice.model_validate(args)
-            except ValidationError as exc:
-                raise malformed(self._name, exc) from exc
-            if choice.intent not in self._labels:
-                raise malformed(self._name, ValueError(f"intent {choice.intent!r}"))
-            line = Piece(format_answer(choice.intent, ""), confidence=choice.confidence)
-            reply += choice.reply
-        return line, reply, tuple(calls)
+            line, words = self._chosen(args)
+            reply += words
+        self.calls = tuple(calls)
+        return line, reply
+
+    def _chosen(self, args: dict[str, Any]) -> tuple[Piece, str]:
+        """The intent line and reply of a REPLY_FUNCTION call, which must be the choice."""
+        try:
+            choice = Choice.model_validate(args)
+        except ValidationError as exc:
+            raise malformed(self._name, exc) from exc
+        if choice.intent not in self._labels:
+            raise malformed(self._name, ValueError(f"intent {choice.intent!r}"))
+        return Piece(format_answer(choice.intent, ""), confidence=choice.confidence), choice.reply

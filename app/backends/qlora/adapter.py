@@ -8,12 +8,15 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from app.backends.grammar import SchemaRefused, checked_grammar, with_intent
+import llguidance
+
+from app.backends.grammar import with_intent
+from app.backends.logprobs import Scored, spelling_of, token_logprobs
 from app.backends.protocol import (
     HANDOFF_BELOW,
     Conversation,
@@ -21,8 +24,8 @@ from app.backends.protocol import (
     ModelInfo,
     ModelSpec,
     Piece,
-    ResponseFormat,
     SamplingParams,
+    TokenLogprob,
     Usage,
     handoff_threshold,
 )
@@ -32,17 +35,14 @@ from app.backends.qlora.prompting import (
     META_FILE,
     SYSTEM_PROMPT,
     MarkupInWords,
+    TemplateRefused,
     chat_ids,
     intent_prefix_ids,
     label_ids,
     read_meta,
 )
-from app.backends.qlora.tool_calls import (
-    CallReader,
-    template_tools,
-    template_turns,
-    tool_sampling,
-)
+from app.backends.qlora.sampling import checked_schema, reply_sampling
+from app.backends.qlora.tool_calls import CallReader, template_tools, template_turns
 from app.backends.stops import StopScanner
 from app.banking.intents import IntentSet, format_answer
 from app.errors import InvalidRequest, ModelFailed, ModelUnavailable
@@ -85,13 +85,16 @@ class QLoRAAdapter:
         meta = read_meta(Path(self._o.adapter)) if self._o.adapter else {}
         below = handoff_threshold(meta.get(HANDOFF_BELOW), f"{self._o.adapter}/{META_FILE}")
         version = adapter_version(spec)
-        self._info = ModelInfo(spec.name, spec.backend, version, below, calls_tools=True)
+        self._info = ModelInfo(
+            spec.name, spec.backend, version, below, calls_tools=True, gives_logprobs=True
+        )
         self._system = str(meta.get("system_prompt", SYSTEM_PROMPT))
         self._labels = intents.answer_labels
         self._tokenizer: Any = None
         self._prefix: list[int] = []  # `intent:`
         self._label_ids: list[list[int]] = []  # each label's tokens, in `_labels` order
         self._engine: Engine | None = None
+        self._spelling: llguidance.LLTokenizer | None = None  # tokens' bytes, for logprobs
         self._problem: str | None = None  # the engine died: why, while it restarts
         self._restart: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
@@ -113,6 +116,7 @@ class QLoRAAdapter:
         self._prefix = intent_prefix_ids(self._tokenizer)
         self._label_ids = [label_ids(self._tokenizer, label) for label in self._labels]
         config = await asyncio.to_thread(AutoConfig.from_pretrained, self._o.base_model)
+        self._spelling = spelling_of(self._tokenizer, config)
         self._o = self._o.model_copy(update={"max_model_len": context_length(self._o, config)})
         self._engine = await self._start_engine()
 
@@ -132,8 +136,8 @@ class QLoRAAdapter:
             raise ModelFailed(self._problem)
         if self._engine is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
-        schema = _checked_schema(params.response_format)
-        sampling = _sampling(params, schema)
+        schema = checked_schema(params.response_format)
+        sampling = reply_sampling(params, schema)
         try:
             ids = chat_ids(
                 self._tokenizer,
@@ -143,6 +147,8 @@ class QLoRAAdapter:
             )
         except MarkupInWords as exc:
             raise InvalidRequest.fields((["tools"], str(exc), None)) from None
+        except TemplateRefused as exc:
+            raise InvalidRequest.fields((["messages"], str(exc), None)) from None
         limit = self._o.max_model_len or 0  # set by load()
         longest = max(map(len, self._label_ids))
         if (length := len(ids)) + len(self._prefix) + longest >= limit:
@@ -183,11 +189,14 @@ class QLoRAAdapter:
         scanner = StopScanner(stop)
         finish: FinishReason = "length"
         generated = 0
+        scored: list[Scored] = []  # of tokens whose text is not out yet
         async with contextlib.aclosing(engine.stream(ids, sampling)) as deltas:
             async for delta in deltas:
                 generated = delta.tokens
+                scored += delta.scored
                 if kept := scanner.feed(calls.feed(delta.text)):
-                    yield Piece(kept)
+                    yield Piece(kept, logprobs=self._spelled(scored))
+                    scored = []
                 if scanner.stopped:  # leaving the loop closes the engine's sequence
                     finish = "stop"
                     break
@@ -196,7 +205,13 @@ class QLoRAAdapter:
         if tail := scanner.flush():
             yield Piece(tail)
         text, made = calls.end(whole=finish == "stop")
-        yield Piece(text, finish, Usage(len(ids), generated), tool_calls=made)
+        spelled = self._spelled(scored)
+        yield Piece(text, finish, Usage(len(ids), generated), tool_calls=made, logprobs=spelled)
+
+    def _spelled(self, scored: list[Scored]) -> tuple[TokenLogprob, ...]:
+        if not scored or self._spelling is None:
+            return ()
+        return token_logprobs(self._spelling, scored)
 
     async def close(self) -> None:
         self._closing.set()
@@ -270,27 +285,3 @@ def _tokenizer_source(o: QLoRAOptions) -> str:
     """`bankllm finetune` saves the tokenizer (with its chat template) beside the adapter."""
     adapter = Path(o.adapter)
     return str(adapter) if (adapter / "tokenizer_config.json").is_file() else o.base_model
-
-
-def _sampling(params: SamplingParams, schema: Mapping[str, Any] | None) -> Sampling:
-    """How the reply is sampled: held to the response format's schema, or to a call of the
-    request's tools."""
-    p = params
-    sampling = Sampling(p.max_tokens, p.temperature, p.top_p, p.seed, schema)
-    return tool_sampling(sampling, p.tools) if p.tools is not None else sampling
-
-
-def _checked_schema(shape: ResponseFormat | None) -> Mapping[str, Any] | None:
-    """The schema a structured reply is held to (any object for JSON); one the grammar
-    library cannot compile is refused, naming why."""
-    if shape is None:
-        return None
-    schema = shape.json_schema()
-    try:
-        checked_grammar(schema, None)
-    except SchemaRefused as exc:
-        raise InvalidRequest.fields((["response_format"], str(exc), None)) from None
-    except (TypeError, ValueError) as exc:  # no JSON Schema at all
-        reason = f"not a JSON Schema this service reads ({exc})"
-        raise InvalidRequest.fields((["response_format"], reason, None)) from None
-    return schema

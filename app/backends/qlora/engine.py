@@ -7,6 +7,9 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+# a token's id, its raw log-probability, and the most likely tokens' ids and log-probabilities
+Scored = tuple[int, float, tuple[tuple[int, float], ...]]
+
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
@@ -16,6 +19,7 @@ class Sampling:
     seed: int | None = None
     json_schema: Mapping[str, Any] | None = None  # the reply is JSON of this schema
     lark: str | None = None  # or the reply holds to this Lark grammar (a tool call or prose)
+    logprobs: int | None = None  # score each token, with this many alternatives
 
     @property
     def constrained(self) -> bool:
@@ -29,6 +33,7 @@ class Delta:
     text: str
     tokens: int
     finish: Literal["stop", "length"] | None = None  # the end of sequence, or max_tokens
+    scored: tuple[Scored, ...] = ()  # the new tokens' scores, when asked
 
 
 class EngineDied(Exception):

@@ -28,7 +28,8 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from app.backends.grammar import TokenMask, compiled, lark_compiled
-from app.backends.qlora.engine import Delta, Sampling, following, spelled
+from app.backends.qlora.engine import Delta, Sampling, Scored, following, spelled
+from app.backends.qlora.hf_processors import GrammarMask, score
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class _Row:
     out: asyncio.Queue[Delta | BaseException]
     tokens: list[int] = field(default_factory=list)
     sent: int = 0  # characters of the decoded text already sent
+    logprobs: torch.Tensor | None = None  # the step's log-probabilities, when scored
+    scored: list[Scored] = field(default_factory=list)  # tokens scored, not yet sent
     done: bool = False
     cancelled: bool = False
 
@@ -111,34 +114,34 @@ class _RowStreamer(BaseStreamer):
             self._finish(row, "stop")
             return
         row.tokens.append(token)
+        if row.logprobs is not None and row.params.logprobs is not None:
+            row.scored.append(score(row.logprobs, token, row.params.logprobs))
         if len(row.tokens) >= row.params.max_tokens:
             self._finish(row, "length")
             return
         text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
         if not text.endswith("\ufffd") and len(text) > row.sent:  # hold a partial character
-            row.push(Delta(text[row.sent :], len(row.tokens)))
-            row.sent = len(text)
+            row.push(Delta(text[row.sent :], len(row.tokens), scored=tuple(row.scored)))
+            row.sent, row.scored = len(text), []
 
     def _finish(self, row: _Row, reason: Literal["stop", "length"]) -> None:
         row.done = True
         text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
-        row.push(Delta(text[row.sent :], len(row.tokens), reason))
+        row.push(Delta(text[row.sent :], len(row.tokens), reason, tuple(row.scored)))
 
 
-class _GrammarMask(LogitsProcessor):
-    """One row's scores masked to what its grammar allows next (a structured reply)."""
+class _StepScores(LogitsProcessor):
+    """Keeps each scored row's log-probabilities of the step, as the model gave them: before
+    the grammar's mask and the sampling's temperature and top_p, which come after it."""
 
-    def __init__(self, mask: TokenMask, prompt_length: int):
-        self._mask, self._seen = mask, prompt_length
+    def __init__(self, rows: list[_Row]):
+        self._rows = rows
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if input_ids.shape[1] > self._seen:  # the token chosen at the step before
-            self._mask.take(int(input_ids[0, -1]))
-            self._seen = input_ids.shape[1]
-        allowed = torch.zeros(scores.shape[-1], dtype=torch.bool)
-        grammar = self._mask.allowed()[: scores.shape[-1]]
-        allowed[: len(grammar)] = grammar
-        return scores.masked_fill(~allowed.to(scores.device), -torch.inf)  # type: ignore[return-value]
+        for row, logits in zip(self._rows, scores, strict=True):
+            if row.params.logprobs is not None:
+                row.logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        return scores
 
 
 class _RowsDone(StoppingCriteria):
@@ -252,8 +255,12 @@ class TransformersEngine:
             sampling = {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p}
         if p.seed is not None:
             torch.manual_seed(p.seed)
+        processors: list[LogitsProcessor] = []
+        if any(r.params.logprobs is not None for r in rows):
+            processors.append(_StepScores(rows))  # first: the model's own numbers
         if p.constrained:  # a row alone: its key says so
-            sampling["logits_processor"] = LogitsProcessorList([self._masked(rows[0])])
+            processors.append(self._masked(rows[0]))
+        sampling["logits_processor"] = LogitsProcessorList(processors)
         with torch.inference_mode():
             self._model.generate(
                 input_ids=ids.to(self._model.device),
@@ -265,7 +272,7 @@ class TransformersEngine:
                 **sampling,
             )
 
-    def _masked(self, row: _Row) -> _GrammarMask:
+    def _masked(self, row: _Row) -> GrammarMask:
         if self._grammar_tokenizer is None:
             from llguidance.hf import from_tokenizer
 
@@ -276,7 +283,7 @@ class TransformersEngine:
         grammar = (
             compiled(p.json_schema) if p.json_schema is not None else lark_compiled(p.lark or "")
         )
-        return _GrammarMask(TokenMask(self._grammar_tokenizer, grammar), len(row.ids))
+        return GrammarMask(TokenMask(self._grammar_tokenizer, grammar), len(row.ids))
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

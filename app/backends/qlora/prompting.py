@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from jinja2 import TemplateError
+
 # The adapter learned the 77 labels in fine-tuning; the long intent list of the cloud prompt
 # would only cost context here.
 SYSTEM_PROMPT = (
@@ -30,6 +32,10 @@ class ChatTokenizer(Protocol):
 
 
 Turn = tuple[str, str] | dict[str, Any]  # (role, content), or a template's message
+
+
+class TemplateRefused(ValueError):
+    """The chat template cannot write these turns (its own check failed)."""
 
 
 class MarkupInWords(ValueError):
@@ -61,11 +67,14 @@ def chat_ids(
     messages = chat_messages(turns, system)
     _refuse_markup(tokenizer, [tools, [{**m, "content": ""} for m in messages]])
     slotted = [m | {"content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
-    text = str(
-        tokenizer.apply_chat_template(
-            slotted, tools=tools, tokenize=False, add_generation_prompt=True
+    try:
+        text = str(
+            tokenizer.apply_chat_template(
+                slotted, tools=tools, tokenize=False, add_generation_prompt=True
+            )
         )
-    )
+    except TemplateError as exc:  # the template's own refusal (Llama 3.1's: one call a turn)
+        raise TemplateRefused(f"the model's chat template refuses them: {exc}") from None
     ids: list[int] = []
     for i, piece in enumerate(_SLOT.split(text)):
         if i % 2:  # a message's words
@@ -83,6 +92,7 @@ def _refuse_markup(tokenizer: Any, written: object) -> None:
     text = json.dumps(written, ensure_ascii=False)
     added = getattr(tokenizer, "added_tokens_decoder", {}).values()
     specials = {a.content for a in added if a.special} | set(tokenizer.all_special_tokens)
+    specials |= {"\ue000", "\ue001"}  # the slots' own marks, which no text carries
     if found := [token for token in specials if token and token in text]:
         raise MarkupInWords(f"holds the model's markup {found[0]!r}: tools and calls are words")
 

@@ -10,11 +10,9 @@ import json
 import uuid
 from typing import Any
 
-from app.backends.grammar import SchemaRefused, call_or_text, checked_grammar
 from app.backends.protocol import Conversation
-from app.backends.qlora.engine import Sampling
-from app.backends.tools import ToolCall, Tools, call_schema
-from app.errors import InvalidRequest, UpstreamError
+from app.backends.tools import ToolCall, Tools
+from app.errors import UpstreamError
 
 _CALL_START = "{"  # the grammar's prose cannot begin with it
 
@@ -53,24 +51,6 @@ def _template_call(call: ToolCall) -> dict[str, Any]:
         arguments = call.arguments
     function = {"name": call.name, "arguments": arguments}
     return {"id": call.id, "type": "function", "function": function}
-
-
-def tool_sampling(sampling: Sampling, tools: Tools) -> Sampling:
-    """`sampling` held to a call of the tools the model may call: only a call where it must
-    call one, else a call or prose. Parameters the grammar library cannot compile are a 400."""
-    call = call_schema(tools)
-    try:
-        checked_grammar(call, None)
-    except (SchemaRefused, TypeError, ValueError) as exc:
-        raise InvalidRequest.fields((["tools"], f"cannot be held to: {exc}", None)) from None
-    if tools.must_call:
-        return Sampling(
-            sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.seed, call
-        )
-    lark = call_or_text(call)
-    return Sampling(
-        sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.seed, lark=lark
-    )
 
 
 class CallReader:

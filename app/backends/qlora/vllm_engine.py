@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
-from app.backends.qlora.engine import Delta, EngineDied, Sampling, following, spelled
+from app.backends.qlora.engine import Delta, EngineDied, Sampling, Scored, following, spelled
 from app.backends.qlora.options import QLoRAOptions
 
 LORA_ID = 1  # one adapter per engine; vLLM caches it by this id
@@ -75,6 +75,7 @@ class VLLMEngine:
             seed=sampling.seed,
             output_kind=RequestOutputKind.DELTA,
             structured_outputs=shape,
+            logprobs=sampling.logprobs,
         )
         request_id = f"bankllm-{uuid.uuid4().hex}"
         generated, finished = 0, False
@@ -86,13 +87,14 @@ class VLLMEngine:
             async for out in outputs:  # EngineDeadError (or another) once its core died
                 completion = out.outputs[0]
                 generated += len(completion.token_ids)
+                scored = _scored(completion, sampling.logprobs)
                 if out.finished:
                     finished = True
                     length = completion.finish_reason == "length"
-                    yield Delta(completion.text, generated, "length" if length else "stop")
+                    yield Delta(completion.text, generated, "length" if length else "stop", scored)
                     return
-                if completion.text:
-                    yield Delta(completion.text, generated)
+                if completion.text or scored:
+                    yield Delta(completion.text, generated, scored=scored)
         except Exception as exc:
             if not engine.errored:
                 raise
@@ -149,3 +151,22 @@ class VLLMEngine:
         engine, self._engine = self._engine, None
         if engine is not None:
             await asyncio.to_thread(engine.shutdown)
+
+
+def _scored(completion: Any, top: int | None) -> tuple[Scored, ...]:
+    """The new tokens' raw log-probabilities (`logprobs_mode`), each with the `top` most
+    likely tokens' (vLLM gives those and the sampled one, each with its rank)."""
+    if top is None or not completion.logprobs:
+        return ()
+    return tuple(
+        (
+            int(token),
+            float(places[token].logprob),
+            tuple(
+                (int(t), float(p.logprob))
+                for t, p in sorted(places.items(), key=lambda item: item[1].rank)
+                if p.rank <= top
+            ),
+        )
+        for token, places in zip(completion.token_ids, completion.logprobs, strict=False)
+    )

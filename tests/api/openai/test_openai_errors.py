@@ -66,7 +66,8 @@ CHAT: dict[str, Any] = {"messages": QUESTION}
             openai.BadRequestError,
             400,
             {
-                "message": "logprobs: Value error, log probabilities are not served",
+                "message": "logprobs: model 'echo' (echo) gives no log probabilities of its "
+                "reply; docs/api.md lists the backends that do",
                 "type": "invalid_request_error",
                 "param": "logprobs",
                 "code": "invalid_request",

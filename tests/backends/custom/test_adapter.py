@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from app.backends.catalog import load_adapter, unavailable_reason
-from app.backends.custom.adapter import _TokenQueue
 from app.backends.custom.gpt.checkpoint import read_config
 from app.backends.custom.options import CustomOptions
+from app.backends.custom.token_queue import TokenQueue
 from app.backends.protocol import Adapter, Completion, ModelSpec, Piece, SamplingParams, Usage
 from app.banking.intents import IntentSet
 from app.errors import InvalidRequest, ModelUnavailable
@@ -115,7 +115,7 @@ async def test_a_burst_of_tokens_from_the_decoding_thread_wakes_the_loop_once(
         return call_soon_threadsafe(callback, *args, **kwargs)
 
     monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
-    queues = [_TokenQueue() for _ in range(3)]
+    queues = [TokenQueue() for _ in range(3)]
     emitters = [q.emitter() for q in queues]
 
     def one_step() -> None:  # a decoding step: a token for each row, then one row ends

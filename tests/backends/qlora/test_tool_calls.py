@@ -12,7 +12,9 @@ from llguidance.hf import from_tokenizer
 
 from app.backends.grammar import TokenMask, compiled, lark_compiled
 from app.backends.qlora.engine import Sampling
-from app.backends.qlora.tool_calls import CallReader, tool_sampling
+from app.backends.qlora.prompting import TemplateRefused, chat_ids
+from app.backends.qlora.sampling import tool_sampling
+from app.backends.qlora.tool_calls import CallReader
 from app.backends.tools import Tool, Tools
 from app.errors import InvalidRequest
 from tests.tiny_llama import build_tokenizer
@@ -107,3 +109,10 @@ def test_prose_passes_and_a_call_the_token_limit_cut_is_given_as_written() -> No
     cut = CallReader("qlora")
     assert cut.feed('{"name":"free') == ""
     assert cut.end(whole=False) == ('{"name":"free', ())
+
+
+def test_turns_the_chat_template_refuses_are_a_template_refusal(tokenizer: Any) -> None:
+    strict = build_tokenizer()
+    strict.chat_template = "{{ raise_exception('This model only supports single tool-calls') }}"
+    with pytest.raises(TemplateRefused, match="only supports single tool-calls"):
+        chat_ids(strict, [("user", "freeze both cards")])

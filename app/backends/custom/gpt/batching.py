@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.backends.custom.gpt.generate import Sampling, choose, sample
+from app.backends.custom.gpt.generate import Sampling, choose, sample, scored
 from app.backends.custom.gpt.model import GPT
 from app.backends.custom.gpt.step import Stepper
 from app.backends.grammar import TokenMask
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 # What a sequence receives, on the decoding thread: a token id, None when it has ended, or the
 # exception that stopped the decoder.
 Emit = Callable[[int | BaseException | None], None]
+Scored = tuple[int, float, tuple[tuple[int, float], ...]]  # a token's id, logprob, and others'
 # The mask of a structured reply, given the token the sequence chose (None: it chose none)
 MaskFor = Callable[[int | None], TokenMask]
 
@@ -43,6 +44,7 @@ class Row:
     then: tuple[int, ...] = ()  # the tokens after the choice, as they are (never sampled)
     chosen_p: float | None = None  # the probability of that choice, set before it is emitted
     grammar: MaskFor | None = None  # what the reply after the choice must be (JSON of a schema)
+    logprobs: int | None = None  # score each sampled token, with this many alternatives
     cancelled: bool = False  # set from any thread; the decoder drops the row at its next step
     generator: torch.Generator | None = field(init=False, default=None)
     last: int = field(init=False, default=-1)  # the token to feed at the next step
@@ -52,6 +54,8 @@ class Row:
     following: list[int] = field(init=False, default_factory=list)  # `then`, still to come
     chosen: int | None = field(init=False, default=None)  # the token `choices` gave
     mask: TokenMask | None = field(init=False, default=None)  # the grammar, once the reply starts
+    # each sampled token's (id, log-probability, alternatives), kept before it is emitted
+    scores: list[Scored] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         if self.sampling.seed is not None:
@@ -210,7 +214,7 @@ class BatchDecoder:
                 seq.following = list(seq.then)
                 self._produce(seq, seq.chosen)
             else:
-                self._produce(seq, _next_token(seq, row_logits))
+                self._produce(seq, _kept(seq, row_logits, _next_token(seq, row_logits)))
 
     def _step(self) -> None:
         """One forward pass for every running sequence, each at its own position."""
@@ -228,9 +232,9 @@ class BatchDecoder:
             if seq.following:
                 self._produce(seq, seq.following.pop(0))
             elif seq.grammar is None and seq.sampling.temperature <= 0.0:
-                self._produce(seq, greedy[row])
+                self._produce(seq, _kept(seq, logits[row], greedy[row]))
             else:
-                self._produce(seq, _next_token(seq, logits[row]))
+                self._produce(seq, _kept(seq, logits[row], _next_token(seq, logits[row])))
 
     def _produce(self, seq: Row, token: int) -> None:
         seq.last = token
@@ -263,6 +267,13 @@ class BatchDecoder:
                 return
             if isinstance(item, Row):
                 item.emit(outcome)
+
+
+def _kept(seq: Row, logits: torch.Tensor, token: int) -> int:
+    """The sampled token, scored on the row first when its caller asked for logprobs."""
+    if seq.logprobs is not None:
+        seq.scores.append(scored(logits, token, seq.logprobs))
+    return token
 
 
 def _next_token(seq: Row, logits: torch.Tensor) -> int:
