@@ -1,5 +1,6 @@
-"""What structured outputs cost the custom model: milliseconds per output token through
-`CustomAdapter` with no `response_format`, with JSON (`json_object`) and with a JSON schema,
+"""What structured outputs and log-probabilities cost the custom model: milliseconds per output
+token through `CustomAdapter` with no `response_format`, with JSON (`json_object`), with a JSON
+schema, and with each token's log-probability and its 5 likeliest alternatives (`logprobs`),
 side by side in one run (alternating rounds, medians), at concurrency 1 and 8; and the mask's
 own cost per token (llguidance's bitmask and its step), measured alone.
 
@@ -42,19 +43,21 @@ SCHEMA = {
     "required": ["intent", "reply", "urgent", "steps", "channel"],
     "additionalProperties": False,
 }
-FORMATS: dict[str, ResponseFormat | None] = {
-    "text": None,
-    "json_object": ResponseFormat(),
-    "json_schema": ResponseFormat(SCHEMA, "card_answer"),
-}
 MAX_TOKENS = 256
+ASKED: dict[str, SamplingParams] = {
+    "text": SamplingParams(MAX_TOKENS, 0.0),
+    "json_object": SamplingParams(MAX_TOKENS, 0.0, response_format=ResponseFormat()),
+    "json_schema": SamplingParams(
+        MAX_TOKENS, 0.0, response_format=ResponseFormat(SCHEMA, "card_answer")
+    ),
+    "text+logprobs": SamplingParams(MAX_TOKENS, 0.0, logprobs=5),
+}
 
 
 async def ms_per_token(
-    adapter: CustomAdapter, shape: ResponseFormat | None, concurrency: int, requests: int
+    adapter: CustomAdapter, params: SamplingParams, concurrency: int, requests: int
 ) -> float:
     """Wall milliseconds per completion token with `concurrency` requests in flight."""
-    params = SamplingParams(MAX_TOKENS, 0.0, response_format=shape)
     return 1000 / await adapter_throughput(adapter, concurrency, requests, params, PROMPTS)
 
 
@@ -84,20 +87,18 @@ async def main(folder: Path, requests: int, rounds: int) -> None:
     assert adapter.decoder is not None
     await asyncio.to_thread(require_compiled, adapter.decoder.stepper)  # the step served
     try:
-        for shape in FORMATS.values():  # warm every path once
-            await ms_per_token(adapter, shape, 4, 4)
+        for params in ASKED.values():  # warm every path once
+            await ms_per_token(adapter, params, 4, 4)
         figures: dict[tuple[str, int], list[float]] = {}
         for _ in range(rounds):
             for concurrency in (1, 8):
-                for name, shape in FORMATS.items():
-                    ms = await ms_per_token(adapter, shape, concurrency, requests)
+                for name, params in ASKED.items():
+                    ms = await ms_per_token(adapter, params, concurrency, requests)
                     figures.setdefault((name, concurrency), []).append(ms)
     finally:
         await adapter.close()
-    print(
-        f"{'response_format':<16}{'c=1 ms/token':>14}{'x text':>8}{'c=8 ms/token':>14}{'x text':>8}"
-    )
-    for name in FORMATS:
+    print(f"{'asked':<16}{'c=1 ms/token':>14}{'x text':>8}{'c=8 ms/token':>14}{'x text':>8}")
+    for name in ASKED:
         row = f"{name:<16}"
         for concurrency in (1, 8):
             ms = statistics.median(figures[(name, concurrency)])

@@ -158,41 +158,63 @@ async def open_answer(
     raise failure
 
 
-class ReplyLogprobs:
-    """The reply's token log-probabilities, given out only as far as its text has gone: a
-    stop string's cut, or text held back, leaves the tokens past it out."""
+class ReplyReading:
+    """The reply read from a model's stream, delta by delta or whole, without its intent line;
+    with the log-probabilities of its tokens as far as its text has gone, when they were asked
+    for (a stop string's cut, or text held back, leaves the tokens past it out; a hand-off,
+    whose text is the approved one, has none)."""
 
-    def __init__(self, answer: ModelStream) -> None:
-        self._answer = answer
-        self._given = 0  # entries given out
-        self._bytes = 0  # the bytes of their tokens
+    def __init__(
+        self,
+        answer: ModelStream,
+        splitter: IntentSplitter,
+        record: RequestRecord,
+        scored: bool,
+    ) -> None:
+        self._answer, self._splitter, self._record = answer, splitter, record
+        self._scored = scored
+        self._parts: list[str] = []
+        self._bytes = 0  # of the reply so far
+        self._given = 0  # log-probabilities given out
+        self._given_bytes = 0  # the bytes of their tokens
 
-    def upto(self, text_bytes: int) -> tuple[TokenLogprob, ...]:
-        """The entries not yet given whose tokens end within `text_bytes` of the reply."""
-        entries = self._answer.logprobs
-        start = self._given
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    async def deltas(
+        self, deadline: Deadline
+    ) -> AsyncIterator[tuple[str, tuple[TokenLogprob, ...] | None]]:
+        """Each delta of the reply as the model writes it, with its tokens' log-probabilities."""
+        async for text in self._answer.texts(self._record, deadline):
+            if delta := self._splitter.feed(text, self._record.confidence):
+                yield delta, self._kept(delta)
+        if tail := self._splitter.finish():
+            yield tail, self._kept(tail)
+
+    async def whole(self) -> tuple[TokenLogprob, ...] | None:
+        """The reply split from the whole output (the same split as the deltas', a test holds
+        the two equal), and its tokens' log-probabilities."""
+        whole = await self._answer.whole(self._record)
+        reply = self._splitter.feed(whole, self._record.confidence) + self._splitter.finish()
+        return self._kept(reply)
+
+    def _kept(self, delta: str) -> tuple[TokenLogprob, ...] | None:
+        self._parts.append(delta)
+        self._bytes += len(delta.encode())
+        if not self._scored or self._splitter.handoff is not None:
+            return None
+        entries, start = self._answer.logprobs, self._given
         while self._given < len(entries):
             size = len(entries[self._given].bytes)
-            if self._bytes + size > text_bytes:
+            if self._given_bytes + size > self._bytes:
                 break
             self._given += 1
-            self._bytes += size
+            self._given_bytes += size
         return tuple(entries[start : self._given])
 
-
-async def reply_deltas(
-    answer: ModelStream, splitter: IntentSplitter, record: RequestRecord, deadline: Deadline
-) -> AsyncIterator[str]:
-    """The reply without its intent line, delta by delta as the model writes it."""
-    async for text in answer.texts(record, deadline):
-        if delta := splitter.feed(text, record.confidence):
-            yield delta
-    if tail := splitter.finish():
-        yield tail
-
-
-async def whole_reply(answer: ModelStream, splitter: IntentSplitter, record: RequestRecord) -> str:
-    """The reply without its intent line, split from the whole output: the same split as the
-    deltas' (a test holds the two equal)."""
-    whole = await answer.whole(record)
-    return splitter.feed(whole, record.confidence) + splitter.finish()
+    def logprobs(self) -> tuple[TokenLogprob, ...] | None:
+        """Every log-probability given, once the reply is read."""
+        if not self._scored or self._splitter.handoff is not None:
+            return None
+        return tuple(self._answer.logprobs[: self._given])

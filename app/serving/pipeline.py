@@ -15,7 +15,6 @@ from app.backends.protocol import (
     Message,
     ModelSpec,
     SamplingParams,
-    TokenLogprob,
 )
 from app.backends.tools import ToolCall
 from app.banking.intents import IntentSet, IntentSplitter
@@ -25,13 +24,7 @@ from app.models.mirror import Mirror
 from app.models.shadow import Shadow
 from app.models.switching import ActiveModel
 from app.serving.admission import Admission
-from app.serving.answering import (
-    ModelStream,
-    ReplyLogprobs,
-    open_answer,
-    reply_deltas,
-    whole_reply,
-)
+from app.serving.answering import ModelStream, ReplyReading, open_answer
 from app.serving.deadline import Deadline
 from app.serving.drain import Drain
 from app.serving.failures import recorded_failure
@@ -176,31 +169,25 @@ class Pipeline:
                     mirror = self._shadow.offer(record, conversation, params)
                     below = record.model.handoff_below if record.model else None
                     splitter = IntentSplitter(self._intents, below)
-                    scores = ReplyLogprobs(answer) if params.logprobs is not None else None
+                    reading = ReplyReading(answer, splitter, record, params.logprobs is not None)
                     if streamed:
-                        reply: list[str] = []
-                        said = 0  # the reply's bytes so far
-                        async for delta in reply_deltas(answer, splitter, record, deadline):
-                            reply.append(delta)
-                            said += len(delta.encode())
+                        async for delta, logprobs in reading.deltas(deadline):
                             yield StreamEvent(
                                 record.request_id,
                                 delta,
                                 model=record.model,
                                 handoff=splitter.handoff,
-                                logprobs=_given(scores, splitter, said),
+                                logprobs=logprobs,
                             )
-                        text = "".join(reply)
                     else:
-                        text = await whole_reply(answer, splitter, record)
+                        await reading.whole()
                     record.intent, record.handoff = splitter.intent, splitter.handoff
                     calls = _calls(answer, params, record)
-                    logprobs = _given(scores, splitter, len(text.encode()))
                     record.end()
                 if record.fallback_from is None:
                     self._model.answered(active)
             finish = _finish(answer, record, calls)
-            result = GenerateResult.of(record, text, finish, calls, logprobs)
+            result = GenerateResult.of(record, reading.text, finish, calls, reading.logprobs())
             yield StreamEvent(record.request_id, result=result, model=record.model)
         except BaseException as exc:
             error = recorded_failure(exc, record, deadline)
@@ -246,16 +233,6 @@ def _calls(
         raise UpstreamError(f"{name} called no tool, though the request's tool_choice needs one")
     record.tool_calls = tuple(call.name for call in calls)
     return calls
-
-
-def _given(
-    scores: ReplyLogprobs | None, splitter: IntentSplitter, text_bytes: int
-) -> tuple[TokenLogprob, ...] | None:
-    """The reply's log-probabilities up to `text_bytes`: None unless asked, and for a
-    hand-off (its text is the approved one, not the model's)."""
-    if scores is None or splitter.handoff is not None:
-        return None
-    return scores.upto(text_bytes)
 
 
 def _finish(

@@ -111,17 +111,7 @@ class CustomAdapter:
         if self._ckpt is None or self._decoder is None or self._answer is None:
             raise ModelUnavailable(f"model {self._info.name!r} is not loaded")
         tokenizer, answer = self._ckpt.tokenizer, self._answer
-        context = self._ckpt.model.config.block_size
-        ids = self.prompt_ids(messages)
-        if len(ids) >= context:
-            raise InvalidRequest.fields(
-                (
-                    ["prompt"],
-                    f"{len(ids)} tokens; model {self._info.name!r} reads at most {context - 1}",
-                    len(ids),
-                ),
-                kind="too_long",
-            )
+        ids = self._fitting(self.prompt_ids(messages))
         eos = special_id(tokenizer, EOS)
         grammar = self._grammar(params.response_format)
         tokens = TokenQueue()
@@ -172,6 +162,15 @@ class CustomAdapter:
         if tail := scanner.flush():
             yield Piece(tail)
         yield Piece("", finish, usage, logprobs=self._spelled(scored))
+
+    def _fitting(self, ids: list[int]) -> list[int]:
+        """A prompt the model's context holds, with room for a token of answer."""
+        assert self._ckpt is not None
+        context = self._ckpt.model.config.block_size
+        if len(ids) >= context:
+            reason = f"{len(ids)} tokens; model {self._info.name!r} reads at most {context - 1}"
+            raise InvalidRequest.fields((["prompt"], reason, len(ids)), kind="too_long")
+        return ids
 
     def _spelled(self, scored: list[Scored]) -> tuple[TokenLogprob, ...]:
         if not scored or self._grammar_tokenizer is None:
