@@ -10,9 +10,11 @@ from typing import Any
 import llguidance
 
 from app.backends.protocol import Alternative, TokenLogprob
+from app.backends.token_scores import Scored
 
-# what an engine gives per token: its id, its log-probability, and the top alternatives'
-Scored = tuple[int, float, tuple[tuple[int, float], ...]]
+# a log-probability JSON can carry: a token a grammar masked out has -inf (vLLM's own server
+# writes the same floor)
+FLOOR = -9999.0
 
 
 def spelling_of(tokenizer: Any, config: Any) -> llguidance.LLTokenizer:
@@ -24,11 +26,13 @@ def spelling_of(tokenizer: Any, config: Any) -> llguidance.LLTokenizer:
 
 
 def token_logprobs(
-    tokenizer: llguidance.LLTokenizer, scored: Iterable[Scored]
+    tokenizer: llguidance.LLTokenizer | None, scored: Iterable[Scored]
 ) -> tuple[TokenLogprob, ...]:
-    """Each scored token with its text and bytes."""
+    """Each scored token with its text and bytes (none without a tokenizer: not loaded)."""
+    if tokenizer is None:
+        return ()
     return tuple(
-        TokenLogprob(*_spelled(tokenizer, token), logprob, tuple(_others(tokenizer, top)))
+        TokenLogprob(*_spelled(tokenizer, token), _finite(logprob), tuple(_others(tokenizer, top)))
         for token, logprob, top in scored
     )
 
@@ -36,9 +40,16 @@ def token_logprobs(
 def _others(
     tokenizer: llguidance.LLTokenizer, top: Iterable[tuple[int, float]]
 ) -> list[Alternative]:
-    return [Alternative(*_spelled(tokenizer, token), logprob) for token, logprob in top]
+    return [Alternative(*_spelled(tokenizer, token), _finite(logp)) for token, logp in top]
+
+
+def _finite(logprob: float) -> float:
+    return max(logprob, FLOOR)
 
 
 def _spelled(tokenizer: llguidance.LLTokenizer, token: int) -> tuple[str, bytes]:
+    """A token's text and bytes; a special token is markup, no text of the reply's: none."""
+    if tokenizer.is_special_token(token):
+        return "", b""
     raw = tokenizer.decode_bytes([token])
     return raw.decode("utf-8", errors="replace"), raw

@@ -147,8 +147,8 @@ class Alternative:
 
 @dataclass(frozen=True, slots=True)
 class TokenLogprob:
-    """A token of the reply, the model's log-probability of it (before temperature, top_p and
-    any grammar's mask), and the most likely tokens at its place."""
+    """A token of the reply, the model's log-probability of it (before temperature and top_p),
+    and the most likely tokens at its place."""
 
     token: str
     bytes: bytes

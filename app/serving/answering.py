@@ -188,18 +188,18 @@ class ReplyReading:
         """Each delta of the reply as the model writes it, with its tokens' log-probabilities."""
         async for text in self._answer.texts(self._record, deadline):
             if delta := self._splitter.feed(text, self._record.confidence):
-                yield delta, self._kept(delta)
+                yield delta, self._taken(delta)
         if tail := self._splitter.finish():
-            yield tail, self._kept(tail)
+            yield tail, self._taken(tail)
 
-    async def whole(self) -> tuple[TokenLogprob, ...] | None:
-        """The reply split from the whole output (the same split as the deltas', a test holds
-        the two equal), and its tokens' log-probabilities."""
+    async def whole(self) -> None:
+        """The reply split from the whole output: the same split as the deltas' (a test holds
+        the two equal)."""
         whole = await self._answer.whole(self._record)
-        reply = self._splitter.feed(whole, self._record.confidence) + self._splitter.finish()
-        return self._kept(reply)
+        self._taken(self._splitter.feed(whole, self._record.confidence) + self._splitter.finish())
 
-    def _kept(self, delta: str) -> tuple[TokenLogprob, ...] | None:
+    def _taken(self, delta: str) -> tuple[TokenLogprob, ...] | None:
+        """Take a delta of the reply; the log-probabilities of the tokens it completes."""
         self._parts.append(delta)
         self._bytes += len(delta.encode())
         if not self._scored or self._splitter.handoff is not None:

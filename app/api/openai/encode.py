@@ -58,10 +58,11 @@ def tool_calls(result: GenerateResult, indexed: bool = False) -> list[dict[str, 
 
 
 def shaped_logprobs(
-    kind: OpenAIEndpoint, entries: tuple[TokenLogprob, ...], offset: int = 0
+    kind: OpenAIEndpoint, entries: tuple[TokenLogprob, ...], before: bytes = b""
 ) -> dict[str, Any]:
     """Log-probabilities in the endpoint's shape: chat's list of tokens with their
-    alternatives; completions' parallel lists, each token's character offset from `offset`."""
+    alternatives; completions' parallel lists, each token's offset the characters its text
+    starts after (the bytes `before` it counted, a part of a character not)."""
     if kind == "chat":
         content = [
             _token(e) | {"top_logprobs": [_token(alternative) for alternative in e.top]}
@@ -70,8 +71,8 @@ def shaped_logprobs(
         return {"content": content, "refusal": None}
     offsets = []
     for e in entries:
-        offsets.append(offset)
-        offset += len(e.token)
+        offsets.append(len(before.decode("utf-8", errors="ignore")))
+        before += e.bytes
     return {
         "tokens": [e.token for e in entries],
         "token_logprobs": [e.logprob for e in entries],
@@ -127,7 +128,7 @@ class Chunks:
     ):
         self._kind = kind
         self._usage = usage  # with include_usage, OpenAI puts `usage: null` on every chunk
-        self._offset = 0  # the characters of the tokens given so far (completions' offsets)
+        self._said = b""  # the bytes of the tokens given so far (completions' offsets)
         self._head = {
             "id": response_id(kind, request_id),
             "object": _CHUNK[kind],
@@ -148,8 +149,8 @@ class Chunks:
     ) -> dict[str, Any]:
         shaped = None
         if logprobs is not None:
-            shaped = shaped_logprobs(self._kind, logprobs, self._offset)
-            self._offset += sum(len(e.token) for e in logprobs)
+            shaped = shaped_logprobs(self._kind, logprobs, self._said)
+            self._said += b"".join(e.bytes for e in logprobs)
         if self._kind == "chat":
             return self._choice({"delta": {"refusal" if refusal else "content": delta}}, shaped)
         return self._choice({"text": delta}, shaped)

@@ -168,7 +168,7 @@ class ChatCompletionRequest(_Sampling):
         }
     )
     logprobs: bool | None = None
-    top_logprobs: JsonInt | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 20})
+    top_logprobs: JsonInt | None = Field(None, ge=0, le=20)
     max_completion_tokens: JsonInt | None = Field(
         None, json_schema_extra={"minimum": 1}
     )  # the newer name of max_tokens; it wins
@@ -230,7 +230,7 @@ class CompletionRequest(_Sampling):
     )
 
     # the sampled token's log-probability, and this many others' (OpenAI's most is 5)
-    logprobs: JsonInt | None = Field(None, json_schema_extra={"minimum": 0, "maximum": 5})
+    logprobs: JsonInt | None = Field(None, ge=0, le=5)
     best_of: Annotated[JsonInt | None, only(1)] = None
     echo: Annotated[bool | None, only(False)] = None
     suffix: Annotated[str | None, only("")] = None

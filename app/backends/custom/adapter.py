@@ -18,7 +18,7 @@ from app.backends.custom.gpt.tokenizer import EOS, encode_prompt, special_id
 from app.backends.custom.options import CustomOptions
 from app.backends.custom.token_queue import TokenQueue
 from app.backends.grammar import SchemaRefused
-from app.backends.logprobs import Scored, token_logprobs
+from app.backends.logprobs import token_logprobs
 from app.backends.protocol import (
     HANDOFF_BELOW,
     Conversation,
@@ -28,13 +28,13 @@ from app.backends.protocol import (
     Piece,
     ResponseFormat,
     SamplingParams,
-    TokenLogprob,
     Usage,
     earlier_user_turns,
     handoff_threshold,
     user_text,
 )
 from app.backends.stops import StopScanner
+from app.backends.token_scores import Scored
 from app.banking.intents import IntentSet
 from app.errors import InvalidRequest, ModelUnavailable
 
@@ -63,9 +63,7 @@ class CustomAdapter:
         self._path = options.checkpoint
         self._max_batch = options.max_batch or DEFAULT_MAX_BATCH
         self._compile = options.compile
-        self._info = ModelInfo(
-            spec.name, spec.backend, checkpoint_version(spec), gives_logprobs=True
-        )
+        self._info = ModelInfo(spec.name, spec.backend, checkpoint_version(spec))
         self._ckpt: Checkpoint | None = None
         self._decoder: BatchDecoder | None = None
         self._answer: AnswerShape | None = None
@@ -94,8 +92,13 @@ class CustomAdapter:
             compile=self._compile,
         )
         below = handoff_threshold(self._ckpt.meta.get(HANDOFF_BELOW), f"{self._path}/config.json")
-        self._info = replace(self._info, version=self._ckpt.version, handoff_below=below)
         self._answer = AnswerShape.of(self._ckpt)
+        # Log-probabilities are the reply's tokens' alone: a checkpoint that writes its intent
+        # line as free tokens (an older one) cannot tell them apart, and gives none.
+        decided = bool(self._answer.then)
+        self._info = replace(
+            self._info, version=self._ckpt.version, handoff_below=below, gives_logprobs=decided
+        )
         tokenizer, vocab = self._ckpt.tokenizer, self._ckpt.model.config.vocab_size
         self._grammar_tokenizer = tokenizer_for(
             tokenizer.to_str(), vocab, special_id(tokenizer, EOS)
@@ -147,9 +150,10 @@ class CustomAdapter:
                     if count == answer.hidden:
                         yield Piece(line, confidence=row.chosen_p)
                 else:
-                    scored += row.scores[count - answer.hidden - 1 : count - answer.hidden]
+                    if row.logprobs is not None:  # every sampled token was scored
+                        scored.append(row.scores[count - answer.hidden - 1])
                     if text and (text := scanner.feed(text)):
-                        yield Piece(text, logprobs=self._spelled(scored))
+                        yield Piece(text, logprobs=token_logprobs(self._grammar_tokenizer, scored))
                         scored = []
                 if scanner.stopped:
                     finish = "stop"
@@ -159,9 +163,11 @@ class CustomAdapter:
         usage = Usage(len(ids), max(0, count - answer.hidden))
         if 0 < count < answer.hidden:  # it ended inside the intent line
             yield Piece(line, confidence=row.chosen_p)
+        spelled = token_logprobs(self._grammar_tokenizer, scored)
         if tail := scanner.flush():
-            yield Piece(tail)
-        yield Piece("", finish, usage, logprobs=self._spelled(scored))
+            yield Piece(tail, logprobs=spelled)
+            spelled = ()
+        yield Piece("", finish, usage, logprobs=spelled)
 
     def _fitting(self, ids: list[int]) -> list[int]:
         """A prompt the model's context holds, with room for a token of answer."""
@@ -171,11 +177,6 @@ class CustomAdapter:
             reason = f"{len(ids)} tokens; model {self._info.name!r} reads at most {context - 1}"
             raise InvalidRequest.fields((["prompt"], reason, len(ids)), kind="too_long")
         return ids
-
-    def _spelled(self, scored: list[Scored]) -> tuple[TokenLogprob, ...]:
-        if not scored or self._grammar_tokenizer is None:
-            return ()
-        return token_logprobs(self._grammar_tokenizer, scored)
 
     def _grammar(self, shape: ResponseFormat | None) -> MaskFor | None:
         """The mask a structured reply is decoded under, given the label chosen; a schema

@@ -16,7 +16,7 @@ from typing import Any
 import llguidance
 
 from app.backends.grammar import with_intent
-from app.backends.logprobs import Scored, spelling_of, token_logprobs
+from app.backends.logprobs import spelling_of, token_logprobs
 from app.backends.protocol import (
     HANDOFF_BELOW,
     Conversation,
@@ -25,7 +25,6 @@ from app.backends.protocol import (
     ModelSpec,
     Piece,
     SamplingParams,
-    TokenLogprob,
     Usage,
     handoff_threshold,
 )
@@ -44,6 +43,7 @@ from app.backends.qlora.prompting import (
 from app.backends.qlora.sampling import checked_schema, reply_sampling
 from app.backends.qlora.tool_calls import CallReader, template_tools, template_turns
 from app.backends.stops import StopScanner
+from app.backends.token_scores import Scored
 from app.banking.intents import IntentSet, format_answer
 from app.errors import InvalidRequest, ModelFailed, ModelUnavailable
 
@@ -195,23 +195,19 @@ class QLoRAAdapter:
                 generated = delta.tokens
                 scored += delta.scored
                 if kept := scanner.feed(calls.feed(delta.text)):
-                    yield Piece(kept, logprobs=self._spelled(scored))
+                    yield Piece(kept, logprobs=token_logprobs(self._spelling, scored))
                     scored = []
                 if scanner.stopped:  # leaving the loop closes the engine's sequence
                     finish = "stop"
                     break
                 if delta.finish is not None:
                     finish = delta.finish
+        spelled = token_logprobs(self._spelling, scored)
         if tail := scanner.flush():
-            yield Piece(tail)
+            yield Piece(tail, logprobs=spelled)
+            spelled = ()
         text, made = calls.end(whole=finish == "stop")
-        spelled = self._spelled(scored)
         yield Piece(text, finish, Usage(len(ids), generated), tool_calls=made, logprobs=spelled)
-
-    def _spelled(self, scored: list[Scored]) -> tuple[TokenLogprob, ...]:
-        if not scored or self._spelling is None:
-            return ()
-        return token_logprobs(self._spelling, scored)
 
     async def close(self) -> None:
         self._closing.set()

@@ -7,8 +7,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-# a token's id, its raw log-probability, and the most likely tokens' ids and log-probabilities
-Scored = tuple[int, float, tuple[tuple[int, float], ...]]
+from app.backends.token_scores import Scored
 
 
 @dataclass(frozen=True, slots=True)

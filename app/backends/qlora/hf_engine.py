@@ -28,8 +28,9 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from app.backends.grammar import TokenMask, compiled, lark_compiled
-from app.backends.qlora.engine import Delta, Sampling, Scored, following, spelled
-from app.backends.qlora.hf_processors import GrammarMask, score
+from app.backends.qlora.engine import Delta, Sampling, following, spelled
+from app.backends.qlora.hf_processors import GrammarMask
+from app.backends.token_scores import Scored, scored
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class _RowStreamer(BaseStreamer):
             return
         row.tokens.append(token)
         if row.logprobs is not None and row.params.logprobs is not None:
-            row.scored.append(score(row.logprobs, token, row.params.logprobs))
+            row.scored.append(scored(row.logprobs, token, row.params.logprobs))
         if len(row.tokens) >= row.params.max_tokens:
             self._finish(row, "length")
             return
@@ -139,7 +140,7 @@ class _StepScores(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row, logits in zip(self._rows, scores, strict=True):
-            if row.params.logprobs is not None:
+            if row.params.logprobs is not None and not row.done:
                 row.logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         return scores
 

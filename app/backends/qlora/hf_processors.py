@@ -1,5 +1,5 @@
 """What the transformers engine does to a step's scores besides sampling: a structured row's
-mask, and a scored row's log-probabilities of its token."""
+mask."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch
 from transformers import LogitsProcessor
 
 from app.backends.grammar import TokenMask
-from app.backends.qlora.engine import Scored
 
 
 class GrammarMask(LogitsProcessor):
@@ -24,9 +23,3 @@ class GrammarMask(LogitsProcessor):
         grammar = self._mask.allowed()[: scores.shape[-1]]
         allowed[: len(grammar)] = grammar
         return scores.masked_fill(~allowed.to(scores.device), -torch.inf)  # type: ignore[return-value]
-
-
-def score(logprobs: torch.Tensor, token: int, top: int) -> Scored:
-    best = torch.topk(logprobs, top) if top else None
-    others = tuple(zip(best.indices.tolist(), best.values.tolist(), strict=True)) if best else ()
-    return token, float(logprobs[token]), others

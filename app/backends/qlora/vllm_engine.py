@@ -13,8 +13,9 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
-from app.backends.qlora.engine import Delta, EngineDied, Sampling, Scored, following, spelled
+from app.backends.qlora.engine import Delta, EngineDied, Sampling, following, spelled
 from app.backends.qlora.options import QLoRAOptions
+from app.backends.token_scores import Scored
 
 LORA_ID = 1  # one adapter per engine; vLLM caches it by this id
 
@@ -168,5 +169,5 @@ def _scored(completion: Any, top: int | None) -> tuple[Scored, ...]:
                 if p.rank <= top
             ),
         )
-        for token, places in zip(completion.token_ids, completion.logprobs, strict=False)
+        for token, places in zip(completion.token_ids, completion.logprobs, strict=True)
     )

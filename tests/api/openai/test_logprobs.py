@@ -18,6 +18,8 @@ from openai.types.chat import (
     ChatCompletionTokenLogprob,
 )
 
+from app.api.openai.encode import shaped_logprobs
+from app.backends.protocol import TokenLogprob
 from app.settings import Settings
 from tests.conftest import ServeFactory
 from tests.helpers import USER_KEY
@@ -63,10 +65,10 @@ def assert_greedy_tokens(tokens: list[ChatCompletionTokenLogprob], content: str,
 
 
 async def chat_logprobs(
-    sdk: openai.AsyncOpenAI, model: str
+    sdk: openai.AsyncOpenAI, model: str, **more: Any
 ) -> tuple[ChatCompletion, list[ChatCompletionTokenLogprob]]:
     """The same greedy answer, whole and streamed (its chunks' tokens joined)."""
-    asked: dict[str, Any] = {
+    asked: dict[str, Any] = more | {
         "model": model,
         "messages": ASK,
         "logprobs": True,
@@ -115,6 +117,14 @@ async def test_both_qlora_engines_give_the_model_s_own_log_probabilities(
         sampled = await sdk.chat.completions.create(
             model="qlora", messages=ASK, logprobs=True, temperature=1.5, seed=3, max_tokens=24
         )
+        held = await sdk.chat.completions.create(  # held to a grammar that forces its tokens
+            model="qlora",
+            messages=ASK,
+            logprobs=True,
+            top_logprobs=5,
+            response_format={"type": "json_object"},
+            max_tokens=24,
+        )
     content, tokens = tokens_of(whole)
     assert_greedy_tokens(tokens, content, top=3)
     assert streamed == tokens
@@ -123,6 +133,31 @@ async def test_both_qlora_engines_give_the_model_s_own_log_probabilities(
     assert spelled(tokens) == content
     assert all(t.top_logprobs == [] for t in tokens)
     assert all(t.logprob <= 0 for t in tokens)
+    _, forced = tokens_of(held)
+    numbers = [t.logprob for t in forced] + [a.logprob for t in forced for a in t.top_logprobs]
+    assert all(math.isfinite(n) for n in numbers)
+
+
+async def test_a_stop_string_leaves_the_same_tokens_out_streamed_and_whole(
+    serve: ServeFactory,
+) -> None:
+    async with serve(active_model="custom") as (app, _, _), sdk_of(app) as sdk:
+        greedy, _ = await chat_logprobs(sdk, "custom")
+        content, _ = tokens_of(greedy)
+        stop = content[len(content) // 2 :][:3]  # text the reply holds, so it is cut there
+        whole, streamed = await chat_logprobs(sdk, "custom", stop=[stop])
+    cut, tokens = tokens_of(whole)
+    assert cut == content[: content.index(stop)]
+    assert streamed == tokens
+    assert spelled(tokens) == cut
+
+
+def test_completions_offsets_count_characters_a_part_of_one_not() -> None:
+    parts = [b"caf", b"\xc3", b"\xa9", b" ok"]
+    entries = tuple(TokenLogprob(p.decode(errors="replace"), p, -0.5) for p in parts)
+    shaped = shaped_logprobs("completions", entries)
+    assert shaped["text_offset"] == [0, 3, 3, 4]
+    assert shaped_logprobs("completions", entries[3:], b"caf\xc3\xa9")["text_offset"] == [4]
 
 
 @pytest.mark.parametrize(
@@ -131,6 +166,7 @@ async def test_both_qlora_engines_give_the_model_s_own_log_probabilities(
         ({"top_logprobs": 2}, 400, "top_logprobs"),
         ({"logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
         ({"logprobs": True}, 400, "logprobs"),  # echo, a fixed reply, gives none
+        ({"logprobs": True, "top_logprobs": -1}, 400, "top_logprobs"),
     ],
 )
 async def test_log_probabilities_a_model_cannot_give_are_a_400(

@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.backends.custom.gpt.generate import Sampling, choose, sample, scored
+from app.backends.custom.gpt.generate import Sampling, choose, sample
 from app.backends.custom.gpt.model import GPT
 from app.backends.custom.gpt.step import Stepper
 from app.backends.grammar import TokenMask
+from app.backends.token_scores import Scored, scored
 
 logger = logging.getLogger(__name__)
 
 # What a sequence receives, on the decoding thread: a token id, None when it has ended, or the
 # exception that stopped the decoder.
 Emit = Callable[[int | BaseException | None], None]
-Scored = tuple[int, float, tuple[tuple[int, float], ...]]  # a token's id, logprob, and others'
 # The mask of a structured reply, given the token the sequence chose (None: it chose none)
 MaskFor = Callable[[int | None], TokenMask]
 
@@ -214,7 +214,7 @@ class BatchDecoder:
                 seq.following = list(seq.then)
                 self._produce(seq, seq.chosen)
             else:
-                self._produce(seq, _kept(seq, row_logits, _next_token(seq, row_logits)))
+                self._produce(seq, _scored_if_asked(seq, row_logits, _next_token(seq, row_logits)))
 
     def _step(self) -> None:
         """One forward pass for every running sequence, each at its own position."""
@@ -232,9 +232,11 @@ class BatchDecoder:
             if seq.following:
                 self._produce(seq, seq.following.pop(0))
             elif seq.grammar is None and seq.sampling.temperature <= 0.0:
-                self._produce(seq, _kept(seq, logits[row], greedy[row]))
+                self._produce(seq, _scored_if_asked(seq, logits[row], greedy[row]))
             else:
-                self._produce(seq, _kept(seq, logits[row], _next_token(seq, logits[row])))
+                self._produce(
+                    seq, _scored_if_asked(seq, logits[row], _next_token(seq, logits[row]))
+                )
 
     def _produce(self, seq: Row, token: int) -> None:
         seq.last = token
@@ -269,10 +271,11 @@ class BatchDecoder:
                 item.emit(outcome)
 
 
-def _kept(seq: Row, logits: torch.Tensor, token: int) -> int:
+def _scored_if_asked(seq: Row, logits: torch.Tensor, token: int) -> int:
     """The sampled token, scored on the row first when its caller asked for logprobs."""
     if seq.logprobs is not None:
-        seq.scores.append(scored(logits, token, seq.logprobs))
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        seq.scores.append(scored(logprobs, token, seq.logprobs))
     return token
 
 

@@ -45,17 +45,6 @@ def sample(logits: Tensor, sampling: Sampling, generator: torch.Generator | None
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def scored(
-    logits: Tensor, token: int, top: int
-) -> tuple[int, float, tuple[tuple[int, float], ...]]:
-    """The token, its log-probability under the logits (vocab,) as the model gave them, and the
-    `top` most likely tokens' ids and log-probabilities."""
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    best = torch.topk(logprobs, top) if top else None
-    others = tuple(zip(best.indices.tolist(), best.values.tolist(), strict=True)) if best else ()
-    return token, float(logprobs[token]), others
-
-
 def choose(logits: Tensor, choices: Sequence[int]) -> tuple[int, float]:
     """The most likely of `choices` (token ids) and the probability the model gives it among
     them: a decision, the same at any temperature (the intent label, never sampled)."""
