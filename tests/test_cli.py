@@ -88,6 +88,32 @@ def test_train_mixes_our_out_of_scope_messages_and_followups_in_by_default(
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("missing.csv", None, "no such file"),
+        ("folder", "", "a folder, not a CSV file"),
+        (
+            "wrong.csv",
+            "question,label\nhi,greeting\n",
+            "missing column(s) ['category', 'text']; need text,category",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["train"], ["finetune", "--base", "unused"]])
+def test_a_data_file_that_cannot_be_read_is_one_line_naming_it(
+    tmp_path: Path, command: list[str], name: str, content: str | None, reason: str
+) -> None:
+    data = tmp_path / name
+    if name == "folder":
+        data.mkdir()
+    elif content is not None:
+        data.write_text(content)
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--data", str(data), "--out", str(tmp_path / "out")])
+    assert exc.value.code == f"--data {data}: {reason}"
+
+
 @pytest.mark.parametrize("decay", ["1", "-0.1", "1.5"])
 def test_train_refuses_an_ema_decay_outside_0_to_1(
     decay: str, capsys: pytest.CaptureFixture[str]

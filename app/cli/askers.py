@@ -10,6 +10,7 @@ import httpx
 from app.banking.intents import IntentSet
 from app.errors import ServiceError
 from app.evaluation.evaluate import Ask, ExampleAnswer
+from app.evaluation.loadtest import error_of
 from app.service import Service
 from app.serving.pipeline import RequestContext
 from app.settings import Settings
@@ -68,18 +69,21 @@ async def over_http(
     """Ask a running service; with `model`, switch it to that model first (admin key)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
-        active = (await client.get("/models")).raise_for_status().json()["active"]
+        listed = await client.get("/models")
+        if listed.status_code != 200:
+            raise SystemExit(f"{url}: {error_of(listed)}")
+        active = listed.json()["active"]
         if model and model != active:
             admin = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
             response = await client.post("/switch", json={"model": model}, headers=admin)
             if response.status_code != 200:
-                raise RuntimeError(f"could not switch {url} to {model!r}: {response.text}")
+                raise SystemExit(f"could not switch {url} to {model!r}: {error_of(response)}")
 
         async def ask(text: str, label: str) -> ExampleAnswer:
             body = {"prompt": text, "max_tokens": max_tokens, "temperature": 0, "label": label}
             response = await client.post("/generate", json=body)
             if response.status_code != 200:
-                error = response.json().get("error", {}).get("type", str(response.status_code))
+                error = error_of(response)
                 return ExampleAnswer(None, "", 0.0, 0, model or active, "?", "?", error)
             r = response.json()
             return ExampleAnswer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 
 from app.banking.corpus import read_csv
 from app.cli import keys
-from app.evaluation.loadtest import figures, run_load
+from app.evaluation.loadtest import error_of, figures, run_load
 from app.settings import get_settings
 from app.telemetry.benchlog import BenchmarkLog
 from app.telemetry.clock import utc_now
@@ -85,7 +86,7 @@ async def _bench(
             admin = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
             switched = await client.post("/switch", json={"model": args.model}, headers=admin)
             if switched.status_code != 200:
-                raise SystemExit(f"could not switch to {args.model!r}: {switched.text}")
+                raise SystemExit(f"could not switch to {args.model!r}: {error_of(switched)}")
         health = (await client.get("/health")).json()
         rows = []
         for c in levels:
@@ -123,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
         f"{'streamed' if args.stream else 'not streamed'}"
     )
     print(_table(rows))
+    for row in rows:
+        for error, count in row["errors"].items():
+            print(f"c={row['concurrency']}: {count} failed: {error}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     log = BenchmarkLog(settings.benchmark_log, settings.benchmark_every)
@@ -130,4 +134,4 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         log.append(row)
     log.close()
-    return 0
+    return 1 if not any(row["completed"] for row in rows) else 0  # nothing answered

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     answers, seconds = asyncio.run(main())
     report = scored(examples, answers, intents, data=str(args.data), seconds=seconds)
     print_report(report)
+    for error, count in Counter(a.error for a in answers if a.error is not None).most_common():
+        print(f"{count} failed: {error}", file=sys.stderr)
     if checkpoint is not None:
         try:
             below = handoff_threshold(examples, answers, args.handoff_share)

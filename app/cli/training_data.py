@@ -38,7 +38,9 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
 
 def training_data(args: argparse.Namespace) -> TrainingData:
-    examples = read_csv(args.data) if args.data else build_corpus()
+    """The examples and conversations to learn from; a --data file that cannot be read ends
+    the command with one line naming it and why."""
+    examples = _read_data(args.data) if args.data else build_corpus()
     source = str(args.data) if args.data else "bankllm corpus (app/banking/data/phrasings.json)"
     if args.out_of_scope:
         handoffs = out_of_scope_examples("train")
@@ -51,3 +53,15 @@ def training_data(args: argparse.Namespace) -> TrainingData:
             "(app/banking/data/followup_training.json)"
         )
     return TrainingData(examples, conversations, source)
+
+
+def _read_data(path: Path) -> list[Example]:
+    try:
+        return read_csv(path)
+    except FileNotFoundError:
+        reason = "no such file"
+    except IsADirectoryError:
+        reason = "a folder, not a CSV file"
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, or no text,category header
+        reason = str(exc).removeprefix(f"{path}: ")
+    raise SystemExit(f"--data {path}: {reason}")

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,9 +78,11 @@ def figures(
             slo_e2e_ms is None or o.e2el_ms <= slo_e2e_ms
         )
 
+    failures = Counter(o.error for o in outcomes if o.error is not None)
     result: dict[str, Any] = {
         "completed": len(done),
         "failed": len(outcomes) - len(done),
+        "errors": dict(failures.most_common()),  # why, each with its count
         "duration": round(duration_s, 3),
         "total_input_tokens": sum(o.prompt_tokens for o in done),
         "total_output_tokens": output,
@@ -105,14 +108,15 @@ async def _one(client: httpx.AsyncClient, body: dict[str, Any]) -> Outcome:
             async with client.stream("POST", "/generate", json=body) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise _Failed(_error_type(response))
+                    raise _Failed(error_of(response))
                 async for line in response.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
                     event = json.loads(line[6:])
                     now = time.perf_counter()
                     if "error" in event:
-                        raise _Failed(event["error"]["type"])
+                        error = event["error"]
+                        raise _Failed(f"{error['type']} mid-stream: {error.get('message', '')}")
                     if "delta" in event:
                         outcome.first_token = outcome.first_token or now
                         outcome.token_times.append(now)
@@ -121,7 +125,7 @@ async def _one(client: httpx.AsyncClient, body: dict[str, Any]) -> Outcome:
         else:
             response = await client.post("/generate", json=body)
             if response.status_code != 200:
-                raise _Failed(_error_type(response))
+                raise _Failed(error_of(response))
             result = response.json()
             _take_usage(outcome, result)
             if result.get("ttft_ms") is not None:  # the server's own measure
@@ -138,11 +142,14 @@ class _Failed(Exception):
     pass
 
 
-def _error_type(response: httpx.Response) -> str:
+def error_of(response: httpx.Response) -> str:
+    """Why the service refused a request, as it said: the status, its error's type and
+    message (the status and reason where the body is not the service's)."""
     try:
-        return str(response.json()["error"]["type"])
+        error = response.json()["error"]
+        return f"{response.status_code} {error['type']}: {error['message']}"
     except (ValueError, KeyError, TypeError):
-        return f"http_{response.status_code}"
+        return f"{response.status_code} {response.reason_phrase}".rstrip()
 
 
 def _take_usage(outcome: Outcome, result: dict[str, Any]) -> None:

@@ -190,3 +190,27 @@ def test_bench_switches_then_loads_each_level_and_logs_a_row(
     ]
     assert all(r["total_output_tokens"] == 6 * 15 and r["request_goodput"] > 0 for r in rows)
     assert json.loads((tmp_path / "bench.json").read_text()) == rows
+
+
+def test_bench_and_eval_say_why_the_service_refused_them(
+    server: Served,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, _, _ = server
+    wrong = make_settings(benchmark_log=tmp_path / "mine.jsonl")
+    env = _env(wrong, tmp_path)
+    env.write_text(
+        env.read_text()
+        .replace(USER_KEY, "not-the-services-key")
+        .replace(EVAL_KEY, "not-the-services-key")
+    )
+    args = ["--url", url, "--env-file", str(env)]
+    code = main(["bench", *args, "--concurrency", "2", "--requests", "3"])
+    err = capsys.readouterr().err
+    assert code == 1  # nothing was answered
+    assert "c=2: 3 failed: 401 unauthorized: " in err
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", *args, "--model", "custom-random", "--data", str(_data(tmp_path))])
+    assert str(exc.value.code).startswith(f"{url}: 401 unauthorized: ")

@@ -38,6 +38,7 @@ def test_run_figures_named_like_vllm_bench_serve() -> None:
     assert result == {
         "completed": 2,
         "failed": 1,
+        "errors": {"queue_full": 1},
         "duration": 2.0,
         "total_input_tokens": 20,
         "total_output_tokens": 7,
