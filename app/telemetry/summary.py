@@ -80,11 +80,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+# Who a failed request's error is: the model's (it failed, or ran out of time) counts against
+# it; the caller's (a 4xx: a bad request, a key refused, a full queue) never reached it.
+MODEL_ERRORS = frozenset({"upstream_error", "timeout"})
+CALLER_ERRORS = frozenset({"bad_request", "rejected"})
+
+
 def _figures(samples: list[Sample]) -> dict[str, Any]:
     ok = [s for s in samples if s.status == "ok"]
     latencies = [s.latency_ms for s in ok]
-    # a safety stop judged the prompt, not the model: counted apart from its errors
-    errors = sum(s.status not in ("ok", "cancelled", "refused") for s in samples)
+    # A safety stop judged the prompt and a cancelled request its caller: counted apart.
+    errors = sum(s.status in MODEL_ERRORS for s in samples)
+    callers = sum(s.status in CALLER_ERRORS for s in samples)
+    asked = len(samples) - callers  # the requests that reached the model
     labelled = [s.correct for s in samples if s.correct >= 0]
     return {
         "count": len(samples),
@@ -92,7 +100,8 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
         "p95_ms": _round(percentile(latencies, 95)),
         "p99_ms": _round(percentile(latencies, 99)),
         "mean_tokens_per_s": _round(sum(s.tokens_per_s for s in ok) / len(ok)) if ok else None,
-        "error_rate": round(errors / len(samples), 4),
+        "error_rate": round(errors / asked, 4) if asked else 0.0,
+        "caller_errors": callers,
         "refused": sum(s.status == "refused" for s in samples),
         "mean_cost_usd": round(sum(s.cost_usd for s in ok) / len(ok), 8) if ok else None,
         "labelled": len(labelled),
@@ -114,9 +123,11 @@ def summarize(
         by_model.setdefault(s.model, []).append(s)
     models = {name: _figures(group) for name, group in sorted(by_model.items())}
     backends = {name: group[-1].backend for name, group in by_model.items()}
-    # Only a model that mostly works is the fastest, or can be recommended.
+    # Only a model that mostly works is the fastest, or can be recommended; echo, with no
+    # model behind it, measures the service's own overhead and is neither.
     usable = {n: f for n, f in models.items() if f["p50_ms"] is not None and f["error_rate"] < 0.5}
-    fastest = min(usable, key=lambda n: usable[n]["p50_ms"]) if usable else None
+    models_only = [n for n in usable if backends[n] != "echo"]
+    fastest = min(models_only, key=lambda n: usable[n]["p50_ms"]) if models_only else None
     recommended, sentence = recommend(usable, backends, shadows or {})
     return {
         "models": models,

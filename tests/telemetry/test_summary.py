@@ -45,6 +45,7 @@ def test_summary_per_model_and_recommendation() -> None:
                 "p99_ms": 298.0,
                 "mean_tokens_per_s": 50.0,
                 "error_rate": 0.2,
+                "caller_errors": 0,
                 "refused": 0,
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
@@ -57,14 +58,15 @@ def test_summary_per_model_and_recommendation() -> None:
                 "p99_ms": 2.98,
                 "mean_tokens_per_s": 2000.0,
                 "error_rate": 0.0,
+                "caller_errors": 0,
                 "refused": 0,
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
                 "accuracy": None,
             },
         },
-        "fastest_model": "echo",
-        "recommended_model": "custom",  # echo measures our overhead: never recommended
+        "fastest_model": "custom",  # echo measures our overhead: never fastest
+        "recommended_model": "custom",  # nor recommended
         "recommendation": "Use custom, on speed alone (no labelled requests to judge accuracy "
         "by): the only model measured, with 20.0% errors over 5 requests, a median latency of "
         "200 ms (p95 290 ms) and no provider cost.",
@@ -81,7 +83,7 @@ def test_accuracy_on_labelled_requests_decides_before_speed_and_cost() -> None:
     summary = summarize(samples)
     assert summary["models"]["gemini"]["accuracy"] == 0.9
     assert summary["models"]["gemini"]["mean_cost_usd"] == 0.0002
-    assert (summary["fastest_model"], summary["recommended_model"]) == ("echo", "gemini")
+    assert (summary["fastest_model"], summary["recommended_model"]) == ("custom", "gemini")
     assert summary["recommendation"] == (
         "Use gemini: the most accurate of 2 models with labelled requests (90.0% intent accuracy "
         "on 10 labelled requests), with 0.0% errors over 10 requests, a median latency of 400 ms "
@@ -163,3 +165,12 @@ def test_a_hand_off_is_scored_as_the_out_of_scope_choice_it_is() -> None:
     }
     figures = shadow_figures([pair])
     assert (figures["live_accuracy"], figures["shadow_accuracy"]) == (1.0, 1.0)
+
+
+def test_the_caller_s_mistakes_never_count_against_the_model() -> None:
+    samples = [Sample("custom", "ok", 10.0, 50.0, "custom")] * 6
+    samples += [Sample("custom", "bad_request", 1.0, 0.0, "custom")] * 3
+    samples += [Sample("custom", "rejected", 1.0, 0.0, "custom")]  # a key refused, a full queue
+    samples += [Sample("custom", "upstream_error", 1.0, 0.0, "custom")] * 2
+    figures = summarize(samples)["models"]["custom"]
+    assert (figures["error_rate"], figures["caller_errors"]) == (0.25, 4)  # 2 of the 8 it saw
