@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -19,6 +19,7 @@ class Sample(NamedTuple):
     backend: str = ""
     cost_usd: float = 0.0
     correct: int = -1  # a labelled request: 1 when its intent was the label, else 0; -1 unlabelled
+    version: str = ""  # the checkpoint's or adapter's hash, the upstream model's id
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Sample:
@@ -31,6 +32,7 @@ class Sample(NamedTuple):
             str(row.get("backend") or ""),
             float(row.get("cost_usd") or 0.0),
             -1 if label is None else int(choice(row.get("intent"), row.get("handoff")) == label),
+            str(row.get("version") or ""),
         )
 
 
@@ -47,6 +49,7 @@ class SampleWindow:
         self._backends: deque[str] = deque(maxlen=size)
         self._costs: deque[float] = deque(maxlen=size)
         self._correct: deque[int] = deque(maxlen=size)
+        self._versions: deque[str] = deque(maxlen=size)
 
     def append(self, sample: Sample) -> None:
         self._models.append(sample.model)
@@ -56,6 +59,7 @@ class SampleWindow:
         self._backends.append(sample.backend)
         self._costs.append(sample.cost_usd)
         self._correct.append(sample.correct)
+        self._versions.append(sample.version)
 
     def samples(self) -> list[Sample]:
         columns = (
@@ -66,6 +70,7 @@ class SampleWindow:
             self._backends,
             self._costs,
             self._correct,
+            self._versions,
         )
         return [Sample(*values) for values in zip(*columns, strict=True)]
 
@@ -109,6 +114,19 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
+def _by_version(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
+    """The samples of each (model, version), under the model's name, or `name@version` where
+    the name answered with more than one version (two checkpoints are two models to judge)."""
+    groups: dict[tuple[str, str], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault((s.model, s.version), []).append(s)
+    versions = Counter(model for model, _ in groups)
+    return {
+        model if versions[model] == 1 else f"{model}@{version}": group
+        for (model, version), group in sorted(groups.items())
+    }
+
+
 def _round(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 2)
 
@@ -116,13 +134,11 @@ def _round(value: float) -> float | None:
 def summarize(
     samples: Iterable[Sample], shadows: Mapping[str, Mapping[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """{"models": {name: figures}, "fastest_model", "recommended_model", "recommendation"};
+    """{"models": {key: figures}, "fastest_model", "recommended_model", "recommendation"};
     with `shadows` (app.telemetry.shadow_stats), a shadow's labelled figures count too."""
-    by_model: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_model.setdefault(s.model, []).append(s)
-    models = {name: _figures(group) for name, group in sorted(by_model.items())}
-    backends = {name: group[-1].backend for name, group in by_model.items()}
+    by_model = _by_version(samples)
+    models = {key: {"version": g[-1].version, **_figures(g)} for key, g in by_model.items()}
+    backends = {key: group[-1].backend for key, group in by_model.items()}
     # Only a model that mostly works is the fastest, or can be recommended; echo, with no
     # model behind it, measures the service's own overhead and is neither.
     usable = {n: f for n, f in models.items() if f["p50_ms"] is not None and f["error_rate"] < 0.5}

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -39,6 +40,7 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
     ]
     assert rows[3]["models"] == {
         "custom": {
+            "version": ANY,
             "count": 3,
             "p50_ms": 2.0,
             "p95_ms": 2.9,
@@ -55,6 +57,7 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
     assert rows[3]["fastest_model"] == "custom"
     assert rows[7]["models"] == {
         "custom": {
+            "version": ANY,
             "count": 3,
             "p50_ms": 5.0,
             "p95_ms": 5.9,

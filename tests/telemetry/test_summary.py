@@ -39,6 +39,7 @@ def test_summary_per_model_and_recommendation() -> None:
     assert summarize(samples) == {
         "models": {
             "custom": {
+                "version": "",
                 "count": 5,
                 "p50_ms": 200.0,
                 "p95_ms": 290.0,
@@ -52,6 +53,7 @@ def test_summary_per_model_and_recommendation() -> None:
                 "accuracy": None,
             },
             "echo": {
+                "version": "",
                 "count": 2,
                 "p50_ms": 2.0,
                 "p95_ms": 2.9,
@@ -174,3 +176,19 @@ def test_the_caller_s_mistakes_never_count_against_the_model() -> None:
     samples += [Sample("custom", "upstream_error", 1.0, 0.0, "custom")] * 2
     figures = summarize(samples)["models"]["custom"]
     assert (figures["error_rate"], figures["caller_errors"]) == (0.25, 4)  # 2 of the 8 it saw
+
+
+def test_two_checkpoints_of_one_name_are_two_models_never_blended() -> None:
+    def answered(version: str, right: int) -> list[Sample]:
+        return [
+            Sample("custom", "ok", 10.0, 50.0, "custom", 0.0, int(i < right), version)
+            for i in range(10)
+        ]
+
+    summary = summarize(answered("a1", 2) + answered("b2", 7) + [Sample("echo", "ok", 1.0, 9.0)])
+    models = summary["models"]
+    assert set(models) == {"custom@a1", "custom@b2", "echo"}  # echo: one version, its name
+    assert (models["custom@a1"]["accuracy"], models["custom@b2"]["accuracy"]) == (0.2, 0.7)
+    assert models["custom@b2"]["version"] == "b2"
+    assert summary["recommended_model"] == "custom@b2"
+    assert summary["recommendation"].startswith("Use custom@b2: the most accurate of 2 models")

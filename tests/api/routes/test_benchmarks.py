@@ -66,6 +66,7 @@ async def test_one_row_per_request_and_a_summary_every_n(
         "type": "summary",
         "models": {
             "custom": {
+                "version": ANY,
                 "count": 5,
                 "p50_ms": ANY,
                 "p95_ms": ANY,
@@ -100,6 +101,7 @@ async def test_summary_route_gives_the_per_model_figures(
     assert body == {
         "models": {
             "custom": {
+                "version": ANY,
                 "count": 1,
                 "p50_ms": ANY,
                 "p95_ms": ANY,
@@ -113,6 +115,7 @@ async def test_summary_route_gives_the_per_model_figures(
                 "accuracy": None,
             },
             "echo": {
+                "version": ANY,
                 "count": 1,
                 "p50_ms": ANY,
                 "p95_ms": ANY,
