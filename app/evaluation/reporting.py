@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 
-from app.telemetry.summary import Sample
+from app.telemetry.summary import Sample, by_version
 
 
 def plot_report(samples: Sequence[Sample], evals: Sequence[dict[str, Any]], path: Path) -> None:
@@ -19,10 +19,11 @@ def plot_report(samples: Sequence[Sample], evals: Sequence[dict[str, Any]], path
     evaluation's accuracy against its median latency."""
     panels = 3 if evals else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), dpi=100)
-    models = sorted({s.model for s in samples})
+    groups = by_version(samples)  # labelled as the summary names them: name, or name@version
+    models = list(groups)
     cdf, speed = axes[0], axes[1]
-    for model in models:
-        latencies = sorted(s.latency_ms for s in samples if s.model == model and s.status == "ok")
+    for model, group in groups.items():
+        latencies = sorted(s.latency_ms for s in group if s.status == "ok")
         if latencies:
             fractions = [(i + 1) / len(latencies) for i in range(len(latencies))]
             cdf.step(latencies, fractions, where="post", label=model)
@@ -33,8 +34,8 @@ def plot_report(samples: Sequence[Sample], evals: Sequence[dict[str, Any]], path
     if models:
         cdf.legend()
     rates = []
-    for model in models:
-        ok = [s.tokens_per_s for s in samples if s.model == model and s.status == "ok"]
+    for group in groups.values():
+        ok = [s.tokens_per_s for s in group if s.status == "ok"]
         rates.append(sum(ok) / len(ok) if ok else 0.0)
     speed.bar(models, rates, color="tab:green")
     speed.set_yscale("log")  # a model-free echo and a real model differ by orders of magnitude

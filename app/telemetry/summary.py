@@ -114,7 +114,7 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
-def _by_version(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
+def by_version(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
     """The samples of each (model, version), under the model's name, or `name@version` where
     the name answered with more than one version (two checkpoints are two models to judge)."""
     groups: dict[tuple[str, str], list[Sample]] = {}
@@ -136,7 +136,7 @@ def summarize(
 ) -> dict[str, Any]:
     """{"models": {key: figures}, "fastest_model", "recommended_model", "recommendation"};
     with `shadows` (app.telemetry.shadow_stats), a shadow's labelled figures count too."""
-    by_model = _by_version(samples)
+    by_model = by_version(samples)
     models = {key: {"version": g[-1].version, **_figures(g)} for key, g in by_model.items()}
     backends = {key: group[-1].backend for key, group in by_model.items()}
     # Only a model that mostly works is the fastest, or can be recommended; echo, with no
