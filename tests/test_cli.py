@@ -44,6 +44,8 @@ def test_train_on_a_csv_writes_a_servable_checkpoint(
             "0.2",
             "--no-out-of-scope",
             "--no-followups",
+            "--min-accuracy",
+            "0",  # two epochs of a tiny model: any accuracy will do here
         ]
     )
     out = capsys.readouterr().out
@@ -139,3 +141,41 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert exc.value.code == 2
     assert "the following arguments are required: command" in capsys.readouterr().err
+
+
+TINY = ["--layers", "1", "--heads", "2", "--width", "32", "--vocab", "280", "--batch-size", "8"]
+
+
+def tiny_data(tmp_path: Path) -> Path:
+    rows = [Example(f"my card has not come {i}", "card_arrival") for i in range(6)]
+    rows += [Example(f"I lost my card {i}", "lost_or_stolen_card") for i in range(6)]
+    write_csv(tmp_path / "data.csv", rows)
+    return tmp_path / "data.csv"
+
+
+def test_a_budget_that_ends_inside_the_first_epoch_is_refused_saying_what_one_takes(
+    tmp_path: Path,
+) -> None:
+    asked = ["train", "--data", str(tiny_data(tmp_path)), *TINY, "--minutes", "0.001"]
+    with pytest.raises(SystemExit) as exc:
+        main([*asked, "--out", str(tmp_path / "refused")])
+    message = str(exc.value.code)
+    assert message.startswith("bankllm train: a budget of 0.001 min ends inside the first epoch")
+    assert re.search(r"takes about \d+\.\d min on this machine now", message)
+    assert not (tmp_path / "refused").exists()  # nothing half-learned is saved
+    code = main(
+        [*asked, "--out", str(tmp_path / "partial"), "--allow-partial", "--min-accuracy", "0"]
+    )
+    assert code == 0
+    assert load_checkpoint(tmp_path / "partial").version
+
+
+def test_a_run_below_the_accuracy_floor_says_so_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asked = ["train", "--data", str(tiny_data(tmp_path)), *TINY, "--epochs", "1", "--lr", "0"]
+    code = main([*asked, "--out", str(tmp_path / "ck"), "--min-accuracy", "1.01"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "bankllm train: FAILED: the best held-out intent accuracy" in err
+    assert "is below --min-accuracy 101%" in err

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from app.backends.custom.gpt.runs import CURVE, HELD_OUT, Epoch
-from app.backends.custom.gpt.train import TrainConfig, train
+from app.backends.custom.gpt.train import BudgetTooShort, TrainConfig, train
 from app.banking.intents import IntentSet
 from app.cli.flags import config_from
 from app.cli.training_data import add_data_flags, training_data
+
+MIN_ACCURACY = 0.5  # below it a run has not learned the intents: it fails, loudly
 
 
 def add_parser(commands: Any) -> None:
@@ -105,6 +108,18 @@ def _add_schedule_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
         help="stratified held-out share, scored each epoch (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="save a run whose time budget ends inside the first epoch (refused otherwise)",
+    )
+    p.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=MIN_ACCURACY,
+        help="a run whose best held-out intent accuracy is below this says so and exits 1; "
+        "0 accepts any (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,15 +140,18 @@ def run(args: argparse.Namespace) -> int:
         )
 
     print(f"training on {len(data.examples)} examples from {data.source}")
-    result = train(
-        data.examples,
-        IntentSet.load(),
-        args.out,
-        cfg,
-        conversations=data.conversations,
-        meta={"data": data.source},
-        on_epoch=report,
-    )
+    try:
+        result = train(
+            data.examples,
+            IntentSet.load(),
+            args.out,
+            cfg,
+            conversations=data.conversations,
+            meta={"data": data.source},
+            on_epoch=report,
+        )
+    except BudgetTooShort as exc:
+        raise SystemExit(f"bankllm train: {exc}") from None
     accuracy = (
         "n/a"
         if result.val_accuracy is None
@@ -146,6 +164,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.val_examples:
         print(f"held-out split: {args.out / HELD_OUT}; curve: {args.out / CURVE}")
+    if result.val_accuracy is not None and result.val_accuracy < args.min_accuracy:
+        print(
+            f"bankllm train: FAILED: the best held-out intent accuracy, "
+            f"{result.val_accuracy:.1%}, is below --min-accuracy {args.min_accuracy:.0%}: "
+            f"{args.out} is not fit to serve (more time, or --min-accuracy 0 to accept it)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

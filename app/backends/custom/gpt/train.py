@@ -13,20 +13,17 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from app.backends.custom.gpt.dataset import (
     batches,
     encode_example,
     encode_reply,
-    pad_batch,
     split_stratified,
 )
 from app.backends.custom.gpt.model import GPT, GPTConfig
+from app.backends.custom.gpt.optimizing import Steps, moving_average, optimizer_for, progress_bar
 from app.backends.custom.gpt.runs import Epoch, FinishedRun, TrainResult, epoch_of, save_run
 from app.backends.custom.gpt.tokenizer import PAD, SEP, special_id, train_tokenizer
 from app.backends.custom.gpt.validation import answer_scores
@@ -80,42 +77,9 @@ class TrainConfig:
     ema_decay: float = 0.995
     val_fraction: float = 0.1  # stratified hold-out for the reported accuracy
     seed: int = 0
-
-
-def progress_bar(steps: int, budget_s: float, progress: bool) -> tqdm[None]:
-    """Steps; with a time budget, its seconds: the run ends when the budget is spent, so the
-    total and the ETA are the budget's, not those of epochs that will never run."""
-    if math.isfinite(budget_s):
-        shape = "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
-        return tqdm(
-            total=round(budget_s), desc="train", unit="s", bar_format=shape, disable=not progress
-        )
-    return tqdm(total=steps, desc="train", unit="step", disable=not progress)
-
-
-def _loss(logits: Tensor, targets: Tensor, label_ids: Tensor, label_weight: float) -> Tensor:
-    """Cross-entropy over the scored tokens (logits (N, vocab), targets (N,)), the label
-    token weighted."""
-    losses = F.cross_entropy(logits, targets, ignore_index=-100, reduction="none")
-    weights = (targets != -100).float()
-    if label_weight != 1.0:
-        weights = weights * torch.where(torch.isin(targets, label_ids), label_weight, 1.0)
-    return (losses * weights).sum() / weights.sum()
-
-
-def _batch_loss(model: GPT, x: Tensor, y: Tensor, label_ids: Tensor, cfg: TrainConfig) -> Tensor:
-    """The loss of a batch, with logits computed for the scored positions only: the output
-    layer is a quarter of this model's cost per position, and an answer is 4 of about 20."""
-    scored = y != -100
-    logits = model.lm_head(model.features(x)[scored])  # (N, vocab)
-    return _loss(logits, y[scored], label_ids, cfg.label_weight)
-
-
-def _lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to a tenth of lr as progress goes from 0 to 1."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+    # A budget that ends inside the first epoch is refused, saying what an epoch takes here:
+    # such a run has not seen its data once (a 3-minute run on a busy machine saved 0.0%).
+    allow_partial: bool = False
 
 
 def _build_model(tokenizer: Tokenizer, cfg: TrainConfig) -> GPT:
@@ -130,76 +94,6 @@ def _build_model(tokenizer: Tokenizer, cfg: TrainConfig) -> GPT:
             tie_embeddings=cfg.tie_embeddings,
         )
     )
-
-
-def _averaged(model: GPT, decay: float) -> AveragedModel | None:
-    """The moving average of the model's weights (and buffers), or None when decay is 0."""
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"ema_decay is in [0, 1), not {decay}")
-    if decay == 0.0:
-        return None
-    average = get_ema_multi_avg_fn(decay)  # type: ignore[no-untyped-call]
-    return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
-
-
-def _optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
-
-
-@dataclass
-class _Steps:
-    """One run's optimizer and schedule: a step on a batch, its learning rate by progress."""
-
-    model: GPT
-    optimizer: torch.optim.Optimizer
-    averaged: AveragedModel | None
-    label_ids: Tensor
-    cfg: TrainConfig
-    total: int  # the steps the epochs would take
-    budget: float  # seconds; inf without one
-    done: int = 0
-
-    def step(self, x: Tensor, y: Tensor, elapsed: float) -> float:
-        loss = _batch_loss(self.model, x, y, self.label_ids, self.cfg)
-        progress = max(self.done / self.total, elapsed / self.budget)
-        for group in self.optimizer.param_groups:
-            group["lr"] = _lr_at(self.done, progress, self.cfg)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        if self.averaged is not None:
-            self.averaged.update_parameters(self.model)
-        self.done += 1
-        return loss.item()
-
-    def epoch(
-        self,
-        epoch: int,
-        epoch_batches: list[list[list[int]]],
-        pad_sep: tuple[int, int],
-        started: float,
-        bar: tqdm[None],
-    ) -> tuple[list[float], bool]:
-        """One epoch's steps: their losses, and whether the time budget ran out in it."""
-        pad, sep = pad_sep
-        losses: list[float] = []
-        for batch in epoch_batches:
-            if (elapsed := time.perf_counter() - started) > self.budget:
-                return losses, True
-            x, y = pad_batch(batch, pad, None if self.cfg.question_loss else sep)
-            losses.append(self.step(x, y, elapsed))
-            # the bar counts the budget's seconds, or the steps
-            done = min(time.perf_counter() - started, self.budget) - bar.n
-            bar.update(done if math.isfinite(self.budget) else 1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
-        return losses, False
 
 
 def _encoded(
@@ -229,6 +123,18 @@ def _encoded(
     return tokenizer, seqs + replies * cfg.reply_repeats, replies
 
 
+class BudgetTooShort(ValueError):
+    """The time budget ends before the first epoch does; no checkpoint is written."""
+
+    def __init__(self, minutes: float, needed_s: float):
+        self.needed_s = needed_s
+        super().__init__(
+            f"a budget of {minutes:g} min ends inside the first epoch, which takes about "
+            f"{needed_s / 60:.1f} min on this machine now (setup included): give --minutes "
+            f"{math.ceil(needed_s / 60) + 1} or more, or --allow-partial to save what it learns"
+        )
+
+
 def train(
     examples: Sequence[Example],
     intents: IntentSet,
@@ -253,13 +159,13 @@ def train(
     train_set, val_set = split_stratified(examples, cfg.val_fraction, cfg.seed)
     tokenizer, seqs, replies = _encoded(train_set, conversations, intents, cfg, rng)
     model = _build_model(tokenizer, cfg)
-    averaged = _averaged(model, cfg.ema_decay)
+    averaged = moving_average(model, cfg.ema_decay)
     judged = model if averaged is None else cast(GPT, averaged.module)  # scored, kept, saved
     pad, sep = special_id(tokenizer, PAD), special_id(tokenizer, SEP)
     label_ids = torch.tensor([tokenizer.token_to_id(label) for label in intents.answer_labels])
     total = math.ceil(len(seqs) / cfg.batch_size) * cfg.epochs + cfg.reply_steps
     budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-    steps = _Steps(model, _optimizer(model, cfg), averaged, label_ids, cfg, total, budget)
+    steps = Steps(model, optimizer_for(model, cfg), averaged, label_ids, cfg, total, budget)
     bar = progress_bar(total, budget, progress)
     history: list[Epoch] = []
     best: tuple[tuple[float, float], dict[str, Tensor]] | None = None
@@ -267,7 +173,13 @@ def train(
     for epoch in range(1, cfg.epochs + 1):
         opening = [replies] * cfg.reply_steps if epoch == 1 else []
         epoch_batches = opening + batches(seqs, cfg.batch_size, rng)
+        epoch_started = time.perf_counter()
         losses, out_of_time = steps.epoch(epoch, epoch_batches, (pad, sep), started, bar)
+        if out_of_time and epoch == 1 and not cfg.allow_partial:
+            bar.close()
+            spent = time.perf_counter() - epoch_started
+            needed = epoch_started - started + spent * len(epoch_batches) / max(1, len(losses))
+            raise BudgetTooShort(cfg.max_minutes or 0.0, needed)
         scores = answer_scores(judged, tokenizer, intents, val_set) if val_set else None
         history.append(epoch_of(epoch, started, losses, scores))
         if on_epoch is not None:

@@ -15,9 +15,10 @@ from app.backends.custom.gpt.dataset import (
     pad_batch,
     split_stratified,
 )
+from app.backends.custom.gpt.optimizing import loss_of
 from app.backends.custom.gpt.runs import Epoch
 from app.backends.custom.gpt.tokenizer import train_tokenizer
-from app.backends.custom.gpt.train import _loss, train
+from app.backends.custom.gpt.train import train
 from app.backends.custom.gpt.validation import AnswerScores, answer_scores
 from app.banking.corpus import Example, read_csv
 from app.banking.intents import IntentSet
@@ -152,15 +153,15 @@ def test_an_ema_decay_outside_0_to_1_is_refused(tmp_path: Path) -> None:
         train(_examples(), IntentSet.load(), tmp_path, replace(SMALL, ema_decay=1.0))
 
 
-def test_label_weight_scales_the_label_tokens_share_of_the_loss() -> None:
+def test_label_weight_scales_the_label_tokens_share_of_theloss_of() -> None:
     logits = torch.zeros(1, 3, 5)
     logits[0, 0, 1] = 2.0  # token 1 (a label) is predicted well, the others are not
     targets = torch.tensor([[1, 2, -100]])
     labels = torch.tensor([1])
     good, bad = F.cross_entropy(logits[0, :2], targets[0, :2], reduction="none").tolist()
     flat, flat_targets = logits.flatten(0, 1), targets.flatten()
-    assert _loss(flat, flat_targets, labels, 1.0).item() == pytest.approx((good + bad) / 2)
-    assert _loss(flat, flat_targets, labels, 3.0).item() == pytest.approx((3 * good + bad) / 4)
+    assert loss_of(flat, flat_targets, labels, 1.0).item() == pytest.approx((good + bad) / 2)
+    assert loss_of(flat, flat_targets, labels, 3.0).item() == pytest.approx((3 * good + bad) / 4)
 
 
 def test_an_example_ends_at_its_label_and_its_reply_goes_on_from_that_label() -> None:
@@ -195,6 +196,7 @@ def test_with_a_time_budget_the_progress_bar_counts_its_seconds(
     train(_examples(), IntentSet.load(), tmp_path / "steps", replace(SMALL, max_minutes=None))
     stepped = capsys.readouterr().err
     assert "/60 s [" in budgeted  # the total is the budget, not the epochs' steps
+    assert re.search(r"examples_per_s=\d+", budgeted)
     assert "step" not in budgeted
     assert "step" in stepped
 
