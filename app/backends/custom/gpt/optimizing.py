@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +18,20 @@ from tqdm import tqdm
 from app.backends.custom.gpt.dataset import pad_batch
 from app.backends.custom.gpt.model import GPT
 
-if TYPE_CHECKING:
-    from app.backends.custom.gpt.train import TrainConfig
+
+class StepSettings(Protocol):
+    """What of a run's TrainConfig (app.backends.custom.gpt.train) its stepping reads."""
+
+    @property
+    def label_weight(self) -> float: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def warmup_steps(self) -> int: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def question_loss(self) -> bool: ...
 
 
 def progress_bar(steps: int, budget_s: float, progress: bool) -> tqdm[None]:
@@ -43,7 +55,7 @@ def loss_of(logits: Tensor, targets: Tensor, label_ids: Tensor, label_weight: fl
     return (losses * weights).sum() / weights.sum()
 
 
-def batch_loss(model: GPT, x: Tensor, y: Tensor, label_ids: Tensor, cfg: TrainConfig) -> Tensor:
+def batch_loss(model: GPT, x: Tensor, y: Tensor, label_ids: Tensor, cfg: StepSettings) -> Tensor:
     """The loss of a batch, with logits computed for the scored positions only: the output
     layer is a quarter of this model's cost per position, and an answer is 4 of about 20."""
     scored = y != -100
@@ -51,7 +63,7 @@ def batch_loss(model: GPT, x: Tensor, y: Tensor, label_ids: Tensor, cfg: TrainCo
     return loss_of(logits, y[scored], label_ids, cfg.label_weight)
 
 
-def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
+def lr_at(step: int, progress: float, cfg: StepSettings) -> float:
     """Linear warm-up, then cosine decay to a tenth of lr as progress goes from 0 to 1."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -68,7 +80,7 @@ def moving_average(model: GPT, decay: float) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
 
 
-def optimizer_for(model: GPT, cfg: TrainConfig) -> torch.optim.Optimizer:
+def optimizer_for(model: GPT, cfg: StepSettings) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [
@@ -86,7 +98,7 @@ class Steps:
     optimizer: torch.optim.Optimizer
     averaged: AveragedModel | None
     label_ids: Tensor
-    cfg: TrainConfig
+    cfg: StepSettings
     total: int  # the steps the epochs would take
     budget: float  # seconds; inf without one
     done: int = 0
