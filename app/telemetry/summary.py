@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from app.banking.intents import choice
-from app.telemetry.recommend import recommend
+from app.telemetry.recommend import recommend, wilson
 
 
 class Sample(NamedTuple):
@@ -20,6 +20,8 @@ class Sample(NamedTuple):
     cost_usd: float = 0.0
     correct: int = -1  # a labelled request: 1 when its intent was the label, else 0; -1 unlabelled
     version: str = ""  # the checkpoint's or adapter's hash, the upstream model's id
+    handoff: int = 0  # 1: the answer was a hand-off to a person
+    ttft_ms: float = math.nan  # time to its first token (nan: none came)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Sample:
@@ -33,6 +35,8 @@ class Sample(NamedTuple):
             float(row.get("cost_usd") or 0.0),
             -1 if label is None else int(choice(row.get("intent"), row.get("handoff")) == label),
             str(row.get("version") or ""),
+            int(row.get("handoff") is not None),
+            math.nan if row.get("ttft_ms") is None else float(row["ttft_ms"]),
         )
 
 
@@ -50,6 +54,8 @@ class SampleWindow:
         self._costs: deque[float] = deque(maxlen=size)
         self._correct: deque[int] = deque(maxlen=size)
         self._versions: deque[str] = deque(maxlen=size)
+        self._handoffs: deque[int] = deque(maxlen=size)
+        self._ttfts: deque[float] = deque(maxlen=size)
 
     def append(self, sample: Sample) -> None:
         self._models.append(sample.model)
@@ -60,6 +66,8 @@ class SampleWindow:
         self._costs.append(sample.cost_usd)
         self._correct.append(sample.correct)
         self._versions.append(sample.version)
+        self._handoffs.append(sample.handoff)
+        self._ttfts.append(sample.ttft_ms)
 
     def samples(self) -> list[Sample]:
         columns = (
@@ -71,6 +79,8 @@ class SampleWindow:
             self._costs,
             self._correct,
             self._versions,
+            self._handoffs,
+            self._ttfts,
         )
         return [Sample(*values) for values in zip(*columns, strict=True)]
 
@@ -111,6 +121,9 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
         "mean_cost_usd": round(sum(s.cost_usd for s in ok) / len(ok), 8) if ok else None,
         "labelled": len(labelled),
         "accuracy": round(sum(labelled) / len(labelled), 4) if labelled else None,
+        "accuracy_interval": wilson(sum(labelled), len(labelled)) if labelled else None,
+        "handoff_rate": round(sum(s.handoff for s in ok) / len(ok), 4) if ok else None,
+        "p50_ttft_ms": _round(percentile([s.ttft_ms for s in ok if s.ttft_ms == s.ttft_ms], 50)),
     }
 
 

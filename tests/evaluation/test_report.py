@@ -61,9 +61,10 @@ def test_report_prints_the_summary_and_draws_the_plots(
         "echo                      2         1         1         1      9000    50.0%",
         "eval custom on heldout.csv: accuracy 92.0%, macro-F1 91.0%, p50 120 ms",
         "fastest: custom",
-        "Use custom, on speed alone (no labelled requests to judge accuracy by): the only model "
-        "measured, with 0.0% errors over 3 requests, a median latency of 120 ms (p95 138 ms) "
-        "and no provider cost.",
+        "No recommendation yet: intent accuracy decides, and it needs 30 labelled answers a "
+        "model; none is labelled yet (`bankllm eval --url` labels what it asks). Fastest "
+        "meanwhile: custom, with 0.0% errors over 3 requests, a median latency of 120 ms (p95 "
+        "138 ms) and no provider cost.",
         f"plots: {tmp_path / 'r.png'}",
     ]
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

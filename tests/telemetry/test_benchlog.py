@@ -52,6 +52,9 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
             "mean_cost_usd": 0.0,
             "labelled": 0,
             "accuracy": None,
+            "accuracy_interval": None,
+            "handoff_rate": 0.0,
+            "p50_ttft_ms": ANY,
         }
     }
     assert rows[3]["fastest_model"] == "custom"
@@ -69,6 +72,9 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
             "mean_cost_usd": 0.0,
             "labelled": 0,
             "accuracy": None,
+            "accuracy_interval": None,
+            "handoff_rate": 0.0,
+            "p50_ttft_ms": ANY,
         }
     }  # rows 4-6 only
 

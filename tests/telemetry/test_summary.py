@@ -51,6 +51,9 @@ def test_summary_per_model_and_recommendation() -> None:
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
                 "accuracy": None,
+                "accuracy_interval": None,
+                "handoff_rate": 0.0,
+                "p50_ttft_ms": None,
             },
             "echo": {
                 "version": "",
@@ -65,31 +68,58 @@ def test_summary_per_model_and_recommendation() -> None:
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
                 "accuracy": None,
+                "accuracy_interval": None,
+                "handoff_rate": 0.0,
+                "p50_ttft_ms": None,
             },
         },
         "fastest_model": "custom",  # echo measures our overhead: never fastest
-        "recommended_model": "custom",  # nor recommended
-        "recommendation": "Use custom, on speed alone (no labelled requests to judge accuracy "
-        "by): the only model measured, with 20.0% errors over 5 requests, a median latency of "
-        "200 ms (p95 290 ms) and no provider cost.",
+        "recommended_model": None,  # nothing labelled: accuracy cannot decide; echo, never
+        "recommendation": "No recommendation yet: intent accuracy decides, and it needs 30 "
+        "labelled answers a model; none is labelled yet (`bankllm eval --url` labels what it "
+        "asks). Fastest meanwhile: custom, with 20.0% errors over 5 requests, a median latency "
+        "of 200 ms (p95 290 ms) and no provider cost.",
     }
 
 
-def test_accuracy_on_labelled_requests_decides_before_speed_and_cost() -> None:
-    def labelled(model: str, backend: str, ms: float, right: int, cost: float) -> list[Sample]:
-        return [Sample(model, "ok", ms, 10.0, backend, cost, int(i < right)) for i in range(10)]
+def labelled(
+    model: str, backend: str, ms: float, right: int, n: int, cost: float = 0.0
+) -> list[Sample]:
+    """`n` labelled answers of `model`, `right` of them right."""
+    return [Sample(model, "ok", ms, 10.0, backend, cost, int(i < right)) for i in range(n)]
 
-    samples = labelled("custom", "custom", 50.0, 7, 0.0)
-    samples += labelled("gemini", "gemini", 400.0, 9, 0.0002)
-    samples += [Sample("echo", "ok", 1.0, 9000.0, "echo", 0.0, 1)] * 10
+
+def test_accuracy_on_enough_labelled_answers_decides_before_speed_and_cost() -> None:
+    samples = labelled("custom", "custom", 50.0, 70, 100)
+    samples += labelled("gemini", "gemini", 400.0, 90, 100, 0.0002)
+    samples += [Sample("echo", "ok", 1.0, 9000.0, "echo", 0.0, 1)] * 100
     summary = summarize(samples)
-    assert summary["models"]["gemini"]["accuracy"] == 0.9
-    assert summary["models"]["gemini"]["mean_cost_usd"] == 0.0002
+    gemini = summary["models"]["gemini"]
+    assert (gemini["accuracy"], gemini["accuracy_interval"]) == (0.9, [0.8256, 0.9448])
     assert (summary["fastest_model"], summary["recommended_model"]) == ("custom", "gemini")
     assert summary["recommendation"] == (
-        "Use gemini: the most accurate of 2 models with labelled requests (90.0% intent accuracy "
-        "on 10 labelled requests), with 0.0% errors over 10 requests, a median latency of 400 ms "
-        "(p95 400 ms) and $0.000200 per request."
+        "Use gemini: the most accurate of 2 models with 30 or more labelled answers (90.0% "
+        "intent accuracy (95% interval 82.6% to 94.5%) on 100 labelled answers), with 0.0% "
+        "errors over 100 requests, a median latency of 400 ms (p95 400 ms) and $0.2000 per "
+        "1,000 answers."
+    )
+
+
+def test_two_models_whose_intervals_overlap_are_named_as_not_distinguishable() -> None:
+    samples = labelled("a", "custom", 50.0, 32, 40) + labelled("b", "qlora", 80.0, 30, 40)
+    summary = summarize(samples)
+    assert summary["recommended_model"] == "a"
+    assert "It is not distinguishable from b (75.0% intent accuracy" in summary["recommendation"]
+    assert "label more answers to tell them apart." in summary["recommendation"]
+
+
+def test_nothing_is_recommended_from_fewer_labelled_answers_than_the_minimum() -> None:
+    samples = labelled("custom", "custom", 50.0, 9, 10) + labelled("gemini", "gemini", 9.0, 2, 29)
+    summary = summarize(samples)
+    assert summary["recommended_model"] is None
+    assert summary["recommendation"].startswith(
+        "No recommendation yet: intent accuracy decides, and it needs 30 labelled answers a "
+        "model; the most is 29, for gemini. Fastest meanwhile: gemini,"
     )
 
 
@@ -115,23 +145,23 @@ def test_nothing_to_recommend_without_successes() -> None:
 
 
 def test_a_shadow_more_accurate_on_labelled_requests_is_recommended_for_promotion() -> None:
-    served = [Sample("custom", "ok", 100.0, 10.0, "custom", 0.0, int(i < 3)) for i in range(10)]
+    served = labelled("custom", "custom", 100.0, 12, 40)
     shadow = {
-        "mirrored": 10,
+        "mirrored": 40,
         "p50_ms": 150.0,
         "p95_ms": 180.0,
         "error_rate": 0.0,
         "refused": 0,
-        "labelled": 10,
+        "labelled": 40,
         "shadow_accuracy": 0.9,
     }
     summary = summarize(served, {"custom-v2": shadow})
     assert summary["recommended_model"] == "custom-v2"
     assert summary["recommendation"] == (
-        "Use custom-v2: the most accurate of 2 models with labelled requests (90.0% intent "
-        "accuracy on 10 labelled requests, answered as a shadow), with 0.0% errors over 10 "
-        "requests, a median latency of 150 ms (p95 180 ms) and no provider cost; promote it "
-        "with a gated POST /switch."
+        "Use custom-v2: the most accurate of 2 models with 30 or more labelled answers (90.0% "
+        "intent accuracy (95% interval 77.0% to 96.0%) on 40 labelled answers, answered as a "
+        "shadow), with 0.0% errors over 40 requests, a median latency of 150 ms (p95 180 ms) "
+        "and no provider cost. Promote it with a gated POST /switch."
     )
     assert summarize(served)["recommended_model"] == "custom"
 
@@ -182,13 +212,14 @@ def test_two_checkpoints_of_one_name_are_two_models_never_blended() -> None:
     def answered(version: str, right: int) -> list[Sample]:
         return [
             Sample("custom", "ok", 10.0, 50.0, "custom", 0.0, int(i < right), version)
-            for i in range(10)
+            for i in range(40)
         ]
 
-    summary = summarize(answered("a1", 2) + answered("b2", 7) + [Sample("echo", "ok", 1.0, 9.0)])
+    summary = summarize(answered("a1", 8) + answered("b2", 28) + [Sample("echo", "ok", 1.0, 9.0)])
     models = summary["models"]
     assert set(models) == {"custom@a1", "custom@b2", "echo"}  # echo: one version, its name
     assert (models["custom@a1"]["accuracy"], models["custom@b2"]["accuracy"]) == (0.2, 0.7)
     assert models["custom@b2"]["version"] == "b2"
     assert summary["recommended_model"] == "custom@b2"
     assert summary["recommendation"].startswith("Use custom@b2: the most accurate of 2 models")
+    assert "not distinguishable" not in summary["recommendation"]

@@ -78,14 +78,17 @@ async def test_one_row_per_request_and_a_summary_every_n(
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
                 "accuracy": None,
+                "accuracy_interval": None,
+                "handoff_rate": 0.0,
+                "p50_ttft_ms": ANY,
             }
         },
         "fastest_model": "custom",
-        "recommended_model": "custom",
+        "recommended_model": None,  # nothing labelled: accuracy cannot decide
         "recommendation": ANY,
     }
     assert summary["recommendation"].startswith(
-        "Use custom, on speed alone (no labelled requests to judge accuracy by): the only model"
+        "No recommendation yet: intent accuracy decides, and it needs 30 labelled answers"
     )
 
 
@@ -113,6 +116,9 @@ async def test_summary_route_gives_the_per_model_figures(
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
                 "accuracy": None,
+                "accuracy_interval": None,
+                "handoff_rate": 0.0,
+                "p50_ttft_ms": ANY,
             },
             "echo": {
                 "version": ANY,
@@ -127,10 +133,13 @@ async def test_summary_route_gives_the_per_model_figures(
                 "mean_cost_usd": 0.0,
                 "labelled": 0,
                 "accuracy": None,
+                "accuracy_interval": None,
+                "handoff_rate": 0.0,
+                "p50_ttft_ms": ANY,
             },
         },
         "fastest_model": "custom",  # echo, the service's own overhead, is never the fastest
-        "recommended_model": "custom",  # nor recommended, however fast
+        "recommended_model": None,  # nothing labelled; and echo never, however fast
         "recommendation": ANY,
     }
 
