@@ -153,3 +153,15 @@ def test_report_shows_each_shadow_and_the_audit_trail(
         "t3                       shadow_set    done     3f2a          -               custom-v2"
         "       sample 0.1; load_ms 812.5",
     ]
+
+
+def test_the_plot_draws_each_model_and_version_and_puts_echo_apart() -> None:
+    from app.evaluation.reporting import models_and_overhead
+    from app.telemetry.summary import Sample
+
+    samples = [Sample("custom", "ok", 100.0, 500.0, "custom", version="a1")]
+    samples += [Sample("custom", "ok", 120.0, 400.0, "custom", version="b2")]
+    samples += [Sample("echo", "ok", ms, 60000.0, "echo", version="e") for ms in (1.0, 2.0)]
+    models, overhead = models_and_overhead(samples)
+    assert list(models) == ["custom@a1", "custom@b2"]  # two checkpoints, two curves
+    assert overhead == "echo, no model (the service's overhead): p50 1.5 ms, 60000 tok/s"
