@@ -28,17 +28,20 @@ CONFIG = {
     # every check; a body over the size limit is refused (413) before it is validated
     "checks": {"enabled": True, "negative_data_rejection": {"expected-statuses": REFUSED}},
     "output": {"sanitization": {"enabled": False}},  # the test keys are no secret
-    # A conversation whose latest user turn is white space alone (or has no content) asks
-    # nothing: 400 on /v1, documented; the schema of a turn cannot say which turn is the latest.
+    # On /v1 a valid body may still ask what the active model cannot give: a conversation whose
+    # latest user turn is white space alone asks nothing, and echo gives no log probabilities
+    # (400, documented); the schema can say neither which turn is the latest nor which model
+    # answers.
     "operations": [
         {
-            "include-path": "/v1/chat/completions",
+            "include-path": path,
             "checks": {
                 "positive_data_acceptance": {
                     "expected-statuses": ["2XX", "400", "401", "403", "404", "409", "429"]
                 }
             },
         }
+        for path in ("/v1/chat/completions", "/v1/completions")
     ],
 }
 _LOGS = Path(tempfile.mkdtemp(prefix="bankllm-fuzz-"))
