@@ -5,11 +5,9 @@ and streamed alike; a model that gives none refuses them with a 400 naming `logp
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 from openai.types.chat import (
@@ -21,19 +19,11 @@ from openai.types.chat import (
 from app.api.openai.encode import shaped_logprobs
 from app.backends.protocol import TokenLogprob
 from app.settings import Settings
+from tests.api.openai.tooling import sdk_of
 from tests.conftest import ServeFactory
-from tests.helpers import USER_KEY
 
 pytestmark = pytest.mark.anyio
 ASK: list[ChatCompletionMessageParam] = [{"role": "user", "content": "my card has not arrived"}]
-
-
-@asynccontextmanager
-async def sdk_of(app: Any) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)) as http:
-        yield openai.AsyncOpenAI(
-            base_url="http://testserver/v1", api_key=USER_KEY, max_retries=0, http_client=http
-        )
 
 
 def spelled(tokens: list[ChatCompletionTokenLogprob]) -> str:

@@ -18,8 +18,8 @@ from tests.api.openai.tooling import (
     FREEZE,
     assert_valid_freeze,
     calls_of,
+    round_trip,
     sdk_of,
-    streamed,
 )
 from tests.conftest import ServeFactory
 
@@ -43,29 +43,10 @@ async def test_a_tool_round_trip_on_both_qlora_engines_plain_and_streamed(
             "temperature": 1.0,
             "seed": 7,
         }
-        plain = await sdk.chat.completions.create(**asked)
-        again = await streamed(sdk, **asked)
-        for called in (plain, again):
-            assert called.choices[0].finish_reason == "tool_calls", called
-            (call,) = calls_of(called)
-            assert call.type == "function"
-            assert call.function.name == "freeze_card"
-            assert_valid_freeze(call.function.arguments)
-        assert plain.model_extra
-        assert plain.model_extra["bankllm"]["tools"] == "offered"
-        call = calls_of(plain)[0]
-        result: list[Any] = [
-            *ASK,
-            plain.choices[0].message.model_dump(exclude_none=True),
-            {"role": "tool", "tool_call_id": call.id, "content": "frozen"},
-        ]
-        finished = await sdk.chat.completions.create(
-            **asked | {"messages": result, "tool_choice": "none"}
-        )
-        finished_streamed = await streamed(
-            sdk, **asked | {"messages": result, "tool_choice": "none"}
-        )
-    for done in (finished, finished_streamed):
+        plain, finished = await round_trip(sdk, asked, "none")
+    assert plain.model_extra
+    assert plain.model_extra["bankllm"]["tools"] == "offered"
+    for done in finished:
         assert done.choices[0].message.tool_calls is None
         assert done.choices[0].finish_reason in {"stop", "length"}
         assert done.choices[0].message.content

@@ -17,10 +17,9 @@ from tests.api.openai.tooling import (
     ASK,
     BALANCE,
     FREEZE,
-    assert_valid_freeze,
     calls_of,
+    round_trip,
     sdk_of,
-    streamed,
 )
 from tests.conftest import ServeFactory
 from tests.fake_gemini import REPLY_FUNCTION, REPLY_TEXT, FakeGemini
@@ -39,25 +38,8 @@ async def test_a_tool_round_trip_on_gemini_plain_and_streamed_through_function_c
             "tools": [FREEZE, BALANCE],
             "tool_choice": "required",
         }
-        plain = await sdk.chat.completions.create(**asked)
-        again = await streamed(sdk, **asked)
-        for called in (plain, again):
-            assert called.choices[0].finish_reason == "tool_calls"
-            (call,) = calls_of(called)
-            assert call.function.name == "freeze_card"
-            assert_valid_freeze(call.function.arguments)
-        call = calls_of(plain)[0]
-        result: list[Any] = [
-            *ASK,
-            plain.choices[0].message.model_dump(exclude_none=True),
-            {"role": "tool", "tool_call_id": call.id, "content": "frozen"},
-        ]
-        finished = await sdk.chat.completions.create(
-            **asked | {"messages": result, "tool_choice": "auto"}
-        )
-        finished_streamed = await streamed(
-            sdk, **asked | {"messages": result, "tool_choice": "auto"}
-        )
+        plain, (finished, finished_streamed) = await round_trip(sdk, asked, "auto")
+    call = calls_of(plain)[0]
     for done in (finished, finished_streamed):
         assert done.choices[0].message.tool_calls is None
         assert (done.choices[0].finish_reason, done.choices[0].message.content) == (

@@ -74,3 +74,29 @@ async def streamed(sdk: openai.AsyncOpenAI, **asked: Any) -> ChatCompletion:
     async for chunk in await sdk.chat.completions.create(**asked, stream=True):
         state.handle_chunk(chunk)
     return ChatCompletion.model_validate(state.current_completion_snapshot.model_dump())
+
+
+async def round_trip(
+    sdk: openai.AsyncOpenAI, asked: dict[str, Any], finishing_choice: str
+) -> tuple[ChatCompletion, list[ChatCompletion]]:
+    """A tool round trip, plain and streamed: asked with `asked`, the model calls freeze_card
+    with valid arguments; the client sends the result, and the model finishes, asked with
+    `finishing_choice`. The call's answer, and the finishing answers (plain, streamed)."""
+    plain = await sdk.chat.completions.create(**asked)
+    again = await streamed(sdk, **asked)
+    for called in (plain, again):
+        assert called.choices[0].finish_reason == "tool_calls", called
+        (call,) = calls_of(called)
+        assert call.type == "function"
+        assert call.function.name == "freeze_card"
+        assert_valid_freeze(call.function.arguments)
+    result: list[Any] = [
+        *asked["messages"],
+        plain.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": calls_of(plain)[0].id, "content": "frozen"},
+    ]
+    finishing = asked | {"messages": result, "tool_choice": finishing_choice}
+    return plain, [
+        await sdk.chat.completions.create(**finishing),
+        await streamed(sdk, **finishing),
+    ]
