@@ -109,6 +109,13 @@ def _add_schedule_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     )
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help="intra-op threads; by default the count that trains fastest on this machine now, "
+        "timed as it trains and again every 2 minutes (a busy machine's cores are not all ours)",
+    )
+    p.add_argument(
         "--allow-partial",
         action="store_true",
         help="save a run whose time budget ends inside the first epoch (refused otherwise)",

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from app.backends.custom.gpt.dataset import pad_batch
 from app.backends.custom.gpt.model import GPT
+from app.backends.custom.gpt.threads import ThreadTuner
 
 
 class StepSettings(Protocol):
@@ -103,6 +104,7 @@ class Steps:
     budget: float  # seconds; inf without one
     done: int = 0
     examples: int = 0  # trained on so far, for the bar's examples per second
+    tuner: ThreadTuner | None = None  # picks each step's thread count (None: left as set)
 
     def step(self, x: Tensor, y: Tensor, elapsed: float) -> float:
         loss = batch_loss(self.model, x, y, self.label_ids, self.cfg)
@@ -133,11 +135,15 @@ class Steps:
             if (elapsed := time.perf_counter() - started) > self.budget:
                 return losses, True
             x, y = pad_batch(batch, pad, None if self.cfg.question_loss else sep)
+            threads = self.tuner.threads() if self.tuner else torch.get_num_threads()
             losses.append(self.step(x, y, elapsed))
             self.examples += len(batch)
             # the bar counts the budget's seconds, or the steps
             now = time.perf_counter() - started
+            if self.tuner is not None:
+                self.tuner.took(now - elapsed, len(batch))
             bar.update(min(now, self.budget) - bar.n if math.isfinite(self.budget) else 1)
             rate = f"{self.examples / now:.0f}"
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", examples_per_s=rate)
+            loss = f"{losses[-1]:.3f}"
+            bar.set_postfix(epoch=epoch, loss=loss, examples_per_s=rate, threads=threads)
         return losses, False

@@ -25,6 +25,7 @@ from app.backends.custom.gpt.dataset import (
 from app.backends.custom.gpt.model import GPT, GPTConfig
 from app.backends.custom.gpt.optimizing import Steps, moving_average, optimizer_for, progress_bar
 from app.backends.custom.gpt.runs import Epoch, FinishedRun, TrainResult, epoch_of, save_run
+from app.backends.custom.gpt.threads import ThreadTuner, training_threads
 from app.backends.custom.gpt.tokenizer import PAD, SEP, special_id, train_tokenizer
 from app.backends.custom.gpt.validation import answer_scores
 from app.banking.corpus import Example
@@ -80,6 +81,9 @@ class TrainConfig:
     # A budget that ends inside the first epoch is refused, saying what an epoch takes here:
     # such a run has not seen its data once (a 3-minute run on a busy machine saved 0.0%).
     allow_partial: bool = False
+    # Intra-op threads; None: the count that trains fastest now, timed as it trains (a busy
+    # machine's cores are not all ours: app/backends/custom/gpt/threads.py).
+    threads: int | None = None
 
 
 def _build_model(tokenizer: Tokenizer, cfg: TrainConfig) -> GPT:
@@ -150,6 +154,21 @@ def train(
     held-out split and the training curve beside it. With a hold-out, the best epoch's
     weights are kept (early stopping). With `conversations`, the model also learns to read a
     follow-up with the customer's earlier turns (training only: the hold-out is of examples)."""
+    with training_threads(cfg.threads) as tuner:
+        return _train(examples, intents, out, cfg, tuner, conversations, meta, progress, on_epoch)
+
+
+def _train(
+    examples: Sequence[Example],
+    intents: IntentSet,
+    out: Path,
+    cfg: TrainConfig,
+    tuner: ThreadTuner | None,
+    conversations: Sequence[FollowUpConversation],
+    meta: dict[str, Any] | None,
+    progress: bool,
+    on_epoch: Callable[[Epoch], None] | None,
+) -> TrainResult:
     unknown = sorted({e.category for e in examples} - set(intents.answer_labels))
     if unknown:
         raise ValueError(f"categories not in the intent set: {unknown[:5]}")
@@ -166,6 +185,7 @@ def train(
     total = math.ceil(len(seqs) / cfg.batch_size) * cfg.epochs + cfg.reply_steps
     budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     steps = Steps(model, optimizer_for(model, cfg), averaged, label_ids, cfg, total, budget)
+    steps.tuner = tuner
     bar = progress_bar(total, budget, progress)
     history: list[Epoch] = []
     best: tuple[tuple[float, float], dict[str, Tensor]] | None = None
