@@ -60,7 +60,10 @@ class Service:
         self.metrics = metrics or Metrics()
         self.registry = build_registry(settings)
         self.log = log or BenchmarkLog(
-            settings.benchmark_log, settings.benchmark_every, self.metrics.log_write_errors.inc
+            settings.benchmark_log,
+            settings.benchmark_every,
+            self.metrics.log_write_errors.inc,
+            priority=settings.recommend,
         )
         self._loaded = LoadedAdapters(intents)
         self.model = ActiveModel(self.registry, self._loaded, settings.switch_mode, self.metrics)

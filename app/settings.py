@@ -18,6 +18,7 @@ from pydantic_settings import (
 from app.backends.custom.options import DEFAULT_CHECKPOINT, CustomOptions
 from app.backends.gemini.options import GeminiOptions
 from app.backends.qlora.options import QLoRAOptions
+from app.telemetry.recommend import DEFAULT_PRIORITY, Priority
 
 __all__ = ["DEFAULT_CHECKPOINT", "Settings", "get_settings"]
 logger = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ class Settings(BaseSettings):
     # the admin actions, apart from the rows requests write (default: audit.jsonl beside them)
     audit_log: Path | None = None
     benchmark_every: int = Field(50, ge=1)
+    # what the summaries' recommendation puts first, and the p95 a model must keep for it
+    recommend_first: Literal["accuracy", "cost", "latency"] = "accuracy"
+    recommend_p95_budget_ms: float = Field(DEFAULT_PRIORITY.p95_budget_ms or 3000.0, gt=0)
     log_level: str = "INFO"
 
     @classmethod
@@ -112,6 +116,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         secrets = NestedSecretsSettingsSource(file_secret_settings)
         return init_settings, env_settings, dotenv_settings, secrets
+
+    @property
+    def recommend(self) -> Priority:
+        return Priority(first=self.recommend_first, p95_budget_ms=self.recommend_p95_budget_ms)
 
     @classmethod
     def backend_options(cls) -> dict[str, type[BaseModel]]:

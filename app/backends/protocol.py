@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel
 
+from app.backends.machine_time import MachinePrice
 from app.backends.tools import ToolCall, Tools
 from app.errors import InvalidRequest, ModelUnavailable
 
@@ -59,6 +60,7 @@ class ModelInfo:
     handoff_below: float | None = None
     calls_tools: bool = False  # whether the model is offered a request's tools
     gives_logprobs: bool = False  # whether it gives its reply's token log-probabilities
+    machine: MachinePrice | None = None  # a local model's machine, which its answers are billed
 
 
 HANDOFF_BELOW = "handoff_below"  # a checkpoint's or adapter's calibrated threshold, in its metadata

@@ -129,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"c={row['concurrency']}: {count} failed: {error}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    log = BenchmarkLog(settings.benchmark_log, settings.benchmark_every)
+    log = BenchmarkLog(
+        settings.benchmark_log, settings.benchmark_every, priority=settings.recommend
+    )
     log.start()
     for row in rows:
         log.append(row)

@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
             f"hand-off threshold {below:.4f} written into {checkpoint}: at most "
             f"{args.handoff_share:.0%} of these in-scope questions handed off"
         )
-    log = BenchmarkLog(settings.benchmark_log, settings.benchmark_every)
+    log = BenchmarkLog(
+        settings.benchmark_log, settings.benchmark_every, priority=settings.recommend
+    )
     log.start()
     log.append(report.row())
     log.close()

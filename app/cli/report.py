@@ -1,4 +1,4 @@
-"""`bankllm report`: the per-model summary of a benchmark log, and its plots."""
+"""`bankllm report`: the per-model summary of a benchmark log, its figures and an HTML page."""
 
 from __future__ import annotations
 
@@ -6,20 +6,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from app.cli.report_tables import print_audit, print_shadows
+from app.cli.report_tables import print_audit, print_shadows, print_table
+from app.evaluation.report_html import write_html
+from app.evaluation.report_model import QUALITY_COLUMNS, SPEED_COLUMNS, build_report
 from app.evaluation.reporting import plot_report
+from app.settings import get_settings
 from app.telemetry.logfiles import log_files, read_log
-from app.telemetry.shadow_stats import shadow_summary
-from app.telemetry.summary import Sample, summarize
+from app.telemetry.recommend import Priority
 
 
 def add_parser(commands: Any) -> None:
     p: argparse.ArgumentParser = commands.add_parser(
         "report",
         help="summarize a benchmark log",
-        description="Per-model latency, speed and errors from a JSONL benchmark log (the same "
-        "figures as GET /benchmarks/summary), the evaluations and shadows in it (as GET "
-        "/shadow), and a recommendation; --audit prints the admin actions instead.",
+        description="Per model and version: latency, speed and errors, intent accuracy with "
+        "its 95%% interval, hand-offs and cost per 1,000 answers, from a JSONL benchmark log "
+        "(the same figures as GET /benchmarks/summary); the evaluations and shadows in it; and "
+        "a recommendation. --audit prints the admin actions instead.",
     )
     p.add_argument(
         "log",
@@ -27,9 +30,31 @@ def add_parser(commands: Any) -> None:
         help="a BENCHMARK_LOG file; its replicas' files beside it (<stem>.<replica>.jsonl, "
         "from Ray Serve) are read with it",
     )
-    p.add_argument("--plot", type=Path, help="write the plots to this PNG")
+    p.add_argument("--plot", type=Path, help="write the figures to this PNG")
+    p.add_argument("--html", type=Path, help="write the tables and figures as an HTML page")
+    p.add_argument(
+        "--priority",
+        choices=["accuracy", "cost", "latency"],
+        help="what the recommendation puts first (default: RECOMMEND_FIRST, accuracy)",
+    )
+    p.add_argument(
+        "--p95-budget-ms",
+        type=float,
+        help="the p95 latency a model must keep to be recommended (default: "
+        "RECOMMEND_P95_BUDGET_MS, 3000)",
+    )
+    p.add_argument("--env-file", help="settings for the default priority and latency budget")
     p.add_argument("--audit", action="store_true", help="print the audit trail as a table")
     p.set_defaults(run=run)
+
+
+def _priority(args: argparse.Namespace) -> Priority:
+    """The flags, else the service's settings (its environment and .env)."""
+    settings = get_settings(args.env_file).recommend
+    return Priority(
+        first=args.priority or settings.first,
+        p95_budget_ms=args.p95_budget_ms or settings.p95_budget_ms,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,30 +66,21 @@ def run(args: argparse.Namespace) -> int:
     if args.audit:
         print_audit([r for r in rows if r.get("type") == "admin"])
         return 0
-    samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"]
-    evals = [r for r in rows if r.get("type") == "eval"]
-    shadows = shadow_summary(r for r in rows if r.get("type") == "shadow")
-    summary = summarize(samples, shadows)
+    report = build_report(rows, _priority(args))
     where = f"{args.log}" if len(files) == 1 else f"{len(files)} files of {args.log}"
-    print(f"{len(samples)} requests, {len(evals)} evaluations in {where}")
-    print(
-        f"{'model':<20}{'count':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
-        f"{'tokens/s':>10}{'errors':>9}"
-    )
-    for name, f in summary["models"].items():
-        cells = [f["p50_ms"], f["p95_ms"], f["p99_ms"], f["mean_tokens_per_s"]]
-        shown = "".join(f"{'-' if v is None else f'{v:.0f}':>10}" for v in cells)
-        print(f"{name:<20}{f['count']:>7}{shown}{f['error_rate']:>9.1%}")
-    for e in evals:
-        print(
-            f"eval {e['model']} on {e['data']}: accuracy {e['accuracy']:.1%}, macro-F1 "
-            f"{e['macro_f1']:.1%}, p50 {e['p50_ms']:.0f} ms"
-        )
-    if shadows:
-        print_shadows(shadows)
-    print(f"fastest: {summary['fastest_model'] or '-'}")
-    print(summary["recommendation"])
+    print(f"{len(report.samples)} requests, {len(report.evals)} evaluations in {where}")
+    print_table(SPEED_COLUMNS, report.speed_rows())
+    print_table(QUALITY_COLUMNS, report.quality_rows())
+    for line in report.overhead + report.eval_lines():
+        print(line)
+    if report.shadows:
+        print_shadows(report.shadows)
+    print(f"fastest: {report.summary['fastest_model'] or '-'}")
+    print(report.summary["recommendation"])
     if args.plot:
-        plot_report(samples, evals, args.plot)
-        print(f"plots: {args.plot}")
+        plot_report(report, args.plot)
+        print(f"figures: {args.plot}")
+    if args.html:
+        write_html(report, where, args.html)
+        print(f"html: {args.html}")
     return 0

@@ -59,3 +59,14 @@ def print_audit(rows: list[Mapping[str, Any]]) -> None:
             f"{row.get('by', '-'):<14}{row.get('from') or '-':<16}{row.get('to') or '-':<16}"
             f"{_detail(row)}"
         )
+
+
+def print_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Columns as wide as their widest cell, the first left-aligned, the others right."""
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    for cells in (columns, *rows):
+        first, *rest = cells
+        line = f"{first:<{widths[0]}}" + "".join(
+            f"  {cell:>{width}}" for cell, width in zip(rest, widths[1:], strict=True)
+        )
+        print(line.rstrip())

@@ -1,73 +1,120 @@
-"""`bankllm report`'s plots: latency CDF and tokens/s per model, accuracy against latency."""
+"""`bankllm report`'s figures, one a question: how accurate is each model (with its 95%
+interval), how long do its answers take (the latency distribution, against the budget), and
+what do 1,000 answers cost. Each model and version is drawn apart; echo is a line of text."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
-from app.telemetry.summary import Sample, by_version, percentile
+from app.evaluation.report_model import Report
+from app.telemetry.recommend import MIN_LABELLED
+from app.telemetry.summary import by_version
 
-
-def models_and_overhead(samples: Sequence[Sample]) -> tuple[dict[str, list[Sample]], str]:
-    """The samples of each model (labelled as the summary names them: name, or name@version),
-    and a line on echo's, the service's own overhead, which no model is measured against."""
-    groups = by_version(samples)
-    echo = {name: g for name, g in groups.items() if g[-1].backend == "echo"}
-    lines = []
-    for name, group in echo.items():
-        ok = [s for s in group if s.status == "ok"]
-        if ok:
-            p50 = percentile([s.latency_ms for s in ok], 50)
-            rate = sum(s.tokens_per_s for s in ok) / len(ok)
-            lines.append(
-                f"{name}, no model (the service's overhead): p50 {p50:.1f} ms, {rate:.0f} tok/s"
-            )
-    models = {name: g for name, g in groups.items() if name not in echo}
-    return models, "\n".join(lines)
+Draw = Callable[[Axes, Report], None]
 
 
-def plot_report(samples: Sequence[Sample], evals: Sequence[dict[str, Any]], path: Path) -> None:
-    """One PNG: latency CDF per model, mean tokens/s per model, and (with eval rows) each
-    evaluation's accuracy against its median latency."""
-    panels = 3 if evals else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), dpi=100)
-    groups, overhead = models_and_overhead(samples)
-    models = list(groups)
-    cdf, speed = axes[0], axes[1]
-    for model, group in groups.items():
-        latencies = sorted(s.latency_ms for s in group if s.status == "ok")
+def draw_accuracy(ax: Axes, report: Report) -> None:
+    """Intent accuracy per model, its 95% interval as whiskers; a model under the minimum
+    of labelled answers drawn hollow (accuracy does not decide from it)."""
+    judged = {n: f for n, f in report.models.items() if f["accuracy"] is not None}
+    for row, f in enumerate(judged.values()):
+        low, high = f["accuracy_interval"]
+        share = f["accuracy"]
+        enough = f["labelled"] >= MIN_LABELLED
+        ax.errorbar(
+            share * 100,
+            row,
+            xerr=[[(share - low) * 100], [(high - share) * 100]],
+            fmt="o",
+            capsize=4,
+            color="tab:blue",
+            markerfacecolor="tab:blue" if enough else "white",
+        )
+        ax.annotate(f"n={f['labelled']}", (share * 100, row), xytext=(0, 7),
+                    textcoords="offset points", ha="center", fontsize=8)  # fmt: skip
+    ax.set_yticks(range(len(judged)), list(judged))
+    ax.set_ylim(-0.7, max(0.7, len(judged) - 0.3))
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("intent accuracy on labelled answers (%), 95% interval")
+    ax.set_title("How accurate is each model?")
+    if not judged:
+        ax.text(0.5, 0.5, "no labelled answers yet", transform=ax.transAxes, ha="center")
+
+
+def draw_latency(ax: Axes, report: Report) -> None:
+    """The share of answers within each latency, per model (log scale), and the p95 budget."""
+    groups = by_version(report.samples)
+    drawn = 0
+    for name in report.models:
+        latencies = sorted(s.latency_ms for s in groups[name] if s.status == "ok")
         if latencies:
-            fractions = [(i + 1) / len(latencies) for i in range(len(latencies))]
-            cdf.step(latencies, fractions, where="post", label=model)
-    cdf.set_xscale("log")
-    cdf.set_xlabel("request latency (ms, log scale)")
-    cdf.set_ylabel("share of requests")
-    cdf.set_title("latency CDF")
-    if models:
-        cdf.legend()
-    rates = []
-    for group in groups.values():
-        ok = [s.tokens_per_s for s in group if s.status == "ok"]
-        rates.append(sum(ok) / len(ok) if ok else 0.0)
-    speed.bar(models, rates, color="tab:green")
-    speed.set_ylabel("mean tokens/s per request")
-    speed.set_title("decoding speed")
-    if overhead:  # apart: with no model behind it, it would dwarf every bar
-        speed.text(0.02, 0.98, overhead, transform=speed.transAxes, va="top", fontsize=8)
-    if evals:
-        accuracy = axes[2]
-        for row in evals:
-            accuracy.scatter(row["p50_ms"], row["accuracy"] * 100)
-            accuracy.annotate(str(row["model"]), (row["p50_ms"], row["accuracy"] * 100))
-        accuracy.set_xlabel("median latency (ms)")
-        accuracy.set_ylabel("intent accuracy (%)")
-        accuracy.set_title("accuracy against latency (eval rows)")
+            shares = [(i + 1) / len(latencies) for i in range(len(latencies))]
+            ax.step(latencies, shares, where="post", label=name)
+            drawn += 1
+    if (budget := report.priority.p95_budget_ms) is not None and drawn:
+        ax.axvline(budget, color="tab:red", linestyle="--", label=f"p95 budget {budget:,.0f} ms")
+        ax.axhline(0.95, color="grey", linewidth=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("request latency (ms, log scale)")
+    ax.set_ylabel("share of answers within it")
+    ax.set_title("How long does each model take?")
+    if drawn:
+        ax.legend(fontsize=8, loc="lower right")
+    if report.overhead:  # apart: with no model behind it, it is our own overhead
+        ax.text(0.02, 0.98, "\n".join(report.overhead), transform=ax.transAxes, va="top",
+                fontsize=7)  # fmt: skip
+
+
+def draw_cost(ax: Axes, report: Report) -> None:
+    """Cost per 1,000 answers per model (log scale: a cloud model's and a small local one's
+    are orders of magnitude apart)."""
+    priced = {n: f["cost_per_1000_usd"] for n, f in report.models.items()}
+    priced = {n: cost for n, cost in priced.items() if cost}
+    bars = ax.bar(list(priced), list(priced.values()), color="tab:green")
+    ax.bar_label(bars, labels=[f"${c:.4g}" for c in priced.values()], fontsize=8)
+    if priced:
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no priced answers", transform=ax.transAxes, ha="center")
+    ax.set_ylabel("US dollars per 1,000 answers (log scale)")
+    ax.set_title("What do 1,000 answers cost?")
+    ax.tick_params(axis="x", labelrotation=15)
+
+
+FIGURES: dict[str, Draw] = {
+    "accuracy": draw_accuracy,
+    "latency": draw_latency,
+    "cost": draw_cost,
+}
+
+
+def plot_report(report: Report, path: Path) -> None:
+    """The figures side by side in one PNG."""
+    fig, axes = plt.subplots(1, len(FIGURES), figsize=(6 * len(FIGURES), 4.5), dpi=100)
+    for ax, draw in zip(axes, FIGURES.values(), strict=True):
+        draw(ax, report)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def figure_pngs(report: Report) -> dict[str, bytes]:
+    """Each figure as a PNG of its own, for the HTML report."""
+    pngs = {}
+    for name, draw in FIGURES.items():
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+        draw(ax, report)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        pngs[name] = buffer.getvalue()
+    return pngs

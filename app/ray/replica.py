@@ -61,6 +61,7 @@ class Replica:
             metrics.log_write_errors.inc,
             family=settings.benchmark_log,
             stamp={"replica": self.replica},
+            priority=settings.recommend,
         )
         self._service = Service(settings, IntentSet.load(), metrics, log)
         # each replica's own metrics, on a port of its own: one Prometheus target per replica

@@ -15,6 +15,7 @@ from app.telemetry.appendfile import AppendFile
 from app.telemetry.clock import utc_now
 from app.telemetry.lines import Line, encode
 from app.telemetry.logfiles import read_log, read_rows
+from app.telemetry.recommend import DEFAULT_PRIORITY, Priority
 from app.telemetry.shadow_stats import shadow_summary
 from app.telemetry.summary import Sample, SampleWindow, summarize
 
@@ -58,12 +59,14 @@ class BenchmarkLog:
         *,
         family: Path | None = None,
         stamp: dict[str, Any] | None = None,
+        priority: Priority = DEFAULT_PRIORITY,
     ):
         self.path = path
         self._every = every
         self._on_drop = on_drop
         self._family = family
         self._stamp = stamp or {}
+        self._priority = priority  # what the summaries' recommendation puts first
         self.stamp = self._stamp  # what every row carries (the audit trail's rows too)
         self.problem: str | None = None  # why rows are being dropped now, or None
         self.dropped = 0  # rows dropped by this process
@@ -137,7 +140,7 @@ class BenchmarkLog:
                 return self._summary[1]
             self.flush()
             if self._family is not None:
-                made = _summarize_rows(read_log(self._family))
+                made = _summarize_rows(read_log(self._family), self._priority)
             else:
                 made = self._summarize()
             self._summary = (time.monotonic(), made)
@@ -215,7 +218,9 @@ class BenchmarkLog:
             try:  # the rows since the previous summary: cheap at any log size, a time series
                 waiting = (e.sample for _, e in ends if e is not None and e.sample is not None)
                 samples = [*self._window, *waiting][-self._every :]
-                data += encode({"ts": utc_now(), "type": "summary", **summarize(samples)})
+                data += encode(
+                    {"ts": utc_now(), "type": "summary", **summarize(samples, None, self._priority)}
+                )
             except Exception:
                 logger.exception("could not summarize benchmark rows for %s", self.path)
             ends.append((len(data), None))  # its window starts again
@@ -247,14 +252,14 @@ class BenchmarkLog:
     def _summarize(self) -> dict[str, Any]:
         with self._lock:
             samples, shadows = self._samples.samples(), list(self._shadows)
-        return summarize(samples, shadow_summary(shadows))
+        return summarize(samples, shadow_summary(shadows), self._priority)
 
 
-def _summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _summarize_rows(rows: list[dict[str, Any]], priority: Priority) -> dict[str, Any]:
     """The same figures as a process's own window: its newest WINDOW requests and shadows."""
     samples = [Sample.from_row(r) for r in rows if r.get("type") == "request"][-WINDOW:]
     shadows = [r for r in rows if r.get("type") == "shadow"][-WINDOW:]
-    return summarize(samples, shadow_summary(shadows))
+    return summarize(samples, shadow_summary(shadows), priority)
 
 
 def _reason(error: OSError | None) -> str:

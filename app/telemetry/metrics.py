@@ -166,7 +166,10 @@ class PerModelMetrics:
             "bankllm_completion_tokens", "Tokens generated.", MODEL_LABELS, registry=r
         )
         self.cost_usd = Counter(
-            "bankllm_cost_usd", "Provider cost estimate, in US dollars.", MODEL_LABELS, registry=r
+            "bankllm_cost_usd",
+            "Estimated cost, in US dollars: a cloud provider's bill, a local model's machine time.",
+            MODEL_LABELS,
+            registry=r,
         )
         self.in_flight = Gauge(
             "bankllm_requests_in_flight", "Requests generating now.", MODEL_LABELS, registry=r
@@ -198,12 +201,13 @@ class ModelSeries:
     def count(
         self,
         status: str,
-        latency_s: float,
-        ttft_s: float | None,
-        tpot_s: float | None,
+        times: tuple[float, float | None, float | None],
         usage: Usage,
+        cost_usd: float | None,
     ) -> None:
-        """One finished request: its outcome, its times and its tokens."""
+        """One finished request: its outcome, its times (latency, TTFT, TPOT in seconds), its
+        tokens and its cost."""
+        latency_s, ttft_s, tpot_s = times
         if (requests := self._requests_by_status.get(status)) is None:
             requests = self._requests_by_status[status] = self._requests.labels(
                 *self._labels, status
@@ -216,5 +220,5 @@ class ModelSeries:
             self.tpot.observe(tpot_s)
         self.prompt_tokens.inc(usage.prompt_tokens)
         self.completion_tokens.inc(usage.completion_tokens)
-        if usage.cost_usd:
-            self.cost_usd.inc(usage.cost_usd)
+        if cost_usd:
+            self.cost_usd.inc(cost_usd)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from app.backends.machine_time import MachineMeter, MachineMeters
 from app.backends.protocol import ModelInfo, Usage
 from app.banking.intents import Handoff
 from app.banking.pii import PiiKind
@@ -37,6 +38,7 @@ class RecordSinks:
     attributed: Callable[[], ModelInfo | None]
     on_latency: Callable[[float], None]  # a successful request's latency, for Retry-After
     pseudonyms: Pseudonyms = PER_PROCESS  # names callers' `user` ids in rows
+    machines: MachineMeters = field(default_factory=MachineMeters)  # local models' time
 
     def open(self, stream: bool, api: str = "generate") -> RequestRecord:
         return RequestRecord(self, stream, api)
@@ -47,6 +49,7 @@ class RequestRecord:
         "_committed",
         "_in_flight",
         "_ledger",
+        "_machine",
         "api",
         "confidence",
         "error_type",
@@ -56,6 +59,7 @@ class RequestRecord:
         "handoff",
         "intent",
         "label",
+        "machine_s",
         "model",
         "request_id",
         "started",
@@ -89,6 +93,8 @@ class RequestRecord:
         self.tools: Literal["offered", "not_offered"] | None = None
         self.tool_calls: tuple[str, ...] = ()  # names only: arguments may be a customer's
         self._in_flight: ModelSeries | None = None  # the series counting it in flight, meanwhile
+        self._machine: tuple[MachineMeter, float] | None = None  # its local model's meter
+        self.machine_s = 0.0  # the unit-seconds of local machines it was billed
         self._committed = False
 
     def by_user(self, user: str | None) -> None:
@@ -102,6 +108,9 @@ class RequestRecord:
         self.model = info
         self._in_flight = self._ledger.metrics.series(info.name, info.backend)
         self._in_flight.in_flight.inc()
+        if info.machine is not None:
+            meter = self._ledger.machines.of(info.name, info.version, info.machine)
+            self._machine = (meter, meter.enter())
 
     def fell_back(self, failed: ModelInfo, error: ServiceError, to: ModelInfo) -> None:
         self._ledger.metrics.fallbacks.labels(failed.name, to.name, error.type).inc()
@@ -189,7 +198,9 @@ class RequestRecord:
             "handoff": self.handoff,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
             "label": self.label,
-            "cost_usd": usage.cost_usd,
+            "cost_usd": self.cost_usd,
+            "machine_s": round(self.machine_s, 4) if info.machine else None,
+            "machine_unit": info.machine.unit if info.machine else None,
             "fallback_from": self.fallback_from,
             "tools": self.tools,
             "tool_calls": list(self.tool_calls),
@@ -201,10 +212,23 @@ class RequestRecord:
         if self._in_flight is not None:
             self._in_flight.in_flight.dec()
             self._in_flight = None
+        if self._machine is not None:
+            meter, entered = self._machine
+            self.machine_s += meter.leave(entered)
+            self._machine = None
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the request cost: the provider's bill for a cloud model, the machine time it
+        was billed for a local one (at the price its options set)."""
+        machine = self.model.machine if self.model is not None else None
+        if self.usage.cost_usd is not None or machine is None:
+            return self.usage.cost_usd
+        return machine.cost_usd(self.machine_s)
 
     def _observe(self, info: ModelInfo, figures: _Figures) -> None:
         series = self._ledger.metrics.series(info.name, info.backend)
-        series.count(self.status, figures.latency_s, figures.ttft_s, figures.tpot_s, self.usage)
+        series.count(self.status, figures, self.usage, self.cost_usd)
         if self.handoff is not None:
             self._ledger.metrics.handoffs.labels(info.name, info.backend, self.handoff).inc()
 

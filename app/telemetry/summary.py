@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from app.banking.intents import choice
-from app.telemetry.recommend import recommend, wilson
+from app.telemetry.recommend import DEFAULT_PRIORITY, Priority, recommend, wilson
 
 
 class Sample(NamedTuple):
@@ -22,6 +22,8 @@ class Sample(NamedTuple):
     version: str = ""  # the checkpoint's or adapter's hash, the upstream model's id
     handoff: int = 0  # 1: the answer was a hand-off to a person
     ttft_ms: float = math.nan  # time to its first token (nan: none came)
+    machine_s: float = 0.0  # a local model's machine time it was billed, in `machine_unit`s
+    machine_unit: str = ""  # CPU-s or GPU-s; "" for a cloud model (billed by its tokens)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Sample:
@@ -37,6 +39,8 @@ class Sample(NamedTuple):
             str(row.get("version") or ""),
             int(row.get("handoff") is not None),
             math.nan if row.get("ttft_ms") is None else float(row["ttft_ms"]),
+            float(row.get("machine_s") or 0.0),
+            str(row.get("machine_unit") or ""),
         )
 
 
@@ -56,6 +60,8 @@ class SampleWindow:
         self._versions: deque[str] = deque(maxlen=size)
         self._handoffs: deque[int] = deque(maxlen=size)
         self._ttfts: deque[float] = deque(maxlen=size)
+        self._machine_s: deque[float] = deque(maxlen=size)
+        self._machine_units: deque[str] = deque(maxlen=size)
 
     def append(self, sample: Sample) -> None:
         self._models.append(sample.model)
@@ -68,6 +74,8 @@ class SampleWindow:
         self._versions.append(sample.version)
         self._handoffs.append(sample.handoff)
         self._ttfts.append(sample.ttft_ms)
+        self._machine_s.append(sample.machine_s)
+        self._machine_units.append(sample.machine_unit)
 
     def samples(self) -> list[Sample]:
         columns = (
@@ -81,6 +89,8 @@ class SampleWindow:
             self._versions,
             self._handoffs,
             self._ttfts,
+            self._machine_s,
+            self._machine_units,
         )
         return [Sample(*values) for values in zip(*columns, strict=True)]
 
@@ -119,11 +129,26 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
         "caller_errors": callers,
         "refused": sum(s.status == "refused" for s in samples),
         "mean_cost_usd": round(sum(s.cost_usd for s in ok) / len(ok), 8) if ok else None,
+        **_cost(samples, len(ok)),
         "labelled": len(labelled),
         "accuracy": round(sum(labelled) / len(labelled), 4) if labelled else None,
         "accuracy_interval": wilson(sum(labelled), len(labelled)) if labelled else None,
         "handoff_rate": round(sum(s.handoff for s in ok) / len(ok), 4) if ok else None,
         "p50_ttft_ms": _round(percentile([s.ttft_ms for s in ok if s.ttft_ms == s.ttft_ms], 50)),
+    }
+
+
+def _cost(samples: list[Sample], answers: int) -> dict[str, Any]:
+    """What 1,000 answers cost: every request's cost (a failed one's machine time too) over
+    the answers given; for a local model, the machine time they took too."""
+    if not answers:
+        return {"cost_per_1000_usd": None, "machine_per_1000": None, "machine_unit": None}
+    unit = next((s.machine_unit for s in samples if s.machine_unit), None)
+    machine = sum(s.machine_s for s in samples) * 1000 / answers
+    return {
+        "cost_per_1000_usd": round(sum(s.cost_usd for s in samples) * 1000 / answers, 6),
+        "machine_per_1000": round(machine, 2) if unit else None,
+        "machine_unit": unit,
     }
 
 
@@ -145,7 +170,9 @@ def _round(value: float) -> float | None:
 
 
 def summarize(
-    samples: Iterable[Sample], shadows: Mapping[str, Mapping[str, Any]] | None = None
+    samples: Iterable[Sample],
+    shadows: Mapping[str, Mapping[str, Any]] | None = None,
+    priority: Priority = DEFAULT_PRIORITY,
 ) -> dict[str, Any]:
     """{"models": {key: figures}, "fastest_model", "recommended_model", "recommendation"};
     with `shadows` (app.telemetry.shadow_stats), a shadow's labelled figures count too."""
@@ -157,7 +184,7 @@ def summarize(
     usable = {n: f for n, f in models.items() if f["p50_ms"] is not None and f["error_rate"] < 0.5}
     models_only = [n for n in usable if backends[n] != "echo"]
     fastest = min(models_only, key=lambda n: usable[n]["p50_ms"]) if models_only else None
-    recommended, sentence = recommend(usable, backends, shadows or {})
+    recommended, sentence = recommend(usable, backends, shadows or {}, priority)
     return {
         "models": models,
         "fastest_model": fastest,

@@ -14,6 +14,7 @@ def _write_log(path: Path) -> None:
         {
             "type": "request",
             "model": "custom",
+            "backend": "custom",
             "status": "ok",
             "latency_ms": ms,
             "tokens_per_s": 500.0,
@@ -24,6 +25,7 @@ def _write_log(path: Path) -> None:
         {
             "type": "request",
             "model": "echo",
+            "backend": "echo",
             "status": "ok",
             "latency_ms": 1.0,
             "tokens_per_s": 9000.0,
@@ -31,6 +33,7 @@ def _write_log(path: Path) -> None:
         {
             "type": "request",
             "model": "echo",
+            "backend": "echo",
             "status": "timeout",
             "latency_ms": 5.0,
             "tokens_per_s": 0.0,
@@ -56,16 +59,20 @@ def test_report_prints_the_summary_and_draws_the_plots(
     assert code == 0
     assert out == [
         f"5 requests, 1 evaluations in {tmp_path / 'bench.jsonl'}",
-        "model                 count    p50 ms    p95 ms    p99 ms  tokens/s   errors",
-        "custom                    3       120       138       140       500     0.0%",
-        "echo                      2         1         1         1      9000    50.0%",
+        "model   requests  p50 ms  p95 ms  p99 ms  TTFT p50 ms  tokens/s  errors  caller errors",
+        "custom         3     120     138     140            -       500    0.0%              0",
+        "model   labelled  accuracy  95% interval  hand-offs  billed by  per 1,000 answers  cost "
+        "per 1,000",
+        "custom         0         -             -       0.0%          -                  -"
+        "               -",
+        "echo, no model (the service's overhead): p50 1.0 ms, 9000 tok/s",  # apart, never a row
         "eval custom on heldout.csv: accuracy 92.0%, macro-F1 91.0%, p50 120 ms",
         "fastest: custom",
         "No recommendation yet: intent accuracy decides, and it needs 30 labelled answers a "
         "model; none is labelled yet (`bankllm eval --url` labels what it asks). Fastest "
         "meanwhile: custom, with 0.0% errors over 3 requests, a median latency of 120 ms (p95 "
-        "138 ms) and no provider cost.",
-        f"plots: {tmp_path / 'r.png'}",
+        "138 ms) and no cost set.",
+        f"figures: {tmp_path / 'r.png'}",
     ]
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -136,7 +143,7 @@ def test_report_shows_each_shadow_and_the_audit_trail(
     report = capsys.readouterr().out.splitlines()
     assert main(["report", str(log), "--audit"]) == 0
     audit = capsys.readouterr().out.splitlines()
-    assert report[2:5] == [
+    assert report[3:6] == [  # after the two (empty) model tables
         "shadow               mirrored samples   agree     95% interval  errors  p50 ms  live"
         "  p95 ms  live  accuracy   live",
         "custom-v2                   5       4   75.0%      30.1%-95.4%   20.0%      80   100"
@@ -155,13 +162,16 @@ def test_report_shows_each_shadow_and_the_audit_trail(
     ]
 
 
-def test_the_plot_draws_each_model_and_version_and_puts_echo_apart() -> None:
-    from app.evaluation.reporting import models_and_overhead
-    from app.telemetry.summary import Sample
+def test_the_report_draws_each_model_and_version_and_puts_echo_apart() -> None:
+    from app.evaluation.report_model import build_report
+    from app.telemetry.recommend import Priority
 
-    samples = [Sample("custom", "ok", 100.0, 500.0, "custom", version="a1")]
-    samples += [Sample("custom", "ok", 120.0, 400.0, "custom", version="b2")]
-    samples += [Sample("echo", "ok", ms, 60000.0, "echo", version="e") for ms in (1.0, 2.0)]
-    models, overhead = models_and_overhead(samples)
-    assert list(models) == ["custom@a1", "custom@b2"]  # two checkpoints, two curves
-    assert overhead == "echo, no model (the service's overhead): p50 1.5 ms, 60000 tok/s"
+    def row(version: str, ms: float, backend: str = "custom") -> dict[str, Any]:
+        model = "echo" if backend == "echo" else "custom"
+        return {"type": "request", "model": model, "backend": backend, "version": version,
+                "status": "ok", "latency_ms": ms, "tokens_per_s": 500.0}  # fmt: skip
+
+    rows = [row("a1", 100.0), row("b2", 120.0), row("e", 1.0, "echo"), row("e", 2.0, "echo")]
+    report = build_report(rows, Priority())
+    assert list(report.models) == ["custom@a1", "custom@b2"]  # two checkpoints, two curves
+    assert report.overhead == ["echo, no model (the service's overhead): p50 1.5 ms, 500 tok/s"]

@@ -24,9 +24,9 @@ def _scraped(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str
 def test_finished_requests_are_counted_by_model_and_status_with_their_times_and_tokens() -> None:
     metrics = Metrics()
     series = metrics.series("custom", "custom")
-    series.count("ok", 0.005, 0.001, 0.0005, Usage(8, 15))
-    series.count("ok", 0.3, 0.2, None, Usage(3, 1, 0.002))
-    series.count("timeout", 130.0, None, None, Usage(0, 0))
+    series.count("ok", (0.005, 0.001, 0.0005), Usage(8, 15), None)
+    series.count("ok", (0.3, 0.2, None), Usage(3, 1, 0.002), 0.002)
+    series.count("timeout", (130.0, None, None), Usage(0, 0), None)
     scraped = _scraped(metrics.registry)
     labels = frozenset(CUSTOM.items())
     assert scraped[("bankllm_requests_total", labels | {("status", "ok")})] == 2

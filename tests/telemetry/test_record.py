@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from unittest.mock import ANY
 
+import pytest
+
+from app.backends.machine_time import MachineMeters, MachinePrice
 from app.backends.protocol import ModelInfo, Usage
 from app.errors import QueueFull, UpstreamTimeout
 from app.telemetry.benchlog import BenchmarkLog
@@ -14,6 +17,15 @@ from app.telemetry.record import RecordSinks
 
 ACTIVE = ModelInfo("custom", "custom", "v1")
 CLOUD = ModelInfo("gemini", "gemini", "gemini-2.5-flash")
+LOCAL = ModelInfo("custom", "custom", "v1", machine=MachinePrice("CPU-s", 2, 0.036))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _ledger(tmp_path: Path, latencies: list[float]) -> tuple[RecordSinks, Metrics, BenchmarkLog]:
@@ -62,6 +74,8 @@ def test_a_served_request_writes_its_row_and_samples_once(tmp_path: Path) -> Non
             "confidence": None,
             "label": None,
             "cost_usd": 0.0001,
+            "machine_s": None,  # a cloud model is billed by its tokens
+            "machine_unit": None,
             "fallback_from": None,
             "tools": None,
             "tool_calls": [],
@@ -106,3 +120,25 @@ def test_a_fallback_moves_the_request_and_counts_it(tmp_path: Path) -> None:
     assert (row["model"], row["fallback_from"]) == ("custom", "gemini")
     labels = {"model": "gemini", "fallback": "custom", "error_type": "upstream_timeout"}
     assert _value(metrics, "bankllm_fallbacks_total", **labels) == 1
+
+
+def test_a_local_model_s_requests_are_billed_their_share_of_its_machine(tmp_path: Path) -> None:
+    clock = Clock()
+    metrics, log = Metrics(), BenchmarkLog(tmp_path / "log.jsonl", every=100)
+    log.start()
+    ledger = RecordSinks(metrics, log, lambda: LOCAL, lambda _: None, machines=MachineMeters(clock))
+    first, second = ledger.open(stream=False), ledger.open(stream=False)
+    first.serve_with(LOCAL)
+    clock.now = 2.0
+    second.serve_with(LOCAL)  # two decoded together from here: each billed half of each second
+    clock.now = 4.0
+    first.commit()
+    clock.now = 5.0
+    second.commit()
+    log.close()
+    rows = list(read_rows(log.path))
+    # 2 cores: 2 + 2/2 s = 6 CPU-s, then 2/2 + 1 s = 4 CPU-s; at $0.036 a core-hour
+    assert [(r["machine_s"], r["machine_unit"]) for r in rows] == [(6.0, "CPU-s"), (4.0, "CPU-s")]
+    assert [r["cost_usd"] for r in rows] == pytest.approx([6e-05, 4e-05])
+    labels = {"model": "custom", "backend": "custom"}
+    assert _value(metrics, "bankllm_cost_usd_total", **labels) == pytest.approx(1e-04)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from app.telemetry.recommend import Priority
 from app.telemetry.shadow_stats import shadow_figures
 from app.telemetry.summary import Sample, percentile, summarize
 
@@ -49,6 +50,9 @@ def test_summary_per_model_and_recommendation() -> None:
                 "caller_errors": 0,
                 "refused": 0,
                 "mean_cost_usd": 0.0,
+                "cost_per_1000_usd": 0.0,
+                "machine_per_1000": None,  # no machine time in these rows
+                "machine_unit": None,
                 "labelled": 0,
                 "accuracy": None,
                 "accuracy_interval": None,
@@ -66,6 +70,9 @@ def test_summary_per_model_and_recommendation() -> None:
                 "caller_errors": 0,
                 "refused": 0,
                 "mean_cost_usd": 0.0,
+                "cost_per_1000_usd": 0.0,
+                "machine_per_1000": None,  # no machine time in these rows
+                "machine_unit": None,
                 "labelled": 0,
                 "accuracy": None,
                 "accuracy_interval": None,
@@ -78,7 +85,7 @@ def test_summary_per_model_and_recommendation() -> None:
         "recommendation": "No recommendation yet: intent accuracy decides, and it needs 30 "
         "labelled answers a model; none is labelled yet (`bankllm eval --url` labels what it "
         "asks). Fastest meanwhile: custom, with 20.0% errors over 5 requests, a median latency "
-        "of 200 ms (p95 290 ms) and no provider cost.",
+        "of 200 ms (p95 290 ms) and no cost set.",
     }
 
 
@@ -98,10 +105,10 @@ def test_accuracy_on_enough_labelled_answers_decides_before_speed_and_cost() -> 
     assert (gemini["accuracy"], gemini["accuracy_interval"]) == (0.9, [0.8256, 0.9448])
     assert (summary["fastest_model"], summary["recommended_model"]) == ("custom", "gemini")
     assert summary["recommendation"] == (
-        "Use gemini: the most accurate of 2 models with 30 or more labelled answers (90.0% "
-        "intent accuracy (95% interval 82.6% to 94.5%) on 100 labelled answers), with 0.0% "
-        "errors over 100 requests, a median latency of 400 ms (p95 400 ms) and $0.2000 per "
-        "1,000 answers."
+        "Use gemini: the most accurate of 2 models with 30 or more labelled answers and a p95 "
+        "within 3,000 ms (90.0% intent accuracy (95% interval 82.6% to 94.5%) on 100 labelled "
+        "answers), with 0.0% errors over 100 requests, a median latency of 400 ms (p95 400 "
+        "ms) and $0.2000 per 1,000 answers."
     )
 
 
@@ -110,7 +117,11 @@ def test_two_models_whose_intervals_overlap_are_named_as_not_distinguishable() -
     summary = summarize(samples)
     assert summary["recommended_model"] == "a"
     assert "It is not distinguishable from b (75.0% intent accuracy" in summary["recommendation"]
-    assert "label more answers to tell them apart." in summary["recommendation"]
+    assert summary["recommendation"].endswith(
+        "on 40 labelled answers, with 0.0% errors over 40 requests, a median latency of 80 ms "
+        "(p95 80 ms) and no cost set) at this sample size: their intervals overlap; label more "
+        "answers to tell them apart, or put cost or latency first."
+    )
 
 
 def test_nothing_is_recommended_from_fewer_labelled_answers_than_the_minimum() -> None:
@@ -158,10 +169,10 @@ def test_a_shadow_more_accurate_on_labelled_requests_is_recommended_for_promotio
     summary = summarize(served, {"custom-v2": shadow})
     assert summary["recommended_model"] == "custom-v2"
     assert summary["recommendation"] == (
-        "Use custom-v2: the most accurate of 2 models with 30 or more labelled answers (90.0% "
-        "intent accuracy (95% interval 77.0% to 96.0%) on 40 labelled answers, answered as a "
-        "shadow), with 0.0% errors over 40 requests, a median latency of 150 ms (p95 180 ms) "
-        "and no provider cost. Promote it with a gated POST /switch."
+        "Use custom-v2: the most accurate of 2 models with 30 or more labelled answers and a "
+        "p95 within 3,000 ms (90.0% intent accuracy (95% interval 77.0% to 96.0%) on 40 "
+        "labelled answers, answered as a shadow), with 0.0% errors over 40 requests, a median "
+        "latency of 150 ms (p95 180 ms) and no cost set. Promote it with a gated POST /switch."
     )
     assert summarize(served)["recommended_model"] == "custom"
 
@@ -223,3 +234,40 @@ def test_two_checkpoints_of_one_name_are_two_models_never_blended() -> None:
     assert summary["recommended_model"] == "custom@b2"
     assert summary["recommendation"].startswith("Use custom@b2: the most accurate of 2 models")
     assert "not distinguishable" not in summary["recommendation"]
+
+
+def test_a_model_over_the_latency_budget_is_left_out_and_named() -> None:
+    samples = labelled("qlora", "qlora", 4200.0, 95, 100) + labelled(
+        "gemini", "gemini", 600.0, 85, 100
+    )
+    summary = summarize(samples)
+    assert summary["recommended_model"] == "gemini"
+    assert summary["recommendation"].endswith(
+        "; left out for a p95 over 3,000 ms: qlora (p95 4,200 ms)."
+    )
+    patient = summarize(samples, priority=Priority(p95_budget_ms=5000))
+    assert patient["recommended_model"] == "qlora"
+
+
+def test_no_model_within_the_budget_is_no_recommendation() -> None:
+    summary = summarize(labelled("qlora", "qlora", 4200.0, 95, 100))
+    assert summary["recommended_model"] is None
+    assert summary["recommendation"] == (
+        "No recommendation: no model with 30 or more labelled answers keeps a p95 within 3,000 "
+        "ms; left out for a p95 over 3,000 ms: qlora (p95 4,200 ms)."
+    )
+
+
+def test_cost_first_is_the_cheapest_of_the_models_as_accurate_as_the_best() -> None:
+    samples = labelled("gemini", "gemini", 600.0, 36, 40, 0.0002)  # the most accurate
+    samples += labelled("custom", "custom", 40.0, 34, 40, 0.00001)  # within its interval
+    samples += labelled("tiny", "custom", 20.0, 10, 40, 0.000001)  # cheapest, but far behind
+    cheapest = summarize(samples, priority=Priority(first="cost"))
+    assert cheapest["recommended_model"] == "custom"
+    assert cheapest["recommendation"].startswith(
+        "Use custom: the cheapest of 2 models with 30 or more labelled answers and a p95 within "
+        "3,000 ms not distinguishable from the most accurate at this sample size (85.0% intent"
+    )
+    fastest = summarize(samples, priority=Priority(first="latency"))
+    assert fastest["recommended_model"] == "custom"
+    assert summarize(samples)["recommended_model"] == "gemini"

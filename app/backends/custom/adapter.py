@@ -19,6 +19,7 @@ from app.backends.custom.options import CustomOptions
 from app.backends.custom.token_queue import TokenQueue
 from app.backends.grammar import SchemaRefused
 from app.backends.logprobs import token_logprobs
+from app.backends.machine_time import MachinePrice
 from app.backends.protocol import (
     HANDOFF_BELOW,
     Conversation,
@@ -63,6 +64,7 @@ class CustomAdapter:
         self._path = options.checkpoint
         self._max_batch = options.max_batch or DEFAULT_MAX_BATCH
         self._compile = options.compile
+        self._cpu_hour_usd = options.cpu_hour_usd
         self._info = ModelInfo(spec.name, spec.backend, checkpoint_version(spec))
         self._ckpt: Checkpoint | None = None
         self._decoder: BatchDecoder | None = None
@@ -96,8 +98,13 @@ class CustomAdapter:
         # Log-probabilities are the reply's tokens' alone: a checkpoint that writes its intent
         # line as free tokens (an older one) cannot tell them apart, and gives none.
         decided = bool(self._answer.then)
+        machine = MachinePrice("CPU-s", self._decoder.threads, self._cpu_hour_usd)
         self._info = replace(
-            self._info, version=self._ckpt.version, handoff_below=below, gives_logprobs=decided
+            self._info,
+            version=self._ckpt.version,
+            handoff_below=below,
+            gives_logprobs=decided,
+            machine=machine,
         )
         tokenizer, vocab = self._ckpt.tokenizer, self._ckpt.model.config.vocab_size
         self._grammar_tokenizer = tokenizer_for(

@@ -18,3 +18,6 @@ class CustomOptions(BaseModel):
     # Compile the decoding step (torch.compile) in the background once loaded; requests are
     # served by the eager step, with the same tokens, until it is ready.
     compile: bool = True
+    # the price of a CPU core-hour, for the cost of an answer (its CPU-seconds): an on-demand
+    # cloud vCPU's order of magnitude; set what your machines cost
+    cpu_hour_usd: float = Field(0.04, ge=0)

@@ -17,6 +17,7 @@ import llguidance
 
 from app.backends.grammar import with_intent
 from app.backends.logprobs import spelling_of, token_logprobs
+from app.backends.machine_time import MachinePrice
 from app.backends.protocol import (
     HANDOFF_BELOW,
     Conversation,
@@ -86,7 +87,13 @@ class QLoRAAdapter:
         below = handoff_threshold(meta.get(HANDOFF_BELOW), f"{self._o.adapter}/{META_FILE}")
         version = adapter_version(spec)
         self._info = ModelInfo(
-            spec.name, spec.backend, version, below, calls_tools=True, gives_logprobs=True
+            spec.name,
+            spec.backend,
+            version,
+            below,
+            calls_tools=True,
+            gives_logprobs=True,
+            machine=MachinePrice("GPU-s", 1, self._o.gpu_hour_usd),  # one GPU per engine
         )
         self._system = str(meta.get("system_prompt", SYSTEM_PROMPT))
         self._labels = intents.answer_labels

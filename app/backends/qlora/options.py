@@ -22,6 +22,9 @@ class QLoRAOptions(BaseModel):
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)  # vLLM on GPU: weights + KV cache
     kv_cache_bytes: int | None = Field(None, ge=1)  # vLLM: an explicit KV cache (CPU needs it)
     max_batch: int = Field(8, ge=1)  # transformers: requests decoded together
+    # the price of an hour of the GPU it runs on, for the cost of an answer (its GPU-seconds):
+    # an on-demand 24 GB cloud GPU's order of magnitude; set what yours costs
+    gpu_hour_usd: float = Field(1.0, ge=0)
 
     @field_validator("kv_cache_bytes", "max_model_len", mode="before")
     @classmethod

@@ -32,6 +32,8 @@ ROW_FIELDS = [
     "confidence",
     "label",
     "cost_usd",
+    "machine_s",
+    "machine_unit",
     "fallback_from",
     "tools",
     "tool_calls",
@@ -60,6 +62,10 @@ async def test_one_row_per_request_and_a_summary_every_n(
         assert row["model"] == "custom"
         assert row["completion_tokens"] <= 6
         assert row["ts"].endswith("Z")
+        # a local model's answer is billed the CPU time it shared: some, never nothing
+        assert row["machine_unit"] == "CPU-s"
+        assert row["machine_s"] > 0
+        assert row["cost_usd"] > 0
     summary = rows[5]
     assert summary == {
         "ts": ANY,
@@ -75,7 +81,10 @@ async def test_one_row_per_request_and_a_summary_every_n(
                 "error_rate": 0.0,
                 "caller_errors": 0,
                 "refused": 0,
-                "mean_cost_usd": 0.0,
+                "mean_cost_usd": ANY,
+                "cost_per_1000_usd": ANY,  # its CPU time: checked below
+                "machine_per_1000": ANY,
+                "machine_unit": "CPU-s",
                 "labelled": 0,
                 "accuracy": None,
                 "accuracy_interval": None,
@@ -113,7 +122,10 @@ async def test_summary_route_gives_the_per_model_figures(
                 "error_rate": 0.0,
                 "caller_errors": 0,
                 "refused": 0,
-                "mean_cost_usd": 0.0,
+                "mean_cost_usd": ANY,
+                "cost_per_1000_usd": ANY,  # its CPU time: checked below
+                "machine_per_1000": ANY,
+                "machine_unit": "CPU-s",
                 "labelled": 0,
                 "accuracy": None,
                 "accuracy_interval": None,
@@ -131,6 +143,9 @@ async def test_summary_route_gives_the_per_model_figures(
                 "caller_errors": 0,
                 "refused": 0,
                 "mean_cost_usd": 0.0,
+                "cost_per_1000_usd": 0.0,  # no model: nothing to bill
+                "machine_per_1000": None,
+                "machine_unit": None,
                 "labelled": 0,
                 "accuracy": None,
                 "accuracy_interval": None,
@@ -142,6 +157,8 @@ async def test_summary_route_gives_the_per_model_figures(
         "recommended_model": None,  # nothing labelled; and echo never, however fast
         "recommendation": ANY,
     }
+    assert body["models"]["custom"]["cost_per_1000_usd"] > 0
+    assert body["models"]["custom"]["machine_per_1000"] > 0
 
 
 async def test_the_log_never_holds_the_prompt_or_the_reply(serve: ServeFactory) -> None:

@@ -93,7 +93,7 @@ class BatchDecoder:
     ):
         self.model = model
         self.max_batch = max_batch
-        self._threads = threads
+        self.threads = threads  # the cores it decodes on (its intra-op threads)
         self._restart = restart  # tokens after which a sequence goes on from that token alone
         self.stepper = Stepper(model, max_batch, compile=compile, threads=threads)
         self._pending: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -135,7 +135,7 @@ class BatchDecoder:
         # Intra-op threads of this thread only (an OpenMP setting per calling thread). One is
         # fastest here: with two, this model decodes 2.3x slower at c=1 and 1.9x slower at
         # c=16 on 2 cores, as its thread team contends with the process's other threads.
-        torch.set_num_threads(self._threads)
+        torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
                 while self._admit():
