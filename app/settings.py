@@ -18,7 +18,7 @@ from pydantic_settings import (
 from app.backends.custom.options import DEFAULT_CHECKPOINT, CustomOptions
 from app.backends.gemini.options import GeminiOptions
 from app.backends.qlora.options import QLoRAOptions
-from app.telemetry.recommend import DEFAULT_PRIORITY, Priority
+from app.telemetry.recommend import P95_BUDGET_MS, Priority
 
 __all__ = ["DEFAULT_CHECKPOINT", "Settings", "get_settings"]
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     benchmark_every: int = Field(50, ge=1)
     # what the summaries' recommendation puts first, and the p95 a model must keep for it
     recommend_first: Literal["accuracy", "cost", "latency"] = "accuracy"
-    recommend_p95_budget_ms: float = Field(DEFAULT_PRIORITY.p95_budget_ms or 3000.0, gt=0)
+    recommend_p95_budget_ms: float = Field(P95_BUDGET_MS, gt=0)
     log_level: str = "INFO"
 
     @classmethod

@@ -49,7 +49,10 @@ def add_parser(commands: Any) -> None:
 
 
 def _priority(args: argparse.Namespace) -> Priority:
-    """The flags, else the service's settings (its environment and .env)."""
+    """The flags; the service's settings (its environment and .env) only for one not given,
+    so a log copied to another machine reads without the service's settings."""
+    if args.priority is not None and args.p95_budget_ms is not None:
+        return Priority(first=args.priority, p95_budget_ms=args.p95_budget_ms)
     settings = get_settings(args.env_file).recommend
     return Priority(
         first=args.priority or settings.first,

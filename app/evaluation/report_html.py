@@ -9,7 +9,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from app.evaluation.report_model import QUALITY_COLUMNS, SPEED_COLUMNS, Report
+from app.evaluation.report_model import QUALITY_COLUMNS, SPEED_COLUMNS, Report, percent
 from app.evaluation.reporting import figure_pngs
 from app.telemetry.recommend import MIN_LABELLED
 
@@ -28,7 +28,7 @@ _TEMPLATES = Environment(
 
 def tables(report: Report) -> list[dict[str, Any]]:
     shadows = [
-        (name, str(f["mirrored"]), _share(f["agreement"]), _share(f["shadow_accuracy"]))
+        (name, str(f["mirrored"]), percent(f["agreement"]), percent(f["shadow_accuracy"]))
         for name, f in report.shadows.items()
     ]
     return [
@@ -57,10 +57,6 @@ def tables(report: Report) -> list[dict[str, Any]]:
             else []
         ),
     ]
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
 
 
 def write_html(report: Report, source: str, path: Path) -> None:

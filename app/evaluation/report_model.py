@@ -14,7 +14,7 @@ from app.telemetry.summary import Sample, by_version, percentile, summarize
 
 Row = Mapping[str, Any]
 
-# (heading, the figure it shows): the table of speed and errors, and that of quality and cost
+# the headings of the table of speed and errors, and of that of quality and cost
 SPEED_COLUMNS = (
     "model",
     "requests",
@@ -95,7 +95,7 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _share(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
@@ -108,7 +108,7 @@ def _speed_cells(name: str, f: Row) -> tuple[str, ...]:
         _number(f["p99_ms"]),
         _number(f["p50_ttft_ms"]),
         _number(f["mean_tokens_per_s"]),
-        _share(f["error_rate"]),
+        percent(f["error_rate"]),
         str(f["caller_errors"]),
     )
 
@@ -121,10 +121,10 @@ def _quality_cells(name: str, f: Row) -> tuple[str, ...]:
     return (
         name,
         str(f["labelled"]),
-        _share(f["accuracy"]),
+        percent(f["accuracy"]),
         "-" if interval is None else f"{interval[0]:.1%}-{interval[1]:.1%}",
-        _share(f["handoff_rate"]),
+        percent(f["handoff_rate"]),
         billed,
-        f"{_number(f['machine_per_1000'], 1)} {unit}" if unit else "-",
+        "-" if f["machine_per_1000"] is None else f"{f['machine_per_1000']:,.1f} {unit}",
         f"${cost:.4f}" if cost else "-",  # none, or not priced
     )

@@ -15,30 +15,28 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
 from app.evaluation.report_model import Report
-from app.telemetry.recommend import MIN_LABELLED
+from app.telemetry.recommend import MIN_LABELLED, wilson
 from app.telemetry.summary import by_version
 
 Draw = Callable[[Axes, Report], None]
 
 
 def draw_accuracy(ax: Axes, report: Report) -> None:
-    """Intent accuracy per model, its 95% interval as whiskers; a model under the minimum
-    of labelled answers drawn hollow (accuracy does not decide from it)."""
-    judged = {n: f for n, f in report.models.items() if f["accuracy"] is not None}
-    for row, f in enumerate(judged.values()):
-        low, high = f["accuracy_interval"]
-        share = f["accuracy"]
-        enough = f["labelled"] >= MIN_LABELLED
+    """Intent accuracy per model and shadow (a diamond), its 95% interval as whiskers; one
+    under the minimum of labelled answers drawn hollow (accuracy does not decide from it)."""
+    judged = _judged(report)
+    for row, (share, (low, high), labelled, marker) in enumerate(judged.values()):
+        enough = labelled >= MIN_LABELLED
         ax.errorbar(
             share * 100,
             row,
             xerr=[[(share - low) * 100], [(high - share) * 100]],
-            fmt="o",
+            fmt=marker,
             capsize=4,
             color="tab:blue",
             markerfacecolor="tab:blue" if enough else "white",
         )
-        ax.annotate(f"n={f['labelled']}", (share * 100, row), xytext=(0, 7),
+        ax.annotate(f"n={labelled}", (share * 100, row), xytext=(0, 7),
                     textcoords="offset points", ha="center", fontsize=8)  # fmt: skip
     ax.set_yticks(range(len(judged)), list(judged))
     ax.set_ylim(-0.7, max(0.7, len(judged) - 0.3))
@@ -47,6 +45,21 @@ def draw_accuracy(ax: Axes, report: Report) -> None:
     ax.set_title("How accurate is each model?")
     if not judged:
         ax.text(0.5, 0.5, "no labelled answers yet", transform=ax.transAxes, ha="center")
+
+
+def _judged(report: Report) -> dict[str, tuple[float, list[float], int, str]]:
+    """name -> (accuracy, its interval, labelled answers, marker), served models then shadows."""
+    judged = {
+        name: (f["accuracy"], f["accuracy_interval"], f["labelled"], "o")
+        for name, f in report.models.items()
+        if f["accuracy"] is not None
+    }
+    for name, f in report.shadows.items():
+        if f["shadow_accuracy"] is not None and f["labelled"]:
+            right = round(f["shadow_accuracy"] * f["labelled"])
+            interval = wilson(right, f["labelled"])
+            judged[f"{name} (shadow)"] = (f["shadow_accuracy"], interval, f["labelled"], "D")
+    return judged
 
 
 def draw_latency(ax: Axes, report: Report) -> None:

@@ -76,7 +76,8 @@ class ModelStream:
         if piece.text:
             record.mark_token()
         if piece.usage is not None and piece.finish_reason is not None:
-            record.usage, self.finish = piece.usage, piece.finish_reason
+            record.model_done(piece.usage)
+            self.finish = piece.finish_reason
         if piece.confidence is not None:
             record.confidence = piece.confidence
         self.logprobs += piece.logprobs

@@ -15,6 +15,7 @@ from app.backends.protocol import (
     Message,
     ModelSpec,
     SamplingParams,
+    TokenLogprob,
 )
 from app.backends.tools import ToolCall
 from app.banking.intents import IntentSet, IntentSplitter
@@ -172,13 +173,7 @@ class Pipeline:
                     reading = ReplyReading(answer, splitter, record, params.logprobs is not None)
                     if streamed:
                         async for delta, logprobs in reading.deltas(deadline):
-                            yield StreamEvent(
-                                record.request_id,
-                                delta,
-                                model=record.model,
-                                handoff=splitter.handoff,
-                                logprobs=logprobs,
-                            )
+                            yield _delta(record, delta, splitter.handoff, logprobs)
                     else:
                         await reading.whole()
                     record.intent, record.handoff = splitter.intent, splitter.handoff
@@ -217,6 +212,18 @@ class Pipeline:
         if self._fallback is not None and self._fallback.name != active.info.name:
             return [active, self._fallback]
         return [active]
+
+
+def _delta(
+    record: RequestRecord,
+    delta: str,
+    handoff: str | None,
+    logprobs: tuple[TokenLogprob, ...] | None,
+) -> StreamEvent:
+    """A streamed piece of the reply, with the model answering (the fallback, once it does)."""
+    return StreamEvent(
+        record.request_id, delta, model=record.model, handoff=handoff, logprobs=logprobs
+    )
 
 
 def _calls(

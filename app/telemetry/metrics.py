@@ -19,22 +19,7 @@ class Metrics:
         r = self.registry
         self.per_model = PerModelMetrics(r)
         self.shadow = ShadowMetrics(r)
-        self.switch_latency = Histogram(
-            "bankllm_model_switch_seconds",
-            "Time to load and warm up the model switched to.",
-            ("from", "to"),
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.load_attempts = Counter(
-            "bankllm_model_load_attempts_total",
-            "Attempts to load ACTIVE_MODEL at start (retried in the background), by result.",
-            ("model", "result"),
-            registry=r,
-        )
-        self.switches = Counter(
-            "bankllm_model_switches_total", "Model switches by result.", ("result",), registry=r
-        )
+        self._declare_model_lifecycle(r)
         self.fallbacks = Counter(
             "bankllm_fallbacks_total",
             "Requests a remote model failed before its first token, answered by FALLBACK_MODEL.",
@@ -71,6 +56,25 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "bankllm_queue_depth", "Requests waiting for a generation slot.", registry=r
+        )
+
+    def _declare_model_lifecycle(self, r: CollectorRegistry) -> None:
+        """The models' loads and switches, and which one serves."""
+        self.switch_latency = Histogram(
+            "bankllm_model_switch_seconds",
+            "Time to load and warm up the model switched to.",
+            ("from", "to"),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.load_attempts = Counter(
+            "bankllm_model_load_attempts_total",
+            "Attempts to load ACTIVE_MODEL at start (retried in the background), by result.",
+            ("model", "result"),
+            registry=r,
+        )
+        self.switches = Counter(
+            "bankllm_model_switches_total", "Model switches by result.", ("result",), registry=r
         )
         self.active_model = Gauge(
             "bankllm_active_model_info",
@@ -127,6 +131,9 @@ class ShadowMetrics:
         )
 
 
+COST_HELP = "Estimated cost in US dollars: a cloud provider's bill, a local model's machine time."
+
+
 class PerModelMetrics:
     """The series every request writes, labelled by the model that answered it."""
 
@@ -165,12 +172,7 @@ class PerModelMetrics:
         self.completion_tokens = Counter(
             "bankllm_completion_tokens", "Tokens generated.", MODEL_LABELS, registry=r
         )
-        self.cost_usd = Counter(
-            "bankllm_cost_usd",
-            "Estimated cost, in US dollars: a cloud provider's bill, a local model's machine time.",
-            MODEL_LABELS,
-            registry=r,
-        )
+        self.cost_usd = Counter("bankllm_cost_usd", COST_HELP, MODEL_LABELS, registry=r)
         self.in_flight = Gauge(
             "bankllm_requests_in_flight", "Requests generating now.", MODEL_LABELS, registry=r
         )

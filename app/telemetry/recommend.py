@@ -20,6 +20,7 @@ MIN_LABELLED = 30  # labelled answers a model needs before its accuracy can deci
 _Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 
 Figures = Mapping[str, Any]
+P95_BUDGET_MS = 3000.0  # a chat reply a customer waits for, at the 95th percentile
 
 
 class Priority(BaseModel):
@@ -29,15 +30,15 @@ class Priority(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     first: Literal["accuracy", "cost", "latency"] = "accuracy"
-    # a chat reply a customer waits for: three seconds at the 95th percentile
-    p95_budget_ms: float | None = Field(3000.0, gt=0)
+    p95_budget_ms: float | None = Field(P95_BUDGET_MS, gt=0)
 
     def allows(self, f: Figures) -> bool:
         return self.p95_budget_ms is None or f["p95_ms"] <= self.p95_budget_ms
 
     def key(self, f: Figures) -> tuple[float, ...]:
         """The order of the candidates, best first: the priority, then the rest."""
-        cost, accuracy = f["cost_per_1000_usd"] or 0.0, -f["accuracy"]
+        cost = math.inf if f["cost_per_1000_usd"] is None else f["cost_per_1000_usd"]
+        accuracy = -f["accuracy"]
         if self.first == "cost":
             return (cost, accuracy, f["error_rate"], f["p95_ms"])
         if self.first == "latency":
@@ -63,7 +64,7 @@ def wilson(right: int, n: int) -> list[float]:
 
 def _cost(f: Figures) -> str:
     cost = f["cost_per_1000_usd"]
-    return f"${cost:.4f} per 1,000 answers" if cost else "no cost set"
+    return "no cost known" if cost is None else f"${cost:.4f} per 1,000 answers"
 
 
 def _tail(f: Figures) -> str:

@@ -60,6 +60,7 @@ class RequestRecord:
         "intent",
         "label",
         "machine_s",
+        "machine_usd",
         "model",
         "request_id",
         "started",
@@ -94,7 +95,8 @@ class RequestRecord:
         self.tool_calls: tuple[str, ...] = ()  # names only: arguments may be a customer's
         self._in_flight: ModelSeries | None = None  # the series counting it in flight, meanwhile
         self._machine: tuple[MachineMeter, float] | None = None  # its local model's meter
-        self.machine_s = 0.0  # the unit-seconds of local machines it was billed
+        self.machine_s = 0.0  # the answering model's unit-seconds of its machine
+        self.machine_usd = 0.0  # what the local models' machines cost it
         self._committed = False
 
     def by_user(self, user: str | None) -> None:
@@ -108,6 +110,7 @@ class RequestRecord:
         self.model = info
         self._in_flight = self._ledger.metrics.series(info.name, info.backend)
         self._in_flight.in_flight.inc()
+        self.machine_s = 0.0
         if info.machine is not None:
             meter = self._ledger.machines.of(info.name, info.version, info.machine)
             self._machine = (meter, meter.enter())
@@ -212,19 +215,29 @@ class RequestRecord:
         if self._in_flight is not None:
             self._in_flight.in_flight.dec()
             self._in_flight = None
+        self._leave_machine()
+
+    def _leave_machine(self) -> None:
+        """Stop the local model's meter: its time on the machine, and what that cost (a
+        request that fell back pays each model's machine at its own price)."""
         if self._machine is not None:
             meter, entered = self._machine
-            self.machine_s += meter.leave(entered)
+            self.machine_s = meter.leave(entered)
+            self.machine_usd += meter.price.cost_usd(self.machine_s)
             self._machine = None
+
+    def model_done(self, usage: Usage) -> None:
+        """The model's last piece came, with what it used: its machine is no longer ours."""
+        self.usage = usage
+        self._leave_machine()
 
     @property
     def cost_usd(self) -> float | None:
-        """What the request cost: the provider's bill for a cloud model, the machine time it
-        was billed for a local one (at the price its options set)."""
-        machine = self.model.machine if self.model is not None else None
-        if self.usage.cost_usd is not None or machine is None:
-            return self.usage.cost_usd
-        return machine.cost_usd(self.machine_s)
+        """What the request cost: the provider's bill, and the machine time of local models
+        at the price their options set; None where neither is known."""
+        if self.usage.cost_usd is None and self.machine_usd == 0.0:
+            return None
+        return round((self.usage.cost_usd or 0.0) + self.machine_usd, 10)
 
     def _observe(self, info: ModelInfo, figures: _Figures) -> None:
         series = self._ledger.metrics.series(info.name, info.backend)

@@ -17,7 +17,7 @@ class Sample(NamedTuple):
     latency_ms: float
     tokens_per_s: float
     backend: str = ""
-    cost_usd: float = 0.0
+    cost_usd: float = math.nan  # nan: not known (a row from before costs, echo's)
     correct: int = -1  # a labelled request: 1 when its intent was the label, else 0; -1 unlabelled
     version: str = ""  # the checkpoint's or adapter's hash, the upstream model's id
     handoff: int = 0  # 1: the answer was a hand-off to a person
@@ -34,7 +34,7 @@ class Sample(NamedTuple):
             float(row["latency_ms"]),
             float(row.get("tokens_per_s") or 0.0),
             str(row.get("backend") or ""),
-            float(row.get("cost_usd") or 0.0),
+            math.nan if row.get("cost_usd") is None else float(row["cost_usd"]),
             -1 if label is None else int(choice(row.get("intent"), row.get("handoff")) == label),
             str(row.get("version") or ""),
             int(row.get("handoff") is not None),
@@ -128,7 +128,7 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
         "error_rate": round(errors / asked, 4) if asked else 0.0,
         "caller_errors": callers,
         "refused": sum(s.status == "refused" for s in samples),
-        "mean_cost_usd": round(sum(s.cost_usd for s in ok) / len(ok), 8) if ok else None,
+        "mean_cost_usd": round(sum(_known(s.cost_usd) for s in ok) / len(ok), 8) if ok else None,
         **_cost(samples, len(ok)),
         "labelled": len(labelled),
         "accuracy": round(sum(labelled) / len(labelled), 4) if labelled else None,
@@ -138,15 +138,21 @@ def _figures(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
+def _known(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
 def _cost(samples: list[Sample], answers: int) -> dict[str, Any]:
     """What 1,000 answers cost: every request's cost (a failed one's machine time too) over
-    the answers given; for a local model, the machine time they took too."""
-    if not answers:
-        return {"cost_per_1000_usd": None, "machine_per_1000": None, "machine_unit": None}
+    the answers given; for a local model, the machine time they took too. None where no
+    request's cost is known: unknown, never free."""
+    priced = [s.cost_usd for s in samples if not math.isnan(s.cost_usd)]
     unit = next((s.machine_unit for s in samples if s.machine_unit), None)
+    if not answers or not priced:
+        return {"cost_per_1000_usd": None, "machine_per_1000": None, "machine_unit": unit}
     machine = sum(s.machine_s for s in samples) * 1000 / answers
     return {
-        "cost_per_1000_usd": round(sum(s.cost_usd for s in samples) * 1000 / answers, 6),
+        "cost_per_1000_usd": round(sum(priced) * 1000 / answers, 6),
         "machine_per_1000": round(machine, 2) if unit else None,
         "machine_unit": unit,
     }

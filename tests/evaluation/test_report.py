@@ -71,7 +71,7 @@ def test_report_prints_the_summary_and_draws_the_plots(
         "No recommendation yet: intent accuracy decides, and it needs 30 labelled answers a "
         "model; none is labelled yet (`bankllm eval --url` labels what it asks). Fastest "
         "meanwhile: custom, with 0.0% errors over 3 requests, a median latency of 120 ms (p95 "
-        "138 ms) and no cost set.",
+        "138 ms) and no cost known.",
         f"figures: {tmp_path / 'r.png'}",
     ]
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

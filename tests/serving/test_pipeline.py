@@ -45,6 +45,8 @@ def _row(**fields: object) -> dict[str, object]:
         "confidence": None,
         "label": None,
         "cost_usd": None,
+        "machine_s": None,  # a model of no machine (the in-memory one)
+        "machine_unit": None,
         "fallback_from": None,
         "tools": None,
         "tool_calls": [],

@@ -50,7 +50,7 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
             "caller_errors": 0,
             "refused": 0,
             "mean_cost_usd": 0.0,
-            "cost_per_1000_usd": 0.0,
+            "cost_per_1000_usd": None,  # no row priced: unknown, never free
             "machine_per_1000": None,
             "machine_unit": None,
             "labelled": 0,
@@ -73,7 +73,7 @@ def test_rows_are_whole_lines_with_a_summary_every_n(tmp_path: Path) -> None:
             "caller_errors": 0,
             "refused": 0,
             "mean_cost_usd": 0.0,
-            "cost_per_1000_usd": 0.0,
+            "cost_per_1000_usd": None,  # no row priced: unknown, never free
             "machine_per_1000": None,
             "machine_unit": None,
             "labelled": 0,

@@ -18,6 +18,7 @@ from app.telemetry.record import RecordSinks
 ACTIVE = ModelInfo("custom", "custom", "v1")
 CLOUD = ModelInfo("gemini", "gemini", "gemini-2.5-flash")
 LOCAL = ModelInfo("custom", "custom", "v1", machine=MachinePrice("CPU-s", 2, 0.036))
+GPU = ModelInfo("qlora", "qlora", "a1", machine=MachinePrice("GPU-s", 1, 1.8))
 
 
 class Clock:
@@ -142,3 +143,25 @@ def test_a_local_model_s_requests_are_billed_their_share_of_its_machine(tmp_path
     assert [r["cost_usd"] for r in rows] == pytest.approx([6e-05, 4e-05])
     labels = {"model": "custom", "backend": "custom"}
     assert _value(metrics, "bankllm_cost_usd_total", **labels) == pytest.approx(1e-04)
+
+
+def test_a_fallback_pays_each_machine_at_its_price_and_stops_with_the_model(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    metrics, log = Metrics(), BenchmarkLog(tmp_path / "log.jsonl", every=100)
+    log.start()
+    ledger = RecordSinks(metrics, log, lambda: LOCAL, lambda _: None, machines=MachineMeters(clock))
+    record = ledger.open(stream=True)
+    record.serve_with(GPU)  # fails after 1 s
+    clock.now = 1.0
+    record.fell_back(GPU, UpstreamTimeout("slow"), LOCAL)
+    clock.now = 3.0
+    record.model_done(Usage(4, 2))  # the model's last piece: its machine is free from here
+    clock.now = 60.0  # a slow client reads the answer meanwhile
+    record.commit()
+    log.close()
+    (row,) = read_rows(log.path)
+    # the answering model's time, in its unit; the cost of both machines at their prices
+    assert (row["machine_s"], row["machine_unit"]) == (4.0, "CPU-s")
+    assert row["cost_usd"] == pytest.approx(1 * 1.8 / 3600 + 4 * 0.036 / 3600)

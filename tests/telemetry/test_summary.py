@@ -50,7 +50,7 @@ def test_summary_per_model_and_recommendation() -> None:
                 "caller_errors": 0,
                 "refused": 0,
                 "mean_cost_usd": 0.0,
-                "cost_per_1000_usd": 0.0,
+                "cost_per_1000_usd": None,  # no row priced: unknown, never free
                 "machine_per_1000": None,  # no machine time in these rows
                 "machine_unit": None,
                 "labelled": 0,
@@ -70,7 +70,7 @@ def test_summary_per_model_and_recommendation() -> None:
                 "caller_errors": 0,
                 "refused": 0,
                 "mean_cost_usd": 0.0,
-                "cost_per_1000_usd": 0.0,
+                "cost_per_1000_usd": None,  # no row priced: unknown, never free
                 "machine_per_1000": None,  # no machine time in these rows
                 "machine_unit": None,
                 "labelled": 0,
@@ -85,14 +85,14 @@ def test_summary_per_model_and_recommendation() -> None:
         "recommendation": "No recommendation yet: intent accuracy decides, and it needs 30 "
         "labelled answers a model; none is labelled yet (`bankllm eval --url` labels what it "
         "asks). Fastest meanwhile: custom, with 20.0% errors over 5 requests, a median latency "
-        "of 200 ms (p95 290 ms) and no cost set.",
+        "of 200 ms (p95 290 ms) and no cost known.",
     }
 
 
 def labelled(
-    model: str, backend: str, ms: float, right: int, n: int, cost: float = 0.0
+    model: str, backend: str, ms: float, right: int, n: int, cost: float = math.nan
 ) -> list[Sample]:
-    """`n` labelled answers of `model`, `right` of them right."""
+    """`n` labelled answers of `model`, `right` of them right (cost nan: not known)."""
     return [Sample(model, "ok", ms, 10.0, backend, cost, int(i < right)) for i in range(n)]
 
 
@@ -119,7 +119,7 @@ def test_two_models_whose_intervals_overlap_are_named_as_not_distinguishable() -
     assert "It is not distinguishable from b (75.0% intent accuracy" in summary["recommendation"]
     assert summary["recommendation"].endswith(
         "on 40 labelled answers, with 0.0% errors over 40 requests, a median latency of 80 ms "
-        "(p95 80 ms) and no cost set) at this sample size: their intervals overlap; label more "
+        "(p95 80 ms) and no cost known) at this sample size: their intervals overlap; label more "
         "answers to tell them apart, or put cost or latency first."
     )
 
@@ -172,7 +172,7 @@ def test_a_shadow_more_accurate_on_labelled_requests_is_recommended_for_promotio
         "Use custom-v2: the most accurate of 2 models with 30 or more labelled answers and a "
         "p95 within 3,000 ms (90.0% intent accuracy (95% interval 77.0% to 96.0%) on 40 "
         "labelled answers, answered as a shadow), with 0.0% errors over 40 requests, a median "
-        "latency of 150 ms (p95 180 ms) and no cost set. Promote it with a gated POST /switch."
+        "latency of 150 ms (p95 180 ms) and no cost known. Promote it with a gated POST /switch."
     )
     assert summarize(served)["recommended_model"] == "custom"
 
@@ -271,3 +271,19 @@ def test_cost_first_is_the_cheapest_of_the_models_as_accurate_as_the_best() -> N
     fastest = summarize(samples, priority=Priority(first="latency"))
     assert fastest["recommended_model"] == "custom"
     assert summarize(samples)["recommended_model"] == "gemini"
+
+
+def test_cost_first_never_takes_an_unknown_cost_for_free() -> None:
+    served = labelled("custom", "custom", 40.0, 34, 40, 0.00001)
+    shadow = {
+        "mirrored": 40,
+        "p50_ms": 30.0,
+        "p95_ms": 40.0,
+        "error_rate": 0.0,
+        "refused": 0,
+        "labelled": 40,
+        "shadow_accuracy": 0.875,  # as accurate at this sample size, its cost not in its rows
+    }
+    summary = summarize(served, {"custom-v2": shadow}, Priority(first="cost"))
+    assert summary["recommended_model"] == "custom"
+    assert "$0.0100 per 1,000 answers" in summary["recommendation"]

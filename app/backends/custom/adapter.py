@@ -123,19 +123,8 @@ class CustomAdapter:
         tokenizer, answer = self._ckpt.tokenizer, self._answer
         ids = self._fitting(self.prompt_ids(messages))
         eos = special_id(tokenizer, EOS)
-        grammar = self._grammar(params.response_format)
         tokens = TokenQueue()
-        row = Row(
-            ids,
-            Sampling(params.temperature, params.top_p, params.seed),
-            params.max_tokens + answer.hidden,
-            tokens.emitter(),
-            end_token=eos,
-            choices=answer.labels,
-            then=answer.then,
-            grammar=grammar,
-            logprobs=params.logprobs,
-        )
+        row = self._row(ids, params, tokens, eos)
         self._decoder.submit(row)
         decoder = DecodeStream(skip_special_tokens=True)
         scanner = StopScanner(params.stop)
@@ -175,6 +164,22 @@ class CustomAdapter:
             yield Piece(tail, logprobs=spelled)
             spelled = ()
         yield Piece("", finish, usage, logprobs=spelled)
+
+    def _row(self, ids: list[int], params: SamplingParams, tokens: TokenQueue, eos: int) -> Row:
+        """The sequence the decoder runs: the label chosen from the labels, then the reply
+        sampled (under the grammar of a structured reply), each token into `tokens`."""
+        assert self._answer is not None
+        return Row(
+            ids,
+            Sampling(params.temperature, params.top_p, params.seed),
+            params.max_tokens + self._answer.hidden,
+            tokens.emitter(),
+            end_token=eos,
+            choices=self._answer.labels,
+            then=self._answer.then,
+            grammar=self._grammar(params.response_format),
+            logprobs=params.logprobs,
+        )
 
     def _fitting(self, ids: list[int]) -> list[int]:
         """A prompt the model's context holds, with room for a token of answer."""

@@ -80,6 +80,15 @@ def adapter_version(spec: ModelSpec) -> str:
     return str(meta.get("version") or Path(o.adapter).name or "unknown")
 
 
+def _machine(options: QLoRAOptions) -> MachinePrice:
+    """The device its answers are billed: one GPU an engine (a CPU build's cores are named
+    as what they are, at the same hourly price)."""
+    import torch
+
+    unit = "GPU-s" if torch.cuda.is_available() else "CPU-s"
+    return MachinePrice(unit, 1, options.gpu_hour_usd)
+
+
 class QLoRAAdapter:
     def __init__(self, spec: ModelSpec, intents: IntentSet):
         self._o = spec.options_as(QLoRAOptions)
@@ -87,13 +96,7 @@ class QLoRAAdapter:
         below = handoff_threshold(meta.get(HANDOFF_BELOW), f"{self._o.adapter}/{META_FILE}")
         version = adapter_version(spec)
         self._info = ModelInfo(
-            spec.name,
-            spec.backend,
-            version,
-            below,
-            calls_tools=True,
-            gives_logprobs=True,
-            machine=MachinePrice("GPU-s", 1, self._o.gpu_hour_usd),  # one GPU per engine
+            spec.name, spec.backend, version, below, calls_tools=True, gives_logprobs=True
         )
         self._system = str(meta.get("system_prompt", SYSTEM_PROMPT))
         self._labels = intents.answer_labels
@@ -126,6 +129,7 @@ class QLoRAAdapter:
         self._spelling = spelling_of(self._tokenizer, config)
         self._o = self._o.model_copy(update={"max_model_len": context_length(self._o, config)})
         self._engine = await self._start_engine()
+        self._info = replace(self._info, machine=_machine(self._o))
 
     async def _start_engine(self) -> Engine:
         if self._o.engine == "vllm":

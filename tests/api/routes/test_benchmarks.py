@@ -143,7 +143,7 @@ async def test_summary_route_gives_the_per_model_figures(
                 "caller_errors": 0,
                 "refused": 0,
                 "mean_cost_usd": 0.0,
-                "cost_per_1000_usd": 0.0,  # no model: nothing to bill
+                "cost_per_1000_usd": None,  # no model: nothing billed
                 "machine_per_1000": None,
                 "machine_unit": None,
                 "labelled": 0,

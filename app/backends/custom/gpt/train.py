@@ -154,6 +154,9 @@ def train(
     held-out split and the training curve beside it. With a hold-out, the best epoch's
     weights are kept (early stopping). With `conversations`, the model also learns to read a
     follow-up with the customer's earlier turns (training only: the hold-out is of examples)."""
+    unknown = sorted({e.category for e in examples} - set(intents.answer_labels))
+    if unknown:
+        raise ValueError(f"categories not in the intent set: {unknown[:5]}")
     with training_threads(cfg.threads) as tuner:
         return _train(examples, intents, out, cfg, tuner, conversations, meta, progress, on_epoch)
 
@@ -169,9 +172,6 @@ def _train(
     progress: bool,
     on_epoch: Callable[[Epoch], None] | None,
 ) -> TrainResult:
-    unknown = sorted({e.category for e in examples} - set(intents.answer_labels))
-    if unknown:
-        raise ValueError(f"categories not in the intent set: {unknown[:5]}")
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
