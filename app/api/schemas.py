@@ -82,6 +82,13 @@ class GenerateRequest(BaseModel):
         "recorded in its benchmark-log row, for accuracy; never used to answer. Only an "
         "evaluation key (EVAL_API_KEYS) or the admin key may send it (403 otherwise).",
     )
+    user: str | None = Field(
+        None,
+        max_length=256,
+        description="Your id for the customer (a session or account reference), as `user` on "
+        "/v1: the benchmark log keeps a keyed pseudonym of it, never the id, so one customer's "
+        "requests group together.",
+    )
 
 
 def _public(name: str, result: type[Any]) -> type[BaseModel]:

@@ -17,8 +17,8 @@ from app.serving.pipeline import RequestContext, StreamEvent
 router = APIRouter(tags=["generate"])
 PATH = "/generate"
 # GenerateRequest's fields that are sampling options, passed on as they are (a test holds them
-# to be every field but the prompt, `earlier`, `stream` and `label`, so a new one is not
-# silently dropped)
+# to be every field but the prompt, `earlier`, `stream`, `label` and `user`, so a new one is
+# not silently dropped)
 OPTIONS = ("max_tokens", "temperature", "top_p", "stop", "seed")
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": EVENT_STREAM, "description": "The result; with `stream: true`, SSE."},
@@ -32,7 +32,9 @@ async def generate(
 ) -> JSONResponse | EventStreamResponse:
     """One completion from the active model; with `stream: true`, SSE deltas then the result."""
     options: dict[str, Any] = {name: getattr(body, name) for name in OPTIONS}
-    origin = RequestContext(label=body.label, may_label=caller.may_label, key=caller.key_id)
+    origin = RequestContext(
+        user=body.user, label=body.label, may_label=caller.may_label, key=caller.key_id
+    )
     if not body.stream:
         answer = pipeline.generate(body.prompt, earlier=body.earlier, origin=origin, **options)
         result = await cancel_on_disconnect(request, answer)

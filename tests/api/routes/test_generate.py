@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 from unittest.mock import ANY
@@ -12,6 +14,7 @@ from app.api.routes.generate import OPTIONS
 from app.api.schemas import GeneratePublic, GenerateRequest
 from app.backends.protocol import Message
 from app.service import Service
+from app.settings import Settings
 from tests.conftest import ServeFactory, SettingsFactory
 from tests.helpers import (
     PSEUDONYM_SECRET,
@@ -41,10 +44,9 @@ async def test_generate_answers_from_the_active_model(
     assert response.json()["id"].startswith("gen-")
 
 
-def test_every_field_of_a_request_but_its_turns_stream_and_label_is_an_option() -> None:
-    assert set(GenerateRequest.model_fields) - {"prompt", "earlier", "stream", "label"} == set(
-        OPTIONS
-    )
+def test_every_field_of_a_request_but_its_turns_stream_label_and_user_is_an_option() -> None:
+    context = {"prompt", "earlier", "stream", "label", "user"}
+    assert set(GenerateRequest.model_fields) - context == set(OPTIONS)
 
 
 async def test_generate_whole_body_from_the_echo_model(
@@ -272,6 +274,7 @@ async def test_generate_request_schema_is_documented(app: FastAPI) -> None:
         "stream",
         "seed",
         "label",
+        "user",
     ]
     assert json.dumps(schema).count("exclusiveMinimum") == 1  # top_p > 0
 
@@ -297,3 +300,20 @@ async def test_earlier_turns_reach_the_model_before_the_prompt(
     assert long.json()["error"]["message"] == (
         "earlier: with the prompt, must be 1 to 50 characters, got 57"
     )
+
+
+async def test_a_customer_s_id_is_kept_as_a_pseudonym_never_as_given(
+    client: httpx.AsyncClient, service: Service, settings: Settings
+) -> None:
+    asked = [{"prompt": "my card has not arrived", "user": "customer-42"}, {"prompt": "hi"}]
+    for body in asked:
+        assert (await client.post("/generate", json=body)).status_code == 200
+    too_long = await client.post("/generate", json={"prompt": "hi", "user": "x" * 257})
+    rows = read_log(settings, service)
+    # the same keyed pseudonym as the customer's on /v1: one customer's rows group together
+    pseudonym = hmac.new(PSEUDONYM_SECRET.encode(), b"customer-42", hashlib.sha256)
+    users = [r["user"] for r in rows if r["type"] == "request"]
+    assert users == [pseudonym.hexdigest()[:16], None, None]  # the 422's body was never valid
+    assert "customer-42" not in settings.benchmark_log.read_text()
+    assert too_long.status_code == 422
+    assert "user" in too_long.json()["error"]["message"]
